@@ -1,0 +1,12 @@
+"""ntkdsl: infinite-width kernels (NNGP, NTK) of networks written in a small language.
+
+    import ntkdsl
+    net = ntkdsl.load("examples/mlp.ntk")
+    nngp, ntk = net.kernels(x1, x2)
+"""
+
+from ._version import __version__
+from .api import CompiledNetwork, Kernels, load, loads
+from .errors import SpecError, Span
+
+__all__ = ["CompiledNetwork", "Kernels", "SpecError", "Span", "__version__", "load", "loads"]

@@ -1,0 +1,159 @@
+"""The ``ntkdsl`` command line: compile, eval, check.
+
+User mistakes (a bad spec, a missing file, inputs of the wrong shape) print a one-screen message
+on stderr and exit with status 2; no Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+import numpy as np
+
+from . import __version__
+from ._files import write_npz, write_text
+from .api import CompiledNetwork, load
+from .errors import NtkdslError, SpecError
+from .frontend import parse
+from .ir import lower, lower_all, select_network
+
+USER_ERROR = 2
+
+
+class UserError(NtkdslError):
+    """A mistake on the command line (not in a spec): a missing file, a malformed array."""
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except SpecError as exc:
+        print(exc.format(), file=sys.stderr)
+        return USER_ERROR
+    except UserError as exc:
+        print(f"ntkdsl: error: {exc}", file=sys.stderr)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ntkdsl", description="Compile .ntk network specs into NNGP/NTK kernel evaluators.")
+    p.add_argument("--version", action="version", version=f"ntkdsl {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="emit the kernel evaluator (Python), the recursion (LaTeX) or the canonical IR")
+    c.add_argument("spec", help="a .ntk file")
+    c.add_argument("--network", help="which network, when the file defines several")
+    c.add_argument("--emit", choices=("python", "latex", "ir"), default="python")
+    c.add_argument("-o", "--out", help="write here (atomically) instead of stdout")
+    c.set_defaults(run=_compile)
+
+    e = sub.add_parser("eval", help="evaluate the NNGP and NTK kernels on inputs stored as .npy")
+    e.add_argument("spec")
+    e.add_argument("--x1", required=True, help=".npy array of shape (N1, d)")
+    e.add_argument("--x2", help=".npy array of shape (N2, d); default: x1")
+    e.add_argument("--network")
+    e.add_argument("-o", "--out", help=".npz to write with arrays nngp and ntk (atomically)")
+    e.set_defaults(run=_eval)
+
+    k = sub.add_parser("check", help="parse and verify every network of a spec and summarise it")
+    k.add_argument("spec")
+    k.add_argument("--network")
+    k.set_defaults(run=_check)
+    return p
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path!r}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _load(args) -> CompiledNetwork:
+    _read(args.spec)  # a readable message for a missing file before anything else
+    return load(args.spec, args.network)
+
+
+def _output(text: str, out: Optional[str]) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        write_text(out, text)
+    except OSError as exc:
+        raise UserError(f"cannot write {out!r}: {exc.strerror or exc}") from None
+
+
+def _compile(args) -> int:
+    net = _load(args)
+    text = {"python": net.to_python, "latex": net.to_latex, "ir": net.to_ntk}[args.emit]()
+    _output(text, args.out)
+    return 0
+
+
+def _array(path: str, d: int, name: str) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load {name} from {path!r}: {exc}") from None
+    if x.ndim != 2 or x.shape[1] != d:
+        raise UserError(f"{name} in {path!r} has shape {x.shape}; this network needs (N, {d})")
+    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+        raise UserError(f"{name} in {path!r} must hold finite numbers")
+    return x
+
+
+def _eval(args) -> int:
+    net = _load(args)
+    d = net.ir.input_dim
+    x1 = _array(args.x1, d, "--x1")
+    x2 = _array(args.x2, d, "--x2") if args.x2 else None
+    k = net.kernels(x1, x2)
+    if args.out:
+        try:
+            write_npz(args.out, nngp=k.nngp, ntk=k.ntk)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}: nngp, ntk of shape {k.nngp.shape}")
+        return 0
+    print(f"network {net.name}: kernels of shape {k.nngp.shape}")
+    for name, a in (("nngp", k.nngp), ("ntk", k.ntk)):
+        print(f"  {name:5s} min {a.min():.6g}  max {a.max():.6g}  mean {a.mean():.6g}")
+        if x2 is None:
+            print(f"        diagonal {np.diag(a).min():.6g} .. {np.diag(a).max():.6g}")
+    return 0
+
+
+def _check(args) -> int:
+    text = _read(args.spec)
+    module = parse(text, args.spec)
+    if args.network is not None:
+        nets = [lower(module, args.network)]
+    else:
+        nets = lower_all(module)
+        if not nets:
+            select_network(module, None)  # raises the "file defines no network" error
+    for net in nets:
+        print(_summary(CompiledNetwork(net, text, args.spec)))  # verifies and derives
+    return 0
+
+
+def _summary(net: CompiledNetwork) -> str:
+    ir = net.ir
+    lines = [f"network {ir.name}: input {ir.input_dim}, {ir.parameterization} parameterization, "
+             f"{len(ir.layers)} layers, output width {ir.output_width}"]
+    for step in net.program.steps[1:]:
+        span = step.layer.span
+        where = f"{span.line}:{span.col}" if span else "-"
+        lines.append(f"  {step.index:3d}  {where:>7s}  {step.label}")
+    lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
+                 f"the {ir.output_width} outputs share it (K ⊗ I_k)")
+    return "\n".join(lines)

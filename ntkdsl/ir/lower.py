@@ -1,0 +1,402 @@
+"""AST -> IR: resolve names, evaluate constants exactly, bind arguments, expand blocks and repeats.
+
+Values during lowering are exact sympy numbers, tuples (sequences) or :class:`Word` (a bare name
+that is not a ``let`` or parameter: legal only where a parameter takes a fixed set of words, such as
+``parameterization = standard`` or ``b_std = none``). Every mistake raises a SpecError with a span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import sympy as sp
+
+from ..activations import REGISTRY
+from ..errors import ArgumentSpecError, NameSpecError, Span, SpecError, StructureSpecError, did_you_mean
+from ..frontend import ast
+from . import nodes
+
+MAX_REPEAT = 10_000  # a repeat beyond this is a typo, not a network
+MAX_EXPONENT = 1_024  # keeps `10**10**10` from hanging exact arithmetic
+MAX_WIDTH = 10**9
+
+_FUNCTIONS: Dict[str, Callable[[sp.Expr], sp.Expr]] = {
+    "sqrt": sp.sqrt,
+    "exp": sp.exp,
+    "log": sp.log,
+    "sin": sp.sin,
+    "cos": sp.cos,
+}
+_CONSTANTS = {"pi": sp.pi}
+
+
+@dataclass(frozen=True)
+class Word:
+    """A bare name that resolved to nothing; meaningful only as an enumeration word."""
+
+    name: str
+    span: Optional[Span]
+
+
+Value = Union[sp.Expr, Tuple["Value", ...], Word]
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One parameter of a built-in: its name, default and converter (value, span) -> IR value."""
+
+    name: str
+    default: object
+    convert: Callable
+
+
+@dataclass(frozen=True)
+class _Bound:
+    value: Value
+    span: Optional[Span]
+
+
+def lower(module: ast.Module, network: Optional[str] = None) -> nodes.Network:
+    """Lower one network of a parsed module to IR.
+
+    Args:
+        module: the parsed file.
+        network: the network's name; may be omitted when the file defines exactly one.
+
+    Returns:
+        The :class:`nodes.Network` (not yet verified: see :func:`ntkdsl.ir.verify.verify`).
+
+    Raises:
+        SpecError: any naming, argument or structural mistake, with its span.
+    """
+    lowerer = _Lowerer(module)
+    return lowerer.network(select_network(module, network))
+
+
+def lower_all(module: ast.Module) -> List[nodes.Network]:
+    """Lower every network of the module (``ntkdsl check``)."""
+    lowerer = _Lowerer(module)
+    return [lowerer.network(n) for n in module.items if isinstance(n, ast.NetworkDef)]
+
+
+def select_network(module: ast.Module, name: Optional[str]) -> ast.NetworkDef:
+    """The network called ``name``, or the only one; a SpecError otherwise."""
+    nets = [i for i in module.items if isinstance(i, ast.NetworkDef)]
+    names = [n.name for n in nets]
+    if name is not None:
+        for n in nets:
+            if n.name == name:
+                return n
+        if not nets:
+            raise NameSpecError(f"no network '{name}': {module.filename} defines no network", _file_span(module))
+        raise NameSpecError(
+            f"no network '{name}' in {module.filename}{did_you_mean(name, names)}",
+            _file_span(module),
+            notes=[f"note: the file defines {', '.join(names)}"],
+        )
+    if not nets:
+        raise StructureSpecError(
+            "the file defines no network (expected `network NAME(input = D) { ... }`)", _file_span(module)
+        )
+    if len(nets) > 1:
+        raise StructureSpecError(
+            f"the file defines {len(nets)} networks ({', '.join(names)}); choose one "
+            "(--network NAME on the command line, network= in Python)",
+            nets[1].span,
+        )
+    return nets[0]
+
+
+def _file_span(module: ast.Module) -> Span:
+    return Span(module.filename, 1, 1, 1, 2, module.text)
+
+
+class _Lowerer:
+    def __init__(self, module: ast.Module):
+        self.module = module
+        self.lets: Dict[str, ast.LetDef] = {}
+        self.blocks: Dict[str, ast.BlockDef] = {}
+        self.let_values: Dict[str, sp.Expr] = {}
+        self.visiting: List[str] = []  # lets being evaluated: a cycle if one comes back
+        self.block_stack: List[str] = []
+        seen: Dict[str, Span] = {}
+        builtin = set(_LAYERS) | set(REGISTRY.rows)
+        for item in module.items:
+            key = ("network " if isinstance(item, ast.NetworkDef) else "") + item.name
+            if key in seen:
+                prev = seen[key]
+                raise NameSpecError(
+                    f"'{item.name}' is defined twice", item.span, notes=[f"note: first defined at {prev.file}:{prev.line}:{prev.col}"]
+                )
+            seen[key] = item.span
+            if isinstance(item, ast.LetDef):
+                self.lets[item.name] = item
+            elif isinstance(item, ast.BlockDef):
+                if item.name in builtin:
+                    raise NameSpecError(f"block '{item.name}' would shadow the built-in layer or activation '{item.name}'", item.span)
+                self.blocks[item.name] = item
+        for name in self.lets:  # every let is checked, used or not
+            self.let_value(name)
+        if "pi" in self.lets:
+            raise NameSpecError("'pi' is a built-in constant and cannot be redefined", self.lets["pi"].span)
+
+    # ------------------------------------------------------------ expressions
+    def let_value(self, name: str) -> sp.Expr:
+        if name in self.let_values:
+            return self.let_values[name]
+        let = self.lets[name]
+        if name in self.visiting:
+            cycle = self.visiting[self.visiting.index(name):] + [name]
+            raise NameSpecError(f"the let '{name}' depends on itself ({' -> '.join(cycle)})", let.span)
+        self.visiting.append(name)
+        try:
+            value = self.number(let.value, {}, "a let")
+        finally:
+            self.visiting.pop()
+        self.let_values[name] = value
+        return value
+
+    def evaluate(self, e: ast.Expr, env: Mapping[str, Value]) -> Value:
+        if isinstance(e, ast.Number):
+            return sp.Rational(e.value.numerator, e.value.denominator)
+        if isinstance(e, ast.Name):
+            if e.id in env:
+                return env[e.id]
+            if e.id in self.lets:
+                return self.let_value(e.id)
+            if e.id in _CONSTANTS:
+                return _CONSTANTS[e.id]
+            return Word(e.id, e.span)
+        if isinstance(e, ast.Sequence):
+            return tuple(self.evaluate(i, env) for i in e.items)
+        if isinstance(e, ast.Neg):
+            return self._finite(-self.number(e.operand, env), e.span)
+        if isinstance(e, ast.BinOp):
+            left, right = self.number(e.left, env), self.number(e.right, env)
+            if e.op == "**" and right.is_number and abs(right) > MAX_EXPONENT:
+                raise ArgumentSpecError(f"exponent {right} is too large (at most {MAX_EXPONENT})", e.right.span)
+            if e.op == "/" and right == 0:
+                raise ArgumentSpecError("division by zero", e.span)
+            ops = {"+": sp.Add, "-": lambda a, b: a - b, "*": sp.Mul, "/": lambda a, b: a / b, "**": sp.Pow}
+            return self._finite(ops[e.op](left, right), e.span)
+        if isinstance(e, ast.Call):
+            if e.func not in _FUNCTIONS:
+                raise NameSpecError(
+                    f"unknown function '{e.func}'{did_you_mean(e.func, _FUNCTIONS)} (expressions may call "
+                    + ", ".join(_FUNCTIONS) + ")",
+                    e.func_span,
+                )
+            if len(e.args) != 1 or isinstance(e.args[0], ast.Keyword):
+                raise ArgumentSpecError(f"{e.func} takes exactly one positional argument", e.span)
+            return self._finite(_FUNCTIONS[e.func](self.number(e.args[0], env)), e.span)
+        raise TypeError(f"not an expression: {e!r}")  # pragma: no cover - the parser builds only the above
+
+    def number(self, e: ast.Expr, env: Mapping[str, Value], what: str = "a number") -> sp.Expr:
+        """Evaluate ``e`` and insist on a real, finite number."""
+        return self.as_number(self.evaluate(e, env), e.span, env, what)
+
+    def as_number(self, v: Value, span: Optional[Span], env: Mapping[str, Value] = (), what: str = "a number") -> sp.Expr:
+        if isinstance(v, Word):
+            visible = list(env) + list(self.lets) + list(_CONSTANTS)
+            raise NameSpecError(f"undefined name '{v.name}'{did_you_mean(v.name, visible)}", v.span)
+        if isinstance(v, tuple):
+            raise ArgumentSpecError(f"expected {what}, got a sequence", span)
+        return v
+
+    def _finite(self, v: sp.Expr, span: Optional[Span]) -> sp.Expr:
+        if v.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+            raise ArgumentSpecError("the expression is not a finite number", span)
+        if v.is_real is False or v.has(sp.I):
+            raise ArgumentSpecError("the expression is not a real number", span)
+        return v
+
+    # ------------------------------------------------------------ statements
+    def network(self, net: ast.NetworkDef) -> nodes.Network:
+        specs = [
+            _Spec("input", _REQUIRED, _input_shape),
+            _Spec("parameterization", "ntk", _enum(nodes.PARAMETERIZATIONS)),
+        ]
+        args = self.bind(f"network '{net.name}'", specs, net.args, {}, net.span)
+        values = {s.name: s.convert(self, args[s.name].value, args[s.name].span, s.name) for s in specs}
+        layers = self.body(net.body, {}, values["parameterization"])
+        return nodes.Network(net.name, values["input"], values["parameterization"], tuple(layers), net.span)
+
+    def body(self, body: ast.Body, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
+        out: List[nodes.Layer] = []
+        for st in body.statements:
+            if isinstance(st, ast.Repeat):
+                count = _positive_int(self, self.evaluate(st.count, env), st.count.span, "the repeat count", env)
+                if count > MAX_REPEAT:
+                    raise ArgumentSpecError(f"repeat count {count} is too large (at most {MAX_REPEAT})", st.count.span)
+                once = self.body(st.body, env, param)
+                out.extend(once * count)
+            else:
+                out.extend(self.call(st, env, param))
+        return out
+
+    def call(self, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
+        if st.bodies:
+            raise StructureSpecError(f"'{st.name}' takes no {{ }} body", st.bodies[0].span)
+        if st.name in _LAYERS:
+            return [_LAYERS[st.name](self, st, env, param)]
+        row = REGISTRY.get(st.name)
+        if row is not None:
+            specs = [_Spec(p.name, _REQUIRED if p.default is None else p.default, _real) for p in row.params]
+            args = self.bind(f"activation '{st.name}'", specs, st.args, env, st.name_span)
+            values = tuple((s.name, s.convert(self, args[s.name].value, args[s.name].span, s.name, env)) for s in specs)
+            return [nodes.Activation(st.name, values, st.span)]
+        if st.name in self.blocks:
+            return self.block(self.blocks[st.name], st, env, param)
+        known = list(_LAYERS) + list(REGISTRY.rows) + list(self.blocks)
+        raise NameSpecError(f"unknown layer or activation '{st.name}'{did_you_mean(st.name, known)}", st.name_span)
+
+    def block(self, block: ast.BlockDef, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
+        if block.name in self.block_stack:
+            chain = " -> ".join(self.block_stack[self.block_stack.index(block.name):] + [block.name])
+            raise StructureSpecError(f"block '{block.name}' calls itself ({chain})", st.name_span)
+        specs = [_Spec(p.name, p.default if p.default is not None else _REQUIRED, None) for p in block.params]
+        args = self.bind(f"block '{block.name}'", specs, st.args, env, st.name_span, lazy_defaults=True)
+        inner: Dict[str, Value] = {}
+        for p in block.params:  # defaults may refer to lets and to earlier parameters
+            b = args[p.name]
+            inner[p.name] = self.evaluate(b.value.expr, inner) if isinstance(b.value, _Default) else b.value
+        self.block_stack.append(block.name)
+        try:
+            return self.body(block.body, inner, param)
+        finally:
+            self.block_stack.pop()
+
+    def bind(
+        self,
+        what: str,
+        specs: Sequence[_Spec],
+        args: Sequence[ast.Argument],
+        env: Mapping[str, Value],
+        call_span: Optional[Span],
+        lazy_defaults: bool = False,
+    ) -> Dict[str, _Bound]:
+        """Match positional then keyword arguments to ``specs``; values are evaluated in ``env``."""
+        names = [s.name for s in specs]
+        bound: Dict[str, _Bound] = {}
+        seen_keyword = False
+        for i, a in enumerate(args):
+            if isinstance(a, ast.Keyword):
+                seen_keyword = True
+                if a.name not in names:
+                    raise ArgumentSpecError(
+                        f"{what} has no parameter '{a.name}'{did_you_mean(a.name, names)}"
+                        + (f" (parameters: {', '.join(names)})" if names else " (it takes no parameters)"),
+                        a.span,
+                    )
+                if a.name in bound:
+                    raise ArgumentSpecError(f"{what}: '{a.name}' is given twice", a.span)
+                bound[a.name] = _Bound(self.evaluate(a.value, env), a.value.span)
+            else:
+                if seen_keyword:
+                    raise ArgumentSpecError(f"{what}: a positional argument follows a keyword argument", a.span)
+                if i >= len(specs):
+                    raise ArgumentSpecError(
+                        f"{what} takes {_count(len(specs))}"
+                        + (f" ({', '.join(names)})" if names else "")
+                        + f", got {sum(not isinstance(x, ast.Keyword) for x in args)}",
+                        a.span,
+                    )
+                bound[specs[i].name] = _Bound(self.evaluate(a, env), a.span)
+        for s in specs:
+            if s.name not in bound:
+                if s.default is _REQUIRED:
+                    raise ArgumentSpecError(f"{what} needs the argument '{s.name}'", call_span)
+                value = _Default(s.default) if lazy_defaults else s.default
+                bound[s.name] = _Bound(value, call_span)
+        return bound
+
+
+@dataclass(frozen=True)
+class _Default:
+    """A block parameter's default expression, evaluated once the earlier parameters are bound."""
+
+    expr: ast.Expr
+
+
+def _count(n: int) -> str:
+    return "no arguments" if n == 0 else ("at most 1 argument" if n == 1 else f"at most {n} arguments")
+
+
+# ---------------------------------------------------------------- converters: (lowerer, value, span, name[, env])
+def _positive_int(low: _Lowerer, v: Value, span, name: str, env=()) -> int:
+    n = low.as_number(v, span, env, f"{name} (a positive integer)")
+    if not (n.is_integer and n > 0):
+        raise ArgumentSpecError(f"{name} must be a positive integer, got {n}", span)
+    if n > MAX_WIDTH:
+        raise ArgumentSpecError(f"{name} {n} is too large (at most {MAX_WIDTH})", span)
+    return int(n)
+
+
+def _real(low: _Lowerer, v: Value, span, name: str, env=()) -> sp.Expr:
+    return low.as_number(v, span, env, f"'{name}' (a number)")
+
+
+def _std(low: _Lowerer, v: Value, span, name: str, env=()) -> sp.Expr:
+    x = _real(low, v, span, name, env)
+    if x.is_negative:
+        raise ArgumentSpecError(f"{name} is a standard deviation and must be non-negative, got {x}", span)
+    return x
+
+
+def _std_or_none(low: _Lowerer, v: Value, span, name: str, env=()) -> Optional[sp.Expr]:
+    if v is None or (isinstance(v, Word) and v.name == "none"):
+        return None
+    if isinstance(v, Word):
+        raise NameSpecError(f"{name} must be a number or `none`, got undefined name '{v.name}'{did_you_mean(v.name, ['none'])}", v.span)
+    return _std(low, v, span, name, env)
+
+
+def _enum(words: Sequence[str]):
+    def convert(low: _Lowerer, v: Value, span, name: str, env=()) -> str:
+        if isinstance(v, str) and v in words:  # a default
+            return v
+        if isinstance(v, Word) and v.name in words:
+            return v.name
+        got = f"'{v.name}'" if isinstance(v, Word) else "a number" if not isinstance(v, tuple) else "a sequence"
+        hint = did_you_mean(v.name, words) if isinstance(v, Word) else ""
+        raise ArgumentSpecError(f"{name} must be one of {', '.join(words)}; got {got}{hint}", span)
+
+    return convert
+
+
+def _input_shape(low: _Lowerer, v: Value, span, name: str, env=()) -> Tuple[int, ...]:
+    dims = v if isinstance(v, tuple) else (v,)
+    if not dims:
+        raise ArgumentSpecError("input needs at least one dimension", span)
+    shape = tuple(_positive_int(low, d, span, "each input dimension", env) for d in dims)
+    if len(shape) > 1:
+        raise StructureSpecError(
+            f"input = {list(shape)} is an image or signal input; this version compiles fully connected "
+            "networks only, whose input is a vector: input = D",
+            span,
+        )
+    return shape
+
+
+# ---------------------------------------------------------------- built-in structural layers
+def _dense(low: _Lowerer, st: ast.LayerCall, env, param: str) -> nodes.Dense:
+    specs = [
+        _Spec("width", _REQUIRED, _positive_int),
+        _Spec("w_std", sp.S.One, _std),
+        _Spec("b_std", None, _std_or_none),
+        _Spec("parameterization", param, _enum(nodes.PARAMETERIZATIONS)),
+    ]
+    args = low.bind("dense", specs, st.args, env, st.name_span)
+    v = {s.name: s.convert(low, args[s.name].value, args[s.name].span, s.name, env) for s in specs}
+    return nodes.Dense(v["width"], v["w_std"], v["b_std"], v["parameterization"], st.span)
+
+
+def _identity(low: _Lowerer, st: ast.LayerCall, env, param: str) -> nodes.Identity:
+    low.bind("identity", [], st.args, env, st.name_span)
+    return nodes.Identity(st.span)
+
+
+_LAYERS = {"dense": _dense, "identity": _identity}

@@ -1,0 +1,132 @@
+"""The intermediate representation: a network as an immutable sequence of layer nodes.
+
+Each node carries its kernel rule (kernel-math.md §2–3) as a method, so a layer's meaning lives in
+one place; the finite-width forward rule joins it there. Values are exact sympy numbers; spans are
+excluded from equality (``printer`` -> ``parse`` -> ``lower`` round-trips compare equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Dict, Mapping, Optional, Tuple
+
+import sympy as sp
+
+from ..activations import REGISTRY, ActivationRow
+from ..errors import Span
+
+_span = dict(default=None, compare=False, repr=False)
+
+PARAMETERIZATIONS = ("ntk", "standard")
+
+
+@dataclass(frozen=True)
+class KernelState:
+    """The kernel state between layers (kernel-math.md §1), as sympy expressions.
+
+    ``cov1``/``cov2`` are the variances Σ(x, x) of the two input sets, ``nngp`` the covariance
+    Σ(x, x'), ``ntk`` Θ(x, x'); ``gaussian`` says whether an affine layer came last, and ``width``
+    is the current feature count (the next layer's n_in).
+    """
+
+    cov1: sp.Expr
+    cov2: sp.Expr
+    nngp: sp.Expr
+    ntk: sp.Expr
+    gaussian: bool
+    width: int
+    nngp_dot: Optional[sp.Expr] = None  # Σ̇ = K̇_σ of an activation layer, which Θ then multiplies
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A fully connected layer of ``width`` outputs.
+
+    NTK parameterization: z = (σ_w/√n_in)·W·x + σ_b·b; standard: W ~ N(0, σ_w²/n_in), b ~ N(0, σ_b²);
+    ``b_std = None`` means no bias.
+    """
+
+    width: int
+    w_std: sp.Expr = sp.S.One
+    b_std: Optional[sp.Expr] = None
+    parameterization: str = "ntk"
+    span: Optional[Span] = field(**_span)
+
+    def parameters(self) -> Dict[str, sp.Expr]:
+        out = {"w_std": self.w_std}
+        if self.b_std is not None:
+            out["b_std"] = self.b_std
+        return out
+
+    def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
+        """kernel-math.md §2 (neural-tangents' Dense): affine map of Σ, then Θ."""
+        w2 = p["w_std"] ** 2
+        b2 = p["b_std"] ** 2 if "b_std" in p else sp.S.Zero
+        cov1, cov2, nngp = (w2 * k + b2 for k in (s.cov1, s.cov2, s.nngp))
+        if self.parameterization == "ntk":
+            ntk = nngp + w2 * s.ntk  # Θ' = Σ' + σ_w²·Θ
+        else:  # Θ' = n_in·Σ + σ_w²·Θ + 1{bias}  (Σ before the layer; Sohl-Dickstein et al. 2020)
+            ntk = s.width * s.nngp + w2 * s.ntk + (1 if "b_std" in p else 0)
+        return KernelState(cov1, cov2, nngp, ntk, gaussian=True, width=self.width)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The no-op layer."""
+
+    span: Optional[Span] = field(**_span)
+
+    def parameters(self) -> Dict[str, sp.Expr]:
+        return {}
+
+    def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
+        return replace(s, nngp_dot=None)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise nonlinearity σ from the activation registry, with its parameter values."""
+
+    name: str
+    args: Tuple[Tuple[str, sp.Expr], ...] = ()
+    span: Optional[Span] = field(**_span)
+
+    @property
+    def row(self) -> ActivationRow:
+        return REGISTRY.rows[self.name]
+
+    def parameters(self) -> Dict[str, sp.Expr]:
+        return dict(self.args)
+
+    def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
+        """kernel-math.md §3: Σ' = K_σ(q1, q2, c), Θ' = Θ·K̇_σ(q1, q2, c); diagonals at c = q."""
+        params = {name: p[name] for name, _ in self.args}
+        nngp, nngp_dot = self.row.dual(s.cov1, s.cov2, s.nngp, **params)
+        cov1 = self.row.nngp(s.cov1, s.cov1, s.cov1, **params)
+        cov2 = self.row.nngp(s.cov2, s.cov2, s.cov2, **params)
+        return KernelState(cov1, cov2, nngp, s.ntk * nngp_dot, gaussian=False, width=s.width, nngp_dot=nngp_dot)
+
+
+Layer = Dense | Identity | Activation
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network: its input shape, default parameterization and layers (blocks and repeats expanded)."""
+
+    name: str
+    input_shape: Tuple[int, ...]
+    parameterization: str
+    layers: Tuple[Layer, ...]
+    span: Optional[Span] = field(**_span)
+
+    @property
+    def input_dim(self) -> int:
+        return self.input_shape[-1]
+
+    @property
+    def output_width(self) -> int:
+        width = self.input_dim
+        for layer in self.layers:
+            width = getattr(layer, "width", width)
+        return width

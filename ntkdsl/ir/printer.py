@@ -1,0 +1,66 @@
+"""IR -> canonical .ntk text, which parses and lowers back to an equal IR.
+
+Blocks and repeats are expanded, every argument is written out by keyword (widths positionally),
+and values are exact expressions in the language's own syntax (``3/2``, ``sqrt(2)``, ``pi``).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from . import nodes
+
+_FUNCS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos"}
+
+
+def format_value(v: sp.Expr) -> str:
+    """An exact sympy number in .ntk expression syntax."""
+    if v is sp.pi:
+        return "pi"
+    if v.is_Integer:
+        return str(int(v))
+    if v.is_Rational:
+        return f"{v.p}/{v.q}"
+    if v.is_Add:
+        return " + ".join(_operand(a) for a in v.args)
+    if v.is_Mul:
+        return "*".join(_operand(a) for a in v.args)
+    if v.is_Pow:
+        base, exp = v.args
+        if exp == sp.S.Half:
+            return f"sqrt({format_value(base)})"
+        return f"{_operand(base)}**{_operand(exp)}"
+    for func, name in _FUNCS.items():
+        if isinstance(v, func):
+            return f"{name}({format_value(v.args[0])})"
+    raise ValueError(f"cannot print {v!r} in .ntk syntax")
+
+
+def _operand(v: sp.Expr) -> str:
+    text = format_value(v)
+    atomic = (v.is_Integer and v >= 0) or v is sp.pi or text.startswith(("sqrt(", "exp(", "log(", "sin(", "cos("))
+    return text if atomic else f"({text})"
+
+
+def format_layer(layer: nodes.Layer) -> str:
+    if isinstance(layer, nodes.Dense):
+        args = [str(layer.width), f"w_std = {format_value(layer.w_std)}"]
+        args.append("b_std = none" if layer.b_std is None else f"b_std = {format_value(layer.b_std)}")
+        args.append(f"parameterization = {layer.parameterization}")
+        return f"dense({', '.join(args)})"
+    if isinstance(layer, nodes.Identity):
+        return "identity"
+    if isinstance(layer, nodes.Activation):
+        if not layer.args:
+            return layer.name
+        return f"{layer.name}({', '.join(f'{k} = {format_value(v)}' for k, v in layer.args)})"
+    raise TypeError(f"unknown layer {layer!r}")
+
+
+def format_network(net: nodes.Network) -> str:
+    """The canonical text of ``net``."""
+    shape = str(net.input_shape[0]) if len(net.input_shape) == 1 else "[" + ", ".join(map(str, net.input_shape)) + "]"
+    lines = [f"network {net.name}(input = {shape}, parameterization = {net.parameterization}) {{"]
+    lines += [f"    {format_layer(layer)}" for layer in net.layers]
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""IR -> KernelProgram: the symbolic derivation of the NNGP, Σ̇ and NTK recursions."""
