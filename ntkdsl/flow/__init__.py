@@ -1,0 +1,1 @@
+"""Kernel-flow solver: training dynamics in function space (kernel-math.md §4)."""

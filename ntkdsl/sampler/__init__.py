@@ -1,0 +1,1 @@
+"""Finite-width networks built from the same IR (kernel-math.md §5)."""
