@@ -1,10 +1,12 @@
 """The activation registry: one table of parametric families, filled by the family modules.
 
-A row holds only mathematics and its citation: the elementwise function σ (for finite networks and
-quadrature), the dual K_σ(q1, q2, c) = E[σ(u)σ(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]), and,
-where published, its derivative kernel K̇_σ = E[σ'(u)σ'(v)]; otherwise K̇_σ = ∂K_σ/∂c (Price's
-theorem, kernel-math.md §3). Parameters reach the formulas as sympy symbols, so that a kernel can
-be differentiated with respect to them.
+A row holds only mathematics and its citation: the elementwise function σ (for finite networks,
+quadrature and composition), the dual K_σ(q1, q2, c) = E[σ(u)σ(v)] for
+(u, v) ~ N(0, [[q1, c], [c, q2]]) when a closed form exists, and, where published, its derivative
+kernel K̇_σ = E[σ'(u)σ'(v)]; otherwise K̇_σ = ∂K_σ/∂c (Price's theorem, kernel-math.md §3). A row
+without a closed form gets a numerical dual (:mod:`.numerical`). Real parameters reach the
+formulas as sympy symbols (so kernels can be differentiated with respect to them); integer
+parameters (``monomial(n)``) are structural and arrive as Python ints.
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ from ..errors import did_you_mean
 
 @dataclass(frozen=True)
 class ActivationParam:
-    """A real parameter of an activation family, with its default (None: required)."""
+    """A parameter of an activation family.
+
+    Attributes:
+        name: its keyword.
+        default: its default (None: required).
+        kind: "real" (a sympy symbol in the formulas) or "natural" (an int ≥ 0 fixed at compile
+            time, e.g. the degree of a monomial).
+    """
 
     name: str
     default: Optional[sp.Expr] = None
+    kind: str = "real"
 
 
 @dataclass(frozen=True)
@@ -33,28 +43,46 @@ class ActivationRow:
         name: the name used in .ntk files.
         params: the family's parameters, in positional order.
         fn: σ(x, **params) as a sympy expression.
-        nngp: K_σ(q1, q2, c, **params).
+        nngp: K_σ(q1, q2, c, **params), or None when there is no closed form (numerical dual).
         nngp_dot: K̇_σ(q1, q2, c, **params) when a closed form is published; None derives ∂K/∂c.
         citation: where the closed form comes from.
+        doc: σ in words, for the catalog.
+        jumps: σ has jump discontinuities: backpropagation sees σ' = 0 a.e., so K̇ := 0, not ∂K/∂c.
+        mean: E[σ(u)] for u ~ N(0, q), as mean(q, **params), when known (affine wrappers use it).
+        breakpoints: x where σ is not smooth (kinks, jumps), for kink-aware quadrature.
+        variadic: the name of a parameter taking all positional arguments as a tuple
+            (``polynomial(c0, c1, ...)``), or None.
     """
 
     name: str
     params: Tuple[ActivationParam, ...]
     fn: Callable[..., sp.Expr]
-    nngp: Callable[..., sp.Expr]
+    nngp: Optional[Callable[..., sp.Expr]]
     nngp_dot: Optional[Callable[..., sp.Expr]]
     citation: str
     doc: str = ""
+    jumps: bool = False
+    mean: Optional[Callable[..., sp.Expr]] = None
+    breakpoints: Tuple[float, ...] = ()
+    variadic: Optional[str] = None
+
+    @property
+    def exact(self) -> bool:
+        return self.nngp is not None
 
     def dual(self, q1, q2, cov, /, **params) -> Tuple[sp.Expr, sp.Expr]:
-        """(K_σ, K̇_σ) at the given variances and covariance (sympy expressions)."""
+        """(K_σ, K̇_σ) at the given variances and covariance (sympy expressions); closed-form rows only."""
+        if self.nngp is None:
+            raise ValueError(f"activation {self.name!r} has no closed-form dual")
         k = self.nngp(q1, q2, cov, **params)
         if self.nngp_dot is not None:
             return k, self.nngp_dot(q1, q2, cov, **params)
-        return k, _price_derivative(k, cov)
+        if self.jumps:
+            return k, sp.S.Zero
+        return k, price_derivative(k, cov)
 
 
-def _price_derivative(k: sp.Expr, c: sp.Expr) -> sp.Expr:
+def price_derivative(k: sp.Expr, c: sp.Expr) -> sp.Expr:
     """∂K/∂c (Price's theorem), through a dummy so that c may be any expression."""
     d = sp.Dummy("c")
     return sp.diff(k.subs(c, d), d).subs(d, c)
@@ -65,21 +93,28 @@ class Registry:
     """Name -> row; refuses duplicates and answers unknown names with a suggestion."""
 
     rows: Dict[str, ActivationRow] = field(default_factory=dict)
+    aliases: Dict[str, str] = field(default_factory=dict)
 
-    def add(self, row: ActivationRow) -> ActivationRow:
-        if row.name in self.rows:
-            raise ValueError(f"activation {row.name!r} is registered twice")
+    def add(self, row: ActivationRow, aliases: Tuple[str, ...] = ()) -> ActivationRow:
+        for name in (row.name, *aliases):
+            if name in self.rows or name in self.aliases:
+                raise ValueError(f"activation {name!r} is registered twice")
         self.rows[row.name] = row
+        for alias in aliases:
+            self.aliases[alias] = row.name
         return row
 
     def get(self, name: str) -> Optional[ActivationRow]:
-        return self.rows.get(name)
+        return self.rows.get(self.aliases.get(name, name))
+
+    def names(self):
+        return list(self.rows) + list(self.aliases)
 
     def suggestion(self, name: str) -> str:
-        return did_you_mean(name, self.rows)
+        return did_you_mean(name, self.names())
 
     def __contains__(self, name: str) -> bool:
-        return name in self.rows
+        return self.get(name) is not None
 
     def __iter__(self):
         return iter(self.rows.values())

@@ -10,6 +10,7 @@ The same text is what ``ntkdsl compile`` writes and what :mod:`.loader` executes
 from __future__ import annotations
 
 import hashlib
+import inspect
 from typing import List, Optional
 
 import sympy as sp
@@ -18,6 +19,7 @@ from .._version import __version__
 from ..ir.printer import format_network
 from ..symbolic.functions import to_atan2
 from ..symbolic.program import KernelProgram
+from . import support
 from .backends import BACKENDS
 from .printer import ArrayPrinter
 
@@ -109,4 +111,22 @@ Network (canonical form):
 '''
     prologue = _PROLOGUE.format(d=net.input_dim)
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
-    return header + imports + "\n" + prologue + "\n".join(body) + "\n"
+    return header + imports + "\n" + _support(printer.functions) + prologue + "\n".join(body) + "\n"
+
+
+def _support(functions) -> str:
+    """Module-level definitions the printed expressions call: σ functions and the quadrature routine."""
+    parts = []
+    if "gaussian_expectation" in functions:
+        parts.append(support_source())
+    parts += [src for name, src in sorted(functions.items()) if name != "gaussian_expectation"]
+    return "".join("\n\n" + p.rstrip("\n") + "\n" for p in parts)
+
+
+def support_source() -> str:
+    """The quadrature routine of :mod:`.support`, verbatim, with its constants."""
+    constants = [f"{name} = {getattr(support, name)!r}" for name in
+                 ("GAUSS_PANEL_EDGES", "SIGMA_PANEL_EDGES", "GAUSS_TAIL", "GAUSS_NODES")]
+    functions = [inspect.getsource(getattr(support, name)).rstrip("\n") for name in
+                 ("gaussian_expectation", "_panels", "_edges", "_expectation", "_leggauss")]
+    return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"

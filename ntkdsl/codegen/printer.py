@@ -8,7 +8,7 @@ clamp at 0, ``asin`` with its argument clipped to [−1, 1].
 
 from __future__ import annotations
 
-from typing import Set
+from typing import Dict, Set
 
 import sympy as sp
 from sympy.printing.numpy import SciPyPrinter
@@ -27,6 +27,26 @@ class ArrayPrinter(SciPyPrinter):
     def __init__(self):
         super().__init__({"fully_qualified_modules": True, "strict": True, "inline": True})
         self.modules_used: Set[str] = set()
+        self.functions: Dict[str, str] = {}  # support definitions the printed code calls: name -> source
+
+    def _print_GaussianExpectation(self, expr):  # a numerical dual: quadrature over σ's printed code
+        f, g, q1, q2, c, kinks = expr.args
+        names = [self._elementwise(h) for h in (f, g)]
+        self.functions.setdefault("gaussian_expectation", "")
+        marks = ", ".join(repr(float(k)) for k in kinks)
+        return (f"gaussian_expectation({names[0]}, {names[1]}, {self._print(q1)}, {self._print(q2)}, "
+                f"{self._print(c)}, kinks=({marks}{',' if len(kinks) == 1 else ''}))")
+
+    def _elementwise(self, fn: sp.Lambda) -> str:
+        """Define (once) a module-level function evaluating the one-variable Lambda; return its name."""
+        (x,) = fn.variables
+        body = self._print(fn.expr.xreplace({x: sp.Symbol("x")}))
+        for name, source in self.functions.items():
+            if source.endswith(f"    return {body}\n"):
+                return name
+        name = f"_sigma_{len([n for n in self.functions if n.startswith('_sigma_')])}"
+        self.functions[name] = f"def {name}(x):\n    return {body}\n"
+        return name
 
     def _module_format(self, fqn, register=True):
         fqn = _CONSTANTS.get(fqn, fqn)
@@ -52,3 +72,21 @@ class ArrayPrinter(SciPyPrinter):
 
     def _print_Abs(self, expr):
         return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
+
+
+def array_function(expr: sp.Expr, args):
+    """A NumPy function of ``args`` (sympy symbols) evaluating ``expr`` through this printer.
+
+    The same printing path as generated modules, for tests and for numerical tools that need an
+    expression as a vectorised function. Only ever called on expressions ntkdsl built.
+    """
+    import numpy
+    import scipy.special
+
+    from ..symbolic.functions import to_atan2
+
+    printer = ArrayPrinter()
+    names = [f"a{i}" for i in range(len(args))]
+    body = printer.doprint(to_atan2(expr).xreplace(dict(zip(args, sp.symbols(names)))))
+    code = compile(f"lambda {', '.join(names)}: {body}", "<ntkdsl array_function>", "eval")
+    return eval(code, {"xp": numpy, "xps": scipy.special})  # noqa: S307 - printed from a sympy expression we built

@@ -123,7 +123,7 @@ class _Lowerer:
         self.visiting: List[str] = []  # lets being evaluated: a cycle if one comes back
         self.block_stack: List[str] = []
         seen: Dict[str, Span] = {}
-        builtin = set(_LAYERS) | set(REGISTRY.rows)
+        builtin = set(_LAYERS) | set(REGISTRY.names())
         for item in module.items:
             key = ("network " if isinstance(item, ast.NetworkDef) else "") + item.name
             if key in seen:
@@ -244,14 +244,27 @@ class _Lowerer:
             return [_LAYERS[st.name](self, st, env, param)]
         row = REGISTRY.get(st.name)
         if row is not None:
-            specs = [_Spec(p.name, _REQUIRED if p.default is None else p.default, _real) for p in row.params]
-            args = self.bind(f"activation '{st.name}'", specs, st.args, env, st.name_span)
-            values = tuple((s.name, s.convert(self, args[s.name].value, args[s.name].span, s.name, env)) for s in specs)
-            return [nodes.Activation(st.name, values, st.span)]
+            return [self.activation(row, st, env)]
         if st.name in self.blocks:
             return self.block(self.blocks[st.name], st, env, param)
-        known = list(_LAYERS) + list(REGISTRY.rows) + list(self.blocks)
+        known = list(_LAYERS) + REGISTRY.names() + list(self.blocks)
         raise NameSpecError(f"unknown layer or activation '{st.name}'{did_you_mean(st.name, known)}", st.name_span)
+
+    def activation(self, row, st: ast.LayerCall, env: Mapping[str, Value]) -> nodes.Activation:
+        what = f"activation '{st.name}'"
+        convert = {"real": _real, "natural": _natural}
+        specs = [_Spec(p.name, _REQUIRED if p.default is None else p.default, convert[p.kind]) for p in row.params]
+        args = list(st.args)
+        values = []
+        if row.variadic is not None:  # polynomial(c0, c1, ...): every positional argument is a coefficient
+            positional = [a for a in args if not isinstance(a, ast.Keyword)]
+            if not positional:
+                raise ArgumentSpecError(f"{what} needs at least one {row.variadic} value", st.name_span)
+            values.append((row.variadic, tuple(self.number(a, env, "a coefficient") for a in positional)))
+            args = [a for a in args if isinstance(a, ast.Keyword)]
+        bound = self.bind(what, specs, args, env, st.name_span)
+        values += [(s.name, s.convert(self, bound[s.name].value, bound[s.name].span, s.name, env)) for s in specs]
+        return nodes.Activation(row.name, tuple(values), st.span)
 
     def block(self, block: ast.BlockDef, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
         if block.name in self.block_stack:
@@ -333,6 +346,15 @@ def _positive_int(low: _Lowerer, v: Value, span, name: str, env=()) -> int:
     if n > MAX_WIDTH:
         raise ArgumentSpecError(f"{name} {n} is too large (at most {MAX_WIDTH})", span)
     return int(n)
+
+
+def _natural(low: _Lowerer, v: Value, span, name: str, env=()) -> sp.Expr:
+    n = low.as_number(v, span, env, f"'{name}' (an integer ≥ 0)")
+    if not (n.is_integer and n >= 0):
+        raise ArgumentSpecError(f"{name} must be an integer ≥ 0, got {n}", span)
+    if n > 64:
+        raise ArgumentSpecError(f"{name} = {n} is too large (at most 64)", span)
+    return n
 
 
 def _real(low: _Lowerer, v: Value, span, name: str, env=()) -> sp.Expr:

@@ -85,10 +85,14 @@ class Identity:
 
 @dataclass(frozen=True)
 class Activation:
-    """An elementwise nonlinearity σ from the activation registry, with its parameter values."""
+    """An elementwise nonlinearity σ from the activation registry, with its parameter values.
+
+    ``args`` holds every parameter of the row in order: a sympy number, or for a variadic
+    parameter (``polynomial(c0, c1, ...)``) a tuple of them.
+    """
 
     name: str
-    args: Tuple[Tuple[str, sp.Expr], ...] = ()
+    args: Tuple[Tuple[str, object], ...] = ()
     span: Optional[Span] = field(**_span)
 
     @property
@@ -96,11 +100,32 @@ class Activation:
         return REGISTRY.rows[self.name]
 
     def parameters(self) -> Dict[str, sp.Expr]:
-        return dict(self.args)
+        """The real parameters, which the symbolic program keeps as symbols (variadic ones numbered)."""
+        kinds = {p.name: p.kind for p in self.row.params}
+        out: Dict[str, sp.Expr] = {}
+        for name, value in self.args:
+            if isinstance(value, tuple):
+                out.update({f"{name}{i}": v for i, v in enumerate(value)})
+            elif kinds.get(name, "real") == "real":
+                out[name] = value
+        return out
+
+    def row_arguments(self, p: Mapping[str, sp.Symbol]) -> Dict[str, object]:
+        """The keyword arguments of the row's formulas: symbols for real parameters, ints for natural ones."""
+        kinds = {q.name: q.kind for q in self.row.params}
+        out: Dict[str, object] = {}
+        for name, value in self.args:
+            if isinstance(value, tuple):
+                out[name] = tuple(p[f"{name}{i}"] for i in range(len(value)))
+            elif kinds.get(name, "real") == "real":
+                out[name] = p[name]
+            else:
+                out[name] = int(value)
+        return out
 
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """kernel-math.md §3: Σ' = K_σ(q1, q2, c), Θ' = Θ·K̇_σ(q1, q2, c); diagonals at c = q."""
-        params = {name: p[name] for name, _ in self.args}
+        params = self.row_arguments(p)
         nngp, nngp_dot = self.row.dual(s.cov1, s.cov2, s.nngp, **params)
         cov1 = self.row.nngp(s.cov1, s.cov1, s.cov1, **params)
         cov2 = self.row.nngp(s.cov2, s.cov2, s.cov2, **params)

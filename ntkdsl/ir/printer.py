@@ -53,7 +53,13 @@ def format_layer(layer: nodes.Layer) -> str:
     if isinstance(layer, nodes.Activation):
         if not layer.args:
             return layer.name
-        return f"{layer.name}({', '.join(f'{k} = {format_value(v)}' for k, v in layer.args)})"
+        args = []
+        for k, v in layer.args:
+            if isinstance(v, tuple):  # a variadic parameter: positional values
+                args += [format_value(x) for x in v]
+            else:
+                args.append(f"{k} = {format_value(v)}")
+        return f"{layer.name}({', '.join(args)})"
     raise TypeError(f"unknown layer {layer!r}")
 
 

@@ -70,3 +70,45 @@ class angle(sp.Function):  # noqa: N801
 def to_atan2(expr: sp.Expr) -> sp.Expr:
     """Rewrite every ``angle(c, p)`` as ``atan2(perp(c, p), c)`` so that CSE can share ``perp``."""
     return expr.replace(angle, lambda c, p: sp.atan2(perp(c, p), c))
+
+
+class GaussianExpectation(sp.Function):
+    """E[f(u)·g(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]): a numerical dual kernel.
+
+    Arguments: ``(f, g, q1, q2, c, kinks)`` with f, g one-variable ``sp.Lambda``s and ``kinks`` a
+    ``sp.Tuple`` of σ-argument values where f or g is not smooth. Price's theorem gives the
+    derivative in c: E[f'(u)·g'(v)] (derivatives of jumps taken as 0, as backpropagation sees them,
+    kernel-math.md §3). Printed as a call to the generated module's quadrature routine.
+    """
+
+    nargs = 6
+
+    @classmethod
+    def eval(cls, f, g, q1, q2, c, kinks):
+        return None
+
+    def fdiff(self, argindex=1):
+        f, g, q1, q2, c, kinks = self.args
+        if argindex != 5:
+            raise sp.ArgumentIndexError(self, argindex)
+        return GaussianExpectation(derivative(f), derivative(g), q1, q2, c, kinks)
+
+    def _eval_derivative(self, s):
+        f, g, q1, q2, c, _ = self.args
+        if any(a.has(s) for a in (f, g, q1, q2)):  # only ∂/∂c has a closed form (Price)
+            return sp.Derivative(self, s, evaluate=False)
+        return self.fdiff(5) * sp.diff(c, s)
+
+    def _latex(self, printer):
+        f, g, q1, q2, c, _ = self.args
+        u, v = sp.Symbol("u"), sp.Symbol("v")
+        return (rf"\mathbb{{E}}\left[{printer._print(f(u))}\, {printer._print(g(v))}\right]_{{(u, v) \sim \mathcal{{N}}"
+                rf"\left(0, \begin{{smallmatrix}} {printer._print(q1)} & {printer._print(c)} \\ {printer._print(c)} & "
+                rf"{printer._print(q2)} \end{{smallmatrix}}\right)}}")
+
+
+def derivative(f: sp.Lambda) -> sp.Lambda:
+    """f' as a Lambda, with the derivative of every jump (DiracDelta) taken as 0 (σ' a.e.)."""
+    (x,) = f.variables
+    d = sp.diff(f.expr, x).replace(sp.DiracDelta, lambda *a: sp.S.Zero)
+    return sp.Lambda(x, d)

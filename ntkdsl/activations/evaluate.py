@@ -1,0 +1,66 @@
+"""Numerical evaluation of any registry row's dual kernels, for tests, tools and the catalog."""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import sympy as sp
+
+from ..codegen.printer import array_function
+from .registry import REGISTRY, ActivationRow
+
+
+def _row(row) -> ActivationRow:
+    return REGISTRY.get(row) if isinstance(row, str) else row
+
+
+def _kwargs(row: ActivationRow, params: dict) -> dict:
+    """Parameter values as the row's formulas take them: exact sympy numbers, ints for natural ones."""
+    out = {}
+    for p in row.params:
+        value = params.get(p.name, p.default)
+        if value is None:
+            raise TypeError(f"activation {row.name!r} needs the parameter {p.name!r}")
+        out[p.name] = int(value) if p.kind == "natural" else sp.nsimplify(value)
+    if row.variadic is not None:
+        out[row.variadic] = tuple(sp.nsimplify(v) for v in params[row.variadic])
+    return out
+
+
+def evaluate_dual(row, q1, q2, c, **params) -> Tuple[np.ndarray, np.ndarray]:
+    """(K_σ, K̇_σ) of a row at arrays of variances q1, q2 and covariances c (broadcast together).
+
+    Args:
+        row: a registry row or its name.
+        q1, q2, c: array-likes.
+        **params: the row's parameters (defaults where omitted).
+
+    Returns:
+        Two float64 arrays.
+    """
+    row = _row(row)
+    args = _kwargs(row, params)
+    s1, s2, sc = sp.symbols("q1 q2 c", real=True)
+    q1, q2, c = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (q1, q2, c)))
+    if row.nngp is None:
+        from .numerical import numerical_dual
+
+        return numerical_dual(row, args, q1, q2, c)
+    k, kdot = row.dual(sp.Symbol("q1", nonnegative=True), sp.Symbol("q2", nonnegative=True), sc, **args)
+    k = k.subs({sp.Symbol("q1", nonnegative=True): s1, sp.Symbol("q2", nonnegative=True): s2})
+    kdot = kdot.subs({sp.Symbol("q1", nonnegative=True): s1, sp.Symbol("q2", nonnegative=True): s2})
+    fk, fkdot = array_function(k, (s1, s2, sc)), array_function(kdot, (s1, s2, sc))
+    return np.broadcast_to(fk(q1, q2, c), q1.shape).astype(np.float64), np.broadcast_to(fkdot(q1, q2, c), q1.shape).astype(np.float64)
+
+
+def evaluate_sigma(row, x, derivative: bool = False, **params) -> np.ndarray:
+    """σ(x) (or σ'(x), with the derivative of a jump taken as 0) of a row, elementwise."""
+    row = _row(row)
+    args = _kwargs(row, params)
+    t = sp.Symbol("x", real=True)
+    expr = row.fn(t, **args)
+    if derivative:
+        expr = sp.diff(expr, t).replace(sp.DiracDelta, lambda *a: sp.S.Zero)
+    x = np.asarray(x, dtype=np.float64)
+    return np.broadcast_to(array_function(expr, (t,))(x), x.shape).astype(np.float64)

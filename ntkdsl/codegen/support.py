@@ -1,0 +1,93 @@
+"""Run-time support routines that generated modules need, written once over the array module ``xp``.
+
+:func:`gaussian_expectation` is copied verbatim (``inspect.getsource``) into every generated module
+that evaluates a numerical dual, so those modules stay standalone; ntkdsl's own numerical tools call
+this same function. Keep it free of names other than ``xp`` and its own.
+"""
+
+import numpy as xp
+
+# Panel edges in z (standard-normal units): the Gaussian weight is resolved by these fixed panels,
+# σ's non-smooth or fast-changing region by panels at σ-argument values ±1 and 0 and at its kinks.
+# 10 Gauss–Legendre nodes a panel; measured in docs/numerical-duals.md.
+GAUSS_PANEL_EDGES = (-5.0, -2.0, 2.0, 5.0)
+SIGMA_PANEL_EDGES = (-1.0, 0.0, 1.0)
+GAUSS_TAIL = 9.0  # φ(9) ≈ 1e-18: beyond it nothing a float64 kernel can see
+GAUSS_NODES = 10
+
+
+def gaussian_expectation(f, g, q1, q2, c, kinks=()):
+    """E[f(u)·g(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]), elementwise over broadcast arrays.
+
+    With ρ = c/√(q1·q2) (clamped to [−1, 1]; 0 where a variance is 0), u = √q1·z1 and
+    v = √q2·(ρ·z1 + √(1 − ρ²)·z2) for independent standard normals z1, z2; both integrals use
+    composite Gauss–Legendre panels on [−9, 9] whose edges include fixed Gaussian breakpoints and the
+    preimages of σ's kinks and transition region, so kinks and jumps fall on panel edges (Davis &
+    Rabinowitz, Methods of Numerical Integration, §2.7). Cost: about (9·10)² evaluations of g and
+    the same number of products per entry; memory is bounded by evaluating in chunks.
+
+    Args:
+        f, g: vectorised elementwise functions.
+        q1, q2, c: variances and covariance (broadcastable arrays, q ≥ 0).
+        kinks: σ-argument values where f or g is not smooth.
+
+    Returns:
+        An array of the broadcast shape.
+    """
+    q1, q2, c = xp.broadcast_arrays(xp.asarray(q1, dtype=xp.float64), xp.asarray(q2, dtype=xp.float64),
+                                    xp.asarray(c, dtype=xp.float64))
+    shape = q1.shape
+    q1, q2, c = q1.reshape(-1), q2.reshape(-1), c.reshape(-1)
+    out = xp.empty(q1.shape, dtype=xp.float64)
+    marks = xp.asarray(sorted(set(SIGMA_PANEL_EDGES) | {float(k) for k in kinks}), dtype=xp.float64)
+    gauss = xp.asarray(GAUSS_PANEL_EDGES, dtype=xp.float64)
+    x, w = xp.polynomial.legendre.leggauss(GAUSS_NODES) if hasattr(xp, "polynomial") else _leggauss()
+    x, w = xp.asarray(x), xp.asarray(w)
+    panels = len(gauss) + len(marks) + 1
+    chunk = max(1, 2_000_000 // (panels * GAUSS_NODES) ** 2)
+    for lo in range(0, q1.size, chunk):
+        sl = slice(lo, lo + chunk)
+        out[sl] = _expectation(f, g, q1[sl], q2[sl], c[sl], marks, gauss, x, w)
+    return out.reshape(shape)
+
+
+def _panels(edges, x, w):
+    """Nodes and weights of Gauss–Legendre panels between consecutive sorted edges (last axis)."""
+    a, b = edges[..., :-1, None], edges[..., 1:, None]
+    half = (b - a) / 2
+    nodes = (a + half * (x + 1)).reshape(edges.shape[:-1] + (-1,))
+    weights = (half * w).reshape(edges.shape[:-1] + (-1,))
+    return nodes, weights
+
+
+def _edges(preimages, gauss):
+    """Sorted panel edges: ±tail, the Gaussian breakpoints and the preimages, clipped to the tail."""
+    shape = preimages.shape[:-1]
+    tail = xp.full(shape + (1,), GAUSS_TAIL)
+    fixed = xp.broadcast_to(gauss, shape + gauss.shape)
+    return xp.sort(xp.clip(xp.concatenate([-tail, tail, fixed, preimages], axis=-1), -GAUSS_TAIL, GAUSS_TAIL), axis=-1)
+
+
+def _expectation(f, g, q1, q2, c, marks, gauss, x, w):
+    p = q1 * q2
+    safe = xp.where(p > 0, p, 1.0)
+    rho = xp.where(p > 0, xp.clip(c / xp.sqrt(safe), -1.0, 1.0), 0.0)
+    r1, r2 = xp.sqrt(q1), xp.sqrt(q2)
+    s = r2 * xp.sqrt(xp.maximum(1.0 - rho * rho, 0.0))
+    with xp.errstate(divide="ignore", invalid="ignore"):
+        pre1 = xp.where(r1[:, None] > 0, marks[None, :] / xp.where(r1 > 0, r1, 1.0)[:, None], GAUSS_TAIL)
+    z1, w1 = _panels(_edges(pre1, gauss), x, w)  # (n, P·m)
+    mu = (r2 * rho)[:, None] * z1
+    s3 = s[:, None, None]
+    with xp.errstate(divide="ignore", invalid="ignore"):
+        pre2 = xp.where(s3 > 0, (marks[None, None, :] - mu[..., None]) / xp.where(s3 > 0, s3, 1.0), GAUSS_TAIL)
+    z2, w2 = _panels(_edges(pre2, gauss), x, w)  # (n, P·m, P·m)
+    density = 0.3989422804014327  # 1/√(2π)
+    inner = xp.sum(w2 * xp.exp(-0.5 * z2 * z2) * g(mu[..., None] + s3 * z2), axis=-1) * density
+    return xp.sum(w1 * xp.exp(-0.5 * z1 * z1) * f(r1[:, None] * z1) * inner, axis=-1) * density
+
+
+def _leggauss():  # array modules without numpy.polynomial (CuPy): nodes from NumPy
+    import numpy
+
+    return numpy.polynomial.legendre.leggauss(GAUSS_NODES)
