@@ -39,19 +39,16 @@ def evaluate_dual(row, q1, q2, c, **params) -> Tuple[np.ndarray, np.ndarray]:
     Returns:
         Two float64 arrays.
     """
+    from .dual import row_dual
+
     row = _row(row)
     args = _kwargs(row, params)
-    s1, s2, sc = sp.symbols("q1 q2 c", real=True)
     q1, q2, c = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (q1, q2, c)))
-    if row.nngp is None:
-        from .numerical import numerical_dual
-
-        return numerical_dual(row, args, q1, q2, c)
-    k, kdot = row.dual(sp.Symbol("q1", nonnegative=True), sp.Symbol("q2", nonnegative=True), sc, **args)
-    k = k.subs({sp.Symbol("q1", nonnegative=True): s1, sp.Symbol("q2", nonnegative=True): s2})
-    kdot = kdot.subs({sp.Symbol("q1", nonnegative=True): s1, sp.Symbol("q2", nonnegative=True): s2})
-    fk, fkdot = array_function(k, (s1, s2, sc)), array_function(kdot, (s1, s2, sc))
-    return np.broadcast_to(fk(q1, q2, c), q1.shape).astype(np.float64), np.broadcast_to(fkdot(q1, q2, c), q1.shape).astype(np.float64)
+    s1, s2 = sp.symbols("q1 q2", nonnegative=True)
+    sc = sp.Symbol("c", real=True)
+    dual = row_dual(row, args, s1, s2, sc)
+    return tuple(np.broadcast_to(array_function(e, (s1, s2, sc))(q1, q2, c), q1.shape).astype(np.float64)
+                 for e in (dual.nngp, dual.nngp_dot))
 
 
 def evaluate_sigma(row, x, derivative: bool = False, **params) -> np.ndarray:

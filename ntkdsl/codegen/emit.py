@@ -17,7 +17,7 @@ import sympy as sp
 
 from .._version import __version__
 from ..ir.printer import format_network
-from ..symbolic.functions import to_atan2
+from ..symbolic.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
 from . import support
 from .backends import BACKENDS
@@ -80,7 +80,9 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         targets = [sym for sym, _ in step.assignments]
         exprs = [to_atan2(expr.xreplace(values)) for _, expr in step.assignments]
         names = sp.numbered_symbols(f"t{step.index}_")
+        exprs, restore = _hide_quadratures(exprs)
         shared, reduced = sp.cse(exprs, symbols=names, order="none")
+        shared, reduced = [(s, restore(e)) for s, e in shared], [restore(e) for e in reduced]
         for sym, expr in shared:
             body.append(f"    {sym} = {printer.doprint(expr)}")
         for sym, expr in zip(targets, reduced):
@@ -112,6 +114,27 @@ Network (canonical form):
     prologue = _PROLOGUE.format(d=net.input_dim)
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
     return header + imports + "\n" + _support(printer.functions) + prologue + "\n".join(body) + "\n"
+
+
+def _hide_quadratures(exprs):
+    """Stand-ins for numerical duals so that CSE shares their (q1, q2, c) arguments but never
+    takes their σ Lambdas apart; ``restore`` puts them back."""
+    originals = {}
+
+    def hide(ge):
+        key = (ge.args[0], ge.args[1], ge.args[5])
+        if key not in originals:
+            originals[key] = sp.Function(f"_quadrature{len(originals)}")
+        return originals[key](*ge.args[2:5])
+
+    hidden = [e.replace(GaussianExpectation, lambda *a: hide(GaussianExpectation(*a))) for e in exprs]
+    by_func = {func: key for key, func in originals.items()}
+
+    def restore(e):
+        return e.replace(lambda n: getattr(n, "func", None) in by_func,
+                         lambda n: GaussianExpectation(by_func[n.func][0], by_func[n.func][1], *n.args, by_func[n.func][2]))
+
+    return hidden, restore
 
 
 def _support(functions) -> str:

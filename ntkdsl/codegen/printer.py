@@ -77,16 +77,21 @@ class ArrayPrinter(SciPyPrinter):
 def array_function(expr: sp.Expr, args):
     """A NumPy function of ``args`` (sympy symbols) evaluating ``expr`` through this printer.
 
-    The same printing path as generated modules, for tests and for numerical tools that need an
-    expression as a vectorised function. Only ever called on expressions ntkdsl built.
+    The same printing path as generated modules (σ helpers and the quadrature routine included),
+    for tests and numerical tools. Only ever called on expressions ntkdsl built, never on user text.
     """
     import numpy
     import scipy.special
 
     from ..symbolic.functions import to_atan2
+    from . import support
 
     printer = ArrayPrinter()
     names = [f"a{i}" for i in range(len(args))]
     body = printer.doprint(to_atan2(expr).xreplace(dict(zip(args, sp.symbols(names)))))
+    namespace = {"xp": numpy, "xps": scipy.special, "gaussian_expectation": support.gaussian_expectation}
+    for name, source in printer.functions.items():
+        if name != "gaussian_expectation":
+            exec(compile(source, "<ntkdsl array_function>", "exec"), namespace)  # noqa: S102 - printed by us
     code = compile(f"lambda {', '.join(names)}: {body}", "<ntkdsl array_function>", "eval")
-    return eval(code, {"xp": numpy, "xps": scipy.special})  # noqa: S307 - printed from a sympy expression we built
+    return eval(code, namespace)  # noqa: S307 - printed from a sympy expression we built

@@ -37,6 +37,8 @@ def gaussian_expectation(f, g, q1, q2, c, kinks=()):
     q1, q2, c = xp.broadcast_arrays(xp.asarray(q1, dtype=xp.float64), xp.asarray(q2, dtype=xp.float64),
                                     xp.asarray(c, dtype=xp.float64))
     shape = q1.shape
+    if f is g:  # E[f(u)f(v)] is symmetric in (q1, q2): one order for both makes K(x, x') == K(x', x) bitwise
+        q1, q2 = xp.minimum(q1, q2), xp.maximum(q1, q2)
     q1, q2, c = q1.reshape(-1), q2.reshape(-1), c.reshape(-1)
     out = xp.empty(q1.shape, dtype=xp.float64)
     marks = xp.asarray(sorted(set(SIGMA_PANEL_EDGES) | {float(k) for k in kinks}), dtype=xp.float64)

@@ -125,11 +125,14 @@ class Activation:
 
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """kernel-math.md §3: Σ' = K_σ(q1, q2, c), Θ' = Θ·K̇_σ(q1, q2, c); diagonals at c = q."""
+        from ..activations.dual import row_dual
+
         params = self.row_arguments(p)
-        nngp, nngp_dot = self.row.dual(s.cov1, s.cov2, s.nngp, **params)
-        cov1 = self.row.nngp(s.cov1, s.cov1, s.cov1, **params)
-        cov2 = self.row.nngp(s.cov2, s.cov2, s.cov2, **params)
-        return KernelState(cov1, cov2, nngp, s.ntk * nngp_dot, gaussian=False, width=s.width, nngp_dot=nngp_dot)
+        dual = row_dual(self.row, params, s.cov1, s.cov2, s.nngp)
+        cov1 = row_dual(self.row, params, s.cov1, s.cov1, s.cov1).nngp
+        cov2 = row_dual(self.row, params, s.cov2, s.cov2, s.cov2).nngp
+        return KernelState(cov1, cov2, dual.nngp, s.ntk * dual.nngp_dot, gaussian=False, width=s.width,
+                           nngp_dot=dual.nngp_dot)
 
 
 Layer = Dense | Identity | Activation

@@ -1,0 +1,183 @@
+"""The dual kernel of any elementwise function σ: exact whenever ntkdsl can derive it, numerical otherwise.
+
+Strategies, tried in order (kernel-math.md §3):
+
+1. a catalog row with a closed form;
+2. a polynomial in x: the Hermite re-expansion, exact for every variance;
+3. α·A(β·x) + γ for a recognised catalog atom A (relu, abs, step, sign, erf, sin/cos, exp):
+   K = α²·K_A(β²q1, β²q2, β²c) + αγ·(m_A(q1) + m_A(q2)) + γ², with m_A(q) = E[A(βu)];
+4. a sum of an odd and an even part that are each exact: the cross terms vanish, because
+   (u, v) and (−u, −v) have the same law, so E[f_odd(u)·g_even(v)] = 0;
+5. otherwise the numerical dual E[σ(u)σ(v)] by kink-aware Gauss–Legendre quadrature.
+
+K̇ is the row's published form, else ∂K/∂c (Price's theorem); for σ with jumps K̇ := 0 (what
+backpropagation sees), never a DiracDelta.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import factorial
+from typing import Optional, Tuple
+
+import sympy as sp
+
+from ..symbolic.functions import GaussianExpectation, angle, perp
+from .registry import REGISTRY, ActivationRow, price_derivative
+
+
+@dataclass(frozen=True)
+class Dual:
+    """K_σ, K̇_σ and how they were obtained (shown by ``ntkdsl check``)."""
+
+    nngp: sp.Expr
+    nngp_dot: sp.Expr
+    method: str
+
+
+def row_dual(row: ActivationRow, args: dict, q1, q2, c) -> Dual:
+    """The dual of a catalog row: its closed form, or the numerical dual of its σ."""
+    if row.exact:
+        k, kdot = row.dual(q1, q2, c, **args)
+        return Dual(k, kdot, f"closed form ({row.citation.split(';')[0].split(',')[0]})")
+    x = sp.Symbol("x", real=True)
+    return numerical_dual(sp.Lambda(x, row.fn(x, **args)), q1, q2, c, row.breakpoints, jumps=row.jumps)
+
+
+def function_dual(fn: sp.Lambda, q1, q2, c) -> Dual:
+    """The dual of an arbitrary one-variable σ (a custom or composed activation)."""
+    (x,) = fn.variables
+    expr = fn.expr
+    exact = _exact(expr, x, q1, q2, c)
+    if exact is not None:
+        return Dual(*exact)
+    return numerical_dual(fn, q1, q2, c, kinks(expr, x), jumps=_has_jumps(expr))
+
+
+def numerical_dual(fn: sp.Lambda, q1, q2, c, breakpoints=(), jumps: bool = False) -> Dual:
+    """E[σ(u)σ(v)] by quadrature; K̇ = E[σ'(u)σ'(v)] from the symbolic σ' (0 where σ jumps)."""
+    marks = sp.Tuple(*sorted(set(float(b) for b in breakpoints)))
+    k = GaussianExpectation(fn, fn, q1, q2, c, marks)
+    kdot = k.fdiff(5)
+    return Dual(k, kdot, "numerical (kink-aware Gauss–Legendre quadrature)")
+
+
+# ---------------------------------------------------------------- exact strategies
+def _exact(expr: sp.Expr, x: sp.Symbol, q1, q2, c) -> Optional[Tuple[sp.Expr, str, bool]]:
+    if expr.is_polynomial(x):
+        coeffs = sp.Poly(expr, x).all_coeffs()[::-1]
+        k = hermite_dual(coeffs, q1, q2, c)
+        return k, price_derivative(k, c), "exact (Hermite re-expansion of a polynomial)"
+    affine = _affine_atom(expr, x)
+    if affine is not None:
+        alpha, atom, gamma = affine
+        k_atom, kdot_atom, mean, name, jumps = atom(q1, q2, c)
+        if gamma != 0 and mean is None:
+            return None
+        k = alpha**2 * k_atom + (alpha * gamma * (mean(q1) + mean(q2)) if gamma != 0 else 0) + gamma**2
+        return k, alpha**2 * kdot_atom, f"exact ({name} with affine input and output)"
+    odd = sp.expand((expr - expr.subs(x, -x)) / 2)
+    even = sp.expand((expr + expr.subs(x, -x)) / 2)
+    if odd != 0 and even != 0 and sp.simplify(odd + even - expr) == 0:
+        parts = [_exact(part, x, q1, q2, c) for part in (odd, even)]
+        if all(p is not None for p in parts):
+            return (parts[0][0] + parts[1][0], parts[0][1] + parts[1][1],
+                    "exact (odd + even parts; their cross terms vanish by symmetry)")
+    return None
+
+
+def hermite_dual(coeffs, q1, q2, c) -> sp.Expr:
+    """E[P(u)P(v)] for P(x) = Σ a_m x^m: Σ_ℓ s_ℓ(q1)·s_ℓ(q2)·c^ℓ with
+    s_ℓ(q) = Σ_i a_{ℓ+2i}·(ℓ+2i)!·q^i / (2^i·i!·√(ℓ!)) (Mehler / Hermite re-expansion, kernel-math.md §3)."""
+    n = len(coeffs) - 1
+
+    def s(l, q):
+        return sum(coeffs[l + 2 * i] * factorial(l + 2 * i) * q**i / (2**i * factorial(i))
+                   for i in range((n - l) // 2 + 1)) / sp.sqrt(factorial(l))
+
+    return sum(s(l, q1) * s(l, q2) * c**l for l in range(n + 1))
+
+
+def _affine_atom(expr: sp.Expr, x: sp.Symbol):
+    """(α, atom, γ) with expr = α·atom(β·x) + γ for a recognised atom, else None."""
+    gamma, rest = expr.as_coeff_Add()
+    alpha, core = rest.as_coeff_Mul()
+    atom = _atom(core, x)
+    return None if atom is None else (alpha, atom, gamma)
+
+
+def _linear(arg: sp.Expr, x: sp.Symbol):
+    """β with arg = β·x (β ≠ 0), else None."""
+    beta = sp.simplify(arg / x)
+    return beta if beta.is_number and beta != 0 and not beta.has(x) else None
+
+
+def _atom(core: sp.Expr, x: sp.Symbol):
+    """A builder (q1, q2, c) -> (K, K̇, mean or None, name, jumps) for core = A(β·x), else None."""
+    if isinstance(core, sp.Max) and len(core.args) == 2 and 0 in core.args:
+        beta = _linear(next(a for a in core.args if a != 0), x)
+        if beta is not None:
+            return _scaled_abrelu(beta, sp.S.Zero, sp.S.One, "relu")
+    if isinstance(core, sp.Abs) and (beta := _linear(core.args[0], x)) is not None:
+        return _scaled_abrelu(beta, -sp.S.One, sp.S.One, "abs")
+    if isinstance(core, sp.Heaviside) and _linear(core.args[0], x) is not None:
+        # Cho & Saul 2009 (n = 0); step(βx) and step(x) have the same dual for either sign of β
+        return lambda q1, q2, c: ((sp.pi - angle(c, q1 * q2)) / (2 * sp.pi), sp.S.Zero, lambda q: sp.S.Half, "step", True)
+    if isinstance(core, sp.sign) and _linear(core.args[0], x) is not None:
+        # (2/π)·arcsin ρ = 1 − 2θ/π (Sheppard)
+        return lambda q1, q2, c: (1 - 2 * angle(c, q1 * q2) / sp.pi, sp.S.Zero, lambda q: sp.S.Zero, "sign", True)
+    if isinstance(core, sp.erf) and (beta := _linear(core.args[0], x)) is not None:
+        row = REGISTRY.get("erf")
+        return lambda q1, q2, c: (*row.dual(q1, q2, c, a=1, b=beta, c=0), lambda q: sp.S.Zero, "erf", False)
+    if isinstance(core, sp.exp) and (beta := _linear(core.args[0], x)) is not None:
+        # E[e^{βu}e^{βv}] = e^{β²(q1 + q2 + 2c)/2}, E[e^{βu}] = e^{β²q/2} (Gaussian moment generating function)
+        def exp_dual(q1, q2, c):
+            k = sp.exp(beta**2 * (q1 + q2 + 2 * c) / 2)
+            return k, beta**2 * k, lambda q: sp.exp(beta**2 * q / 2), "exp", False
+
+        return exp_dual
+    return None
+
+
+def _scaled_abrelu(beta, a, b, name):
+    """a·min(βx, 0) + b·max(βx, 0), scaled by |β| (positive homogeneity); for β < 0 it is the
+    ABReLU with slopes (−b, −a), since min(−y, 0) = −max(y, 0)."""
+    from .relu import abrelu_dual
+
+    if beta < 0:
+        a, b = -b, -a
+    k, kdot = abrelu_dual(a, b)
+    scale2 = beta**2
+    mean = lambda q: (b - a) * abs(beta) * sp.sqrt(q / (2 * sp.pi))  # noqa: E731 - E[a·min(u,0) + b·max(u,0)]
+    return lambda q1, q2, c: (scale2 * k(q1, q2, c), scale2 * kdot(q1, q2, c), mean, name, False)
+
+
+# ---------------------------------------------------------------- kinks and jumps
+def kinks(expr: sp.Expr, x: sp.Symbol) -> Tuple[float, ...]:
+    """Real x where σ is not smooth: zeros of the arguments of Max/Min/Abs/Heaviside/sign."""
+    points = set()
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, (sp.Max, sp.Min)):
+            args = [node.args[0] - a for a in node.args[1:]]
+        elif isinstance(node, (sp.Abs, sp.Heaviside, sp.sign)):
+            args = [node.args[0]]
+        else:
+            continue
+        for arg in args:
+            points.update(_real_zeros(arg, x))
+    return tuple(sorted(points))
+
+
+def _real_zeros(arg: sp.Expr, x: sp.Symbol):
+    poly = sp.Poly(arg, x) if arg.is_polynomial(x) else None
+    if poly is not None and poly.degree() <= 4:
+        return [float(r) for r in sp.real_roots(poly)] if poly.degree() > 0 else []
+    try:
+        found = sp.solveset(arg, x, sp.S.Reals)
+    except Exception:  # noqa: BLE001 - an unsolvable kink equation only costs accuracy, not correctness
+        return []
+    return [float(r) for r in found] if isinstance(found, sp.FiniteSet) else []
+
+
+def _has_jumps(expr: sp.Expr) -> bool:
+    return expr.has(sp.Heaviside, sp.sign)
