@@ -70,6 +70,18 @@ class ArrayPrinter(SciPyPrinter):
         (arg,) = expr.args
         return f"{self._module_format('numpy.arcsin')}({self._module_format('numpy.clip')}({self._print(arg)}, -1, 1))"
 
+    def _print_Max(self, expr):
+        return self._nested(expr.args, "numpy.maximum")
+
+    def _print_Min(self, expr):
+        return self._nested(expr.args, "numpy.minimum")
+
+    def _nested(self, args, fqn):
+        first, *rest = args
+        if not rest:
+            return self._print(first)
+        return f"{self._module_format(fqn)}({self._print(first)}, {self._nested(rest, fqn)})"
+
     def _print_Abs(self, expr):
         return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
 

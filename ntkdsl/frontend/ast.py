@@ -120,6 +120,14 @@ class BlockDef:
 
 
 @dataclass(frozen=True)
+class ActivationDef:
+    name: str
+    params: Tuple[Param, ...]  # the first is the variable
+    body: Expr
+    span: Optional[Span] = field(**_span)  # the name
+
+
+@dataclass(frozen=True)
 class NetworkDef:
     name: str
     args: Tuple[Argument, ...]
@@ -127,7 +135,7 @@ class NetworkDef:
     span: Optional[Span] = field(**_span)  # the name
 
 
-Item = Union[LetDef, BlockDef, NetworkDef]
+Item = Union[LetDef, BlockDef, ActivationDef, NetworkDef]
 
 
 @dataclass(frozen=True)

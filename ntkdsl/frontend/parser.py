@@ -157,6 +157,10 @@ class _ToAst(Transformer):
         name, *params, body = children
         return ast.BlockDef(str(name), tuple(p for p in params if p is not None), body, self._tok(name))
 
+    def activation_def(self, meta, children):
+        name, *params, body = children
+        return ast.ActivationDef(str(name), tuple(p for p in params if p is not None), body, self._tok(name))
+
     def param(self, meta, children):
         name, default = children
         return ast.Param(str(name), default, self._tok(name))

@@ -30,6 +30,23 @@ _FUNCTIONS: Dict[str, Callable[[sp.Expr], sp.Expr]] = {
 }
 _CONSTANTS = {"pi": sp.pi}
 
+# Functions an activation body may call besides the above, each built from sympy constructors.
+_ACTIVATION_FUNCTIONS: Dict[str, Callable[..., sp.Expr]] = {
+    **_FUNCTIONS,
+    "tanh": sp.tanh,
+    "erf": sp.erf,
+    "abs": sp.Abs,
+    "sign": sp.sign,
+    "sigmoid": lambda a: 1 / (1 + sp.exp(-a)),
+    "softplus": lambda a: sp.log(1 + sp.exp(a)),
+    "relu": lambda a: sp.Max(a, 0),
+    "step": sp.Heaviside,
+    "max": sp.Max,
+    "min": sp.Min,
+    "Phi": lambda a: (1 + sp.erf(a / sp.sqrt(2))) / 2,  # the standard normal CDF
+}
+_ARITY = {"max": 2, "min": 2}
+
 
 @dataclass(frozen=True)
 class Word:
@@ -119,6 +136,8 @@ class _Lowerer:
         self.module = module
         self.lets: Dict[str, ast.LetDef] = {}
         self.blocks: Dict[str, ast.BlockDef] = {}
+        self.activations: Dict[str, ast.ActivationDef] = {}
+        self.functions = _FUNCTIONS  # the calls expressions may make (more inside activation bodies)
         self.let_values: Dict[str, sp.Expr] = {}
         self.visiting: List[str] = []  # lets being evaluated: a cycle if one comes back
         self.block_stack: List[str] = []
@@ -134,12 +153,14 @@ class _Lowerer:
             seen[key] = item.span
             if isinstance(item, ast.LetDef):
                 self.lets[item.name] = item
-            elif isinstance(item, ast.BlockDef):
+            elif isinstance(item, (ast.BlockDef, ast.ActivationDef)):
+                kind = "block" if isinstance(item, ast.BlockDef) else "activation"
                 if item.name in builtin:
-                    raise NameSpecError(f"block '{item.name}' would shadow the built-in layer or activation '{item.name}'", item.span)
-                self.blocks[item.name] = item
+                    raise NameSpecError(f"{kind} '{item.name}' would shadow the built-in layer or activation '{item.name}'", item.span)
+                (self.blocks if kind == "block" else self.activations)[item.name] = item
         for name in self.lets:  # every let is checked, used or not
             self.let_value(name)
+        self.activation_bodies = {name: self.activation_body(d) for name, d in self.activations.items()}
         if "pi" in self.lets:
             raise NameSpecError("'pi' is a built-in constant and cannot be redefined", self.lets["pi"].span)
 
@@ -183,15 +204,18 @@ class _Lowerer:
             ops = {"+": sp.Add, "-": lambda a, b: a - b, "*": sp.Mul, "/": lambda a, b: a / b, "**": sp.Pow}
             return self._finite(ops[e.op](left, right), e.span)
         if isinstance(e, ast.Call):
-            if e.func not in _FUNCTIONS:
+            if e.func not in self.functions:
+                where = "activation bodies" if self.functions is _ACTIVATION_FUNCTIONS else "expressions"
                 raise NameSpecError(
-                    f"unknown function '{e.func}'{did_you_mean(e.func, _FUNCTIONS)} (expressions may call "
-                    + ", ".join(_FUNCTIONS) + ")",
+                    f"unknown function '{e.func}'{did_you_mean(e.func, self.functions)} ({where} may call "
+                    + ", ".join(self.functions) + ")",
                     e.func_span,
                 )
-            if len(e.args) != 1 or isinstance(e.args[0], ast.Keyword):
-                raise ArgumentSpecError(f"{e.func} takes exactly one positional argument", e.span)
-            return self._finite(_FUNCTIONS[e.func](self.number(e.args[0], env)), e.span)
+            arity = _ARITY.get(e.func, 1)
+            if len(e.args) != arity or any(isinstance(a, ast.Keyword) for a in e.args):
+                count = "one positional argument" if arity == 1 else f"{arity} positional arguments"
+                raise ArgumentSpecError(f"{e.func} takes exactly {count}", e.span)
+            return self._finite(self.functions[e.func](*(self.number(a, env) for a in e.args)), e.span)
         raise TypeError(f"not an expression: {e!r}")  # pragma: no cover - the parser builds only the above
 
     def number(self, e: ast.Expr, env: Mapping[str, Value], what: str = "a number") -> sp.Expr:
@@ -245,9 +269,11 @@ class _Lowerer:
         row = REGISTRY.get(st.name)
         if row is not None:
             return [self.activation(row, st, env)]
+        if st.name in self.activations:
+            return [self.custom_activation(self.activations[st.name], st, env)]
         if st.name in self.blocks:
             return self.block(self.blocks[st.name], st, env, param)
-        known = list(_LAYERS) + REGISTRY.names() + list(self.blocks)
+        known = list(_LAYERS) + REGISTRY.names() + list(self.blocks) + list(self.activations)
         raise NameSpecError(f"unknown layer or activation '{st.name}'{did_you_mean(st.name, known)}", st.name_span)
 
     def activation(self, row, st: ast.LayerCall, env: Mapping[str, Value]) -> nodes.Activation:
@@ -265,6 +291,34 @@ class _Lowerer:
         bound = self.bind(what, specs, args, env, st.name_span)
         values += [(s.name, s.convert(self, bound[s.name].value, bound[s.name].span, s.name, env)) for s in specs]
         return nodes.Activation(row.name, tuple(values), st.span)
+
+    def activation_body(self, d: ast.ActivationDef) -> sp.Expr:
+        """The body of ``activation NAME(x, p = ...) = EXPR`` over real symbols x and p."""
+        variable = d.params[0]
+        if variable.default is not None:
+            raise ArgumentSpecError(
+                f"the first parameter of activation '{d.name}' is its variable and takes no default", variable.span)
+        names = [p.name for p in d.params]
+        for p in d.params:
+            if names.count(p.name) > 1:
+                raise NameSpecError(f"activation '{d.name}' has two parameters named '{p.name}'", p.span)
+        env = {p.name: sp.Symbol(p.name, real=True) for p in d.params}
+        self.functions = _ACTIVATION_FUNCTIONS
+        try:
+            return self.number(d.body, env, "an expression")
+        finally:
+            self.functions = _FUNCTIONS
+
+    def custom_activation(self, d: ast.ActivationDef, st: ast.LayerCall, env: Mapping[str, Value]) -> nodes.CustomActivation:
+        specs = [_Spec(p.name, _REQUIRED if p.default is None else p.default, None) for p in d.params[1:]]
+        bound = self.bind(f"activation '{d.name}'", specs, st.args, env, st.name_span, lazy_defaults=True)
+        values: Dict[str, Value] = {}
+        for p in d.params[1:]:  # defaults may refer to lets and to earlier parameters
+            b = bound[p.name]
+            raw = self.evaluate(b.value.expr, values) if isinstance(b.value, _Default) else b.value
+            values[p.name] = _real(self, raw, b.span, p.name, env)
+        return nodes.CustomActivation(d.name, d.params[0].name, self.activation_bodies[d.name],
+                                      tuple(values.items()), st.span)
 
     def block(self, block: ast.BlockDef, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
         if block.name in self.block_stack:

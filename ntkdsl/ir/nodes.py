@@ -36,6 +36,7 @@ class KernelState:
     gaussian: bool
     width: int
     nngp_dot: Optional[sp.Expr] = None  # Σ̇ = K̇_σ of an activation layer, which Θ then multiplies
+    note: str = ""  # how an activation's dual was obtained (closed form, exact, numerical)
 
 
 @dataclass(frozen=True)
@@ -123,19 +124,61 @@ class Activation:
                 out[name] = int(value)
         return out
 
+    def elementwise(self, p: Mapping[str, sp.Symbol]) -> sp.Lambda:
+        """σ as a one-variable Lambda, parameters as the given symbols."""
+        x = sp.Symbol("x", real=True)
+        return sp.Lambda(x, self.row.fn(x, **self.row_arguments(p)))
+
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """kernel-math.md §3: Σ' = K_σ(q1, q2, c), Θ' = Θ·K̇_σ(q1, q2, c); diagonals at c = q."""
         from ..activations.dual import row_dual
 
         params = self.row_arguments(p)
-        dual = row_dual(self.row, params, s.cov1, s.cov2, s.nngp)
-        cov1 = row_dual(self.row, params, s.cov1, s.cov1, s.cov1).nngp
-        cov2 = row_dual(self.row, params, s.cov2, s.cov2, s.cov2).nngp
-        return KernelState(cov1, cov2, dual.nngp, s.ntk * dual.nngp_dot, gaussian=False, width=s.width,
-                           nngp_dot=dual.nngp_dot)
+        return elementwise_kernel(s, lambda q1, q2, c: row_dual(self.row, params, q1, q2, c))
 
 
-Layer = Dense | Identity | Activation
+@dataclass(frozen=True)
+class CustomActivation:
+    """A user-defined elementwise σ: ``activation NAME(x, p = ...) = EXPR`` applied with values for p.
+
+    ``body`` is a sympy expression over real symbols named ``variable`` and each parameter.
+    """
+
+    name: str
+    variable: str
+    body: sp.Expr
+    args: Tuple[Tuple[str, sp.Expr], ...] = ()
+    span: Optional[Span] = field(**_span)
+
+    def parameters(self) -> Dict[str, sp.Expr]:
+        return dict(self.args)
+
+    def elementwise(self, p: Mapping[str, sp.Symbol]) -> sp.Lambda:
+        x = sp.Symbol("x", real=True)
+        swap = {sp.Symbol(self.variable, real=True): x}
+        swap.update({sp.Symbol(name, real=True): p[name] for name, _ in self.args})
+        return sp.Lambda(x, self.body.xreplace(swap))
+
+    def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
+        """The dual of σ: exact when ntkdsl can derive it, numerical otherwise (activations/dual.py)."""
+        from ..activations.dual import function_dual
+
+        fn = self.elementwise(p)
+        return elementwise_kernel(s, lambda q1, q2, c: function_dual(fn, q1, q2, c))
+
+
+def elementwise_kernel(s: KernelState, dual_at) -> KernelState:
+    """kernel-math.md §3 for any elementwise σ given ``dual_at(q1, q2, c) -> Dual``: Σ' = K_σ,
+    Θ' = Θ·K̇_σ, and the variances by the same dual on the diagonal (c = q, so θ = 0 exactly)."""
+    dual = dual_at(s.cov1, s.cov2, s.nngp)
+    cov1 = dual_at(s.cov1, s.cov1, s.cov1).nngp
+    cov2 = dual_at(s.cov2, s.cov2, s.cov2).nngp
+    return KernelState(cov1, cov2, dual.nngp, s.ntk * dual.nngp_dot, gaussian=False, width=s.width,
+                       nngp_dot=dual.nngp_dot, note=dual.method)
+
+
+Layer = Dense | Identity | Activation | CustomActivation
+ELEMENTWISE = (Activation, CustomActivation)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,18 @@ import sympy as sp
 
 from . import nodes
 
-_FUNCS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos"}
+_FUNCS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tanh: "tanh", sp.erf: "erf",
+          sp.Abs: "abs", sp.sign: "sign"}
 
 
 def format_value(v: sp.Expr) -> str:
-    """An exact sympy number in .ntk expression syntax."""
+    """An exact sympy expression (a number, or an activation body) in .ntk expression syntax."""
     if v is sp.pi:
         return "pi"
+    if v is sp.E:
+        return "exp(1)"
+    if v.is_Symbol:
+        return v.name
     if v.is_Integer:
         return str(int(v))
     if v.is_Rational:
@@ -30,6 +35,12 @@ def format_value(v: sp.Expr) -> str:
         if exp == sp.S.Half:
             return f"sqrt({format_value(base)})"
         return f"{_operand(base)}**{_operand(exp)}"
+    if isinstance(v, (sp.Max, sp.Min)):  # n-ary in sympy, binary in the language
+        name = "max" if isinstance(v, sp.Max) else "min"
+        first, *rest = v.args
+        return f"{name}({format_value(first)}, {format_value(type(v)(*rest)) if len(rest) > 1 else format_value(rest[0])})"
+    if isinstance(v, sp.Heaviside):
+        return f"step({format_value(v.args[0])})"
     for func, name in _FUNCS.items():
         if isinstance(v, func):
             return f"{name}({format_value(v.args[0])})"
@@ -38,7 +49,7 @@ def format_value(v: sp.Expr) -> str:
 
 def _operand(v: sp.Expr) -> str:
     text = format_value(v)
-    atomic = (v.is_Integer and v >= 0) or v is sp.pi or text.startswith(("sqrt(", "exp(", "log(", "sin(", "cos("))
+    atomic = (v.is_Integer and v >= 0) or v.is_Symbol or v is sp.pi or isinstance(v, sp.Function) or text.startswith("sqrt(")
     return text if atomic else f"({text})"
 
 
@@ -60,13 +71,24 @@ def format_layer(layer: nodes.Layer) -> str:
             else:
                 args.append(f"{k} = {format_value(v)}")
         return f"{layer.name}({', '.join(args)})"
+    if isinstance(layer, nodes.CustomActivation):
+        if not layer.args:
+            return layer.name
+        return f"{layer.name}({', '.join(f'{k} = {format_value(v)}' for k, v in layer.args)})"
     raise TypeError(f"unknown layer {layer!r}")
+
+
+def format_activation_definition(layer: nodes.CustomActivation) -> str:
+    """``activation NAME(x, p, ...) = BODY``: parameters without defaults (every call names them)."""
+    params = ", ".join([layer.variable] + [k for k, _ in layer.args])
+    return f"activation {layer.name}({params}) = {format_value(layer.body)}"
 
 
 def format_network(net: nodes.Network) -> str:
     """The canonical text of ``net``."""
     shape = str(net.input_shape[0]) if len(net.input_shape) == 1 else "[" + ", ".join(map(str, net.input_shape)) + "]"
-    lines = [f"network {net.name}(input = {shape}, parameterization = {net.parameterization}) {{"]
+    definitions = {format_activation_definition(layer) for layer in net.layers if isinstance(layer, nodes.CustomActivation)}
+    lines = sorted(definitions) + [f"network {net.name}(input = {shape}, parameterization = {net.parameterization}) {{"]
     lines += [f"    {format_layer(layer)}" for layer in net.layers]
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -12,7 +12,8 @@ def verify(net: nodes.Network) -> nodes.Network:
 
     Invariants: positive integer widths and input dimension, known parameterizations and
     activations, and every activation applied to a Gaussian input (kernel-math.md §1: the dual
-    kernel E[σ(u)σ(v)] assumes (u, v) jointly Gaussian, which holds right after an affine layer).
+    kernel E[σ(u)σ(v)] assumes (u, v) jointly Gaussian, which holds after an affine layer; activations
+    in a row are composed into one elementwise function by the symbolic stage).
 
     Raises:
         SpecError: the first violated invariant, at the offending layer's span.
@@ -29,11 +30,16 @@ def verify(net: nodes.Network) -> nodes.Network:
             if layer.parameterization not in nodes.PARAMETERIZATIONS:
                 raise ArgumentSpecError(f"unknown parameterization '{layer.parameterization}'", layer.span)
             previous = layer
-        elif isinstance(layer, nodes.Activation):
-            if layer.name not in REGISTRY:
+        elif isinstance(layer, nodes.ELEMENTWISE):
+            if isinstance(layer, nodes.Activation) and layer.name not in REGISTRY:
                 raise StructureSpecError(f"unknown activation '{layer.name}'", layer.span)
-            if not isinstance(previous, nodes.Dense):
-                raise StructureSpecError(_non_gaussian_message(layer, previous), layer.span)
+            if previous is None:
+                raise StructureSpecError(
+                    f"activation '{layer.name}' needs a Gaussian input (an affine layer such as dense before it), "
+                    "but its input is the network input itself, whose kernel is x·x'/d, not a Gaussian process",
+                    layer.span,
+                )
+            # after another activation: the two compose into one elementwise function (kernel-math.md §3)
             previous = layer
         elif not isinstance(layer, nodes.Identity):
             raise StructureSpecError(f"unsupported layer {type(layer).__name__}", getattr(layer, "span", None))
@@ -42,15 +48,3 @@ def verify(net: nodes.Network) -> nodes.Network:
 
 def _positive_int(n) -> bool:
     return isinstance(n, int) and n > 0
-
-
-def _non_gaussian_message(layer: nodes.Activation, previous) -> str:
-    head = f"activation '{layer.name}' needs a Gaussian input (an affine layer such as dense right before it)"
-    if previous is None:
-        return head + ", but its input is the network input itself, whose kernel is x·x'/d, not a Gaussian process"
-    where = f" at line {previous.span.line}" if previous.span is not None else ""
-    return (
-        head + f", but it follows the activation '{previous.name}'{where}: the output of an activation is "
-        "not Gaussian, so the dual kernel of the second does not apply (composing the two into one "
-        "elementwise function is not supported yet; put a dense layer between them)"
-    )

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple
 
 import sympy as sp
 
+from ..activations.dual import function_dual
 from ..ir import nodes
 from ..ir.printer import format_layer, format_value
 
@@ -38,10 +39,21 @@ class Step:
     assignments: Tuple[Tuple[sp.Symbol, sp.Expr], ...]
     state: nodes.KernelState
     parameters: Tuple[Tuple[sp.Symbol, sp.Expr], ...]
+    merged: Tuple[nodes.Layer, ...] = ()  # earlier activations composed into this one (σ_k ∘ … ∘ σ_1)
 
     @property
     def label(self) -> str:
-        return "input" if self.layer is None else format_layer(self.layer)
+        if self.layer is None:
+            return "input"
+        return " ∘ ".join(format_layer(n) for n in (self.layer, *reversed(self.merged)))
+
+    @property
+    def note(self) -> str:
+        """How an activation step's dual was obtained, and whether activations were composed."""
+        if not self.state.note:
+            return ""
+        composed = f"composed {len(self.merged) + 1} activations into one elementwise function; " if self.merged else ""
+        return composed + self.state.note
 
     def expressions(self) -> Dict[str, sp.Expr]:
         """This layer's update of each quantity it assigns, e.g. ``{'nngp': w_std_1**2*nngp_0 + ...}``."""
@@ -121,10 +133,17 @@ def derive(net: nodes.Network) -> KernelProgram:
     """
     first, state = input_state(net.input_dim)
     steps = [first]
-    for index, layer in enumerate(net.layers, start=1):
-        prefix = f"{layer.name}_" if isinstance(layer, nodes.Activation) else ""
-        params = {name: sp.Symbol(f"{prefix}{name}_{index}", real=True) for name in layer.parameters()}
-        new = layer.kernel(state, params)
+    for group in _groups(net.layers):
+        index, layer = group[-1]
+        params = {i: _symbols(i, node) for i, node in group}
+        if len(group) == 1:
+            new = layer.kernel(state, params[index])
+        else:  # σ_k ∘ … ∘ σ_1: the input of σ_2 is not Gaussian, so take the dual of the composition
+            fn = None
+            for i, node in group:
+                f = node.elementwise(params[i])
+                fn = f if fn is None else sp.Lambda(fn.variables, f(fn.expr))
+            new = nodes.elementwise_kernel(state, lambda q1, q2, c: function_dual(fn, q1, q2, c))
         assignments, fields = [], {}
         pending = {name: getattr(new, name) for name in FIELDS}
         for name in FIELDS:
@@ -138,7 +157,33 @@ def derive(net: nodes.Network) -> KernelProgram:
             for later in FIELDS[FIELDS.index(name) + 1:]:  # e.g. Θ' = Σ' + σ_w²Θ reads the new Σ'
                 if pending[later] is not None:
                     pending[later] = pending[later].subs(expr, sym)
-        state = nodes.KernelState(gaussian=new.gaussian, width=new.width, **fields)
-        values = layer.parameters()
-        steps.append(Step(index, layer, tuple(assignments), state, tuple((params[k], values[k]) for k in params)))
+        state = nodes.KernelState(gaussian=new.gaussian, width=new.width, note=new.note, **fields)
+        parameters = tuple((sym, node.parameters()[name]) for i, node in group for name, sym in params[i].items())
+        merged = tuple(node for _, node in group[:-1])
+        steps.append(Step(index, layer, tuple(assignments), state, parameters, merged))
     return KernelProgram(net, tuple(steps)).check()
+
+
+def _symbols(index: int, layer: nodes.Layer) -> Dict[str, sp.Symbol]:
+    """Fresh symbols for a layer's parameters: w_std_3, b_std_3, erf_a_4, ..."""
+    prefix = f"{layer.name}_" if isinstance(layer, nodes.ELEMENTWISE) else ""
+    return {name: sp.Symbol(f"{prefix}{name}_{index}", real=True) for name in layer.parameters()}
+
+
+def _groups(layers):
+    """Layers as (index, node) groups: each run of activations (identities between them dropped)
+    is one group, every other layer its own."""
+    out, i = [], 0
+    numbered = list(enumerate(layers, start=1))
+    while i < len(numbered):
+        index, layer = numbered[i]
+        group, i = [(index, layer)], i + 1
+        if isinstance(layer, nodes.ELEMENTWISE):
+            j = i
+            while j < len(numbered) and isinstance(numbered[j][1], (nodes.Identity, *nodes.ELEMENTWISE)):
+                if isinstance(numbered[j][1], nodes.ELEMENTWISE):
+                    group.append(numbered[j])
+                    i = j + 1
+                j += 1
+        out.append(group)
+    return out
