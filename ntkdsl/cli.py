@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--out", help=".npz to write with arrays nngp and ntk (atomically)")
     e.set_defaults(run=_eval)
 
+    a = sub.add_parser("activations", help="list the activation catalog: σ, its dual kernels, exact or numerical")
+    a.set_defaults(run=_activations)
+
     k = sub.add_parser("check", help="parse and verify every network of a spec and summarise it")
     k.add_argument("spec")
     k.add_argument("--network")
@@ -132,6 +135,13 @@ def _eval(args) -> int:
     return 0
 
 
+def _activations(args) -> int:
+    from .activations.catalog import text_table
+
+    sys.stdout.write(text_table())
+    return 0
+
+
 def _check(args) -> int:
     text = _read(args.spec)
     module = parse(text, args.spec)
@@ -154,6 +164,8 @@ def _summary(net: CompiledNetwork) -> str:
         span = step.layer.span
         where = f"{span.line}:{span.col}" if span else "-"
         lines.append(f"  {step.index:3d}  {where:>7s}  {step.label}")
+        if step.note:
+            lines.append(f"                dual: {step.note}")
     lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
                  f"the {ir.output_width} outputs share it (K ⊗ I_k)")
     return "\n".join(lines)

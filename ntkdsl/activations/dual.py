@@ -107,9 +107,9 @@ def _affine_atom(expr: sp.Expr, x: sp.Symbol):
 
 
 def _linear(arg: sp.Expr, x: sp.Symbol):
-    """β with arg = β·x (β ≠ 0), else None."""
+    """β with arg = β·x (β ≠ 0, a number or an expression in parameter symbols), else None."""
     beta = sp.simplify(arg / x)
-    return beta if beta.is_number and beta != 0 and not beta.has(x) else None
+    return beta if beta != 0 and not beta.has(x) and beta.is_finite is not False else None
 
 
 def _atom(core: sp.Expr, x: sp.Symbol):
@@ -140,15 +140,14 @@ def _atom(core: sp.Expr, x: sp.Symbol):
 
 
 def _scaled_abrelu(beta, a, b, name):
-    """a·min(βx, 0) + b·max(βx, 0), scaled by |β| (positive homogeneity); for β < 0 it is the
-    ABReLU with slopes (−b, −a), since min(−y, 0) = −max(y, 0)."""
+    """a·min(βx, 0) + b·max(βx, 0) = |β|·ABReLU(a, b) for β > 0 (positive homogeneity), and for β < 0
+    |β|·ABReLU(−b, −a) (min(−y, 0) = −max(y, 0)); K, K̇ and the mean (b − a)·|β|·√(q/(2π)) are the
+    same for both signs, so β may stay a symbol."""
     from .relu import abrelu_dual
 
-    if beta < 0:
-        a, b = -b, -a
     k, kdot = abrelu_dual(a, b)
     scale2 = beta**2
-    mean = lambda q: (b - a) * abs(beta) * sp.sqrt(q / (2 * sp.pi))  # noqa: E731 - E[a·min(u,0) + b·max(u,0)]
+    mean = lambda q: (b - a) * sp.Abs(beta) * sp.sqrt(q / (2 * sp.pi))  # noqa: E731 - E[a·min(u,0) + b·max(u,0)]
     return lambda q1, q2, c: (scale2 * k(q1, q2, c), scale2 * kdot(q1, q2, c), mean, name, False)
 
 

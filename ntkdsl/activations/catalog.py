@@ -1,0 +1,103 @@
+"""The activation catalog as a table: for ``ntkdsl activations`` and docs/activations.md.
+
+Run ``python -m ntkdsl.activations.catalog > docs/activations.md`` to regenerate the document;
+a test checks that the committed file is current.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import sympy as sp
+
+from .dual import row_dual
+from .registry import REGISTRY, ActivationRow
+
+
+def _signature(row: ActivationRow) -> str:
+    params = []
+    if row.variadic:
+        params.append(f"{row.variadic}...")
+    for p in row.params:
+        params.append(p.name if p.default is None else f"{p.name} = {p.default}")
+    return f"{row.name}({', '.join(params)})" if params else row.name
+
+
+def _formulas(row: ActivationRow):
+    """(K, K̇) as plain text at symbolic q1, q2, c and parameters; the integral for numerical rows."""
+    q1, q2 = sp.symbols("q1 q2", nonnegative=True)
+    c = sp.Symbol("c", real=True)
+    if row.variadic:
+        args = {row.variadic: sp.symbols("a0:3", real=True)}
+    else:
+        args = {}
+    for p in row.params:
+        if p.kind == "natural":
+            args[p.name] = int(p.default) if p.default is not None else 2
+        else:  # a parameter named like the kernel's own variables is shown with a subscript 0
+            args[p.name] = sp.Symbol(p.name + ("0" if p.name in ("c", "q1", "q2") else ""), real=True)
+    if not row.exact:
+        return "E[σ(u)σ(v)] (quadrature)", "E[σ'(u)σ'(v)] (quadrature)"
+    dual = row_dual(row, args, q1, q2, c)
+    return _text(dual.nngp), _text(dual.nngp_dot)
+
+
+def _text(expr: sp.Expr) -> str:
+    return str(expr).replace("angle(c, q1*q2)", "θ").replace("perp(c, q1*q2)", "√(q1q2)·sin θ").replace("**", "^")
+
+
+def rows() -> List[dict]:
+    """One dict per activation: name (with parameters), aliases, σ, K, K̇, exact?, reference."""
+    aliases = {}
+    for alias, name in REGISTRY.aliases.items():
+        aliases.setdefault(name, []).append(alias)
+    out = []
+    for row in sorted(REGISTRY, key=lambda r: r.name):
+        k, kdot = _formulas(row)
+        out.append({
+            "name": _signature(row),
+            "aliases": ", ".join(aliases.get(row.name, [])),
+            "sigma": row.doc,
+            "nngp": k,
+            "nngp_dot": kdot,
+            "kind": "closed form" if row.exact else "numerical",
+            "reference": row.citation,
+        })
+    return out
+
+
+def markdown() -> str:
+    lines = [
+        "# Activation catalog",
+        "",
+        "Generated from the registry by `python -m ntkdsl.activations.catalog > docs/activations.md`;",
+        "do not edit by hand. K = E[σ(u)σ(v)], K̇ = E[σ'(u)σ'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]),",
+        "θ = arccos(c/√(q1q2)). Conventions: kernel-math.md §3. Custom activations",
+        "(`activation NAME(x) = EXPR`) get exact duals when ntkdsl can derive them, numerical ones otherwise.",
+        "",
+        "| activation | σ | K | K̇ | dual | reference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows():
+        name = f"`{r['name']}`" + (f" (alias {r['aliases']})" if r["aliases"] else "")
+        cells = [name, r["sigma"], f"`{r['nngp']}`", f"`{r['nngp_dot']}`", r["kind"], r["reference"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def text_table() -> str:
+    """A compact listing for the terminal."""
+    out = []
+    for r in rows():
+        alias = f" (alias {r['aliases']})" if r["aliases"] else ""
+        out.append(f"{r['name']}{alias}  [{r['kind']}]  σ = {r['sigma']}")
+        out.append(f"    K  = {r['nngp']}")
+        out.append(f"    K̇  = {r['nngp_dot']}")
+        out.append(f"    ref: {r['reference']}")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(markdown())

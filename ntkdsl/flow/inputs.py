@@ -1,0 +1,146 @@
+"""Validation of what users hand the kernel-flow solver: kernels, targets, times, initial outputs."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
+
+# Codegen evaluates Θ(x, x') and Θ(x', x) by the same float64 operations in a different order;
+# the two agree to a few ulps. An asymmetry above 1e-8 relative is a mistake, not round-off.
+SYMMETRY_RTOL = 1e-8
+
+
+class TestKernels(NamedTuple):
+    """Kernel blocks between test points x* and the training points X, for ``from_kernels`` flows.
+
+    Attributes:
+        ntk: Θ(x*, X), shape (N_test, N); needed when the flow trains with ``kernel="ntk"``.
+        nngp: Σ(x*, X), shape (N_test, N); needed by ``ensemble`` and by ``kernel="nngp"``.
+        nngp_test: Σ(x*, x*), shape (N_test, N_test), or its diagonal (N_test,) when only
+            variances are asked for; needed by ``ensemble``.
+    """
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    ntk: Optional[np.ndarray] = None
+    nngp: Optional[np.ndarray] = None
+    nngp_test: Optional[np.ndarray] = None
+
+
+def as_float_array(a, name: str) -> np.ndarray:
+    """``a`` as a float64 array of finite numbers.
+
+    Raises:
+        ValueError: it is not numeric or holds NaN or infinity.
+    """
+    try:
+        out = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers") from None
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return out
+
+
+def train_kernel(k, n: int, name: str) -> np.ndarray:
+    """A symmetric (n, n) training kernel, symmetrised exactly.
+
+    Raises:
+        ValueError: wrong shape, non-finite entries, or asymmetric beyond round-off.
+    """
+    k = as_float_array(k, name)
+    if k.shape != (n, n):
+        raise ValueError(f"{name} has shape {k.shape}; expected ({n}, {n}) for {n} training points")
+    scale = float(np.abs(k).max()) if k.size else 0.0
+    if k.size and float(np.abs(k - k.T).max()) > SYMMETRY_RTOL * scale:
+        raise ValueError(f"{name} is not symmetric (max |K - K^T| = {np.abs(k - k.T).max():.3g})")
+    return 0.5 * (k + k.T)
+
+
+def test_train_block(k, n_train: int, name: str, n_test: Optional[int] = None) -> np.ndarray:
+    """A (N_test, n_train) test-train kernel block.
+
+    Raises:
+        ValueError: wrong shape or non-finite entries.
+    """
+    if k is None:
+        raise ValueError(f"this computation needs {name}; pass it in TestKernels")
+    k = as_float_array(k, name)
+    if k.ndim != 2 or k.shape[1] != n_train or (n_test is not None and k.shape[0] != n_test):
+        want = f"({n_test if n_test is not None else 'N_test'}, {n_train})"
+        raise ValueError(f"{name} has shape {k.shape}; expected {want}")
+    return k
+
+
+def prior_block(k, n_test: int, need_full: bool) -> np.ndarray:
+    """Σ(x*, x*) as (N_test, N_test), or its diagonal (N_test,) when ``need_full`` is false.
+
+    Raises:
+        ValueError: missing, wrong shape, or only a diagonal when the full matrix is needed.
+    """
+    if k is None:
+        raise ValueError("ensemble needs TestKernels.nngp_test, the NNGP kernel Σ(x*, x*)")
+    k = as_float_array(k, "nngp_test")
+    if k.shape == (n_test, n_test):
+        return k if need_full else np.diagonal(k).copy()
+    if k.shape == (n_test,) and not need_full:
+        return k
+    want = f"({n_test}, {n_test})" + ("" if need_full else f" or ({n_test},)")
+    raise ValueError(f"nngp_test has shape {k.shape}; expected {want}")
+
+
+def targets(y, n: int) -> np.ndarray:
+    """Training targets as float64 of shape (N,) + output shape.
+
+    Raises:
+        ValueError: not numeric, non-finite, or not N rows.
+    """
+    y = as_float_array(y, "y_train")
+    if y.ndim == 0 or y.shape[0] != n:
+        raise ValueError(f"y_train has shape {y.shape}; expected ({n}, ...) for {n} training points")
+    return y
+
+
+def times(t) -> Tuple[np.ndarray, bool]:
+    """Times as a 1-D float64 array, and whether ``t`` was a scalar.
+
+    Raises:
+        ValueError: NaN, a negative time, or more than one axis.
+    """
+    try:
+        arr = np.asarray(t, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"times must be numbers ≥ 0 or inf, not {t!r}") from None
+    if arr.ndim > 1:
+        raise ValueError(f"times must be a number or a 1-D array, not shape {arr.shape}")
+    if np.any(np.isnan(arr)) or np.any(arr < 0):
+        raise ValueError("times must be ≥ 0 (or inf)")
+    return np.atleast_1d(arr), arr.ndim == 0
+
+
+def initial(f0, n: int, tail: tuple, name: str) -> Optional[np.ndarray]:
+    """Initial outputs of shape (n,) + ``tail``, or None for zero.
+
+    Raises:
+        ValueError: wrong shape or non-finite values.
+    """
+    if f0 is None:
+        return None
+    f0 = as_float_array(f0, name)
+    if f0.shape != (n,) + tail:
+        raise ValueError(f"{name} has shape {f0.shape}; expected {(n,) + tail}")
+    return f0
+
+
+def split_pair(f0) -> Tuple[object, object]:
+    """``f0 = (f0_train, f0_test)`` or None, as two parts.
+
+    Raises:
+        ValueError: not a pair.
+    """
+    if f0 is None:
+        return None, None
+    if not isinstance(f0, (tuple, list)) or len(f0) != 2:
+        raise ValueError("f0 must be a pair (f0_train, f0_test) of initial outputs, or None")
+    return f0[0], f0[1]
