@@ -42,14 +42,15 @@ def gaussian_expectation(f, g, q1, q2, c, kinks=()):
     q1, q2, c = q1.reshape(-1), q2.reshape(-1), c.reshape(-1)
     out = xp.empty(q1.shape, dtype=xp.float64)
     marks = xp.asarray(sorted(set(SIGMA_PANEL_EDGES) | {float(k) for k in kinks}), dtype=xp.float64)
+    kink_marks = xp.asarray(sorted({float(k) for k in kinks}), dtype=xp.float64)
     gauss = xp.asarray(GAUSS_PANEL_EDGES, dtype=xp.float64)
     x, w = xp.polynomial.legendre.leggauss(GAUSS_NODES) if hasattr(xp, "polynomial") else _leggauss()
     x, w = xp.asarray(x), xp.asarray(w)
-    panels = len(gauss) + len(marks) + 1
+    panels = len(gauss) + len(marks) + len(kink_marks) + 1
     chunk = max(1, 2_000_000 // (panels * GAUSS_NODES) ** 2)
     for lo in range(0, q1.size, chunk):
         sl = slice(lo, lo + chunk)
-        out[sl] = _expectation(f, g, q1[sl], q2[sl], c[sl], marks, gauss, x, w)
+        out[sl] = _expectation(f, g, q1[sl], q2[sl], c[sl], marks, kink_marks, gauss, x, w)
     return out.reshape(shape)
 
 
@@ -70,7 +71,7 @@ def _edges(preimages, gauss):
     return xp.sort(xp.clip(xp.concatenate([-tail, tail, fixed, preimages], axis=-1), -GAUSS_TAIL, GAUSS_TAIL), axis=-1)
 
 
-def _expectation(f, g, q1, q2, c, marks, gauss, x, w):
+def _expectation(f, g, q1, q2, c, marks, kink_marks, gauss, x, w):
     p = q1 * q2
     safe = xp.where(p > 0, p, 1.0)
     rho = xp.where(p > 0, xp.clip(c / xp.sqrt(safe), -1.0, 1.0), 0.0)
@@ -78,6 +79,9 @@ def _expectation(f, g, q1, q2, c, marks, gauss, x, w):
     s = r2 * xp.sqrt(xp.maximum(1.0 - rho * rho, 0.0))
     with xp.errstate(divide="ignore", invalid="ignore"):
         pre1 = xp.where(r1[:, None] > 0, marks[None, :] / xp.where(r1 > 0, r1, 1.0)[:, None], GAUSS_TAIL)
+        # as ρ → ±1 the inner integral tends to g(μ(z1)): g's kinks become kinks in z1 at k/(√q2·ρ)
+        slope = (r2 * rho)[:, None]
+        pre1 = xp.concatenate([pre1, xp.where(slope != 0, kink_marks[None, :] / xp.where(slope != 0, slope, 1.0), GAUSS_TAIL)], axis=1)
     z1, w1 = _panels(_edges(pre1, gauss), x, w)  # (n, P·m)
     mu = (r2 * rho)[:, None] * z1
     s3 = s[:, None, None]
