@@ -35,21 +35,25 @@ def test_generated_module_names_only_the_array_modules():
 
 
 def test_generated_lines_follow_the_dense_and_relu_rules():
-    body = _body(ntkdsl.loads(TINY).to_python())
+    source = ntkdsl.loads(TINY).to_python()
+    body = _body(source)
     # σ_w² = 9/4 and σ_b² = 1/100 substituted exactly (kernel-math.md §2)
     assert "    cov1_1 = (9/4)*cov1_0 + 1/100\n" in body
     assert "    nngp_1 = (9/4)*nngp_0 + 1/100\n" in body
-    # the ReLU layer: √max(q1·q2 − c², 0), then θ = atan2(that, c), each computed once (CSE)
-    assert body.count("xp.sqrt(xp.maximum(cov1_1*cov2_1 - nngp_1**2, 0))") == 1
-    assert body.count("xp.arctan2(") == 1
-    assert "    cov1_2 = (1/2)*cov1_1\n" in body  # diagonal: θ = 0 exactly, K(q, q, q) = q/2
+    # the ReLU layer is one dual function: √max(q1·q2 − c², 0) by the overflow-safe support routine,
+    # then θ = atan2(that, c), each computed once (CSE); variances and covariances go through it alike
+    dual = source[source.index("def dual_2(q1, q2, c):"):source.index("def _as_points")]
+    assert dual.count("perp(c, q1, q2)") == 1 and dual.count("xp.arctan2(") == 1
+    assert "    cov1_2, _ = dual_2(cov1_1, cov1_1, cov1_1)\n" in body
+    assert "    nngp_2, nngp_dot_2 = dual_2(cov1_1, cov2_1, nngp_1)\n" in body
     # one statement per line, a comment naming each layer and its source position
     assert re.search(r"# layer 2: relu  \(<string>:4:5\)", body)
 
 
-def test_erf_uses_a_clipped_arcsin():
-    body = _body(ntkdsl.loads("network e(input = 2) { dense(3); erf(b = 2) }").to_python())
-    assert "xp.arcsin(xp.clip(" in body
+def test_erf_uses_the_stable_arctan2_form():
+    source = ntkdsl.loads("network e(input = 2) { dense(3); erf(b = 2) }").to_python()
+    # arcsin(u) near |u| = 1 and (1+2sq1)(1+2sq2) − 4s²c² cancel; atan2 and hypot do not (erf.py)
+    assert "xp.arctan2(" in source and "xp.hypot(" in source and "arcsin" not in source
 
 
 def test_printer_refuses_unknown_functions():
@@ -58,10 +62,21 @@ def test_printer_refuses_unknown_functions():
 
 
 def test_printer_prints_the_safe_primitives():
-    c, p = sp.symbols("c p")
+    c, q1, q2 = sp.symbols("c q1 q2")
     printer = ArrayPrinter()
-    assert printer.doprint(perp(c, p)) == "xp.sqrt(xp.maximum(-c**2 + p, 0))"
-    assert printer.doprint(angle(c, p)) == "xp.arctan2(xp.sqrt(xp.maximum(-c**2 + p, 0)), c)"
+    assert printer.doprint(perp(c, q1 * q2)) == "perp(c, q1, q2)"
+    assert printer.doprint(angle(c, q1 * q2)) == "xp.arctan2(perp(c, q1, q2), c)"
+    assert "perp" in printer.functions  # the support routine is emitted into the module
+
+
+def test_perp_support_is_exact_on_the_diagonal_and_never_overflows():
+    from ntkdsl.codegen.support import perp as safe_perp
+
+    q = np.array([1e-300, 1e-160, 0.3, 7.0, 1e160, 1e300])
+    assert np.array_equal(safe_perp(q, q, q), np.zeros_like(q))  # θ = 0 exactly (kernel-math §3)
+    # orthogonal inputs: √(q1q2) exactly representable where q1 = q2 (rounding only: 1 ulp)
+    np.testing.assert_allclose(safe_perp(0 * q, q, q), q, rtol=2e-16)
+    assert safe_perp(np.array([0.0]), np.array([0.0]), np.array([5.0]))[0] == 0  # zero-norm input
 
 
 def test_emission_is_deterministic_and_the_api_runs_the_same_text():

@@ -33,6 +33,12 @@ def _as_points(x, name):
     return x
 
 
+def _exact_diagonal(nngp, cov1):
+    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself, bit for bit (cov1 has shape (N1, 1, ...))."""
+    index = xp.arange(nngp.shape[0])
+    nngp[index, index] = cov1[:, 0]
+
+
 def kernels(x1, x2=None):
     """The NNGP and NTK kernels of the network between two sets of inputs.
 
@@ -52,7 +58,7 @@ def kernels(x1, x2=None):
     nngp_0 = (x1 @ x2.T) / {d}
     if same:  # exact symmetry and diagonal: Σ(x, x) is cov1 bit for bit
         nngp_0 = (nngp_0 + nngp_0.T) / 2
-        xp.fill_diagonal(nngp_0, cov1_0[:, 0])
+        _exact_diagonal(nngp_0, cov1_0)
 '''
 
 
@@ -70,12 +76,18 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
     """
     printer = ArrayPrinter()
     body: List[str] = []
+    duals: List[str] = []  # module-level dual functions of the activation layers
     values = program.parameters
-    for step in program.steps[1:]:
+    for prev, step in zip(program.steps, program.steps[1:]):
         where = f"  ({step.layer.span.file}:{step.layer.span.line}:{step.layer.span.col})" if step.layer.span else ""
         body.append(f"    # layer {step.index}: {step.label}{where}")
         if not step.assignments:
             body.append("    # (leaves the kernel unchanged)")
+            continue
+        if step.state.note:  # an activation: one dual function for the variances and the covariances
+            definition, lines = _elementwise_step(prev, step, values, printer)
+            duals.append(definition)
+            body += lines
             continue
         targets = [sym for sym, _ in step.assignments]
         exprs = [to_atan2(expr.xreplace(values)) for _, expr in step.assignments]
@@ -87,6 +99,9 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
             body.append(f"    {sym} = {printer.doprint(expr)}")
         for sym, expr in zip(targets, reduced):
             body.append(f"    {sym} = {printer.doprint(expr)}")
+            if sym == step.state.nngp and step.state.cov1 in targets:
+                body.append(f"    if same:")
+                body.append(f"        _exact_diagonal({sym}, {step.state.cov1})")
     out = program.output
     nngp = printer.doprint(out.nngp)
     if out.ntk.is_number:  # e.g. no affine layer: Θ is the constant 0
@@ -113,7 +128,40 @@ Network (canonical form):
 '''
     prologue = _PROLOGUE.format(d=net.input_dim)
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
-    return header + imports + "\n" + _support(printer.functions) + prologue + "\n".join(body) + "\n"
+    return (header + imports + "\n" + _support(printer.functions) + "".join("\n\n" + d for d in duals)
+            + prologue + "\n".join(body) + "\n")
+
+
+def _elementwise_step(prev, step, values, printer):
+    """An activation layer as ``def dual_L(q1, q2, c) -> (K, K̇)`` plus the lines that call it.
+
+    The variances go through the very same code as the covariances (at q1 = q2 = c = q), so
+    Σ(x, x) and Σ(x, x') of two identical inputs agree bit for bit, and θ = 0 exactly there.
+    """
+    q1, q2, c = sp.symbols("q1 q2 c", real=True)
+    rename = {prev.state.cov1: q1, prev.state.cov2: q2, prev.state.nngp: c}
+    exprs = dict(step.assignments)
+    k = exprs[step.state.nngp].xreplace(values).xreplace(rename)
+    kdot = step.state.nngp_dot
+    kdot = exprs[kdot].xreplace(values).xreplace(rename) if kdot in exprs else (kdot if kdot is not None else sp.S.Zero)
+    hidden, restore = _hide_quadratures([to_atan2(k), to_atan2(sp.sympify(kdot))])
+    shared, (k, kdot) = sp.cse(hidden, symbols=sp.numbered_symbols("t"), order="none")
+    name = f"dual_{step.index}"
+    lines = [f"def {name}(q1, q2, c):",
+             f'    """{step.label}: K = E[σ(u)σ(v)] and K̇ = E[σ\'(u)σ\'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]])."""']
+    lines += [f"    {sym} = {printer.doprint(restore(e))}" for sym, e in shared]
+    lines += [f"    return {printer.doprint(restore(k))}, {printer.doprint(restore(kdot))}"]
+    state, before = step.state, prev.state
+    call = []
+    for target, args in ((state.cov1, (before.cov1,) * 3), (state.cov2, (before.cov2,) * 3),
+                         (state.nngp, (before.cov1, before.cov2, before.nngp))):
+        if target not in exprs:  # a constant (e.g. the variance 1/2 of step): nothing to compute
+            continue
+        dot = state.nngp_dot if target == state.nngp and state.nngp_dot in exprs else "_"
+        call.append(f"    {target}, {dot} = {name}({', '.join(map(str, args))})")
+    if state.ntk in exprs:
+        call.append(f"    {state.ntk} = {printer.doprint(exprs[state.ntk].xreplace(values))}")
+    return "\n".join(lines) + "\n", call
 
 
 def _hide_quadratures(exprs):
@@ -140,9 +188,11 @@ def _hide_quadratures(exprs):
 def _support(functions) -> str:
     """Module-level definitions the printed expressions call: σ functions and the quadrature routine."""
     parts = []
+    if "perp" in functions:
+        parts.append(inspect.getsource(support.perp))
     if "gaussian_expectation" in functions:
         parts.append(support_source())
-    parts += [src for name, src in sorted(functions.items()) if name != "gaussian_expectation"]
+    parts += [src for name, src in sorted(functions.items()) if name not in ("gaussian_expectation", "perp")]
     return "".join("\n\n" + p.rstrip("\n") + "\n" for p in parts)
 
 

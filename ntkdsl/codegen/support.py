@@ -16,6 +16,19 @@ GAUSS_TAIL = 9.0  # φ(9) ≈ 1e-18: beyond it nothing a float64 kernel can see
 GAUSS_NODES = 10
 
 
+def perp(c, q1, q2):
+    """√max(q1·q2 − c², 0) = √(q1q2)·sin θ, safe from overflow and underflow.
+
+    Each variance is rescaled by an exact power of two e = 2^(−⌊log₂(q)/2⌋) (so q·e² ∈ [1, 4)) and
+    c by e1·e2; products of powers of two are exact, so the diagonal c = q1 = q2 still gives exactly
+    0, while q1·q2 no longer overflows for q ≳ 1e154 or underflows for q ≲ 1e-154.
+    """
+    e1 = xp.where(q1 > 0, xp.exp2(-xp.floor(xp.log2(xp.where(q1 > 0, q1, 1.0)) / 2)), 1.0)
+    e2 = xp.where(q2 > 0, xp.exp2(-xp.floor(xp.log2(xp.where(q2 > 0, q2, 1.0)) / 2)), 1.0)
+    cs = (c * e1) * e2
+    return xp.sqrt(xp.maximum((q1 * e1 * e1) * (q2 * e2 * e2) - cs * cs, 0.0)) / e1 / e2
+
+
 def gaussian_expectation(f, g, q1, q2, c, kinks=()):
     """E[f(u)·g(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]), elementwise over broadcast arrays.
 

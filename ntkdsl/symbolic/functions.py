@@ -40,6 +40,12 @@ class perp(sp.Function):  # noqa: N801 - sympy functions are lower-case by conve
             return -c / self
         return 1 / (2 * self)
 
+    def _eval_evalf(self, prec):
+        c, p = self.args
+        if c.is_number and p.is_number:
+            return sp.sqrt(sp.Max(p - c**2, 0))._eval_evalf(prec)
+        return None
+
     def _latex(self, printer):
         c, p = (printer._print(a) for a in self.args)
         return rf"\sqrt{{{p} - \left({c}\right)^{{2}}}}"
@@ -62,9 +68,34 @@ class angle(sp.Function):  # noqa: N801
             return -1 / perp(c, p)
         return c / (2 * p * perp(c, p))
 
+    def _eval_evalf(self, prec):
+        c, p = self.args
+        if c.is_number and p.is_number:
+            return sp.atan2(sp.sqrt(sp.Max(p - c**2, 0)), c)._eval_evalf(prec)
+        return None
+
     def _latex(self, printer):
         c, p = (printer._print(a) for a in self.args)
         return rf"\arccos\left(\frac{{{c}}}{{\sqrt{{{p}}}}}\right)"
+
+
+class hypot(sp.Function):  # noqa: N801
+    """√(a² + b²) without overflow of the squares (printed as ``xp.hypot``)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        return self.args[argindex - 1] / self
+
+    def _eval_evalf(self, prec):
+        a, b = self.args
+        if a.is_number and b.is_number:
+            return sp.sqrt(a**2 + b**2)._eval_evalf(prec)
+        return None
+
+    def _latex(self, printer):
+        a, b = (printer._print(x) for x in self.args)
+        return rf"\sqrt{{\left({a}\right)^{{2}} + \left({b}\right)^{{2}}}}"
 
 
 def to_atan2(expr: sp.Expr) -> sp.Expr:
@@ -112,3 +143,95 @@ def derivative(f: sp.Lambda) -> sp.Lambda:
     (x,) = f.variables
     d = sp.diff(f.expr, x).replace(sp.DiracDelta, lambda *a: sp.S.Zero)
     return sp.Lambda(x, d)
+
+
+class cos_angle(sp.Function):  # noqa: N801
+    """cos θ = c/√p = ρ, as cos(atan2(perp, c)): 1 at a zero-norm input (p = c = 0, θ = 0) instead of 0/0.
+
+    A separate function because sympy rewrites cos(atan2(y, x)) to x/√(x² + y²), which divides by
+    zero there. At p = 0 any ρ describes the same degenerate Gaussian, so formulas that are valid for
+    every ρ (the ELU dual) stay exact with this choice."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, c, p):
+        if _is_diagonal(c, p):
+            return sp.S.One
+        return None
+
+    def fdiff(self, argindex=1):
+        c, p = self.args
+        if argindex == 1:
+            return 1 / sp.sqrt(p)
+        return -c / (2 * p ** sp.Rational(3, 2))
+
+    def _latex(self, printer):
+        c, p = (printer._print(a) for a in self.args)
+        return rf"\frac{{{c}}}{{\sqrt{{{p}}}}}"
+
+
+class sin_angle(sp.Function):  # noqa: N801
+    """sin θ = √max(p − c², 0)/√p = √(1 − ρ²), as sin(atan2(perp, c)): 0 at a zero-norm input."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, c, p):
+        if _is_diagonal(c, p):
+            return sp.S.Zero
+        return None
+
+    def fdiff(self, argindex=1):
+        c, p = self.args
+        if argindex == 1:
+            return -c / (sp.sqrt(p) * perp(c, p))
+        return c**2 / (2 * p ** sp.Rational(3, 2) * perp(c, p))
+
+    def _latex(self, printer):
+        c, p = (printer._print(a) for a in self.args)
+        return rf"\frac{{\sqrt{{{p} - \left({c}\right)^{{2}}}}}}{{\sqrt{{{p}}}}}"
+
+
+class owens_t_angle(sp.Function):  # noqa: N801
+    """Owen's T function in angular form: T(h, tan φ) = (1/2π)·∫₀^φ exp(−h²/(2cos²t)) dt.
+
+    Owen (1956), 'Tables for computing bivariate normal probabilities'. The closed-form ELU/SELU
+    duals (:mod:`ntkdsl.activations.elu`) are sums of bivariate normal orthant probabilities, and
+    those are Owen's T functions whose second argument is a ratio y/w with w = √(q1q2 − c²) → 0 at
+    ρ = ±1. Taking the angle φ = atan2(y, w) ∈ [−π/2, π/2] instead of the ratio keeps every
+    argument finite (ρ = ±1, zero-norm inputs) and lets the diagonal simplify exactly
+    (T(0, tan φ) = φ/(2π)). Printed as ``xps.owens_t(h, xp.tan(φ))``; tan(±π/2) in float64 is
+    ±1.6e16, where T differs from T(h, ±∞) by less than 1e-17.
+    """
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, h, phi):
+        if h.is_zero:
+            return phi / (2 * sp.pi)
+        if phi.is_zero:
+            return sp.S.Zero
+        return None
+
+    def fdiff(self, argindex=1):
+        h, phi = self.args
+        if argindex == 1:  # ∂T/∂h = −φ(h)·erf(h·tan φ/√2)/2
+            return -sp.exp(-h**2 / 2) / (2 * sp.sqrt(2 * sp.pi)) * sp.erf(h * sp.tan(phi) / sp.sqrt(2))
+        return sp.exp(-h**2 / (2 * sp.cos(phi) ** 2)) / (2 * sp.pi)  # the integrand at t = φ
+
+    def _eval_evalf(self, prec):
+        import mpmath
+
+        h, phi = (a.evalf(prec) for a in self.args)
+        if not (h.is_number and phi.is_number and h.is_real and phi.is_real):
+            return None
+        with mpmath.workprec(prec):
+            hh, pp = mpmath.mpf(str(h)), mpmath.mpf(str(phi))
+            value = mpmath.quad(lambda t: mpmath.exp(-hh**2 / (2 * mpmath.cos(t) ** 2)), [0, pp]) / (2 * mpmath.pi)
+        return sp.Float(value, dps=mpmath.libmp.prec_to_dps(prec))
+
+    def _latex(self, printer):
+        h, phi = (printer._print(a) for a in self.args)
+        return rf"T\left({h}, \tan\left({phi}\right)\right)"
