@@ -13,13 +13,13 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 import sympy as sp
 
 from ..activations import REGISTRY
-from ..errors import ArgumentSpecError, NameSpecError, Span, SpecError, StructureSpecError, did_you_mean
+from ..errors import ArgumentSpecError, NameSpecError, Span, StructureSpecError, did_you_mean
 from ..frontend import ast
 from . import nodes
+from .builtins import LAYERS, REQUIRED, Spec, Word, enum, input_shape, natural, positive_int, real
 
 MAX_REPEAT = 10_000  # a repeat beyond this is a typo, not a network
 MAX_EXPONENT = 1_024  # keeps `10**10**10` from hanging exact arithmetic
-MAX_WIDTH = 10**9
 
 _FUNCTIONS: Dict[str, Callable[[sp.Expr], sp.Expr]] = {
     "sqrt": sp.sqrt,
@@ -48,26 +48,8 @@ _ACTIVATION_FUNCTIONS: Dict[str, Callable[..., sp.Expr]] = {
 _ARITY = {"max": 2, "min": 2}
 
 
-@dataclass(frozen=True)
-class Word:
-    """A bare name that resolved to nothing; meaningful only as an enumeration word."""
-
-    name: str
-    span: Optional[Span]
-
-
 Value = Union[sp.Expr, Tuple["Value", ...], Word]
 
-_REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """One parameter of a built-in: its name, default and converter (value, span) -> IR value."""
-
-    name: str
-    default: object
-    convert: Callable
 
 
 @dataclass(frozen=True)
@@ -142,7 +124,7 @@ class _Lowerer:
         self.visiting: List[str] = []  # lets being evaluated: a cycle if one comes back
         self.block_stack: List[str] = []
         seen: Dict[str, Span] = {}
-        builtin = set(_LAYERS) | set(REGISTRY.names())
+        builtin = set(LAYERS) | set(REGISTRY.names())
         for item in module.items:
             key = ("network " if isinstance(item, ast.NetworkDef) else "") + item.name
             if key in seen:
@@ -240,8 +222,8 @@ class _Lowerer:
     # ------------------------------------------------------------ statements
     def network(self, net: ast.NetworkDef) -> nodes.Network:
         specs = [
-            _Spec("input", _REQUIRED, _input_shape),
-            _Spec("parameterization", "ntk", _enum(nodes.PARAMETERIZATIONS)),
+            Spec("input", REQUIRED, input_shape),
+            Spec("parameterization", "ntk", enum(nodes.PARAMETERIZATIONS)),
         ]
         args = self.bind(f"network '{net.name}'", specs, net.args, {}, net.span)
         values = {s.name: s.convert(self, args[s.name].value, args[s.name].span, s.name) for s in specs}
@@ -252,7 +234,7 @@ class _Lowerer:
         out: List[nodes.Layer] = []
         for st in body.statements:
             if isinstance(st, ast.Repeat):
-                count = _positive_int(self, self.evaluate(st.count, env), st.count.span, "the repeat count", env)
+                count = positive_int(self, self.evaluate(st.count, env), st.count.span, "the repeat count", env)
                 if count > MAX_REPEAT:
                     raise ArgumentSpecError(f"repeat count {count} is too large (at most {MAX_REPEAT})", st.count.span)
                 once = self.body(st.body, env, param)
@@ -264,8 +246,8 @@ class _Lowerer:
     def call(self, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
         if st.bodies:
             raise StructureSpecError(f"'{st.name}' takes no {{ }} body", st.bodies[0].span)
-        if st.name in _LAYERS:
-            return [_LAYERS[st.name](self, st, env, param)]
+        if st.name in LAYERS:
+            return [LAYERS[st.name](self, st, env, param)]
         row = REGISTRY.get(st.name)
         if row is not None:
             return [self.activation(row, st, env)]
@@ -273,13 +255,13 @@ class _Lowerer:
             return [self.custom_activation(self.activations[st.name], st, env)]
         if st.name in self.blocks:
             return self.block(self.blocks[st.name], st, env, param)
-        known = list(_LAYERS) + REGISTRY.names() + list(self.blocks) + list(self.activations)
+        known = list(LAYERS) + REGISTRY.names() + list(self.blocks) + list(self.activations)
         raise NameSpecError(f"unknown layer or activation '{st.name}'{did_you_mean(st.name, known)}", st.name_span)
 
     def activation(self, row, st: ast.LayerCall, env: Mapping[str, Value]) -> nodes.Activation:
         what = f"activation '{st.name}'"
-        convert = {"real": _real, "natural": _natural}
-        specs = [_Spec(p.name, _REQUIRED if p.default is None else p.default, convert[p.kind]) for p in row.params]
+        convert = {"real": real, "natural": natural}
+        specs = [Spec(p.name, REQUIRED if p.default is None else p.default, convert[p.kind]) for p in row.params]
         args = list(st.args)
         values = []
         if row.variadic is not None:  # polynomial(c0, c1, ...): every positional argument is a coefficient
@@ -310,13 +292,13 @@ class _Lowerer:
             self.functions = _FUNCTIONS
 
     def custom_activation(self, d: ast.ActivationDef, st: ast.LayerCall, env: Mapping[str, Value]) -> nodes.CustomActivation:
-        specs = [_Spec(p.name, _REQUIRED if p.default is None else p.default, None) for p in d.params[1:]]
+        specs = [Spec(p.name, REQUIRED if p.default is None else p.default, None) for p in d.params[1:]]
         bound = self.bind(f"activation '{d.name}'", specs, st.args, env, st.name_span, lazy_defaults=True)
         values: Dict[str, Value] = {}
         for p in d.params[1:]:  # defaults may refer to lets and to earlier parameters
             b = bound[p.name]
             raw = self.evaluate(b.value.expr, values) if isinstance(b.value, _Default) else b.value
-            values[p.name] = _real(self, raw, b.span, p.name, env)
+            values[p.name] = real(self, raw, b.span, p.name, env)
         return nodes.CustomActivation(d.name, d.params[0].name, self.activation_bodies[d.name],
                                       tuple(values.items()), st.span)
 
@@ -324,7 +306,7 @@ class _Lowerer:
         if block.name in self.block_stack:
             chain = " -> ".join(self.block_stack[self.block_stack.index(block.name):] + [block.name])
             raise StructureSpecError(f"block '{block.name}' calls itself ({chain})", st.name_span)
-        specs = [_Spec(p.name, p.default if p.default is not None else _REQUIRED, None) for p in block.params]
+        specs = [Spec(p.name, p.default if p.default is not None else REQUIRED, None) for p in block.params]
         args = self.bind(f"block '{block.name}'", specs, st.args, env, st.name_span, lazy_defaults=True)
         inner: Dict[str, Value] = {}
         for p in block.params:  # defaults may refer to lets and to earlier parameters
@@ -339,7 +321,7 @@ class _Lowerer:
     def bind(
         self,
         what: str,
-        specs: Sequence[_Spec],
+        specs: Sequence[Spec],
         args: Sequence[ast.Argument],
         env: Mapping[str, Value],
         call_span: Optional[Span],
@@ -374,7 +356,7 @@ class _Lowerer:
                 bound[specs[i].name] = _Bound(self.evaluate(a, env), a.span)
         for s in specs:
             if s.name not in bound:
-                if s.default is _REQUIRED:
+                if s.default is REQUIRED:
                     raise ArgumentSpecError(f"{what} needs the argument '{s.name}'", call_span)
                 value = _Default(s.default) if lazy_defaults else s.default
                 bound[s.name] = _Bound(value, call_span)
@@ -392,87 +374,3 @@ def _count(n: int) -> str:
     return "no arguments" if n == 0 else ("at most 1 argument" if n == 1 else f"at most {n} arguments")
 
 
-# ---------------------------------------------------------------- converters: (lowerer, value, span, name[, env])
-def _positive_int(low: _Lowerer, v: Value, span, name: str, env=()) -> int:
-    n = low.as_number(v, span, env, f"{name} (a positive integer)")
-    if not (n.is_integer and n > 0):
-        raise ArgumentSpecError(f"{name} must be a positive integer, got {n}", span)
-    if n > MAX_WIDTH:
-        raise ArgumentSpecError(f"{name} {n} is too large (at most {MAX_WIDTH})", span)
-    return int(n)
-
-
-def _natural(low: _Lowerer, v: Value, span, name: str, env=()) -> sp.Expr:
-    n = low.as_number(v, span, env, f"'{name}' (an integer ≥ 0)")
-    if not (n.is_integer and n >= 0):
-        raise ArgumentSpecError(f"{name} must be an integer ≥ 0, got {n}", span)
-    if n > 64:
-        raise ArgumentSpecError(f"{name} = {n} is too large (at most 64)", span)
-    return n
-
-
-def _real(low: _Lowerer, v: Value, span, name: str, env=()) -> sp.Expr:
-    return low.as_number(v, span, env, f"'{name}' (a number)")
-
-
-def _std(low: _Lowerer, v: Value, span, name: str, env=()) -> sp.Expr:
-    x = _real(low, v, span, name, env)
-    if x.is_negative:
-        raise ArgumentSpecError(f"{name} is a standard deviation and must be non-negative, got {x}", span)
-    return x
-
-
-def _std_or_none(low: _Lowerer, v: Value, span, name: str, env=()) -> Optional[sp.Expr]:
-    if v is None or (isinstance(v, Word) and v.name == "none"):
-        return None
-    if isinstance(v, Word):
-        raise NameSpecError(f"{name} must be a number or `none`, got undefined name '{v.name}'{did_you_mean(v.name, ['none'])}", v.span)
-    return _std(low, v, span, name, env)
-
-
-def _enum(words: Sequence[str]):
-    def convert(low: _Lowerer, v: Value, span, name: str, env=()) -> str:
-        if isinstance(v, str) and v in words:  # a default
-            return v
-        if isinstance(v, Word) and v.name in words:
-            return v.name
-        got = f"'{v.name}'" if isinstance(v, Word) else "a number" if not isinstance(v, tuple) else "a sequence"
-        hint = did_you_mean(v.name, words) if isinstance(v, Word) else ""
-        raise ArgumentSpecError(f"{name} must be one of {', '.join(words)}; got {got}{hint}", span)
-
-    return convert
-
-
-def _input_shape(low: _Lowerer, v: Value, span, name: str, env=()) -> Tuple[int, ...]:
-    dims = v if isinstance(v, tuple) else (v,)
-    if not dims:
-        raise ArgumentSpecError("input needs at least one dimension", span)
-    shape = tuple(_positive_int(low, d, span, "each input dimension", env) for d in dims)
-    if len(shape) > 1:
-        raise StructureSpecError(
-            f"input = {list(shape)} is an image or signal input; this version compiles fully connected "
-            "networks only, whose input is a vector: input = D",
-            span,
-        )
-    return shape
-
-
-# ---------------------------------------------------------------- built-in structural layers
-def _dense(low: _Lowerer, st: ast.LayerCall, env, param: str) -> nodes.Dense:
-    specs = [
-        _Spec("width", _REQUIRED, _positive_int),
-        _Spec("w_std", sp.S.One, _std),
-        _Spec("b_std", None, _std_or_none),
-        _Spec("parameterization", param, _enum(nodes.PARAMETERIZATIONS)),
-    ]
-    args = low.bind("dense", specs, st.args, env, st.name_span)
-    v = {s.name: s.convert(low, args[s.name].value, args[s.name].span, s.name, env) for s in specs}
-    return nodes.Dense(v["width"], v["w_std"], v["b_std"], v["parameterization"], st.span)
-
-
-def _identity(low: _Lowerer, st: ast.LayerCall, env, param: str) -> nodes.Identity:
-    low.bind("identity", [], st.args, env, st.name_span)
-    return nodes.Identity(st.span)
-
-
-_LAYERS = {"dense": _dense, "identity": _identity}
