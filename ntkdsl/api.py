@@ -32,49 +32,139 @@ class CompiledNetwork:
         source: the .ntk text it came from; ``filename`` where from.
     """
 
-    def __init__(self, ir: Network, source: str = "", filename: str = "<string>"):
+    def __init__(self, ir: Network, source: str = "", filename: str = "<string>", layout: str = "auto"):
         self.ir = verify(ir)
         self.source = source
         self.filename = filename
-        self.program: KernelProgram = derive(self.ir)
+        self.program: KernelProgram = derive(self.ir, layout=layout)
 
     @property
     def name(self) -> str:
         return self.ir.name
 
     def __repr__(self) -> str:
-        return f"<CompiledNetwork {self.name}: input {self.ir.input_dim}, {len(self.ir.layers)} layers>"
+        shape = self.ir.input_dim if len(self.ir.input_shape) == 1 else list(self.ir.input_shape)
+        return f"<CompiledNetwork {self.name}: input {shape}, {len(self.ir.layers)} layers>"
 
     @cached_property
     def _module(self):
         return load_module(self.to_python(), self.name)
 
-    def kernels(self, x1, x2=None) -> Kernels:
+    def kernels(self, x1, x2=None, *, backend: Optional[str] = None, dtype=None, to_numpy: bool = False,
+                batch_size: Optional[int] = None, memory_budget: Optional[int] = None) -> Kernels:
         """Σ and Θ between the rows of ``x1`` and of ``x2`` (None: ``x1`` itself).
 
         Args:
-            x1: array-like of shape (N1, d).
-            x2: array-like of shape (N2, d), or None.
+            x1: array-like of shape (N1, *input shape), e.g. (N1, d) or (N1, H, W, C).
+            x2: array-like of shape (N2, *input shape), or None.
+            backend: "auto" (None: fused numba kernels for large requests when numba is installed,
+                else NumPy), "numpy", "numba" or "cupy" (see :mod:`ntkdsl.codegen.dispatch`).
+            dtype: float64 (default) or float32 results.
+            to_numpy: NumPy arrays even from the CuPy backend.
+            batch_size: evaluate in tiles of at most ``batch_size`` x ``batch_size`` points.
+            memory_budget: bytes one request may use (default: :func:`ntkdsl.tiling.memory_budget`,
+                half the available memory); a larger estimate (:meth:`memory_estimate`) is
+                evaluated in tiles automatically (NumPy and numba backends). Image networks also
+                tile above :data:`ntkdsl.tiling.PREFERRED_TILE` per tile, which runs faster.
 
         Returns:
-            :class:`Kernels` of float64 arrays of shape (N1, N2).
+            :class:`Kernels` of arrays of shape (N1, N2) (CuPy arrays from the CuPy backend).
 
         Raises:
-            ValueError: an input whose shape does not match the network's input dimension.
+            ValueError: an input whose shape does not match the network's input shape.
+            MemoryBudgetError: not even tiles fit the budget (the message says how much is needed).
         """
-        return Kernels(*self._module.kernels(x1, x2))
+        from . import tiling
 
-    def nngp(self, x1, x2=None) -> np.ndarray:
+        tile = self._tile(x1, x2, backend, batch_size, memory_budget)
+        if tile is None:
+            return Kernels(*self._evaluate(x1, x2, backend, dtype, to_numpy))
+        to_numpy = to_numpy or backend == "cupy"
+        return Kernels(*tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile))
+
+    def _tile(self, x1, x2, backend, batch_size, memory_budget):
+        """The tile of a request: ``batch_size`` squared, or planned from the budget, or None (whole)."""
+        from . import tiling
+
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+                raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+            return int(batch_size), int(batch_size)
+        if backend == "cupy" or not np.ndim(x1):
+            return None  # device memory is not what /proc/meminfo reports; explicit batch_size only
+        n1 = np.shape(x1)[0]
+        n2 = n1 if x2 is None else np.shape(x2)[0]
+        budget = tiling.memory_budget(memory_budget)
+        # image kernels also run faster in cache-sized tiles (tiling.PREFERRED_TILE)
+        preferred = tiling.PREFERRED_TILE if len(self.ir.input_shape) > 1 else None
+        if self._static_memory_model.peak(n1, n2) <= min(budget, preferred or budget):
+            return None  # far below the budget: nothing to measure
+        return tiling.plan(n1, n2, self.memory_model, budget, preferred)
+
+    @cached_property
+    def _largest_kernel(self) -> int:
+        from .symbolic.layout import entries_per_pair
+
+        return max(entries_per_pair(step.state.shape, step.state.layout) for step in self.program.steps)
+
+    @cached_property
+    def _static_memory_model(self):
+        from . import tiling
+
+        return tiling.static_model(self._largest_kernel)
+
+    @property
+    def memory_measured(self) -> bool:
+        """Whether :attr:`memory_model` is measured (False: a static bound, for numerical duals)."""
+        from .symbolic.functions import GaussianExpectation
+
+        return not any(expr.has(GaussianExpectation) for step in self.program.steps for _, expr in step.assignments)
+
+    @cached_property
+    def memory_model(self):
+        """The :class:`ntkdsl.tiling.MemoryModel` of this network's NumPy evaluator: measured once
+        (:func:`ntkdsl.tiling.calibrate`), or a static bound when the network has numerical duals."""
+        from . import tiling
+
+        if not self.memory_measured:
+            return self._static_memory_model
+        return tiling.calibrate(self._module.kernels, self.ir.input_shape, self._largest_kernel)
+
+    def memory_estimate(self, n1: int, n2: Optional[int] = None) -> int:
+        """Estimated peak bytes of evaluating the kernels of ``n1`` x ``n2`` points in one piece."""
+        return int(self.memory_model.peak(n1, n1 if n2 is None else n2))
+
+    def _evaluate(self, x1, x2, backend, dtype, to_numpy):
+        """One evaluation by the chosen backend (no tiling)."""
+        if dtype is None and (backend == "numpy" or (backend is None and _small(x1, x2))):
+            return self._module.kernels(x1, x2)  # the NumPy module: nothing to choose
+        return self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy)
+
+    def _run(self, x1, x2=None, **options):
+        from .codegen.dispatch import run
+
+        modules = self.__dict__.setdefault("_backend_modules", {})
+        if "numpy" not in modules and "_module" in self.__dict__:
+            modules["numpy"] = self._module
+        return run(modules, self.program, x1, x2, source=self.source, filename=self.filename, name=self.name, **options)
+
+    def nngp(self, x1, x2=None, **options) -> np.ndarray:
         """The NNGP kernel Σ(x1, x2) (see :meth:`kernels`)."""
-        return self.kernels(x1, x2).nngp
+        return self.kernels(x1, x2, **options).nngp
 
-    def ntk(self, x1, x2=None) -> np.ndarray:
+    def ntk(self, x1, x2=None, **options) -> np.ndarray:
         """The neural tangent kernel Θ(x1, x2) (see :meth:`kernels`)."""
-        return self.kernels(x1, x2).ntk
+        return self.kernels(x1, x2, **options).ntk
 
     def to_python(self, backend: str = "numpy") -> str:
-        """The source of a standalone module defining ``kernels(x1, x2=None) -> (nngp, ntk)``."""
-        return emit_module(self.program, backend=backend, source=self.source, filename=self.filename)
+        """The source of a standalone module defining ``kernels(x1, x2=None) -> (nngp, ntk)``.
+
+        ``backend``: "numpy", "cupy" or "numba" (fused kernels; a network they cannot evaluate
+        gets the NumPy module).
+        """
+        from .codegen.dispatch import emit_source
+
+        return emit_source(self.program, backend=backend, source=self.source, filename=self.filename)
 
     def to_latex(self) -> str:
         """The derived recursion, layer by layer, as a LaTeX ``align*`` environment."""
@@ -84,23 +174,61 @@ class CompiledNetwork:
         """The canonical .ntk text of the IR (blocks and repeats expanded); parses back to the same IR."""
         return format_network(self.ir)
 
+    def finite(self, width: Optional[int] = None, seed=0):
+        """A finite network drawn from the prior, in the parameterization of the analytic kernel.
 
-def loads(text: str, network: Optional[str] = None, filename: str = "<string>") -> CompiledNetwork:
+        Args:
+            width: overrides every hidden width (None: the spec's); the output width stays.
+            seed: anything :func:`numpy.random.default_rng` accepts.
+
+        Returns:
+            :class:`ntkdsl.sampler.FiniteNetwork` (``apply``, ``ntk``, ``nngp``, ``train``, ``params``).
+        """
+        from .sampler import FiniteNetwork, override_widths
+
+        return FiniteNetwork.initialise(override_widths(self.ir, width), seed)
+
+    def with_width(self, n: Optional[int]) -> "CompiledNetwork":
+        """The analytic network with every hidden width set to ``n`` (the output width stays).
+
+        Only the standard parameterization's NTK depends on widths (kernel-math.md §2); compare a
+        finite network of width n with ``net.with_width(n)``. None returns this network.
+        """
+        from .sampler import override_widths
+
+        ir = override_widths(self.ir, n)
+        if ir == self.ir:
+            return self
+        return CompiledNetwork(ir, format_network(ir), f"{self.filename} (hidden width {n})")
+
+
+def _small(x1, x2) -> bool:
+    """A request below the size from which backend "auto" considers the fused kernels."""
+    from .codegen.dispatch import AUTO_FUSED_ENTRIES
+
+    n1 = np.shape(x1)[0] if np.ndim(x1) else 0
+    n2 = n1 if x2 is None else (np.shape(x2)[0] if np.ndim(x2) else 0)
+    return n1 * n2 < AUTO_FUSED_ENTRIES
+
+
+def loads(text: str, network: Optional[str] = None, filename: str = "<string>", layout: str = "auto") -> CompiledNetwork:
     """Compile a network from .ntk source text.
 
     Args:
         text: the source.
         network: which network, when the text defines several.
         filename: shown in error messages.
+        layout: "auto" (the cheapest kernel layout the network needs) or "full" (all pixel pairs
+            everywhere: the same kernels, slower; for comparisons).
 
     Raises:
         SpecError: any mistake in the text, with ``file:line:col`` and a caret.
     """
     module = parse(text, filename)
-    return CompiledNetwork(lower(module, network), text, filename)
+    return CompiledNetwork(lower(module, network), text, filename, layout=layout)
 
 
-def load(path, network: Optional[str] = None) -> CompiledNetwork:
+def load(path, network: Optional[str] = None, layout: str = "auto") -> CompiledNetwork:
     """Compile a network from a .ntk file (see :func:`loads`).
 
     Raises:
@@ -109,4 +237,4 @@ def load(path, network: Optional[str] = None) -> CompiledNetwork:
     """
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    return loads(text, network, os.fspath(path))
+    return loads(text, network, os.fspath(path), layout=layout)

@@ -16,6 +16,8 @@ from . import __version__
 from ._files import write_npz, write_text
 from .api import CompiledNetwork, load
 from .errors import NtkdslError, SpecError
+from .flow import cli as flow_cli
+from .sampler import cli as sampler_cli
 from .frontend import parse
 from .ir import lower, lower_all, select_network
 
@@ -52,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--network", help="which network, when the file defines several")
     c.add_argument("--emit", choices=("python", "latex", "ir"), default="python")
     c.add_argument("-o", "--out", help="write here (atomically) instead of stdout")
+    c.add_argument("--backend", choices=("numpy", "numba", "cupy"), default="numpy",
+                   help="array module of the emitted Python: numpy, numba (fused CPU kernels) or cupy (GPU)")
     c.set_defaults(run=_compile)
 
     e = sub.add_parser("eval", help="evaluate the NNGP and NTK kernels on inputs stored as .npy")
@@ -60,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--x2", help=".npy array of shape (N2, d); default: x1")
     e.add_argument("--network")
     e.add_argument("-o", "--out", help=".npz to write with arrays nngp and ntk (atomically)")
+    e.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"), default="auto",
+                   help="evaluator: auto (fused numba kernels for large inputs when installed), numpy, numba, cupy")
+    e.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    e.add_argument("--batch-size", type=_positive, help="evaluate in tiles of at most this many x this many points "
+                   "(default: tiles only when the estimate exceeds half the available memory)")
     e.set_defaults(run=_eval)
 
     a = sub.add_parser("activations", help="list the activation catalog: σ, its dual kernels, exact or numerical")
@@ -69,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("spec")
     k.add_argument("--network")
     k.set_defaults(run=_check)
+    flow_cli.register(sub)
+    sampler_cli.register(sub)
     return p
 
 
@@ -97,18 +108,28 @@ def _output(text: str, out: Optional[str]) -> None:
 
 def _compile(args) -> int:
     net = _load(args)
-    text = {"python": net.to_python, "latex": net.to_latex, "ir": net.to_ntk}[args.emit]()
+    if args.emit == "python":
+        text = net.to_python(backend=args.backend)
+        if args.backend == "numba":
+            from .codegen.fused import fusable
+
+            reason = fusable(net.program)
+            if reason:
+                print(f"ntkdsl: note: not fusable ({reason}); emitting the NumPy module", file=sys.stderr)
+    else:
+        text = {"latex": net.to_latex, "ir": net.to_ntk}[args.emit]()
     _output(text, args.out)
     return 0
 
 
-def _array(path: str, d: int, name: str) -> np.ndarray:
+def _array(path: str, shape, name: str) -> np.ndarray:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
     try:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load {name} from {path!r}: {exc}") from None
-    if x.ndim != 2 or x.shape[1] != d:
-        raise UserError(f"{name} in {path!r} has shape {x.shape}; this network needs (N, {d})")
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise UserError(f"{name} in {path!r} has shape {x.shape}; this network needs (N, {', '.join(map(str, shape))})")
     if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
         raise UserError(f"{name} in {path!r} must hold finite numbers")
     return x
@@ -116,10 +137,13 @@ def _array(path: str, d: int, name: str) -> np.ndarray:
 
 def _eval(args) -> int:
     net = _load(args)
-    d = net.ir.input_dim
-    x1 = _array(args.x1, d, "--x1")
-    x2 = _array(args.x2, d, "--x2") if args.x2 else None
-    k = net.kernels(x1, x2)
+    shape = net.ir.input_shape
+    x1 = _array(args.x1, shape, "--x1")
+    x2 = _array(args.x2, shape, "--x2") if args.x2 else None
+    try:
+        k = net.kernels(x1, x2, backend=args.backend, dtype=args.dtype, to_numpy=True, batch_size=args.batch_size)
+    except (ImportError, MemoryError) as exc:
+        raise UserError(str(exc)) from None
     if args.out:
         try:
             write_npz(args.out, nngp=k.nngp, ntk=k.ntk)
@@ -156,16 +180,39 @@ def _check(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
 def _summary(net: CompiledNetwork) -> str:
+    from .symbolic.layout import layout_report
+    from .tiling import format_bytes, memory_budget, plan
+
     ir = net.ir
-    lines = [f"network {ir.name}: input {ir.input_dim}, {ir.parameterization} parameterization, "
+    shape = ir.input_dim if len(ir.input_shape) == 1 else list(ir.input_shape)
+    lines = [f"network {ir.name}: input {shape}, {ir.parameterization} parameterization, "
              f"{len(ir.layers)} layers, output width {ir.output_width}"]
     for step in net.program.steps[1:]:
         span = step.layer.span
         where = f"{span.line}:{span.col}" if span else "-"
         lines.append(f"  {step.index:3d}  {where:>7s}  {step.label}")
+        if step.context:
+            lines.append(f"                in {step.context}")
         if step.note:
             lines.append(f"                dual: {step.note}")
+    lines += layout_report(net.program)
+    model, budget, n = net.memory_model, memory_budget(), 10_000
+    tile = plan(n, n, model, budget) if 16 * n * n < budget else None
+    how = "measured" if net.memory_measured else "upper bound; numerical duals are not measured"
+    lines.append(f"  memory ({how}): {format_bytes(model.per_pair)} per input pair + {format_bytes(model.per_point)} "
+                 f"per point; {n} x {n} points: {format_bytes(model.peak(n, n))} in one piece"
+                 + (f", tiles of {tile[0]} x {tile[1]} under the budget of {format_bytes(budget)}" if tile else ""))
     lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
                  f"the {ir.output_width} outputs share it (K ⊗ I_k)")
     return "\n".join(lines)

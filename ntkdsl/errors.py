@@ -85,6 +85,15 @@ class StructureSpecError(SpecError):
     """A well-formed network whose layers do not fit together (e.g. a non-Gaussian activation input)."""
 
 
+class ShapeSpecError(StructureSpecError):
+    """Feature shapes that do not fit: a window larger than its input, dense on an image, branches
+    of different shapes, a network that does not end in a vector."""
+
+
+class BranchSpecError(StructureSpecError):
+    """Branches whose sum or product has no simple kernel: correlated outputs (kernel-math.md §2)."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A "; did you mean 'x'?" suffix for the closest candidate, or '' when none is close."""
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ntkdsl
@@ -18,7 +19,7 @@ def test_example_spec_compiles(spec):
     module = parse(spec.read_text(), str(spec))
     for ir in lower_all(module):
         net = ntkdsl.CompiledNetwork(ir, spec.read_text(), str(spec))
-        x = [[1.0] * ir.input_dim, [0.5] * ir.input_dim]
+        x = np.stack([np.full(ir.input_shape, 1.0), np.full(ir.input_shape, 0.5)])  # vectors or images
         assert net.kernels(x).ntk.shape == (2, 2)
 
 

@@ -1,83 +1,17 @@
-"""The symbolic stage: registry rows against quadrature and Price's theorem, program invariants,
-and parameters kept as symbols (∂Θ/∂σ_w agrees with a finite difference)."""
+"""The symbolic stage: the safe primitives, program invariants, and parameters kept as symbols
+(∂Θ/∂σ_w agrees with a finite difference). Every registry row against quadrature, Monte Carlo and
+Price's theorem: tests/test_activation_catalog.py."""
 
 import numpy as np
 import pytest
 import sympy as sp
-from scipy import integrate
 
 import ntkdsl
-from ntkdsl.activations import REGISTRY
 from ntkdsl.symbolic.functions import angle, perp
 
-# (q1, q2, ρ): unequal variances, negative, zero and strong correlations
-POINTS = [(1.0, 1.0, 0.0), (0.5, 2.0, 0.5), (2.0, 0.7, -0.9), (1.3, 1.3, 0.95), (3.0, 0.2, -0.3)]
-# parameter values per row for the oracle checks (defaults plus a non-trivial setting)
-PARAMS = {"relu": [{}], "erf": [{"a": 1, "b": 1, "c": 0}, {"a": 2, "b": 0.5, "c": 0.3}]}
+# perp and angle as NumPy functions, for lambdify (the generated-code path is tested in test_codegen.py)
 _NUMERIC = [{"angle": lambda c, p: np.arctan2(np.sqrt(np.maximum(p - c * c, 0)), c),
              "perp": lambda c, p: np.sqrt(np.maximum(p - c * c, 0))}, "numpy", "scipy"]
-
-
-def _row_functions(row, params):
-    q1, q2, c, x = sp.symbols("q1 q2 c x", real=True)
-    args = {k: sp.nsimplify(v) for k, v in params.items()}
-    k, kdot = row.dual(q1, q2, c, **args)
-    sigma = row.fn(x, **args)
-    return (
-        sp.lambdify((q1, q2, c), k, _NUMERIC),
-        sp.lambdify((q1, q2, c), kdot, _NUMERIC),
-        sp.lambdify((q1, q2, c), sp.diff(k, c), _NUMERIC),
-        sp.lambdify(x, sigma, ["numpy", "scipy"]),
-        sp.lambdify(x, sp.diff(sigma, x).replace(sp.Heaviside, lambda a, *_: sp.Piecewise((1, a > 0), (0, True))), ["numpy", "scipy"]),
-    )
-
-
-def _gauss_expectation(f, g, q1, q2, rho):
-    """E[f(u) g(v)], (u, v) ~ N(0, [[q1, c], [c, q2]]), by nested adaptive quadrature.
-
-    u = √q1·z1, v = √q2·(ρ·z1 + √(1 − ρ²)·z2); breakpoints where u = 0 or v = 0 handle kinks.
-    """
-    s = np.sqrt(1 - rho**2)
-    phi = lambda z: np.exp(-z * z / 2) / np.sqrt(2 * np.pi)  # noqa: E731
-
-    def inner(z1):
-        fu = f(np.sqrt(q1) * z1)
-        kink = -rho * z1 / s
-        val, _ = integrate.quad(lambda z2: phi(z2) * g(np.sqrt(q2) * (rho * z1 + s * z2)), -12, 12,
-                                points=[kink] if -12 < kink < 12 else None, epsabs=1e-13, epsrel=1e-12, limit=200)
-        return phi(z1) * fu * val
-
-    val, _ = integrate.quad(inner, -12, 12, points=[0.0], epsabs=1e-12, epsrel=1e-11, limit=200)
-    return val
-
-
-@pytest.mark.parametrize("name", sorted(PARAMS))
-def test_every_row_against_quadrature_and_price(name):
-    row = REGISTRY.rows[name]
-    for params in PARAMS[name]:
-        k, kdot, dk, sigma, dsigma = _row_functions(row, params)
-        for q1, q2, rho in POINTS:
-            c = rho * np.sqrt(q1 * q2)
-            expected_k = _gauss_expectation(sigma, sigma, q1, q2, rho)
-            expected_kdot = _gauss_expectation(dsigma, dsigma, q1, q2, rho)
-            # quadrature converges to ~1e-10 absolute here (tolerances 1e-12/1e-13 per level, smooth pieces)
-            assert k(q1, q2, c) == pytest.approx(expected_k, abs=1e-9, rel=1e-9), (params, q1, q2, rho)
-            assert kdot(q1, q2, c) == pytest.approx(expected_kdot, abs=1e-9, rel=1e-9), (params, q1, q2, rho)
-            # Price's theorem: the published K̇ is ∂K/∂c (symbolic derivative, float round-off only)
-            assert kdot(q1, q2, c) == pytest.approx(dk(q1, q2, c), rel=1e-12, abs=1e-14)
-
-
-@pytest.mark.parametrize("name", sorted(PARAMS))
-def test_diagonal_form_is_the_limit_of_the_offdiagonal_one(name):
-    row = REGISTRY.rows[name]
-    for params in PARAMS[name]:
-        k = _row_functions(row, params)[0]
-        q = sp.Symbol("q", positive=True)
-        diag = sp.lambdify(q, row.nngp(q, q, q, **{a: sp.nsimplify(v) for a, v in params.items()}), _NUMERIC)
-        for qv in (1e-3, 0.7, 5.0):
-            # the off-diagonal form at ρ = 1 − 1e-12 differs from the diagonal by O(√1e-12) for kinked σ
-            assert diag(qv) == pytest.approx(k(qv, qv, qv * (1 - 1e-12)), rel=1e-5, abs=1e-12)
-            assert np.isfinite(k(0.0, qv, 0.0)) and np.isfinite(diag(0.0))  # zero-norm inputs
 
 
 def test_safe_functions_evaluate_the_diagonal_exactly():

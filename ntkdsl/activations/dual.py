@@ -56,7 +56,7 @@ def function_dual(fn: sp.Lambda, q1, q2, c) -> Dual:
 
 def numerical_dual(fn: sp.Lambda, q1, q2, c, breakpoints=(), jumps: bool = False) -> Dual:
     """E[σ(u)σ(v)] by quadrature; K̇ = E[σ'(u)σ'(v)] from the symbolic σ' (0 where σ jumps)."""
-    marks = sp.Tuple(*sorted(set(float(b) for b in breakpoints)))
+    marks = sp.Tuple(*sorted({sp.sympify(b) for b in breakpoints}, key=sp.default_sort_key))  # noqa: S - numbers/IR exprs
     k = GaussianExpectation(fn, fn, q1, q2, c, marks)
     kdot = k.fdiff(5)
     return Dual(k, kdot, "numerical (kink-aware Gauss–Legendre quadrature)")
@@ -152,7 +152,7 @@ def _scaled_abrelu(beta, a, b, name):
 
 
 # ---------------------------------------------------------------- kinks and jumps
-def kinks(expr: sp.Expr, x: sp.Symbol) -> Tuple[float, ...]:
+def kinks(expr: sp.Expr, x: sp.Symbol) -> Tuple[sp.Expr, ...]:
     """Real x where σ is not smooth: zeros of the arguments of Max/Min/Abs/Heaviside/sign."""
     points = set()
     for node in sp.preorder_traversal(expr):
@@ -164,18 +164,23 @@ def kinks(expr: sp.Expr, x: sp.Symbol) -> Tuple[float, ...]:
             continue
         for arg in args:
             points.update(_real_zeros(arg, x))
-    return tuple(sorted(points))
+    return tuple(sorted(points, key=sp.default_sort_key))  # may depend on parameter symbols
 
 
 def _real_zeros(arg: sp.Expr, x: sp.Symbol):
     poly = sp.Poly(arg, x) if arg.is_polynomial(x) else None
-    if poly is not None and poly.degree() <= 4:
-        return [float(r) for r in sp.real_roots(poly)] if poly.degree() > 0 else []
+    if poly is not None and poly.degree() == 1:  # β·x + γ, β and γ possibly parameter symbols
+        beta, gamma = poly.all_coeffs()
+        return [sp.nsimplify(-gamma / beta) if (-gamma / beta).is_number else -gamma / beta]
+    if poly is not None and poly.degree() <= 4 and not poly.free_symbols - {x}:
+        return [sp.Float(float(r)) for r in sp.real_roots(poly)] if poly.degree() > 0 else []
     try:
         found = sp.solveset(arg, x, sp.S.Reals)
     except Exception:  # noqa: BLE001 - an unsolvable kink equation only costs accuracy, not correctness
         return []
-    return [float(r) for r in found] if isinstance(found, sp.FiniteSet) else []
+    if not isinstance(found, sp.FiniteSet):
+        return []
+    return [r for r in found if r.is_real is not False]
 
 
 def _has_jumps(expr: sp.Expr) -> bool:

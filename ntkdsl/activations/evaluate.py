@@ -28,7 +28,7 @@ def _kwargs(row: ActivationRow, params: dict) -> dict:
     return out
 
 
-def evaluate_dual(row, q1, q2, c, **params) -> Tuple[np.ndarray, np.ndarray]:
+def evaluate_dual(row, q1, q2, c, /, **params) -> Tuple[np.ndarray, np.ndarray]:
     """(K_σ, K̇_σ) of a row at arrays of variances q1, q2 and covariances c (broadcast together).
 
     Args:

@@ -8,11 +8,18 @@ from typing import Dict
 
 @dataclass(frozen=True)
 class Backend:
-    """An array module and its special-function module, as import lines of the generated code."""
+    """An array module and its special-function module, as import lines of the generated code.
+
+    ``fused`` backends print the elementwise layers as one compiled loop (:mod:`.fused`) instead of
+    one array operation per step; ``requires`` is the module that must be importable to run them.
+    """
 
     name: str
     array_module: str  # bound to `xp`
     special_module: str  # bound to `xps`
+    fused: bool = False
+    requires: str = ""
+    extra: str = ""  # the pip extra that installs `requires`
 
     def imports(self, used: set) -> str:
         lines = [f"import {self.array_module} as xp"]
@@ -23,4 +30,6 @@ class Backend:
 
 BACKENDS: Dict[str, Backend] = {
     "numpy": Backend("numpy", "numpy", "scipy.special"),
+    "numba": Backend("numba", "numpy", "scipy.special", fused=True, requires="numba", extra="fast"),
+    "cupy": Backend("cupy", "cupy", "cupyx.scipy.special", requires="cupy", extra="gpu"),
 }

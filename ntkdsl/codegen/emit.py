@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from typing import List, Optional
+import re
+from typing import Dict, List, Optional
 
 import sympy as sp
 
@@ -19,7 +20,8 @@ from .._version import __version__
 from ..ir.printer import format_network
 from ..symbolic.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
-from . import support
+from ..symbolic.spatial import dual_arguments
+from . import spatial_support, support
 from .backends import BACKENDS
 from .printer import ArrayPrinter
 
@@ -34,9 +36,9 @@ def _as_points(x, name):
 
 
 def _exact_diagonal(nngp, cov1):
-    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself, bit for bit (cov1 has shape (N1, 1, ...))."""
+    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself, bit for bit (cov1 has shape (N1, 1), or is a constant)."""
     index = xp.arange(nngp.shape[0])
-    nngp[index, index] = cov1[:, 0]
+    nngp[index, index] = cov1[:, 0] if xp.ndim(cov1) else cov1
 
 
 def kernels(x1, x2=None):
@@ -62,6 +64,44 @@ def kernels(x1, x2=None):
 '''
 
 
+_SPATIAL_PROLOGUE = '''
+
+def _as_points(x, name):
+    """x as a float64 array of shape (N, {shape}) (channels last); a clear ValueError otherwise."""
+    x = xp.asarray(x, dtype=xp.float64)
+    if x.ndim != {ndim} or tuple(x.shape[1:]) != {shape_tuple}:
+        raise ValueError(f"{{name}} must have shape (N, {shape}) for this network, got {{tuple(x.shape)}}")
+    return x
+
+
+def _exact_diagonal(nngp, cov1):
+    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself, bit for bit (cov1 has shape (..., N1, 1), or is a constant)."""
+    index = xp.arange(nngp.shape[-1])
+    nngp[..., index, index] = cov1[..., 0] if xp.ndim(cov1) else cov1
+
+
+def kernels(x1, x2=None):
+    """The NNGP and NTK kernels of the network between two sets of inputs.
+
+    Args:
+        x1: inputs, shape (N1, {shape}) (channels last).
+        x2: inputs, shape (N2, {shape}); None means x1 (the kernel is then exactly symmetric).
+
+    Returns:
+        (nngp, ntk): float64 arrays of shape (N1, N2): Σ(x1, x2) and Θ(x1, x2).
+    """
+    same = x2 is None
+    x1 = _as_points(x1, "x1")
+    x2 = x1 if same else _as_points(x2, "x2")
+    # input: Σ⁰(x, x')(p, p') = x(p)·x'(p')/{channels}, Θ⁰ = 0 (kernel-math.md §1), in the {layout} layout:
+    # pixel axes first, points last: nngp_0 of shape {array}, cov1_0 (..., N1, 1), cov2_0 (..., 1, N2)
+    cov1_0, cov2_0, nngp_0 = input_covariances(x1, x2, same, full={full})
+'''
+
+# SSA names of the generated code (kernel fields and CSE temporaries), freed after their last use
+_NAME = re.compile(r"\b(?:(?:cov1|cov2|nngp_dot|nngp|ntk)_\d+|t\d+_\d+)\b")
+
+
 def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional[str] = None, filename: str = "<string>") -> str:
     """The Python source of a module defining ``kernels(x1, x2=None) -> (nngp, ntk)``.
 
@@ -75,19 +115,25 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         The module's source text.
     """
     printer = ArrayPrinter()
-    body: List[str] = []
+    body: List[List[str]] = []  # statements (an `if` with its body is one), each a list of lines
     duals: List[str] = []  # module-level dual functions of the activation layers
     values = program.parameters
+    net = program.network
+    spatial = len(net.input_shape) > 1
     for prev, step in zip(program.steps, program.steps[1:]):
+        before = step.input_state if step.input_state is not None else prev.state
         where = f"  ({step.layer.span.file}:{step.layer.span.line}:{step.layer.span.col})" if step.layer.span else ""
-        body.append(f"    # layer {step.index}: {step.label}{where}")
+        inside = f" [{step.context}]" if step.context else ""
+        body.append([f"    # layer {step.index}: {step.label}{where}{inside}"])
+        if step.state.shape:
+            body.append([f"    #   kernel over pixels {list(step.state.shape)}, {step.state.layout} layout"])
         if not step.assignments:
-            body.append("    # (leaves the kernel unchanged)")
+            body.append(["    # (leaves the kernel unchanged)"])
             continue
         if step.state.note:  # an activation: one dual function for the variances and the covariances
-            definition, lines = _elementwise_step(prev, step, values, printer)
+            definition, lines = _elementwise_step(before, step, values, printer)
             duals.append(definition)
-            body += lines
+            body += [[line] for line in lines]
             continue
         targets = [sym for sym, _ in step.assignments]
         exprs = [to_atan2(expr.xreplace(values)) for _, expr in step.assignments]
@@ -96,12 +142,11 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         shared, reduced = sp.cse(exprs, symbols=names, order="none")
         shared, reduced = [(s, restore(e)) for s, e in shared], [restore(e) for e in reduced]
         for sym, expr in shared:
-            body.append(f"    {sym} = {printer.doprint(expr)}")
+            body.append([f"    {sym} = {printer.doprint(expr)}"])
         for sym, expr in zip(targets, reduced):
-            body.append(f"    {sym} = {printer.doprint(expr)}")
+            body.append([f"    {sym} = {printer.doprint(expr)}"])
             if sym == step.state.nngp and step.state.cov1 in targets:
-                body.append(f"    if same:")
-                body.append(f"        _exact_diagonal({sym}, {step.state.cov1})")
+                body[-1] += [f"    if same:", f"        _exact_diagonal({sym}, {step.state.cov1})"]
     out = program.output
     nngp = printer.doprint(out.nngp)
     if out.ntk.is_number:  # e.g. no affine layer: Θ is the constant 0
@@ -110,9 +155,12 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         ntk = f"{printer.doprint(out.ntk)}.copy()"
     else:
         ntk = printer.doprint(out.ntk)
-    body += ["    nngp = " + nngp, "    ntk = " + ntk, "    return nngp, ntk"]
+    body += [["    nngp = " + nngp], ["    ntk = " + ntk]]
+    if spatial:  # pooling sums pixel pairs in an order that differs between (x, x') and (x', x)
+        body.append(["    if same:  # exact symmetry (the diagonal is unchanged: (a + a)/2 = a)",
+                     "        nngp = (nngp + nngp.T) / 2", "        ntk = (ntk + ntk.T) / 2"])
+    lines = _free_after_last_use(body) + ["    return nngp, ntk"]
 
-    net = program.network
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16] if source is not None else "n/a"
     canonical = "\n".join("    " + line for line in format_network(net).rstrip("\n").splitlines())
     header = f'''"""NNGP and NTK kernels of the network `{net.name}`, generated by ntkdsl {__version__}.
@@ -126,20 +174,56 @@ Network (canonical form):
 {canonical}
 """
 '''
-    prologue = _PROLOGUE.format(d=net.input_dim)
+    if spatial:
+        first = program.steps[0].state
+        shape = ", ".join(map(str, net.input_shape))
+        dims = ", ".join(map(str, first.shape * (2 if first.layout == "full" else 1)))
+        prologue = _SPATIAL_PROLOGUE.format(shape=shape, ndim=len(net.input_shape) + 1, shape_tuple=tuple(net.input_shape),
+                                            channels=net.input_dim, layout=first.layout, full=first.layout == "full",
+                                            array=f"({dims}, N1, N2)")
+        printer.functions.setdefault("input_covariances", "")
+    else:
+        prologue = _PROLOGUE.format(d=net.input_dim)
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
     return (header + imports + "\n" + _support(printer.functions) + "".join("\n\n" + d for d in duals)
-            + prologue + "\n".join(body) + "\n")
+            + prologue + "\n".join(lines) + "\n")
 
 
-def _elementwise_step(prev, step, values, printer):
+def _free_after_last_use(statements: List[List[str]]) -> List[str]:
+    """The statements' lines with ``del`` of every SSA array after the statement that uses it last,
+    so that the evaluation holds a few kernel arrays at a time, not one per layer."""
+    last = {}
+    for i, statement in enumerate(statements):
+        for line in statement:
+            for name in _NAME.findall(line):
+                last[name] = i
+    dead: Dict[int, List[str]] = {}
+    for name, i in last.items():
+        dead.setdefault(i, []).append(name)
+    out: List[str] = []
+    for i, statement in enumerate(statements):
+        out += statement
+        if i in dead and i < len(statements) - 1:
+            out.append(f"    del {', '.join(sorted(dead[i], key=_ssa_order))}")
+    return out
+
+
+def _ssa_order(name: str):
+    stem, _, number = name.rpartition("_")
+    return (int(number) if number.isdigit() else 0, stem)
+
+
+def _elementwise_step(before, step, values, printer):
     """An activation layer as ``def dual_L(q1, q2, c) -> (K, K̇)`` plus the lines that call it.
 
     The variances go through the very same code as the covariances (at q1 = q2 = c = q), so
     Σ(x, x) and Σ(x, x') of two identical inputs agree bit for bit, and θ = 0 exactly there.
+    ``before`` is the state the layer read; its arguments per field come from
+    :func:`ntkdsl.symbolic.spatial.dual_arguments` (in the full layout, pixel variances).
     """
     q1, q2, c = sp.symbols("q1 q2 c", real=True)
-    rename = {prev.state.cov1: q1, prev.state.cov2: q2, prev.state.nngp: c}
+    at = dual_arguments(before)
+    rename = dict(zip(at["nngp"], (q1, q2, c)))
     exprs = dict(step.assignments)
     k = exprs[step.state.nngp].xreplace(values).xreplace(rename)
     kdot = step.state.nngp_dot
@@ -151,14 +235,13 @@ def _elementwise_step(prev, step, values, printer):
              f'    """{step.label}: K = E[σ(u)σ(v)] and K̇ = E[σ\'(u)σ\'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]])."""']
     lines += [f"    {sym} = {printer.doprint(restore(e))}" for sym, e in shared]
     lines += [f"    return {printer.doprint(restore(k))}, {printer.doprint(restore(kdot))}"]
-    state, before = step.state, prev.state
+    state = step.state
     call = []
-    for target, args in ((state.cov1, (before.cov1,) * 3), (state.cov2, (before.cov2,) * 3),
-                         (state.nngp, (before.cov1, before.cov2, before.nngp))):
+    for target, args in ((state.cov1, at["cov1"]), (state.cov2, at["cov2"]), (state.nngp, at["nngp"])):
         if target not in exprs:  # a constant (e.g. the variance 1/2 of step): nothing to compute
             continue
         dot = state.nngp_dot if target == state.nngp and state.nngp_dot in exprs else "_"
-        call.append(f"    {target}, {dot} = {name}({', '.join(map(str, args))})")
+        call.append(f"    {target}, {dot} = {name}({', '.join(printer.doprint(a) for a in args)})")
     if state.ntk in exprs:
         call.append(f"    {state.ntk} = {printer.doprint(exprs[state.ntk].xreplace(values))}")
     return "\n".join(lines) + "\n", call
@@ -192,7 +275,11 @@ def _support(functions) -> str:
         parts.append(inspect.getsource(support.perp))
     if "gaussian_expectation" in functions:
         parts.append(support_source())
-    parts += [src for name, src in sorted(functions.items()) if name not in ("gaussian_expectation", "perp")]
+    spatial = [name for name in functions if name in spatial_support.ROUTINES]
+    if spatial:
+        parts.append(spatial_support.routine_sources(spatial))
+    parts += [src for name, src in sorted(functions.items())
+              if name not in ("gaussian_expectation", "perp") and name not in spatial_support.ROUTINES]
     return "".join("\n\n" + p.rstrip("\n") + "\n" for p in parts)
 
 

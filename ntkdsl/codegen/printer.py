@@ -56,9 +56,13 @@ class ArrayPrinter(SciPyPrinter):
                 return f"{alias}.{fqn[len(prefix):]}"
         raise CodegenError(f"{fqn} has no array-module equivalent")
 
-    def _print_perp(self, expr):  # √max(p − c², 0)
+    def _print_perp(self, expr):  # √max(q1·q2 − c², 0), rescaled so that q1·q2 cannot overflow
         c, p = expr.args
-        return f"{self._module_format('numpy.sqrt')}({self._module_format('numpy.maximum')}({self._print(p - c**2)}, 0))"
+        factors = p.as_ordered_factors() if p.is_Mul else []
+        if len(factors) != 2:
+            return f"{self._module_format('numpy.sqrt')}({self._module_format('numpy.maximum')}({self._print(p - c**2)}, 0))"
+        self.functions.setdefault("perp", "")
+        return f"perp({self._print(c)}, {self._print(factors[0])}, {self._print(factors[1])})"
 
     def _print_angle(self, expr):  # θ = atan2(√max(p − c², 0), c) ∈ [0, π]
         from ..symbolic.functions import perp
@@ -69,6 +73,10 @@ class ArrayPrinter(SciPyPrinter):
     def _print_asin(self, expr):
         (arg,) = expr.args
         return f"{self._module_format('numpy.arcsin')}({self._module_format('numpy.clip')}({self._print(arg)}, -1, 1))"
+
+    def _print_hypot(self, expr):
+        a, b = expr.args
+        return f"{self._module_format('numpy.hypot')}({self._print(a)}, {self._print(b)})"
 
     def _print_Max(self, expr):
         return self._nested(expr.args, "numpy.maximum")
@@ -84,6 +92,61 @@ class ArrayPrinter(SciPyPrinter):
 
     def _print_Abs(self, expr):
         return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
+
+    def _print_smaller(self, expr):  # min of two variances (ordered_variances)
+        return self._nested(expr.args, "numpy.minimum")
+
+    def _print_larger(self, expr):
+        return self._nested(expr.args, "numpy.maximum")
+
+    def _print_cos_angle(self, expr):  # cos θ = cos(atan2(√max(p − c², 0), c)): 1, not 0/0, at p = 0
+        from ..symbolic.functions import angle
+
+        return f"{self._module_format('numpy.cos')}({self._print_angle(angle(*expr.args))})"
+
+    def _print_sin_angle(self, expr):  # sin θ, 0 at p = 0
+        from ..symbolic.functions import angle
+
+        return f"{self._module_format('numpy.sin')}({self._print_angle(angle(*expr.args))})"
+
+    def _print_owens_t_angle(self, expr):  # Owen's T(h, tan φ); φ ∈ [−π/2, π/2] keeps ρ = ±1 finite
+        h, phi = (self._print(a) for a in expr.args)
+        return f"{self._module_format('scipy.special.owens_t')}({h}, {self._module_format('numpy.tan')}({phi}))"
+
+
+    # structural operations of image kernels (ntkdsl.symbolic.spatial): calls of the run-time
+    # routines of ntkdsl.codegen.spatial_support, their static settings as Python literals
+    def _spatial_call(self, expr, names):
+        from ..symbolic.spatial import static
+
+        name = type(expr).__name__
+        self.functions.setdefault(name, "")
+        settings = ", ".join(f"{key}={static(a)!r}" for key, a in zip(names, expr.args[1:]))
+        return f"{name}({self._print(expr.args[0])}, {settings})"
+
+    def _print_conv_taps(self, expr):
+        from ..symbolic.spatial import static
+
+        text = self._spatial_call(expr, ("shape", "kernel", "stride", "padding", "layout"))
+        return text.replace(f"layout={static(expr.args[5])!r}", f"full={static(expr.args[5]) == 'full'}")
+
+    def _print_pool_window(self, expr):
+        return self._spatial_call(expr, ("shape", "window", "stride", "padding", "mode"))
+
+    def _print_flatten_mean(self, expr):
+        from ..symbolic.spatial import static
+
+        text = self._spatial_call(expr, ("shape", "layout"))
+        return text.replace(f"layout={static(expr.args[2])!r}", f"full={static(expr.args[2]) == 'full'}")
+
+    def _print_global_pool(self, expr):
+        return self._spatial_call(expr, ("shape", "mode"))
+
+    def _print_pixel_variance(self, expr):
+        return self._spatial_call(expr, ("shape", "side"))
+
+    def _print_spatial_diagonal(self, expr):
+        return self._spatial_call(expr, ("shape",))
 
 
 def array_function(expr: sp.Expr, args):
@@ -101,9 +164,12 @@ def array_function(expr: sp.Expr, args):
     printer = ArrayPrinter()
     names = [f"a{i}" for i in range(len(args))]
     body = printer.doprint(to_atan2(expr).xreplace(dict(zip(args, sp.symbols(names)))))
-    namespace = {"xp": numpy, "xps": scipy.special, "gaussian_expectation": support.gaussian_expectation}
+    from . import spatial_support
+
+    namespace = {"xp": numpy, "xps": scipy.special, "gaussian_expectation": support.gaussian_expectation,
+                 "perp": support.perp, **{name: getattr(spatial_support, name) for name in spatial_support.ROUTINES}}
     for name, source in printer.functions.items():
-        if name != "gaussian_expectation":
+        if name not in ("gaussian_expectation", "perp") and name not in spatial_support.ROUTINES:
             exec(compile(source, "<ntkdsl array_function>", "exec"), namespace)  # noqa: S102 - printed by us
     code = compile(f"lambda {', '.join(names)}: {body}", "<ntkdsl array_function>", "eval")
     return eval(code, namespace)  # noqa: S307 - printed from a sympy expression we built

@@ -28,6 +28,17 @@ class TestKernels(NamedTuple):
     nngp_test: Optional[np.ndarray] = None
 
 
+def number(value, name: str, condition: str, ok) -> float:
+    """``value`` as a finite float satisfying ``ok``; ValueError naming ``condition`` otherwise."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (np.isfinite(v) and ok(v)):
+        raise ValueError(f"{name} must be a finite number {condition}, not {value!r}")
+    return v
+
+
 def as_float_array(a, name: str) -> np.ndarray:
     """``a`` as a float64 array of finite numbers.
 

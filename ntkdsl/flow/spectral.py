@@ -3,11 +3,15 @@
 A kernel-flow solution at time t needs the matrix function g_t(K) = K⁻¹(I − e^{−cKt}) of the
 (regularised) training kernel K (kernel-math.md §4). With K = V diag(λ) Vᵀ this is
 V diag(g_t(λ)) Vᵀ, g_t(λ) = (1 − e^{−cλt})/λ, so one symmetric eigendecomposition serves every t;
-at t = ∞ alone a Cholesky factorisation (a third of the cost) is enough.
+at t = ∞ alone a Cholesky factorisation is enough (N³/3 flops against ~4N³ with vectors: 0.35 s
+against 6.2 s for N = 4000 on the 2-core development machine).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -41,14 +45,26 @@ def relative_ridge(kernel: np.ndarray, diag_reg: float) -> float:
     return float(diag_reg) * float(np.trace(kernel)) / n if n else 0.0
 
 
-def _warn_condition(cond: float, what: str) -> None:
-    if cond > ILL_CONDITIONED:
-        digits = "all" if not np.isfinite(cond) else f"up to {min(16, int(np.log10(cond)))}"
-        warnings.warn(
-            f"the training kernel is ill-conditioned (condition number {cond:.3g} > "
-            f"{ILL_CONDITIONED:.0e}): {what} may lose {digits} of its 16 digits; "
-            f"pass diag_reg (e.g. 1e-8) to regularise",
-            IllConditionedWarning, stacklevel=4)
+def _warn_condition(cond: float, what: str, zeros: int = 0) -> None:
+    if zeros:
+        detail = (f"{zeros} eigenvalues below N·ε·λ_max are treated as 0, so {what} uses the "
+                  f"pseudo-inverse (the limit of the flow)")
+    elif cond > ILL_CONDITIONED:
+        detail = f"{what} may lose up to {min(16, int(np.log10(cond)))} of its 16 digits"
+    else:
+        return
+    warnings.warn(f"the training kernel is ill-conditioned (condition number {cond:.3g} > "
+                  f"{ILL_CONDITIONED:.0e}): {detail}; pass diag_reg (e.g. 1e-8) to regularise",
+                  IllConditionedWarning, stacklevel=_outside_level())
+
+
+def _outside_level() -> int:
+    """The ``stacklevel`` of the first caller outside ntkdsl (and functools' cached_property)."""
+    skip = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), functools.__file__)
+    frame, level = sys._getframe(2), 2     # frame 2 is the caller of _warn_condition: level 2
+    while frame is not None and frame.f_code.co_filename.startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @dataclass(frozen=True)
@@ -76,7 +92,8 @@ class Spectrum:
         Returns:
             The :class:`Spectrum`, eigenvalues in descending order.
         """
-        # Divide and conquer (LAPACK ?syevd) is 2-3x faster than the default driver for N ≳ 1000.
+        # Divide and conquer (LAPACK ?syevd, as numpy.linalg.eigh); measured for N = 4000 here:
+        # 6.2 s, against 6.5 s for scipy's default ?syevr.
         values, vectors = scipy.linalg.eigh(kernel, driver="evd", check_finite=False)
         values, vectors = values[::-1], vectors[:, ::-1]
         negative = values < 0
@@ -100,17 +117,15 @@ class Spectrum:
 
     def _check_infinite(self, infinite: np.ndarray) -> None:
         if infinite.any():
-            kept = self.values[~self._tiny()]
-            cond = float(kept[0] / kept[-1]) if kept.size else 1.0
-            _warn_condition(cond, "the t = inf prediction")
+            _warn_condition(self.condition_number, "the t = inf prediction", int(self._tiny().sum()))
 
     def inverse_factor(self, t: np.ndarray, rate: float) -> np.ndarray:
         """g_t(λ) = (1 − e^{−rate·λ·t}) / λ for each time (rows) and eigenvalue (columns).
 
         kernel-math.md §4: f_t(x*) = f_0(x*) + Θ(x*, X) V diag(g_t(λ)) Vᵀ (y − f_0(X)). For λ → 0
-        the factor tends to rate·t (the component moves linearly, never at an infinite speed);
-        at t = ∞ it is 1/λ on the numerically non-zero eigenvalues and 0 on the rest (the
-        pseudo-inverse, the limit of the flow when the kernel is singular).
+        the factor tends to rate·t, its value at λ = 0. At t = ∞ it is 1/λ on the numerically
+        non-zero eigenvalues and 0 on the rest (the pseudo-inverse: the flow's limit when the
+        kernel is singular).
 
         Args:
             t: times ≥ 0, shape (T,); ``inf`` allowed.
@@ -173,13 +188,12 @@ class CholeskySolver:
         norm = float(np.abs(k).sum(axis=0).max()) if k.size else 0.0
         self._factor = scipy.linalg.cho_factor(k, lower=True, check_finite=False)
         self.condition_number = self._estimate_condition(norm)
-        _warn_condition(self.condition_number, "the t = inf solve")
 
     def _estimate_condition(self, norm: float) -> float:
         """The 1-norm condition number, estimated by LAPACK ?pocon in O(N²)."""
         if norm == 0.0:
             return 1.0
-        rcond, info = scipy.linalg.lapack.dpocon(self._factor[0], norm, lower=1)
+        rcond, info = scipy.linalg.lapack.dpocon(self._factor[0], norm, uplo="L")
         return float("inf") if info != 0 or rcond == 0 else 1.0 / float(rcond)
 
     def solve(self, b: np.ndarray) -> np.ndarray:
@@ -188,8 +202,17 @@ class CholeskySolver:
 
 
 def try_cholesky(kernel: np.ndarray, shift: float) -> Optional[CholeskySolver]:
-    """A :class:`CholeskySolver`, or None when the kernel is not numerically positive definite."""
+    """A :class:`CholeskySolver`, or None when the kernel is numerically singular.
+
+    Singular means Cholesky breaks down or the condition number reaches 1/(N·ε): then the
+    eigendecomposition's pseudo-inverse (the t → ∞ limit of the flow) must be used instead.
+    Warns (:class:`IllConditionedWarning`) when the solver is returned but ill-conditioned.
+    """
     try:
-        return CholeskySolver(kernel, shift)
+        solver = CholeskySolver(kernel, shift)
     except np.linalg.LinAlgError:
         return None
+    if solver.condition_number * kernel.shape[0] * np.finfo(np.float64).eps >= 1.0:
+        return None
+    _warn_condition(solver.condition_number, "the t = inf solve")
+    return solver

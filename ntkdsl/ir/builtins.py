@@ -90,17 +90,24 @@ def enum(words: Sequence[str]):
 
 
 def input_shape(low, v, span, name: str, env=()) -> Tuple[int, ...]:
+    """``D`` or ``[D]`` (a vector), ``[L, C]`` (a signal), ``[H, W, C]`` (an image), ...: channels last."""
     dims = v if isinstance(v, tuple) else (v,)
     if not dims:
         raise ArgumentSpecError("input needs at least one dimension", span)
-    shape = tuple(positive_int(low, d, span, "each input dimension", env) for d in dims)
-    if len(shape) > 1:
-        raise StructureSpecError(
-            f"input = {list(shape)} is an image or signal input; this version compiles fully connected "
-            "networks only, whose input is a vector: input = D",
-            span,
-        )
-    return shape
+    return tuple(positive_int(low, d, span, "each input dimension", env) for d in dims)
+
+
+def per_dimension(low, v, span, name: str, env=()) -> Tuple[int, ...]:
+    """A window size or stride: an int for every spatial dimension, or one entry per dimension."""
+    rank = getattr(low, "rank", 0)
+    if isinstance(v, tuple):
+        values = tuple(positive_int(low, d, span, f"each entry of {name}", env) for d in v)
+        if rank and len(values) != rank:
+            raise ArgumentSpecError(
+                f"{name} has {len(values)} entries, but the network's input has {rank} spatial dimension"
+                f"{'s' if rank != 1 else ''}; give one entry per dimension or a single integer", span)
+        return values
+    return (positive_int(low, v, span, name, env),) * max(rank, 1)
 
 
 # ---------------------------------------------------------------- built-in structural layers
@@ -121,4 +128,114 @@ def _identity(low, st: ast.LayerCall, env, param: str) -> nodes.Identity:
     return nodes.Identity(st.span)
 
 
-LAYERS = {"dense": _dense, "identity": _identity}
+PADDINGS = ("valid", "same", "circular")
+
+
+def _conv(low, st: ast.LayerCall, env, param: str):
+    from .spatial import Conv
+
+    specs = [
+        Spec("channels", REQUIRED, positive_int),
+        Spec("kernel", REQUIRED, per_dimension),
+        Spec("stride", sp.S.One, per_dimension),
+        Spec("padding", "valid", enum(PADDINGS)),
+        Spec("w_std", sp.S.One, std),
+        Spec("b_std", None, std_or_none),
+        Spec("parameterization", param, enum(nodes.PARAMETERIZATIONS)),
+    ]
+    v = _values(low, "conv", specs, st, env)
+    return Conv(v["channels"], v["kernel"], v["stride"], v["padding"], v["w_std"], v["b_std"],
+                v["parameterization"], st.span)
+
+
+def _pool(mode: str):
+    def build(low, st: ast.LayerCall, env, param: str):
+        from .spatial import Pool
+
+        specs = [Spec("window", REQUIRED, per_dimension), Spec("stride", None, _none_or(per_dimension)),
+                 Spec("padding", "valid", enum(PADDINGS))]
+        v = _values(low, f"{mode}_pool", specs, st, env)
+        return Pool(mode, v["window"], v["stride"] or v["window"], v["padding"], st.span)
+
+    return build
+
+
+def _global_pool(mode: str):
+    def build(low, st: ast.LayerCall, env, param: str):
+        from .spatial import GlobalPool
+
+        low.bind(f"global_{mode}_pool", [], st.args, env, st.name_span)
+        return GlobalPool(mode, st.span)
+
+    return build
+
+
+def _flatten(low, st: ast.LayerCall, env, param: str):
+    from .spatial import Flatten
+
+    low.bind("flatten", [], st.args, env, st.name_span)
+    return Flatten(st.span)
+
+
+def _layer_norm(low, st: ast.LayerCall, env, param: str):
+    from .spatial import LayerNorm
+
+    v = _values(low, "layer_norm", [Spec("eps", sp.Rational(1, 10**12), _positive_real)], st, env)
+    return LayerNorm(v["eps"], st.span)
+
+
+def _residual(low, st: ast.LayerCall, env, param: str):
+    from .branches import Residual
+
+    v = _values(low, "residual", [Spec("scale", sp.S.One, real)], st, env)
+    if len(st.bodies) != 1:
+        where = st.bodies[1].span if len(st.bodies) > 1 else st.span
+        raise StructureSpecError(f"residual takes exactly one {{ body }} (x + scale·f(x)), got {len(st.bodies)}", where)
+    return Residual(tuple(low.body(st.bodies[0], env, param)), v["scale"], st.span)
+
+
+def _parallel(low, st: ast.LayerCall, env, param: str):
+    from .branches import MERGES, Parallel
+
+    v = _values(low, "parallel", [Spec("merge", REQUIRED, enum(MERGES))], st, env)
+    if len(st.bodies) < 2:
+        raise StructureSpecError(
+            f"parallel needs at least two branches, each in braces: parallel(merge = {v['merge']}) {{ ... }} {{ ... }}; "
+            f"got {len(st.bodies)}", st.span)
+    branches = tuple(tuple(low.body(b, env, param)) for b in st.bodies)
+    return Parallel(v["merge"], branches, st.span, tuple(b.span for b in st.bodies))
+
+
+def _values(low, what: str, specs, st: ast.LayerCall, env):
+    args = low.bind(what, specs, st.args, env, st.name_span)
+    return {s.name: s.convert(low, args[s.name].value, args[s.name].span, s.name, env) for s in specs}
+
+
+def _none_or(convert):
+    def wrapped(low, v, span, name: str, env=()):
+        return None if v is None else convert(low, v, span, name, env)
+
+    return wrapped
+
+
+def _positive_real(low, v, span, name: str, env=()) -> sp.Expr:
+    x = real(low, v, span, name, env)
+    if not x.is_positive:
+        raise ArgumentSpecError(f"{name} must be positive, got {x}", span)
+    return x
+
+
+LAYERS = {
+    "dense": _dense,
+    "identity": _identity,
+    "conv": _conv,
+    "avg_pool": _pool("avg"),
+    "sum_pool": _pool("sum"),
+    "global_avg_pool": _global_pool("avg"),
+    "global_sum_pool": _global_pool("sum"),
+    "flatten": _flatten,
+    "layer_norm": _layer_norm,
+    "residual": _residual,
+    "parallel": _parallel,
+}
+BODY_LAYERS = ("residual", "parallel")  # the layers that take { } bodies

@@ -16,7 +16,7 @@ from ..activations import REGISTRY
 from ..errors import ArgumentSpecError, NameSpecError, Span, StructureSpecError, did_you_mean
 from ..frontend import ast
 from . import nodes
-from .builtins import LAYERS, REQUIRED, Spec, Word, enum, input_shape, natural, positive_int, real
+from .builtins import BODY_LAYERS, LAYERS, REQUIRED, Spec, Word, enum, input_shape, natural, positive_int, real
 
 MAX_REPEAT = 10_000  # a repeat beyond this is a typo, not a network
 MAX_EXPONENT = 1_024  # keeps `10**10**10` from hanging exact arithmetic
@@ -123,6 +123,7 @@ class _Lowerer:
         self.let_values: Dict[str, sp.Expr] = {}
         self.visiting: List[str] = []  # lets being evaluated: a cycle if one comes back
         self.block_stack: List[str] = []
+        self.rank = 0  # spatial dimensions of the network being lowered (set by `network`)
         seen: Dict[str, Span] = {}
         builtin = set(LAYERS) | set(REGISTRY.names())
         for item in module.items:
@@ -227,6 +228,7 @@ class _Lowerer:
         ]
         args = self.bind(f"network '{net.name}'", specs, net.args, {}, net.span)
         values = {s.name: s.convert(self, args[s.name].value, args[s.name].span, s.name) for s in specs}
+        self.rank = len(values["input"]) - 1  # spatial dimensions: an int window broadcasts to them
         layers = self.body(net.body, {}, values["parameterization"])
         return nodes.Network(net.name, values["input"], values["parameterization"], tuple(layers), net.span)
 
@@ -244,7 +246,7 @@ class _Lowerer:
         return out
 
     def call(self, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
-        if st.bodies:
+        if st.bodies and st.name not in BODY_LAYERS:
             raise StructureSpecError(f"'{st.name}' takes no {{ }} body", st.bodies[0].span)
         if st.name in LAYERS:
             return [LAYERS[st.name](self, st, env, param)]

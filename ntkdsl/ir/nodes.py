@@ -37,6 +37,37 @@ class KernelState:
     width: int
     nngp_dot: Optional[sp.Expr] = None  # Σ̇ = K̇_σ of an activation layer, which Θ then multiplies
     note: str = ""  # how an activation's dual was obtained (closed form, exact, numerical)
+    shape: Tuple[int, ...] = ()  # spatial shape of the features ((): a vector of ``width`` features)
+    layout: str = "diagonal"  # with a spatial shape: "diagonal" (pixel pairs (p, p)) or "full" (all (p, p'))
+
+
+class _NoParameters:
+    """Finite-width rules of a layer without parameters; numerics in :mod:`ntkdsl.sampler.layers`,
+    which documents the interface every node implements (init_params, forward, backward,
+    param_grads, ntk_terms)."""
+
+    def init_params(self, rng, in_shape):
+        return {}, tuple(in_shape)
+
+    def param_grads(self, params, cache, g, per_example=False):
+        return {}
+
+    def ntk_terms(self, params, cache1, g1, cache2, g2, trace=True):
+        return None
+
+
+class _ElementwiseRules(_NoParameters):
+    """Finite-width σ (kernel-math.md §5): y = σ(z), backward g·σ'(z) with σ' = 0 at jumps (§3)."""
+
+    def forward(self, params, x):
+        from ..sampler.layers import elementwise_forward
+
+        return elementwise_forward(self, x)
+
+    def backward(self, params, cache, g):
+        from ..sampler.layers import elementwise_backward
+
+        return elementwise_backward(self, cache, g)
 
 
 @dataclass(frozen=True)
@@ -59,6 +90,16 @@ class Dense:
             out["b_std"] = self.b_std
         return out
 
+    def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        """(width,) from a vector input; an image input is an error (flatten or pool it first)."""
+        if len(in_shape) > 1:
+            from ..errors import ShapeSpecError
+
+            raise ShapeSpecError(
+                f"dense needs a vector input, but its input has shape {list(in_shape)} (an image or signal "
+                "with channels last); add flatten or global_avg_pool before it", self.span)
+        return (self.width,)
+
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """kernel-math.md §2 (neural-tangents' Dense): affine map of Σ, then Θ."""
         w2 = p["w_std"] ** 2
@@ -70,9 +111,35 @@ class Dense:
             ntk = s.width * s.nngp + w2 * s.ntk + (1 if "b_std" in p else 0)
         return KernelState(cov1, cov2, nngp, ntk, gaussian=True, width=self.width)
 
+    # finite-width rules (kernel-math.md §5); numerics and the interface: ntkdsl/sampler/layers.py
+    def init_params(self, rng, in_shape):
+        from ..sampler import layers
+
+        return layers.dense_init(self, rng, in_shape)
+
+    def forward(self, params, x):
+        from ..sampler import layers
+
+        return layers.dense_forward(self, params, x)
+
+    def backward(self, params, cache, g):
+        from ..sampler import layers
+
+        return layers.dense_backward(self, params, cache, g)
+
+    def param_grads(self, params, cache, g, per_example=False):
+        from ..sampler import layers
+
+        return layers.dense_param_grads(self, params, cache, g, per_example)
+
+    def ntk_terms(self, params, cache1, g1, cache2, g2, trace=True):
+        from ..sampler import layers
+
+        return layers.dense_ntk_terms(self, params, cache1, g1, cache2, g2, trace)
+
 
 @dataclass(frozen=True)
-class Identity:
+class Identity(_NoParameters):
     """The no-op layer."""
 
     span: Optional[Span] = field(**_span)
@@ -80,12 +147,21 @@ class Identity:
     def parameters(self) -> Dict[str, sp.Expr]:
         return {}
 
+    def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return tuple(in_shape)
+
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         return replace(s, nngp_dot=None)
 
+    def forward(self, params, x):
+        return x, None
+
+    def backward(self, params, cache, g):
+        return g
+
 
 @dataclass(frozen=True)
-class Activation:
+class Activation(_ElementwiseRules):
     """An elementwise nonlinearity σ from the activation registry, with its parameter values.
 
     ``args`` holds every parameter of the row in order: a sympy number, or for a variadic
@@ -129,6 +205,9 @@ class Activation:
         x = sp.Symbol("x", real=True)
         return sp.Lambda(x, self.row.fn(x, **self.row_arguments(p)))
 
+    def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return tuple(in_shape)  # elementwise
+
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """kernel-math.md §3: Σ' = K_σ(q1, q2, c), Θ' = Θ·K̇_σ(q1, q2, c); diagonals at c = q."""
         from ..activations.dual import row_dual
@@ -138,7 +217,7 @@ class Activation:
 
 
 @dataclass(frozen=True)
-class CustomActivation:
+class CustomActivation(_ElementwiseRules):
     """A user-defined elementwise σ: ``activation NAME(x, p = ...) = EXPR`` applied with values for p.
 
     ``body`` is a sympy expression over real symbols named ``variable`` and each parameter.
@@ -159,6 +238,9 @@ class CustomActivation:
         swap.update({sp.Symbol(name, real=True): p[name] for name, _ in self.args})
         return sp.Lambda(x, self.body.xreplace(swap))
 
+    def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return tuple(in_shape)  # elementwise
+
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """The dual of σ: exact when ntkdsl can derive it, numerical otherwise (activations/dual.py)."""
         from ..activations.dual import function_dual
@@ -169,12 +251,18 @@ class CustomActivation:
 
 def elementwise_kernel(s: KernelState, dual_at) -> KernelState:
     """kernel-math.md §3 for any elementwise σ given ``dual_at(q1, q2, c) -> Dual``: Σ' = K_σ,
-    Θ' = Θ·K̇_σ, and the variances by the same dual on the diagonal (c = q, so θ = 0 exactly)."""
-    dual = dual_at(s.cov1, s.cov2, s.nngp)
-    cov1 = dual_at(s.cov1, s.cov1, s.cov1).nngp
-    cov2 = dual_at(s.cov2, s.cov2, s.cov2).nngp
+    Θ' = Θ·K̇_σ, and the variances by the same dual on the diagonal (c = q, so θ = 0 exactly).
+
+    Spatial states: per pixel pair, at the arguments of :func:`ntkdsl.symbolic.spatial.dual_arguments`
+    (in the full layout Σ(x, x) at p and Σ(x', x') at p')."""
+    from ..symbolic.spatial import dual_arguments
+
+    at = dual_arguments(s)
+    dual = dual_at(*at["nngp"])
+    cov1 = dual_at(*at["cov1"]).nngp
+    cov2 = dual_at(*at["cov2"]).nngp
     return KernelState(cov1, cov2, dual.nngp, s.ntk * dual.nngp_dot, gaussian=False, width=s.width,
-                       nngp_dot=dual.nngp_dot, note=dual.method)
+                       nngp_dot=dual.nngp_dot, note=dual.method, shape=s.shape, layout=s.layout)
 
 
 Layer = Dense | Identity | Activation | CustomActivation
@@ -196,8 +284,16 @@ class Network:
         return self.input_shape[-1]
 
     @property
+    def output_shape(self) -> Tuple[int, ...]:
+        """The features' shape after the last layer ((k,) for a network with k outputs).
+
+        Raises:
+            ShapeSpecError: layers whose shapes do not fit (see :func:`ntkdsl.ir.shapes.sequence_shape`).
+        """
+        from .shapes import sequence_shape
+
+        return sequence_shape(self.layers, self.input_shape)
+
+    @property
     def output_width(self) -> int:
-        width = self.input_dim
-        for layer in self.layers:
-            width = getattr(layer, "width", width)
-        return width
+        return self.output_shape[-1]

@@ -16,6 +16,17 @@ sympy differentiate: ∂θ/∂c = −1/perp, ∂perp/∂c = −c/perp (so ∂K/�
 from __future__ import annotations
 
 import sympy as sp
+from sympy.core.logic import fuzzy_and
+
+
+def _powered(latex):
+    """Let a ``_latex`` method take sympy's ``exp=`` keyword (the function raised to a power)."""
+
+    def wrapper(self, printer, exp=None):
+        tex = latex(self, printer)
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
+    return wrapper
 
 
 def _is_diagonal(c: sp.Expr, p: sp.Expr) -> bool:
@@ -46,6 +57,7 @@ class perp(sp.Function):  # noqa: N801 - sympy functions are lower-case by conve
             return sp.sqrt(sp.Max(p - c**2, 0))._eval_evalf(prec)
         return None
 
+    @_powered
     def _latex(self, printer):
         c, p = (printer._print(a) for a in self.args)
         return rf"\sqrt{{{p} - \left({c}\right)^{{2}}}}"
@@ -74,6 +86,7 @@ class angle(sp.Function):  # noqa: N801
             return sp.atan2(sp.sqrt(sp.Max(p - c**2, 0)), c)._eval_evalf(prec)
         return None
 
+    @_powered
     def _latex(self, printer):
         c, p = (printer._print(a) for a in self.args)
         return rf"\arccos\left(\frac{{{c}}}{{\sqrt{{{p}}}}}\right)"
@@ -93,6 +106,7 @@ class hypot(sp.Function):  # noqa: N801
             return sp.sqrt(a**2 + b**2)._eval_evalf(prec)
         return None
 
+    @_powered
     def _latex(self, printer):
         a, b = (printer._print(x) for x in self.args)
         return rf"\sqrt{{\left({a}\right)^{{2}} + \left({b}\right)^{{2}}}}"
@@ -130,6 +144,7 @@ class GaussianExpectation(sp.Function):
             return sp.Derivative(self, s, evaluate=False)
         return self.fdiff(5) * sp.diff(c, s)
 
+    @_powered
     def _latex(self, printer):
         f, g, q1, q2, c, _ = self.args
         u, v = sp.Symbol("u"), sp.Symbol("v")
@@ -143,6 +158,69 @@ def derivative(f: sp.Lambda) -> sp.Lambda:
     (x,) = f.variables
     d = sp.diff(f.expr, x).replace(sp.DiracDelta, lambda *a: sp.S.Zero)
     return sp.Lambda(x, d)
+
+
+class _Extremum(sp.Function):
+    """min/max of two variances, lighter than sp.Min/sp.Max: those search for redundant arguments
+    every time they are built, which made rebuilding a large dual (xreplace, subs) take seconds."""
+
+    nargs = 2
+    _pick = None
+
+    @classmethod
+    def eval(cls, a, b):
+        if a == b:
+            return a
+        if a.is_number and b.is_number and a.is_comparable and b.is_comparable:
+            return cls._pick(a, b)
+        return None
+
+    def _eval_is_real(self):
+        return fuzzy_and(a.is_real for a in self.args)
+
+    def _eval_is_nonnegative(self):
+        return fuzzy_and(a.is_nonnegative for a in self.args)
+
+    def _eval_is_positive(self):
+        return fuzzy_and(a.is_positive for a in self.args)
+
+
+class smaller(_Extremum):  # noqa: N801
+    """min(a, b); ∂/∂a = H(b − a)."""
+
+    _pick = staticmethod(lambda a, b: sp.Min(a, b))
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return sp.Heaviside(b - a) if argindex == 1 else sp.Heaviside(a - b)
+
+    @_powered
+    def _latex(self, printer):
+        return rf"\min\left({printer._print(self.args[0])}, {printer._print(self.args[1])}\right)"
+
+
+class larger(_Extremum):  # noqa: N801
+    """max(a, b); ∂/∂a = H(a − b)."""
+
+    _pick = staticmethod(lambda a, b: sp.Max(a, b))
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return sp.Heaviside(a - b) if argindex == 1 else sp.Heaviside(b - a)
+
+    @_powered
+    def _latex(self, printer):
+        return rf"\max\left({printer._print(self.args[0])}, {printer._print(self.args[1])}\right)"
+
+
+def ordered_variances(q1: sp.Expr, q2: sp.Expr):
+    """(min(q1, q2), max(q1, q2)), for dual kernels that are symmetric in (q1, q2) only mathematically.
+
+    Float64 sums and products are not associative: a printed formula such as 9*c*q1*q2 evaluates
+    (9·c·q1)·q2, so K(q1, q2, c) and K(q2, q1, c) can differ in the last bit and a self-kernel is not
+    exactly symmetric. Evaluating the formula at the ordered pair makes it symmetric bit for bit;
+    min(q, q) = q keeps the diagonal form unchanged."""
+    return smaller(q1, q2), larger(q1, q2)
 
 
 class cos_angle(sp.Function):  # noqa: N801
@@ -166,6 +244,7 @@ class cos_angle(sp.Function):  # noqa: N801
             return 1 / sp.sqrt(p)
         return -c / (2 * p ** sp.Rational(3, 2))
 
+    @_powered
     def _latex(self, printer):
         c, p = (printer._print(a) for a in self.args)
         return rf"\frac{{{c}}}{{\sqrt{{{p}}}}}"
@@ -188,6 +267,7 @@ class sin_angle(sp.Function):  # noqa: N801
             return -c / (sp.sqrt(p) * perp(c, p))
         return c**2 / (2 * p ** sp.Rational(3, 2) * perp(c, p))
 
+    @_powered
     def _latex(self, printer):
         c, p = (printer._print(a) for a in self.args)
         return rf"\frac{{\sqrt{{{p} - \left({c}\right)^{{2}}}}}}{{\sqrt{{{p}}}}}"
@@ -232,6 +312,7 @@ class owens_t_angle(sp.Function):  # noqa: N801
             value = mpmath.quad(lambda t: mpmath.exp(-hh**2 / (2 * mpmath.cos(t) ** 2)), [0, pp]) / (2 * mpmath.pi)
         return sp.Float(value, dps=mpmath.libmp.prec_to_dps(prec))
 
+    @_powered
     def _latex(self, printer):
         h, phi = (printer._print(a) for a in self.args)
         return rf"T\left({h}, \tan\left({phi}\right)\right)"

@@ -16,7 +16,10 @@ import sympy as sp
 
 from ..activations.dual import function_dual
 from ..ir import nodes
-from ..ir.printer import format_layer, format_value
+from ..ir.branches import BRANCHING, Residual
+from ..ir.printer import format_header, format_layer, format_value
+from .layout import needs_full_input, plan_sequence
+from .spatial import DIAGONAL, FULL, to_layout
 
 FIELDS = ("cov1", "cov2", "nngp", "nngp_dot", "ntk")  # assignment order within a layer
 
@@ -40,11 +43,16 @@ class Step:
     state: nodes.KernelState
     parameters: Tuple[Tuple[sp.Symbol, sp.Expr], ...]
     merged: Tuple[nodes.Layer, ...] = ()  # earlier activations composed into this one (σ_k ∘ … ∘ σ_1)
+    input_state: Optional[nodes.KernelState] = None  # the state the layer read (in the layout it read it)
+    context: str = ""  # where the layer sits when inside branches, e.g. "residual 5, branch 2"
+    detail: str = ""  # for a branching layer: which steps its branches are
 
     @property
     def label(self) -> str:
         if self.layer is None:
             return "input"
+        if isinstance(self.layer, BRANCHING):
+            return format_header(self.layer) + (f": {self.detail}" if self.detail else "")
         return " ∘ ".join(format_layer(n) for n in (self.layer, *reversed(self.merged)))
 
     @property
@@ -101,10 +109,12 @@ class KernelProgram:
 
     def __str__(self) -> str:
         net = self.network
-        lines = [f"KernelProgram {net.name}: input {net.input_dim}, {net.parameterization} parameterization"]
+        shape = net.input_dim if len(net.input_shape) == 1 else list(net.input_shape)
+        lines = [f"KernelProgram {net.name}: input {shape}, {net.parameterization} parameterization"]
         for step in self.steps:
             where = f"   [{step.layer.span.file}:{step.layer.span.line}]" if step.layer is not None and step.layer.span else ""
-            lines.append(f"step {step.index}: {step.label}{where}")
+            inside = f"   (in {step.context})" if step.context else ""
+            lines.append(f"step {step.index}: {step.label}{where}{inside}")
             for sym, val in step.parameters:
                 lines.append(f"    {sym} := {format_value(val)}")
             for sym, expr in step.assignments:
@@ -114,36 +124,121 @@ class KernelProgram:
         return "\n".join(lines)
 
 
-def input_state(d: int) -> Tuple[Step, nodes.KernelState]:
-    """Step 0: Σ⁰(x, x') = x·x'/d and Θ⁰ = 0 (kernel-math.md §1); evaluated by the code generator."""
+def input_state(d: int, shape: Tuple[int, ...] = (), layout: str = DIAGONAL) -> Tuple[Step, nodes.KernelState]:
+    """Step 0: Σ⁰(x, x') = x·x'/d and Θ⁰ = 0 (kernel-math.md §1); evaluated by the code generator.
+
+    For images, d is the channel count and x·x' the product of the pixels' channel vectors, at
+    every pixel pair of the layout (``shape`` the spatial shape).
+    """
     cov1, cov2 = sp.symbols("cov1_0 cov2_0", nonnegative=True)  # variances
     nngp = sp.Symbol("nngp_0", real=True)
-    state = nodes.KernelState(cov1, cov2, nngp, sp.S.Zero, gaussian=False, width=d)
+    state = nodes.KernelState(cov1, cov2, nngp, sp.S.Zero, gaussian=False, width=d, shape=tuple(shape), layout=layout)
     return Step(0, None, (), state, ()), state
 
 
-def derive(net: nodes.Network) -> KernelProgram:
+def derive(net: nodes.Network, layout: str = "auto") -> KernelProgram:
     """Derive the kernel recursion of a verified network.
 
     Args:
         net: a network accepted by :func:`ntkdsl.ir.verify`.
+        layout: "auto" (the cheapest layout each state needs, :mod:`.layout`) or "full" (every
+            spatial state full: the same kernels at a higher cost, for comparisons).
 
     Returns:
         The checked :class:`KernelProgram`.
     """
-    first, state = input_state(net.input_dim)
-    steps = [first]
-    for group in _groups(net.layers):
-        index, layer = group[-1]
-        params = {i: _symbols(i, node) for i, node in group}
-        if len(group) == 1:
-            new = layer.kernel(state, params[index])
-        else:  # σ_k ∘ … ∘ σ_1: the input of σ_2 is not Gaussian, so take the dual of the composition
-            fn = None
-            for i, node in group:
-                f = node.elementwise(params[i])
-                fn = f if fn is None else sp.Lambda(fn.variables, f(fn.expr))
-            new = nodes.elementwise_kernel(state, lambda q1, q2, c: function_dual(fn, q1, q2, c))
+    if layout not in ("auto", FULL):
+        raise ValueError(f"layout must be 'auto' or 'full', not {layout!r}")
+    force = layout == FULL
+    spatial = tuple(net.input_shape[:-1])
+    full_in, _ = plan_sequence(net.layers, False, force)
+    first, state = input_state(net.input_dim, spatial, FULL if spatial and full_in else DIAGONAL)
+    deriver = _Deriver(force, [first])
+    deriver.sequence(net.layers, state, False, "")
+    return KernelProgram(net, tuple(deriver.steps)).check()
+
+
+class _Deriver:
+    """Walks the layers in evaluation order (branches before the layer that merges them), numbering
+    every layer (1, 2, ...) and appending one :class:`Step` per layer or group of activations."""
+
+    def __init__(self, force_full: bool, steps):
+        self.force_full = force_full
+        self.steps = steps
+        self.count = 0
+
+    def _next(self) -> int:
+        self.count += 1
+        return self.count
+
+    def sequence(self, layers, state: nodes.KernelState, full_output: bool, context: str) -> nodes.KernelState:
+        """Derive ``layers`` from ``state``; return the state after them."""
+        _, after = plan_sequence(layers, full_output, self.force_full)
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if state.layout == FULL and not needs_full_input(layer, after[i], self.force_full):
+                state = to_layout(state, DIAGONAL)  # nothing downstream needs the pairs (p, p') any more
+            if isinstance(layer, BRANCHING):
+                where = f"{format_header(layer)} at line {layer.span.line}" if layer.span else format_header(layer)
+                states, ranges = [], []
+                names = ("skip", "body") if isinstance(layer, Residual) else None
+                for b, branch in enumerate(layer.branch_sequences(), start=1):
+                    start = self.count + 1
+                    inner = f"{context}, " if context else ""
+                    name = names[b - 1] if names else f"branch {b}"
+                    states.append(self.sequence(branch, state, after[i], f"{inner}{where}, {name}"))
+                    ranges.append(f"steps {start}–{self.count}" if self.count >= start else "the input")
+                target = FULL if after[i] else DIAGONAL
+                states = [to_layout(s, target) for s in states]
+                index = self._next()
+                params = {index: _symbols(index, layer)}
+                new = layer.combine(states, params[index])
+                group, i = [(index, layer)], i + 1
+                if isinstance(layer, Residual):
+                    detail = f"x + f(x), f = {ranges[1]}"
+                else:
+                    detail = "branches = " + " | ".join(ranges)
+            else:
+                group, i = self._group(layers, i)
+                index, layer = group[-1]
+                params = {j: _symbols(j, node) for j, node in group}
+                if len(group) == 1:
+                    new = layer.kernel(state, params[index])
+                else:  # σ_k ∘ … ∘ σ_1: the input of σ_2 is not Gaussian, so take the dual of the composition
+                    fn = None
+                    for j, node in group:
+                        f = node.elementwise(params[j])
+                        fn = f if fn is None else sp.Lambda(fn.variables, f(fn.expr))
+                    new = nodes.elementwise_kernel(state, lambda q1, q2, c: function_dual(fn, q1, q2, c))
+                detail = ""
+                if new.shape and new.layout == FULL and not after[i - 1] and not isinstance(layer, nodes.ELEMENTWISE):
+                    new = to_layout(new, DIAGONAL)  # e.g. pooling whose output only flatten or conv read
+            state = self._append(index, layer, group, params, state, new, context, detail)
+        return state
+
+    def _group(self, layers, i):
+        """The layer at ``i`` with fresh indices: alone, or with the run of activations it starts
+        (identities between them dropped); returns (group, next position)."""
+        layer = layers[i]
+        group, i = [(self._next(), layer)], i + 1
+        if isinstance(layer, nodes.ELEMENTWISE):
+            pending = []  # identities seen since the last activation of the run
+            while i < len(layers) and isinstance(layers[i], (nodes.Identity, *nodes.ELEMENTWISE)):
+                if isinstance(layers[i], nodes.ELEMENTWISE):
+                    for _ in pending:
+                        self._next()
+                    pending = []
+                    group.append((self._next(), layers[i]))
+                    i += 1
+                else:
+                    pending.append(layers[i])
+                    i += 1
+            i -= len(pending)  # trailing identities are layers of their own
+        return group, i
+
+    def _append(self, index, layer, group, params, before, new, context, detail) -> nodes.KernelState:
+        """Assign every changed field of ``new`` to a fresh symbol; record the step."""
         assignments, fields = [], {}
         pending = {name: getattr(new, name) for name in FIELDS}
         for name in FIELDS:
@@ -154,36 +249,17 @@ def derive(net: nodes.Network) -> KernelProgram:
             sym = sp.Symbol(f"{name}_{index}", **({"nonnegative": True} if name.startswith("cov") else {"real": True}))
             assignments.append((sym, expr))
             fields[name] = sym
-            for later in FIELDS[FIELDS.index(name) + 1:]:  # e.g. Θ' = Σ' + σ_w²Θ reads the new Σ'
-                if pending[later] is not None:
-                    pending[later] = pending[later].subs(expr, sym)
-        state = nodes.KernelState(gaussian=new.gaussian, width=new.width, note=new.note, **fields)
-        parameters = tuple((sym, node.parameters()[name]) for i, node in group for name, sym in params[i].items())
+            if name == "nngp" and pending["ntk"] is not None:  # Θ' = Σ' + σ_w²Θ reads the new Σ'
+                pending["ntk"] = pending["ntk"].subs(expr, sym)
+        state = nodes.KernelState(gaussian=new.gaussian, width=new.width, note=new.note, shape=new.shape,
+                                  layout=new.layout, **fields)
+        parameters = tuple((sym, node.parameters()[name]) for j, node in group for name, sym in params[j].items())
         merged = tuple(node for _, node in group[:-1])
-        steps.append(Step(index, layer, tuple(assignments), state, parameters, merged))
-    return KernelProgram(net, tuple(steps)).check()
+        self.steps.append(Step(index, layer, tuple(assignments), state, parameters, merged, before, context, detail))
+        return state
 
 
 def _symbols(index: int, layer: nodes.Layer) -> Dict[str, sp.Symbol]:
     """Fresh symbols for a layer's parameters: w_std_3, b_std_3, erf_a_4, ..."""
     prefix = f"{layer.name}_" if isinstance(layer, nodes.ELEMENTWISE) else ""
     return {name: sp.Symbol(f"{prefix}{name}_{index}", real=True) for name in layer.parameters()}
-
-
-def _groups(layers):
-    """Layers as (index, node) groups: each run of activations (identities between them dropped)
-    is one group, every other layer its own."""
-    out, i = [], 0
-    numbered = list(enumerate(layers, start=1))
-    while i < len(numbered):
-        index, layer = numbered[i]
-        group, i = [(index, layer)], i + 1
-        if isinstance(layer, nodes.ELEMENTWISE):
-            j = i
-            while j < len(numbered) and isinstance(numbered[j][1], (nodes.Identity, *nodes.ELEMENTWISE)):
-                if isinstance(numbered[j][1], nodes.ELEMENTWISE):
-                    group.append(numbered[j])
-                    i = j + 1
-                j += 1
-        out.append(group)
-    return out

@@ -1,0 +1,221 @@
+"""``ntkdsl flow``: the kernel-flow solution of a spec on data from .npz files.
+
+    ntkdsl flow SPEC --train train.npz --test test.npz --times 0,10,100,inf [--plot out.png]
+
+Each .npz holds arrays ``x`` (N, d) and ``y`` (N,) or (N, k); ``y`` is optional in the test file.
+Prints the training loss and the test predictions (and test loss, when the test file has ``y``)
+at each time; ``-o`` saves them, ``--plot`` draws the loss and the principal components over time.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import warnings
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .._files import atomic_open, write_npz
+from .solver import KernelFlow
+
+SHOWN = 5  # test predictions printed per time (all of them go to -o)
+
+
+def register(subparsers) -> None:
+    """Add the ``flow`` subcommand to the ``ntkdsl`` argument parser."""
+    f = subparsers.add_parser(
+        "flow", help="training dynamics of the infinitely wide network (kernel gradient flow)",
+        description="Solve the kernel gradient flow df/dt = -(lr/N) K (f - y) of a spec in closed "
+                    "form (loss (1/2N) sum |f - y|^2, time in gradient steps, f0 = 0).")
+    f.add_argument("spec", help="a .ntk file")
+    f.add_argument("--network", help="which network, when the file defines several")
+    f.add_argument("--train", required=True, help=".npz with arrays x (N, d) and y (N,) or (N, k)")
+    f.add_argument("--test", help=".npz with array x (and optionally y) of test points")
+    f.add_argument("--times", default="0,10,100,1000,inf",
+                   help="comma-separated times in gradient steps, 'inf' allowed (default %(default)s)")
+    f.add_argument("--learning-rate", type=float, default=1.0, help="eta (default 1)")
+    f.add_argument("--diag-reg", type=float, default=0.0, help="relative ridge (default 0)")
+    f.add_argument("--kernel", choices=("ntk", "nngp"), default="ntk",
+                   help="ntk: train all layers; nngp: the last layer only")
+    f.add_argument("--loss-normalization", choices=("points", "entries"), default="points",
+                   help="divide the squared loss by 2N (points) or 2Nk (entries)")
+    f.add_argument("-o", "--out", help=".npz to write (atomically): times, train_loss, test_pred[, test_loss]")
+    f.add_argument("--plot", help="image file for the loss and principal components over time (needs matplotlib)")
+    f.set_defaults(run=run)
+
+
+def _user_error(message: str) -> Exception:
+    from ..cli import UserError   # imported late: ntkdsl.cli imports this module
+    return UserError(message)
+
+
+def parse_times(text: str) -> np.ndarray:
+    """'0,10,inf' → array([0., 10., inf]).
+
+    Raises:
+        UserError: an entry that is not a number ≥ 0 or inf.
+    """
+    out = []
+    for part in text.split(","):
+        try:
+            value = float(part.strip())
+        except ValueError:
+            raise _user_error(f"--times: {part.strip()!r} is not a number (use e.g. 0,10,100,inf)") from None
+        if np.isnan(value) or value < 0:
+            raise _user_error(f"--times: {part.strip()!r} must be ≥ 0 or inf")
+        out.append(value)
+    return np.array(out)
+
+
+def read_data(path: str, d: int, need_y: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Arrays x (N, d) and y (N, ...) from an .npz file.
+
+    Raises:
+        UserError: unreadable file, missing arrays, wrong shapes or non-finite values.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in ("x", "y") if k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise _user_error(f"cannot load {path!r} as .npz: {exc}") from None
+    if "x" not in arrays or (need_y and "y" not in arrays):
+        want = "x and y" if need_y else "x"
+        raise _user_error(f"{path!r} must hold arrays {want} (found {sorted(arrays) or 'none'})")
+    x, y = arrays["x"], arrays.get("y")
+    if x.ndim != 2 or x.shape[1] != d:
+        raise _user_error(f"x in {path!r} has shape {x.shape}; this network needs (N, {d})")
+    for name, a in (("x", x), ("y", y)):
+        if a is None:
+            continue
+        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+            raise _user_error(f"{name} in {path!r} must hold finite numbers")
+    if y is not None and (y.ndim == 0 or y.shape[0] != x.shape[0]):
+        raise _user_error(f"y in {path!r} has shape {y.shape}; expected ({x.shape[0]}, ...) to match x")
+    return x.astype(np.float64), None if y is None else y.astype(np.float64)
+
+
+def run(args) -> int:
+    """Solve the flow and report; returns the exit status."""
+    from ..cli import _load   # the spec loader with readable errors for a missing file
+    times = parse_times(args.times)
+    if args.plot:
+        _pyplot(args.plot)   # fail early, before any work, when matplotlib is missing
+    net = _load(args)
+    d = net.ir.input_dim
+    x, y = read_data(args.train, d, need_y=True)
+    x_test, y_test = read_data(args.test, d, need_y=False) if args.test else (None, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            flow = KernelFlow(net, x, y, learning_rate=args.learning_rate, diag_reg=args.diag_reg,
+                              kernel=args.kernel, loss_normalization=args.loss_normalization)
+            loss = flow.loss(times)
+            pred = flow.predict(x_test, times) if x_test is not None else None
+        except ValueError as exc:
+            raise _user_error(str(exc)) from None
+    for w in {str(w.message) for w in caught}:
+        print(f"ntkdsl: warning: {w}", file=sys.stderr)
+    test_loss = None
+    if pred is not None and y_test is not None:
+        if y_test.shape[1:] != y.shape[1:]:
+            raise _user_error(f"test y has outputs {y_test.shape[1:]}; the training y has {y.shape[1:]}")
+        per_point = flow.normaliser // flow.n_train       # 1, or k for "entries"
+        axes = tuple(range(1, pred.ndim))
+        test_loss = np.sum((pred - y_test[None]) ** 2, axis=axes) / (2.0 * per_point * len(y_test))
+    _report(net.name, flow, times, loss, pred, test_loss)
+    if args.out:
+        arrays = {"times": times, "train_loss": loss}
+        if pred is not None:
+            arrays["test_pred"] = pred
+        if test_loss is not None:
+            arrays["test_loss"] = test_loss
+        _write(args.out, lambda: write_npz(args.out, **arrays))
+        print(f"wrote {args.out}: {', '.join(arrays)}")
+    if args.plot:
+        _plot(flow, times, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _report(name, flow, times, loss, pred, test_loss) -> None:
+    rates = flow.eigen().rates
+    print(f"network {name}: {flow.n_train} training points, kernel {flow.kernel}, "
+          f"learning rate {flow.learning_rate:g}, ridge {flow.ridge:.3g}, "
+          f"loss normalisation {flow.loss_normalization}")
+    print(f"largest stable learning rate {flow.max_learning_rate():.6g}; top decay rates per step "
+          + " ".join(f"{r:.4g}" for r in rates[:5]))
+    head = f"{'time':>10s}  {'train loss':>12s}"
+    if test_loss is not None:
+        head += f"  {'test loss':>12s}"
+    if pred is not None:
+        head += f"  test predictions (first {min(SHOWN, pred.shape[1])} of {pred.shape[1]})"
+    print(head)
+    for i, t in enumerate(times):
+        line = f"{t:>10g}  {loss[i]:>12.6g}"
+        if test_loss is not None:
+            line += f"  {test_loss[i]:>12.6g}"
+        if pred is not None:
+            line += "  " + " ".join(f"{v:.5g}" for v in pred[i].reshape(pred.shape[1], -1)[:SHOWN, 0])
+        print(line)
+
+
+def _write(path: str, writer) -> None:
+    try:
+        writer()
+    except OSError as exc:
+        raise _user_error(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def _pyplot(path: Optional[str] = None):
+    """matplotlib.pyplot on the Agg backend; checks that ``path``'s format is supported."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise _user_error("--plot needs matplotlib: pip install 'ntkdsl[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    if path is not None:
+        supported = plt.figure().canvas.get_supported_filetypes()
+        plt.close("all")
+        if _format(path) not in supported:
+            raise _user_error(f"--plot: cannot write {_format(path)!r} files; use one of {', '.join(sorted(supported))}")
+    return plt
+
+
+def _format(path: str) -> str:
+    return os.path.splitext(path)[1].lstrip(".").lower() or "png"
+
+
+def _plot(flow: KernelFlow, times: np.ndarray, path: str) -> None:
+    """Training loss (log-log) and the first principal components of the residual over time."""
+    plt = _pyplot()
+    eig = flow.eigen()
+    finite = times[np.isfinite(times) & (times > 0)]
+    shown = min(5, flow.n_train)
+    top = float(finite.max()) if finite.size else 5.0 / max(eig.rates[shown - 1], 1e-300)
+    grid = np.linspace(0.0, top, 201)
+    comps = np.abs(eig.components(grid)).reshape(grid.size, flow.n_train, -1).max(axis=2)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.loglog(grid[1:], flow.loss(grid[1:]))
+    a.set(xlabel="t (gradient steps)", ylabel="training loss", title="loss")
+    for i in range(shown):
+        b.semilogy(grid, comps[:, i], label=f"component {i + 1} (rate {eig.rates[i]:.3g})")
+    floor = 1e-8 * max(float(comps[0, :shown].max()), 1e-300)   # 8 decades below the start
+    b.set_ylim(bottom=floor)
+    b.set(xlabel="t (gradient steps)", ylabel="|residual along eigenvector|",
+          title="kernel principal components")
+    b.legend(fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=_format(path))
+    finally:
+        plt.close(fig)
+    _write(path, lambda: _write_bytes(path, buf.getvalue()))
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with atomic_open(path) as f:
+        f.write(data)

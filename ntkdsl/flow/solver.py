@@ -1,0 +1,405 @@
+"""KernelFlow: the training dynamics of an infinitely wide network, solved in function space."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import inputs
+from .ensemble import direct_covariance, spectral_covariance
+from .inputs import TestKernels
+from .losses import Loss, ODEOptions, integrate, resolve
+from .spectral import CholeskySolver, Spectrum, relative_ridge, try_cholesky
+
+
+def _per_time(basis: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """basis @ coefficients[t] for every time t, as one matrix product.
+
+    Args:
+        basis: (M, N), e.g. K(x*, X)·V.
+        coefficients: (T, N, m).
+
+    Returns:
+        (T, M, m).
+    """
+    t, n, m = coefficients.shape
+    out = basis @ coefficients.transpose(1, 0, 2).reshape(n, t * m)
+    return out.reshape(basis.shape[0], t, m).transpose(1, 0, 2)
+
+
+@dataclass(frozen=True)
+class FlowEigen:
+    """The kernel principal components of a flow (the seed's "convergence along principal
+    components", Jacot et al. 2018 §5).
+
+    Attributes:
+        values: λᵢ, eigenvalues of the training kernel (ridge included), descending, (N,).
+        rates: c·λᵢ, the rate at which the training residual decays along ``vectors[:, i]``
+            (c = η/N or η/(N·k)); divide by η for the eigenvalues of K/N.
+        vectors: orthonormal eigenvectors as columns, (N, N).
+    """
+
+    values: np.ndarray
+    rates: np.ndarray
+    vectors: np.ndarray
+    _flow: "KernelFlow" = field(repr=False, compare=False)
+
+    def components(self, t, f0=None) -> np.ndarray:
+        """The training residual's coordinates Vᵀ(f_t(X) − y) along the principal components.
+
+        For the squared loss without ridge, component i is e^{−rateᵢ·t}·[Vᵀ(f_0(X) − y)]ᵢ
+        (kernel-math.md §4).
+
+        Args:
+            t: a time ≥ 0 (or inf), or a 1-D array of them.
+            f0: initial training outputs (N,) + output shape, or None for zero.
+
+        Returns:
+            (N,) + output shape, with a leading time axis for an array of times.
+        """
+        return self._flow._components(t, f0)
+
+
+class KernelFlow:
+    """Gradient-flow training of an infinitely wide network, in closed form (kernel-math.md §4).
+
+    Conventions: by default the loss is the seed's L = (1/2N)·Σᵢ‖f(xᵢ) − yᵢ‖² (Jacot et al. 2018),
+    so the training outputs follow df/dt = −(η/N)·K·(f − y) with K = Θ(X, X), and time t counts
+    gradient steps at learning rate η. ``loss_normalization="entries"`` divides by N·k instead
+    (k = outputs per point; neural-tangents' convention). Solutions (eigendecomposition
+    K = V diag(λ) Vᵀ, g_t(λ) = (1 − e^{−cλt})/λ, c = η/N):
+
+        f_t(X)  = y + V e^{−cλt} Vᵀ (f_0(X) − y)
+        f_t(x*) = f_0(x*) + K(x*, X) V diag(g_t) Vᵀ (y − f_0(X))
+
+    ``kernel="nngp"`` replaces Θ by Σ (training the last layer only). ``diag_reg`` adds the ridge
+    σ = diag_reg·trace(K)/N to K in V, λ and g_t; on training and test points alike this is the
+    linearised network trained with weight decay (σ/2n)·‖θ − θ₀‖² (n = N, or N·k for "entries"),
+    so that f_t(X) is the second formula at x* = X and t = ∞ is kernel ridge regression
+    everywhere (neural-tangents instead keeps f_∞(X) = y on the training set). The
+    eigendecomposition (or, for t = ∞ alone, a Cholesky factorisation) is computed once and reused
+    for every time and test set. ``loss="cross_entropy"`` or a :class:`Loss` integrates
+    df/dt = −η·K·∇_f L numerically instead (:mod:`ntkdsl.flow.losses`).
+
+    Args:
+        net: a :class:`ntkdsl.CompiledNetwork` (anything with ``kernels(x1, x2=None)``).
+        x_train: training inputs, (N, d).
+        y_train: targets, (N,) or (N, k) (any trailing shape; the outputs share the kernel).
+        learning_rate: η > 0.
+        diag_reg: relative ridge ≥ 0.
+        kernel: "ntk" (train all layers) or "nngp" (train the last layer only).
+        loss_normalization: "points" (1/2N) or "entries" (1/(2N·k)).
+        loss: "mse" (closed form), "cross_entropy" (softmax over the last axis of y), or a
+            :class:`Loss` (its own normalisation).
+        ode: solver and tolerances for losses without a closed form.
+
+    Attributes:
+        kernel, learning_rate, diag_reg, loss_normalization: as given.
+        ridge: σ, the absolute diagonal shift.
+        normaliser: n, the loss's divisor (N or N·k).
+        n_train: N.
+
+    Raises:
+        ValueError: inconsistent shapes, non-finite values, or an unknown option.
+    """
+
+    def __init__(self, net, x_train, y_train, learning_rate: float = 1.0, diag_reg: float = 0.0,
+                 kernel: str = "ntk", loss_normalization: str = "points", loss="mse",
+                 ode: ODEOptions = ODEOptions()):
+        x = inputs.as_float_array(x_train, "x_train")
+        k = net.kernels(x)
+        self._net, self._x_train = net, x
+        self._setup(k.ntk, k.nngp, y_train, learning_rate, diag_reg, kernel, loss_normalization,
+                    loss, ode)
+
+    @classmethod
+    def from_kernels(cls, ntk_train, y_train, nngp_train=None, *, learning_rate: float = 1.0,
+                     diag_reg: float = 0.0, kernel: str = "ntk", loss_normalization: str = "points",
+                     loss="mse", ode: ODEOptions = ODEOptions()) -> "KernelFlow":
+        """A flow from precomputed training kernels; its methods then take test kernel blocks.
+
+        ``predict`` takes the (N_test, N) test-train block of the training kernel (or a
+        :class:`TestKernels`); ``ensemble`` a :class:`TestKernels` with Σ(x*, X), Σ(x*, x*) and,
+        for ``kernel="ntk"``, Θ(x*, X). Other arguments as for :class:`KernelFlow`.
+
+        Args:
+            ntk_train: Θ(X, X), (N, N); may be None when ``kernel="nngp"``.
+            y_train: targets, (N,) + output shape.
+            nngp_train: Σ(X, X), (N, N); needed by ``kernel="nngp"`` and by ``ensemble``.
+
+        Raises:
+            ValueError: as for :class:`KernelFlow`.
+        """
+        self = cls.__new__(cls)
+        self._net, self._x_train = None, None
+        self._setup(ntk_train, nngp_train, y_train, learning_rate, diag_reg, kernel,
+                    loss_normalization, loss, ode)
+        return self
+
+    def _setup(self, ntk, nngp, y, learning_rate, diag_reg, kernel, loss_normalization, loss, ode):
+        if kernel not in ("ntk", "nngp"):
+            raise ValueError(f"kernel must be 'ntk' or 'nngp', not {kernel!r}")
+        if loss_normalization not in ("points", "entries"):
+            raise ValueError(f"loss_normalization must be 'points' or 'entries', not {loss_normalization!r}")
+        learning_rate = inputs.number(learning_rate, "learning_rate", "> 0", lambda v: v > 0)
+        diag_reg = inputs.number(diag_reg, "diag_reg", "≥ 0", lambda v: v >= 0)
+        trained = ntk if kernel == "ntk" else nngp
+        if trained is None:
+            raise ValueError(f"kernel={kernel!r} needs the {kernel} training kernel")
+        shape = np.shape(trained)
+        if len(shape) != 2 or shape[0] != shape[1]:
+            raise ValueError(f"the {kernel} training kernel must be a square (N, N) array, not shape {shape}")
+        n = shape[0]
+        self._y = inputs.targets(y, n)
+        self._ntk = None if ntk is None else inputs.train_kernel(ntk, n, "ntk_train")
+        self._nngp = None if nngp is None else inputs.train_kernel(nngp, n, "nngp_train")
+        self._k = self._ntk if kernel == "ntk" else self._nngp
+        self.kernel, self.learning_rate, self.diag_reg = kernel, float(learning_rate), float(diag_reg)
+        self.ridge = relative_ridge(self._k, diag_reg)
+        self.normaliser = n * (int(np.prod(self._y.shape[1:], dtype=int)) if loss_normalization == "entries" else 1)
+        self.loss_normalization = loss_normalization
+        self._rate = self.learning_rate / self.normaliser
+        self._loss: Optional[Loss] = resolve(loss, self._y, self.normaliser)
+        self._ode = ode
+        self._test_cache: Tuple[object, ...] = (None, None, None)
+
+    def __repr__(self) -> str:
+        return (f"<KernelFlow {self.kernel}: {self.n_train} training points, outputs "
+                f"{self._y.shape[1:]}, learning_rate {self.learning_rate:g}, ridge {self.ridge:.3g}>")
+
+    @property
+    def n_train(self) -> int:
+        return self._y.shape[0]
+
+    @property
+    def _tail(self) -> tuple:
+        return self._y.shape[1:]
+
+    # ---------------------------------------------------------------- cached factorisations
+
+    @cached_property
+    def _spectrum(self) -> Spectrum:
+        return Spectrum.of(self._k, self.ridge)
+
+    @cached_property
+    def _cholesky(self) -> Optional[CholeskySolver]:
+        return try_cholesky(self._k, self.ridge)
+
+    def _solver_for(self, t: np.ndarray) -> Optional[CholeskySolver]:
+        """The Cholesky solver when only t = ∞ is asked and no eigendecomposition exists yet."""
+        if np.all(np.isinf(t)) and "_spectrum" not in self.__dict__:
+            return self._cholesky
+        return None
+
+    @cached_property
+    def _prior_in_eigenbasis(self) -> np.ndarray:
+        v = self._spectrum.vectors
+        return v.T @ self._nngp @ v
+
+    # ---------------------------------------------------------------- test kernel blocks
+
+    def _blocks(self, test, need_nngp: bool = False, prior: Optional[bool] = None):
+        """(K(x*, X), Σ(x*, X) or None, Σ(x*, x*) or None); ``prior``: None, False (diagonal), True."""
+        if self._net is None:
+            return self._given_blocks(test, need_nngp, prior)
+        x = inputs.as_float_array(test, "x_test")
+        key = (x.shape, hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest())
+        cached_key, k, k_test = self._test_cache
+        if cached_key != key:
+            k, k_test = self._net.kernels(x, self._x_train), None
+        if prior is not None and k_test is None:
+            k_test = self._net.kernels(x).nngp
+        self._test_cache = (key, k, k_test)
+        kx = k.ntk if self.kernel == "ntk" else k.nngp
+        p = None if prior is None else (k_test if prior else np.diagonal(k_test).copy())
+        return kx, k.nngp, p
+
+    def _given_blocks(self, test, need_nngp, prior):
+        n = self.n_train
+        if not isinstance(test, TestKernels):
+            if need_nngp or prior is not None:
+                raise ValueError("this flow was built from kernels: pass TestKernels(ntk, nngp, nngp_test)")
+            return inputs.test_train_block(test, n, "the test-train kernel block"), None, None
+        kx = inputs.test_train_block(test.ntk if self.kernel == "ntk" else test.nngp, n,
+                                     f"TestKernels.{self.kernel}")
+        sx = inputs.test_train_block(test.nngp, n, "TestKernels.nngp", kx.shape[0]) if need_nngp else None
+        p = None if prior is None else inputs.prior_block(test.nngp_test, kx.shape[0], prior)
+        return kx, sx, p
+
+    # ---------------------------------------------------------------- closed-form building blocks
+
+    def _apply_inverse(self, kx: np.ndarray, t: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """K(x*, X) g_t(K) r for every time: (T, N_test, m) for r of shape (N, m)."""
+        chol = self._solver_for(t)
+        if chol is not None:
+            return np.broadcast_to(kx @ chol.solve(r), (t.size, kx.shape[0], r.shape[1])).copy()
+        sp = self._spectrum
+        coefficients = sp.inverse_factor(t, self._rate)[:, :, None] * (sp.vectors.T @ r)[None]
+        return _per_time(kx @ sp.vectors, coefficients)
+
+    def _residual_coordinates(self, t: np.ndarray, f0x: Optional[np.ndarray]) -> np.ndarray:
+        """Vᵀ(f_t(X) − y) = h_t ⊙ Vᵀ(f_0(X) − y), (T, N, m)."""
+        sp = self._spectrum
+        d0 = sp.vectors.T @ self._flat(-self._y if f0x is None else f0x - self._y)
+        return sp.residual_factor(t, self._rate, self.ridge)[:, :, None] * d0[None]
+
+    def _train_residual(self, t: np.ndarray, f0x: Optional[np.ndarray]) -> np.ndarray:
+        """f_t(X) − y, (T, N, m)."""
+        chol = self._solver_for(t)
+        if chol is not None:   # f_∞(X) − y = −σ K_reg⁻¹ (y − f_0(X))  (as K K_reg⁻¹ = I − σ K_reg⁻¹)
+            r = self._flat(self._y if f0x is None else self._y - f0x)
+            return np.broadcast_to(-self.ridge * chol.solve(r), (t.size,) + r.shape).copy()
+        return _per_time(self._spectrum.vectors, self._residual_coordinates(t, f0x))
+
+    def _flat(self, a: np.ndarray) -> np.ndarray:
+        return a.reshape(a.shape[0], -1)
+
+    def _shape(self, a: np.ndarray, scalar: bool) -> np.ndarray:
+        """(T, M, m) → (T, M) + output shape, without the time axis for a scalar time."""
+        a = a.reshape(a.shape[:2] + self._tail)
+        return a[0] if scalar else a
+
+    def _ode_outputs(self, t, f0x, kx, f0s):
+        n, tail = self.n_train, self._tail
+        f0x = np.zeros((n,) + tail) if f0x is None else f0x
+        f0s = np.zeros((kx.shape[0],) + tail) if f0s is None else f0s
+        return integrate(self._loss, self._k, kx, self._y, f0x, f0s, t, self.learning_rate,
+                         self.ridge / self.normaliser, self._ode)
+
+    # ---------------------------------------------------------------- public API
+
+    def predict(self, test, t, f0=None) -> np.ndarray:
+        """Outputs on test points at time t.
+
+        Args:
+            test: test inputs (N_test, d); for a flow made by :meth:`from_kernels`, the
+                (N_test, N) test-train block of the training kernel or a :class:`TestKernels`.
+            t: a time ≥ 0 (gradient steps at learning rate η; ``inf`` allowed for the squared
+                loss), or a 1-D array of times.
+            f0: None (start from zero outputs) or a pair (f0_train, f0_test) of initial outputs,
+                shapes (N,) + output shape and (N_test,) + output shape; a None part is zero.
+
+        Returns:
+            (N_test,) + output shape, with a leading time axis for an array of times.
+
+        Raises:
+            ValueError: bad shapes or times (an infinite time with a loss without closed form).
+        """
+        times, scalar = inputs.times(t)
+        kx, _, _ = self._blocks(test)
+        part_train, part_test = inputs.split_pair(f0)
+        f0x = inputs.initial(part_train, self.n_train, self._tail, "f0_train")
+        f0s = inputs.initial(part_test, kx.shape[0], self._tail, "f0_test")
+        if self._loss is not None:
+            return self._shape(self._flat_time(self._ode_outputs(times, f0x, kx, f0s)[1]), scalar)
+        r = self._flat(self._y if f0x is None else self._y - f0x)
+        out = self._apply_inverse(kx, times, r)
+        if f0s is not None:
+            out += self._flat(f0s)[None]
+        return self._shape(out, scalar)
+
+    def _flat_time(self, a: np.ndarray) -> np.ndarray:
+        return a.reshape(a.shape[:2] + (-1,))
+
+    def predict_train(self, t, f0=None) -> np.ndarray:
+        """Outputs on the training points at time t (see :meth:`predict`).
+
+        Args:
+            t: a time ≥ 0 or inf, or a 1-D array of them.
+            f0: None, the initial training outputs (N,) + output shape, or a pair
+                (f0_train, f0_test) whose first part is used.
+
+        Returns:
+            (N,) + output shape, with a leading time axis for an array of times.
+        """
+        times, scalar = inputs.times(t)
+        f0x = self._train_initial(f0)
+        if self._loss is not None:
+            f = self._ode_outputs(times, f0x, np.zeros((0, self.n_train)), None)[0]
+            return self._shape(self._flat_time(f), scalar)
+        return self._shape(self._train_residual(times, f0x) + self._flat(self._y)[None], scalar)
+
+    def _train_initial(self, f0) -> Optional[np.ndarray]:
+        if isinstance(f0, tuple) and len(f0) == 2 and np.ndim(f0[0]) >= 1:
+            f0 = f0[0]
+        return inputs.initial(f0, self.n_train, self._tail, "f0_train")
+
+    def _components(self, t, f0) -> np.ndarray:
+        times, scalar = inputs.times(t)
+        f0x = self._train_initial(f0)
+        if self._loss is None:
+            c = self._residual_coordinates(times, f0x)
+        else:
+            f = self._flat_time(self._ode_outputs(times, f0x, np.zeros((0, self.n_train)), None)[0])
+            c = np.einsum("nk,tnm->tkm", self._spectrum.vectors, f - self._flat(self._y)[None])
+        return self._shape(c, scalar)
+
+    def loss(self, t, f0=None):
+        """The training loss at time t: a float for a scalar t, else an array (T,).
+
+        Args:
+            t: a time ≥ 0 or inf, or a 1-D array of them.
+            f0: initial training outputs, as for :meth:`predict_train`.
+        """
+        times, scalar = inputs.times(t)
+        f0x = self._train_initial(f0)
+        if self._loss is not None:
+            f = self._ode_outputs(times, f0x, np.zeros((0, self.n_train)), None)[0]
+            values = np.array([self._loss.value(fi, self._y) for fi in f])
+        else:   # ‖f_t − y‖² is the same in the eigenbasis when that exists
+            res = self._train_residual(times, f0x) if self._solver_for(times) else \
+                self._residual_coordinates(times, f0x)
+            values = np.sum(res ** 2, axis=(1, 2)) / (2.0 * self.normaliser)
+        return float(values[0]) if scalar else values
+
+    def eigen(self) -> FlowEigen:
+        """The kernel principal components and their decay rates (computed once, then cached)."""
+        sp = self._spectrum
+        return FlowEigen(sp.values, self._rate * sp.values, sp.vectors, self)
+
+    def max_learning_rate(self) -> float:
+        """η_max = 2n/λ_max: the largest stable step of discrete gradient descent on the
+        squared loss (kernel-math.md §4; n = N or N·k, λ_max of the training kernel + ridge)."""
+        top = self._spectrum.values[0] if self.n_train else 0.0
+        return float("inf") if top <= 0 else 2.0 * self.normaliser / float(top)
+
+    def ensemble(self, test, t, compute_cov: bool = True):
+        """Mean and covariance of the outputs at time t over random initialisations f_0 ~ GP(0, Σ).
+
+        Lee et al. (2019), eq. 16 (kernel-math.md §4): see :mod:`ntkdsl.flow.ensemble`. The
+        covariance is shared by all outputs (the kernel is K ⊗ I_k).
+
+        Args:
+            test: test inputs (N_test, d), or a :class:`TestKernels` for a ``from_kernels`` flow.
+            t: a time ≥ 0 or inf, or a 1-D array of them.
+            compute_cov: the full (N_test, N_test) covariance, or only its diagonal.
+
+        Returns:
+            (mean, cov): mean (N_test,) + output shape; cov (N_test, N_test), or var (N_test,);
+            each with a leading time axis for an array of times.
+
+        Raises:
+            ValueError: a loss without closed form, a flow without the NNGP training kernel, or
+                missing test kernel blocks.
+        """
+        if self._loss is not None:
+            raise ValueError(f"ensemble needs the squared loss; this flow uses {self._loss.name!r}")
+        if self._nngp is None:
+            raise ValueError("ensemble needs the NNGP training kernel (from_kernels(..., nngp_train=...))")
+        times, scalar = inputs.times(t)
+        kx, sx, prior = self._blocks(test, need_nngp=True, prior=bool(compute_cov))
+        mean = self._apply_inverse(kx, times, self._flat(self._y))
+        chol = self._solver_for(times)
+        if chol is not None:
+            one = direct_covariance(chol.solve(kx.T).T, self._nngp, sx, prior)
+            cov = np.broadcast_to(one, (times.size,) + one.shape).copy()
+        else:
+            v = self._spectrum.vectors
+            g = self._spectrum.inverse_factor(times, self._rate)
+            cov = spectral_covariance(kx @ v, sx @ v, self._prior_in_eigenbasis, g, prior)
+        mean = self._shape(mean, scalar)
+        return mean, (cov[0] if scalar else cov)

@@ -1,0 +1,235 @@
+"""Finite-width networks from the IR: forward pass, empirical NNGP and NTK (kernel-math.md §5).
+
+    fnet = net.finite(width=1024, seed=0)
+    f = fnet.apply(x)                  # (N, k)
+    theta = fnet.ntk(x1, x2)           # (N1, N2): mean over the k outputs, like the analytic kernel
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ..ir.nodes import Network
+from .layers import Params
+
+# fields that set a layer's feature count: overridden by ``width=`` except in the output layer
+WIDTH_FIELDS = ("width", "channels")
+
+
+def _width_field(layer) -> Optional[str]:
+    names = {f.name for f in fields(layer)}
+    return next((name for name in WIDTH_FIELDS if name in names), None)
+
+
+def override_widths(ir: Network, width: Optional[int]) -> Network:
+    """``ir`` with every hidden width and channel count set to ``width``; the output layer keeps its own.
+
+    The output layer is the last layer with a width (or channel count), which sets the number of
+    outputs.
+
+    Args:
+        ir: the network.
+        width: the new hidden width; None returns ``ir`` unchanged.
+
+    Raises:
+        ValueError: width is not a positive integer.
+    """
+    if width is None:
+        return ir
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"width must be a positive integer, not {width!r}")
+    sized = [i for i, layer in enumerate(ir.layers) if _width_field(layer)]
+    layers = list(ir.layers)
+    for i in sized[:-1]:
+        layers[i] = replace(layers[i], **{_width_field(layers[i]): int(width)})
+    return replace(ir, layers=tuple(layers))
+
+
+def as_inputs(x, ir: Network, name: str = "x") -> np.ndarray:
+    """``x`` as a float64 array of shape (N, *input_shape).
+
+    Raises:
+        ValueError: the wrong shape or non-finite values.
+    """
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != len(ir.input_shape) + 1 or a.shape[1:] != tuple(ir.input_shape):
+        want = ", ".join(str(n) for n in ir.input_shape)
+        raise ValueError(f"{name} has shape {a.shape}; network {ir.name!r} needs (N, {want})")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return a
+
+
+class FiniteNetwork:
+    """One random draw of a finite network, in the parameterization of the analytic kernel.
+
+    Attributes:
+        ir: the IR it was built from (hidden widths already overridden).
+        params: one dict of float64 arrays per layer (empty for parameter-free layers), updated in
+            place by :meth:`train`.
+        out_shape: the shape of one input's outputs, e.g. (k,).
+        output_width: k, the number of outputs (all entries of ``out_shape``).
+    """
+
+    def __init__(self, ir: Network, params: List[Params], out_shape: Optional[Tuple[int, ...]] = None):
+        if len(params) != len(ir.layers):
+            raise ValueError(f"{len(params)} parameter dicts for {len(ir.layers)} layers")
+        self.ir = ir
+        self.params = params
+        self.out_shape = tuple(out_shape) if out_shape is not None else (ir.output_width,)
+        self.output_width = int(np.prod(self.out_shape, dtype=int))
+
+    @classmethod
+    def initialise(cls, ir: Network, seed=0) -> "FiniteNetwork":
+        """Draw every parameter i.i.d. from its prior (kernel-math.md §5).
+
+        Args:
+            ir: the network (widths as they should be).
+            seed: anything :func:`numpy.random.default_rng` accepts.
+        """
+        rng = np.random.default_rng(seed)
+        shape: Tuple[int, ...] = tuple(ir.input_shape)
+        params = []
+        for layer in ir.layers:
+            p, shape = layer.init_params(rng, shape)
+            params.append(p)
+        return cls(ir, params, shape)
+
+    def __repr__(self) -> str:
+        return f"<FiniteNetwork {self.ir.name}: {self.num_params} parameters, {self.output_width} outputs>"
+
+    @property
+    def num_params(self) -> int:
+        return sum(a.size for p in self.params for a in p.values())
+
+    # --- forward -------------------------------------------------------------------------------
+
+    def _forward(self, x: np.ndarray):
+        """(outputs as the last layer shapes them, (N, *out_shape); the per-layer caches)."""
+        caches = []
+        for layer, p in zip(self.ir.layers, self.params):
+            x, cache = layer.forward(p, x)
+            caches.append(cache)
+        return x, caches
+
+    def apply(self, x) -> np.ndarray:
+        """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape)."""
+        f = self._forward(as_inputs(x, self.ir))[0]
+        return f.reshape(f.shape[0], -1)
+
+    def nngp(self, x1, x2=None) -> np.ndarray:
+        """This draw's f(x)·f(x′)/k, (N1, N2): its average over draws is the NNGP kernel."""
+        f1 = self.apply(x1)
+        f2 = f1 if x2 is None else self.apply(as_inputs(x2, self.ir, "x2"))
+        return f1 @ f2.T / self.output_width
+
+    # --- empirical NTK ---------------------------------------------------------------------------
+
+    def _backward_passes(self, x: np.ndarray):
+        """Forward caches, then yield (layer index, cache, output cotangents) from the top down.
+
+        The cotangents start as the identity over the k outputs, shape (N, k, *out_shape), so each
+        layer sees one cotangent per output (the m axis of :mod:`.layers`).
+        """
+        f, caches = self._forward(x)
+        k = int(np.prod(f.shape[1:], dtype=int))
+        g = np.broadcast_to(np.eye(k).reshape((k,) + f.shape[1:]), (f.shape[0], k) + f.shape[1:]).copy()
+        first = next((i for i, p in enumerate(self.params) if p), len(self.params))
+        for i in range(len(self.ir.layers) - 1, first - 1, -1):
+            yield i, caches[i], g
+            if i > first:  # nothing below the first layer with parameters needs a cotangent
+                g = self.ir.layers[i].backward(self.params[i], caches[i], g)
+
+    def ntk(self, x1, x2=None, trace: bool = True, *, method: str = "structured") -> np.ndarray:
+        """The empirical NTK ∇θf(x)·∇θf(x′) of this draw.
+
+        Args:
+            x1: inputs (N1, *input_shape).
+            x2: inputs (N2, *input_shape), or None for ``x1``.
+            trace: True: the mean over the k outputs, (N1, N2), comparable with the analytic
+                kernel; False: all output pairs, (N1, N2, k, k).
+            method: "structured" (default): per-layer contraction of activations and backpropagated
+                signals, O(N1·N2·n) per dense layer, no Jacobian (kernel-math.md §5);
+                "jacobian": materialise each layer's per-example Jacobian (N, k, P_l) and contract
+                it, the reference method (memory N·k·P_l).
+
+        Returns:
+            float64 array of shape (N1, N2) or (N1, N2, k, k).
+        """
+        if method not in ("structured", "jacobian"):
+            raise ValueError(f"method must be 'structured' or 'jacobian', not {method!r}")
+        a1 = as_inputs(x1, self.ir, "x1")
+        a2 = a1 if x2 is None else as_inputs(x2, self.ir, "x2")
+        passes2 = None if x2 is None else self._backward_passes(a2)
+        n1, n2 = a1.shape[0], a2.shape[0]
+        k = self.output_width
+        total = np.zeros((n1, n2) if trace else (n1, n2, k, k))
+        for i, c1, g1 in self._backward_passes(a1):
+            _, c2, g2 = (i, c1, g1) if passes2 is None else next(passes2)
+            layer, p = self.ir.layers[i], self.params[i]
+            if method == "structured":
+                term = layer.ntk_terms(p, c1, g1, c2, g2, trace)
+            else:
+                term = _jacobian_terms(layer, p, c1, g1, c2, g2, trace, same=passes2 is None)
+            if term is not None:
+                total += term
+        return total / k if trace else total
+
+    def jacobian(self, x) -> np.ndarray:
+        """The explicit Jacobian ∂f/∂θ, (N, k, P), parameters in the order of :meth:`flat_params`."""
+        a = as_inputs(x, self.ir)
+        blocks = {}
+        for i, cache, g in self._backward_passes(a):
+            grads = self.ir.layers[i].param_grads(self.params[i], cache, g, per_example=True)
+            blocks[i] = [grads[name].reshape(g.shape[0], g.shape[1], -1) for name in self.params[i]]
+        parts = [b for i in sorted(blocks) for b in blocks[i]]
+        if not parts:
+            return np.zeros((a.shape[0], self.output_width, 0))
+        return np.concatenate(parts, axis=2)
+
+    # --- parameters as one vector (for finite differences and optimisers) ---------------------
+
+    def flat_params(self) -> np.ndarray:
+        """All parameters as one vector: layer by layer, each dict in insertion order, C order."""
+        parts = [a.ravel() for p in self.params for a in p.values()]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def set_flat_params(self, theta) -> None:
+        """Overwrite every parameter (in place) from a vector laid out as :meth:`flat_params`."""
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape != (self.num_params,):
+            raise ValueError(f"expected {self.num_params} parameters, got shape {theta.shape}")
+        at = 0
+        for p in self.params:
+            for a in p.values():
+                a[...] = theta[at:at + a.size].reshape(a.shape)
+                at += a.size
+
+    def train(self, x, y, learning_rate: float = 1.0, steps: int = 100, probe=None,
+              record_every: Optional[int] = None, loss_normalization: str = "points"):
+        """Full-batch gradient descent in place; see :func:`ntkdsl.sampler.training.train`."""
+        from .training import train
+
+        return train(self, x, y, learning_rate=learning_rate, steps=steps, probe=probe,
+                     record_every=record_every, loss_normalization=loss_normalization)
+
+
+def _jacobian_terms(layer, p, c1, g1, c2, g2, trace: bool, same: bool):
+    """One layer's NTK share through its explicit per-example Jacobian (N, m, P_l)."""
+    j1 = layer.param_grads(p, c1, g1, per_example=True)
+    if not j1:
+        return None
+    j2 = j1 if same else layer.param_grads(p, c2, g2, per_example=True)
+    total = 0.0
+    for name in j1:
+        a, b = j1[name], j2[name]
+        a = a.reshape(a.shape[0], a.shape[1], -1)
+        b = b.reshape(b.shape[0], b.shape[1], -1)
+        if trace:
+            total = total + a.reshape(a.shape[0], -1) @ b.reshape(b.shape[0], -1).T
+        else:
+            total = total + np.einsum("aip,bjp->abij", a, b, optimize=True)
+    return total

@@ -1,0 +1,97 @@
+"""Layout inference: which kernel states must hold all pixel pairs (p, p') and which only (p, p).
+
+kernel-math.md §1: average, sum and global pooling need the full (p, p') covariance of their input;
+conv, layer norm, identity and activations need of their input what their output needs; flatten
+needs only the diagonal; a branching layer needs what any of its branches needs. One backward pass
+per sequence of layers gives, for the state after each layer, whether a later layer needs it
+full — the cheapest layout the whole network needs, decided per state (full up to the last
+pooling layer, diagonal after it), as neural-tangents decides it per layer.
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+from ..ir.branches import BRANCHING
+
+
+def needs_full_input(layer, full_output: bool, force_full: bool = False) -> bool:
+    """Whether ``layer`` needs its input in the full layout, given what its output must be."""
+    if force_full:
+        return True
+    if isinstance(layer, BRANCHING):
+        return any(plan_sequence(b, full_output)[0] for b in layer.branch_sequences())
+    rule = getattr(layer, "needs_full_input", None)
+    return rule(full_output) if rule is not None else full_output  # dense, identity, activations
+
+
+def plan_sequence(layers: Sequence, full_output: bool, force_full: bool = False) -> Tuple[bool, List[bool]]:
+    """(whether the input of ``layers`` must be full, [whether the state after layer i must be full]).
+
+    Args:
+        layers: a sequence of IR nodes (a network's or a branch's).
+        full_output: whether the state after the last layer must be full.
+        force_full: every state full (for tests and comparisons: the full layout gives the same kernel).
+    """
+    after: List[bool] = [False] * len(layers)
+    need = full_output or force_full
+    for i in range(len(layers) - 1, -1, -1):
+        after[i] = need
+        need = needs_full_input(layers[i], need, force_full)
+    return need, after
+
+
+def entries_per_pair(shape: Tuple[int, ...], layout: str) -> int:
+    """Array entries per input pair of a kernel of spatial ``shape``: 1, P (diagonal) or P² (full)."""
+    p = 1
+    for n in shape:
+        p *= n
+    return p * p if shape and layout == "full" else p
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """[0, 1, 2, 5] -> '0–2, 5'."""
+    out, start, prev = [], None, None
+    for i in sorted(indices):
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}–{prev}" if prev > start else f"{start}")
+            start = prev = i
+    if start is not None:
+        out.append(f"{start}–{prev}" if prev > start else f"{start}")
+    return ", ".join(out)
+
+
+def layout_report(program) -> List[str]:
+    """Lines for ``ntkdsl check``: which steps hold which layout, why, and the largest kernel array."""
+    from ..ir.printer import format_header
+
+    steps = [s for s in program.steps if s.state.shape]
+    if not steps:
+        return []
+    full = [s.index for s in steps if s.state.layout == "full"]
+    diagonal = [s.index for s in steps if s.state.layout != "full"]
+    needers = [s for s in program.steps[1:] if getattr(s.layer, "needs_full_input", None) and s.layer.needs_full_input(False)]
+    lines = []
+    if full:
+        why = ", ".join(f"{format_header(s.layer)} at {s.layer.span.line}:{s.layer.span.col}" if s.layer.span
+                        else format_header(s.layer) for s in needers)
+        lines.append(f"  layout: full (all pixel pairs (p, p')) after steps {_ranges(full)}"
+                     + (f", for {why}" if why else " (forced)"))
+    if diagonal:
+        lines.append(f"  layout: diagonal (pixel pairs (p, p) only) after steps {_ranges(diagonal)}")
+    big = max(steps, key=lambda s: entries_per_pair(s.state.shape, s.state.layout))
+    dims = big.state.shape * (2 if big.state.layout == "full" else 1)
+    entries = entries_per_pair(big.state.shape, big.state.layout)
+    lines.append(f"  largest kernel arrays: ({', '.join(map(str, dims))}, N1, N2) after step {big.index}, "
+                 f"{_size(8 * entries)} per input pair each")
+    return lines
+
+
+def _size(nbytes: int) -> str:
+    from ..tiling import format_bytes
+
+    return format_bytes(nbytes)

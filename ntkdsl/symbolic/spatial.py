@@ -1,0 +1,217 @@
+"""Structural operations on spatial kernels, as sympy functions that keep the program readable.
+
+A kernel of an image network is an array over pixel pairs (kernel-math.md §1). Every array has
+pixel axes first — the **diagonal** layout (the pixel pairs (p, p) only: ``*S``) or the **full**
+layout (all pairs (p, p′): ``*S, *S``, first the spatial axes of p, then those of p′) — and two
+point axes last: nngp and ntk (..., N1, N2), cov1 (..., N1, 1), cov2 (..., 1, N2). So elementwise
+duals broadcast cov1 against cov2 and nngp in both layouts (and in vector networks, whose arrays
+are the (N1, N2) matrices), a full (P, P′) block is a plain matrix after a reshape, and every
+window shift is a slice of contiguous N1 x N2 blocks.
+
+Each function below is linear in its first argument (the kernel array); the others are static
+(``sp.Tuple`` of integers, ``Str`` words), so CSE and differentiation pass through them. The code
+printer turns each into a call of the run-time routine of the same name
+(:mod:`ntkdsl.codegen.spatial_support`); ``_latex`` gives an operator notation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Dict, Sequence, Tuple
+
+import sympy as sp
+from sympy.core.symbol import Str
+
+DIAGONAL, FULL = "diagonal", "full"
+
+
+def _ints(values: Sequence[int]) -> sp.Tuple:
+    return sp.Tuple(*(sp.Integer(int(v)) for v in values))
+
+
+def static(arg) -> object:
+    """A static argument as a plain Python value: a tuple of ints, a string or an int."""
+    if isinstance(arg, sp.Tuple):
+        return tuple(int(a) for a in arg)
+    if isinstance(arg, Str):
+        return arg.name
+    return int(arg)
+
+
+def _times(t) -> str:
+    return r"\times ".join(str(v) for v in static(t))
+
+
+class _SpatialOp(sp.Function):
+    """A linear map of kernel arrays (first argument) with static settings (the others)."""
+
+    _constant_passes = False  # op(c) = c for a number c (means of a constant); else only op(0) = 0
+
+    @classmethod
+    def eval(cls, k, *settings):
+        if k == 0:
+            return sp.S.Zero
+        if cls._constant_passes and k.is_number:
+            return k
+        return None
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_derivative(self, s):  # linear in the kernel: d op(K) = op(dK)
+        return self.func(sp.diff(self.args[0], s), *self.args[1:])
+
+    def _arg_tex(self, printer) -> str:
+        return printer._print(self.args[0])
+
+    @property
+    def settings(self) -> Tuple[object, ...]:
+        return tuple(static(a) for a in self.args[1:])
+
+
+class conv_taps(_SpatialOp):  # noqa: N801 - sympy functions are lower-case by convention
+    """(1/|f|)·Σ_{δ ∈ f} K(s·p + δ, s·p′ + δ): a convolution's mean over its filter's shifted diagonal.
+
+    Arguments: (K, input spatial shape, filter shape, strides, padding word, layout word).
+    """
+
+    nargs = 6
+
+    def _latex(self, printer, exp=None):
+        _, _, kernel, stride, padding, _ = self.args
+        extra = "" if set(static(stride)) == {1} else rf",\ s={_times(stride)}"
+        tex = rf"\operatorname{{conv}}_{{{_times(kernel)},\ \mathrm{{{static(padding)}}}{extra}}}\left[{self._arg_tex(printer)}\right]"
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
+
+class pool_window(_SpatialOp):  # noqa: N801
+    """Σ_{δ, δ′ ∈ w} K(s·o + δ, s·o′ + δ′), divided by |w|² for average pooling (full layout).
+
+    Arguments: (K, input spatial shape, window, strides, padding word, mode word 'avg' | 'sum').
+    """
+
+    nargs = 6
+
+    def _latex(self, printer, exp=None):
+        _, _, window, stride, padding, mode = self.args
+        tex = (rf"\operatorname{{{static(mode)}pool}}_{{{_times(window)},\ s={_times(stride)},\ \mathrm{{{static(padding)}}}}}"
+               rf"\left[{self._arg_tex(printer)}\right]")
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
+
+class flatten_mean(_SpatialOp):  # noqa: N801
+    """mean_p K(p, p): the kernel of the flattened features (kernel-math.md §2).
+
+    Arguments: (K, spatial shape, layout word).
+    """
+
+    nargs = 3
+    _constant_passes = True
+
+    def _latex(self, printer, exp=None):
+        tex = rf"\operatorname{{mean}}_{{p}} \left[{self._arg_tex(printer)}\right]_{{pp}}"
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
+
+class global_pool(_SpatialOp):  # noqa: N801
+    """mean (or sum) of K(p, p′) over all pixel pairs (full layout): global average/sum pooling.
+
+    Arguments: (K, spatial shape, mode word 'avg' | 'sum').
+    """
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, k, shape, mode):
+        if k == 0:
+            return sp.S.Zero
+        if k.is_number and static(mode) == "avg":
+            return k
+        return None
+
+    def _latex(self, printer, exp=None):
+        name = "mean" if static(self.args[2]) == "avg" else "sum"
+        tex = rf"\operatorname{{{name}}}_{{p, p'}} \left[{self._arg_tex(printer)}\right]_{{pp'}}"
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
+
+class pixel_variance(_SpatialOp):  # noqa: N801
+    """The diagonal K(p, p) of a full-layout array, placed on the axes of p (side 0) or of p′ (side 1).
+
+    An activation at the pixel pair (p, p′) needs Σ(x, x) at p and Σ(x′, x′) at p′ (kernel-math.md
+    §3). Arguments: (K, spatial shape, side).
+    """
+
+    nargs = 3
+    _constant_passes = True
+
+    def _latex(self, printer, exp=None):
+        pixel = "p" if static(self.args[2]) == 0 else "p'"
+        tex = rf"\left[{self._arg_tex(printer)}\right]_{{{pixel}{pixel}}}"
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
+
+class spatial_diagonal(_SpatialOp):  # noqa: N801
+    """The diagonal layout of a full-layout array: K(p, p) on the axes of p. Arguments: (K, spatial shape)."""
+
+    nargs = 2
+    _constant_passes = True
+
+    def _latex(self, printer, exp=None):
+        tex = rf"\operatorname{{diag}}\left[{self._arg_tex(printer)}\right]"
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
+
+SPATIAL_FUNCTIONS = (conv_taps, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal)
+
+
+# ---------------------------------------------------------------- constructors with named settings
+def conv(k, shape, kernel, stride, padding: str, layout: str) -> sp.Expr:
+    return conv_taps(k, _ints(shape), _ints(kernel), _ints(stride), Str(padding), Str(layout))
+
+
+def pool(k, shape, window, stride, padding: str, mode: str) -> sp.Expr:
+    return pool_window(k, _ints(shape), _ints(window), _ints(stride), Str(padding), Str(mode))
+
+
+def flatten(k, shape, layout: str) -> sp.Expr:
+    return flatten_mean(k, _ints(shape), Str(layout))
+
+
+def global_mean(k, shape, mode: str) -> sp.Expr:
+    return global_pool(k, _ints(shape), Str(mode))
+
+
+def variance_at(k, shape, side: int) -> sp.Expr:
+    return pixel_variance(k, _ints(shape), sp.Integer(side))
+
+
+def diagonal(k, shape) -> sp.Expr:
+    return spatial_diagonal(k, _ints(shape))
+
+
+# ---------------------------------------------------------------- state-level helpers
+def dual_arguments(s) -> Dict[str, Tuple[sp.Expr, sp.Expr, sp.Expr]]:
+    """The (q1, q2, c) at which an elementwise rule evaluates each field of the state ``s``.
+
+    Vector and diagonal layouts: Σ(x, x′) at (cov1, cov2, nngp) and each variance at (q, q, q), so
+    the diagonal is evaluated with θ = 0 exactly. Full layout: the pixel pair (p, p′) of nngp takes
+    Σ(x, x) at p and Σ(x′, x′) at p′; cov1 is itself a full (p, p′) covariance, taken the same way.
+    """
+    if s.shape and s.layout == FULL:
+        v = lambda k, side: variance_at(k, s.shape, side)  # noqa: E731
+        return {"nngp": (v(s.cov1, 0), v(s.cov2, 1), s.nngp),
+                "cov1": (v(s.cov1, 0), v(s.cov1, 1), s.cov1),
+                "cov2": (v(s.cov2, 0), v(s.cov2, 1), s.cov2)}
+    return {"nngp": (s.cov1, s.cov2, s.nngp), "cov1": (s.cov1,) * 3, "cov2": (s.cov2,) * 3}
+
+
+def to_layout(s, layout: str):
+    """The state ``s`` in ``layout``: full -> diagonal takes each array's diagonal; a state already
+    in the layout (or without spatial axes) is returned unchanged. Diagonal -> full is impossible."""
+    if not s.shape or s.layout == layout:
+        return s
+    if layout == FULL:
+        raise ValueError("a diagonal-layout kernel cannot be turned into a full one (the (p, p') pairs are gone)")
+    d = lambda k: None if k is None else diagonal(k, s.shape)  # noqa: E731
+    return replace(s, cov1=d(s.cov1), cov2=d(s.cov2), nngp=d(s.nngp), ntk=d(s.ntk), nngp_dot=None, layout=DIAGONAL)

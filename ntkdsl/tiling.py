@@ -1,0 +1,210 @@
+"""Memory budget and tiling: evaluate a kernel request in blocks of x1 x x2 rows when it would not fit.
+
+The memory of one evaluation is a :class:`MemoryModel`, bytes = a·N1·N2 + b·(N1 + N2) + c, measured
+once per network by running its evaluator on a few points under ``tracemalloc`` (NumPy reports
+its allocations there): a per pair (the kernel arrays of every pixel pair, the temporaries of the
+dual functions), b per point (variances, inputs), c fixed (quadrature chunks). Image networks in the
+full layout cost P² array entries per pair, so a model beats any formula kept by hand.
+
+A request whose estimate exceeds the budget (default: :data:`BUDGET_FRACTION` of the memory the
+kernel reports available, ``MemAvailable`` in /proc/meminfo; settable per call or with
+:func:`set_memory_budget`) runs in tiles of rows, any N1 and N2 (the last tiles are smaller),
+into preallocated (N1, N2) outputs. Self-kernels (x2 = None) compute only the tiles on and above
+the block diagonal, each diagonal tile as a self-kernel, and mirror the others: the result is
+exactly symmetric with exact diagonals, and it costs half. Tiled and untiled results agree to
+round-off (BLAS sums in another order for another tile shape: ~1e-15 relative).
+"""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+from .errors import NtkdslError
+
+BUDGET_FRACTION = 0.5  # of MemAvailable, when no budget is given
+FALLBACK_BUDGET = 4 * 2**30  # bytes, where /proc/meminfo cannot be read
+SAFETY = 1.25  # the measured coefficients are scaled by this before planning
+
+_budget: Optional[int] = None
+
+
+class MemoryBudgetError(NtkdslError, MemoryError):
+    """A kernel request that cannot be evaluated within the memory budget, even in tiles."""
+
+
+def set_memory_budget(nbytes: Optional[int]) -> None:
+    """Set the default budget of every kernel request in bytes (None: back to the automatic one)."""
+    global _budget
+    if nbytes is not None and (not isinstance(nbytes, (int, np.integer)) or nbytes <= 0):
+        raise ValueError(f"the memory budget must be a positive number of bytes, not {nbytes!r}")
+    _budget = None if nbytes is None else int(nbytes)
+
+
+def available_memory() -> Optional[int]:
+    """``MemAvailable`` from /proc/meminfo in bytes, or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_budget(nbytes: Optional[int] = None) -> int:
+    """The budget of a request: ``nbytes``, else the one set, else a fraction of available memory."""
+    if nbytes is not None:
+        if nbytes <= 0:
+            raise ValueError(f"the memory budget must be a positive number of bytes, not {nbytes!r}")
+        return int(nbytes)
+    if _budget is not None:
+        return _budget
+    free = available_memory()
+    return int(BUDGET_FRACTION * free) if free else FALLBACK_BUDGET
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Peak bytes of one evaluation: ``per_pair``·N1·N2 + ``per_point``·(N1 + N2) + ``fixed``."""
+
+    per_pair: float
+    per_point: float
+    fixed: float
+
+    def peak(self, n1: int, n2: int) -> float:
+        return self.per_pair * n1 * n2 + self.per_point * (n1 + n2) + self.fixed
+
+
+def _peak(run: Callable[[], object]) -> int:
+    """Peak bytes allocated (per tracemalloc) while ``run`` executes, above what was held before."""
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        run()
+        return max(tracemalloc.get_traced_memory()[1] - held, 0)
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+
+
+def calibrate(evaluate: Callable, input_shape: Tuple[int, ...], entries_per_pair: int = 1) -> MemoryModel:
+    """Measure ``evaluate(x1, x2)`` at (N1, N2) = (n, n), (2n, n), (2n, 2n) and fit a :class:`MemoryModel`.
+
+    n is the smallest size whose kernel arrays hold about 2^16 entries (n = 256 for a vector
+    network, 1 for a 32 x 32 image in the full layout), so the per-pair term dominates the
+    allocator's noise and the measurement stays cheap. Three exact equations give the three
+    coefficients; negative fits become 0, the per-pair one at least the two output arrays of the
+    largest kernel (16 bytes an entry); then all scale by :data:`SAFETY`.
+
+    Args:
+        evaluate: the kernel function of one network.
+        input_shape: the shape of one input point.
+        entries_per_pair: array entries per input pair of the network's largest kernel arrays.
+    """
+    n = max(1, math.ceil(math.sqrt(2**16 / max(entries_per_pair, 1))))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4 * n,) + tuple(input_shape))
+    p11, p21, p22 = (_peak(lambda: evaluate(x[:a * n], x[2 * n:(2 + b) * n])) for a, b in ((1, 1), (2, 1), (2, 2)))
+    a = max((p22 - 2 * p21 + p11) / n**2, 16.0 * entries_per_pair)
+    b = max((p21 - p11 - a * n * n) / n, 0.0)
+    c = max(p11 - a * n * n - 2 * b * n, 0.0)
+    return MemoryModel(SAFETY * a, SAFETY * b, SAFETY * c)
+
+
+STATIC_ARRAYS = 24  # kernel-sized arrays a static bound allows for: live states and a dual's temporaries
+STATIC_FIXED = 256 * 2**20  # bytes: the quadrature routine's chunks and the interpreter's small change
+
+
+def static_model(entries_per_pair: int) -> MemoryModel:
+    """A generous bound without running anything: :data:`STATIC_ARRAYS` float64 arrays of the
+    largest kernel's size per pair and per point, plus :data:`STATIC_FIXED`. Requests below it are
+    not measured; networks with numerical duals (whose quadrature makes measuring slow) keep it."""
+    per = 8.0 * STATIC_ARRAYS * entries_per_pair
+    return MemoryModel(per, per, float(STATIC_FIXED))
+
+
+PREFERRED_TILE = 64 * 2**20  # bytes: image kernels run faster in tiles whose arrays stay this small
+
+
+def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[float] = None) -> Optional[Tuple[int, int]]:
+    """The tile (t1, t2) for an N1 x N2 request, or None when it fits whole.
+
+    The outputs (16 bytes a pair) are allocated once; the rest of the budget bounds a tile's peak,
+    and so does ``preferred`` when given: the kernel arrays of image networks (P or P² entries per
+    pair) run faster in tiles that stay near the processor's caches (:data:`PREFERRED_TILE`; the
+    CNN-GAP kernel of 64 8 x 8 images takes 1.6x less time in 16 x 16 tiles than in one piece,
+    benchmarks/cnn_kernels.py). Tiles are as square as the limits allow.
+
+    Raises:
+        MemoryBudgetError: the outputs alone, or a single pair, exceed the budget.
+    """
+    limit = budget if preferred is None else min(budget, preferred)
+    if model.peak(n1, n2) <= limit:
+        return None
+    left = budget - 16 * n1 * n2
+    if left <= 0 or model.peak(1, 1) > left:
+        raise MemoryBudgetError(
+            f"a kernel of {n1} x {n2} points needs about {_gib(model.peak(n1, n2))} and the budget is {_gib(budget)}; "
+            f"even in tiles it needs {_gib(16 * n1 * n2)} for the two output arrays plus {_gib(model.peak(1, 1))} for "
+            "one pair: raise the budget (memory_budget=, ntkdsl.set_memory_budget) or ask for fewer points at a time")
+    if preferred is not None:
+        left = min(left, preferred)
+    a, b, c = model.per_pair, model.per_point, model.fixed
+    t = int((-2 * b + math.sqrt(4 * b * b + 4 * a * max(left - c, 0.0))) / (2 * a)) if a > 0 else max(n1, n2)
+    t1 = max(1, min(n1, t))
+    t2 = max(1, min(n2, int((left - c - b * t1) / (a * t1 + b)) if a * t1 + b > 0 else n2))
+    return t1, t2
+
+
+def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int]):
+    """``kernels`` (x1, x2) -> (nngp, ntk) evaluated tile by tile into (N1, N2) float64 outputs.
+
+    With ``x2 is None`` the tiles are square (the smaller side of ``tile``), the diagonal ones are
+    self-kernels and the ones below the diagonal are the transposes of those above.
+    """
+    x1 = np.asarray(x1)
+    n1 = x1.shape[0]
+    if x2 is None:
+        t = min(tile)
+        nngp, ntk = np.empty((n1, n1)), np.empty((n1, n1))
+        for i in range(0, n1, t):
+            for j in range(i, n1, t):
+                a, b = slice(i, i + t), slice(j, j + t)
+                k = kernels(x1[a]) if i == j else kernels(x1[a], x1[b])
+                nngp[a, b], ntk[a, b] = k[0], k[1]
+                if i != j:
+                    nngp[b, a], ntk[b, a] = k[0].T, k[1].T
+        return nngp, ntk
+    x2 = np.asarray(x2)
+    n2 = x2.shape[0]
+    t1, t2 = tile
+    nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
+    for i in range(0, n1, t1):
+        for j in range(0, n2, t2):
+            a, b = slice(i, i + t1), slice(j, j + t2)
+            nngp[a, b], ntk[a, b] = kernels(x1[a], x2[b])
+    return nngp, ntk
+
+
+def _gib(nbytes: float) -> str:
+    if nbytes >= 2**40:
+        return f"{nbytes / 2**40:.1f} TiB"
+    if nbytes >= 2**30:
+        return f"{nbytes / 2**30:.1f} GiB"
+    if nbytes >= 2**20:
+        return f"{nbytes / 2**20:.1f} MiB"
+    if nbytes >= 2**10:
+        return f"{nbytes / 2**10:.1f} KiB"
+    return f"{nbytes:.0f} bytes"
+
+
+format_bytes = _gib

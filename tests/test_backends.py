@@ -1,0 +1,158 @@
+"""Every backend runs the same tests (design principle 12); the CuPy case skips without a GPU.
+
+The CuPy module's text is checked everywhere (golden lines, and its relation to the NumPy module:
+the same program with another array module), and executed everywhere with NumPy standing in for
+CuPy, so that its text is known to run; on a machine with a GPU the parametrised tests run it on CuPy.
+"""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import scipy.special
+
+import ntkdsl
+from ntkdsl.codegen import dispatch
+from ntkdsl.codegen.backends import BACKENDS
+from ntkdsl.codegen.loader import load_module
+
+SPEC = """
+network mixed(input = 4) {
+    dense(32, w_std = 1.3, b_std = 0.2)
+    relu
+    dense(32, w_std = 1.3, b_std = 0.2)
+    erf
+    dense(1, w_std = 1.3, b_std = 0.2)
+}
+"""
+
+
+def _gpu() -> bool:
+    if not dispatch.module_available("cupy"):
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - any CUDA failure means: no usable GPU
+        return False
+
+
+BACKEND_CASES = [
+    pytest.param("numpy"),
+    pytest.param("numba", marks=pytest.mark.skipif(not dispatch.module_available("numba"), reason="numba not installed")),
+    pytest.param("cupy", marks=pytest.mark.skipif(not _gpu(), reason="CuPy with a CUDA GPU not available")),
+]
+
+
+@pytest.fixture(scope="module")
+def net():
+    return ntkdsl.loads(SPEC, filename="mixed.ntk")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(11)
+    return rng.standard_normal((30, 4)), rng.standard_normal((17, 4))
+
+
+@pytest.fixture(scope="module")
+def reference(net, data):
+    """Float64 kernels of the NumPy backend."""
+    x, y = data
+    return net.kernels(x, backend="numpy"), net.kernels(x, y, backend="numpy")
+
+
+@pytest.mark.parametrize("backend", BACKEND_CASES)
+def test_kernels_agree_across_backends(net, data, reference, backend):
+    x, y = data
+    same = net.kernels(x, backend=backend, to_numpy=True)
+    pair = net.kernels(x, y, backend=backend, to_numpy=True)
+    for got, want in ((same, reference[0]), (pair, reference[1])):
+        for a, b in zip(got, want):
+            assert isinstance(a, np.ndarray) and a.shape == b.shape and a.dtype == np.float64
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+    assert np.array_equal(same.ntk, same.ntk.T) and np.array_equal(same.nngp, same.nngp.T)
+
+
+@pytest.mark.parametrize("backend", BACKEND_CASES)
+def test_float32_on_every_backend(net, data, reference, backend):
+    x, _ = data
+    k = net.kernels(x, backend=backend, dtype="float32", to_numpy=True)
+    assert k.nngp.dtype == np.float32 and k.ntk.dtype == np.float32
+    np.testing.assert_allclose(k.ntk, reference[0].ntk, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKEND_CASES)
+def test_bad_inputs_are_value_errors_on_every_backend(net, backend):
+    with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
+        net.kernels(np.zeros((3, 5)), backend=backend)
+
+
+def test_cupy_module_golden_lines(net):
+    source = net.to_python(backend="cupy")
+    lines = source.splitlines()
+    assert "Source: mixed.ntk (sha256 " in source and "backend: cupy." in source
+    imports = [line for line in lines if line.startswith(("import ", "from "))]
+    assert imports == ["import cupy as xp"]  # these duals need no special functions (erf's is atan2/hypot)
+    assert "numpy" not in source.replace("neural-tangents", "") and "scipy.special" not in source.replace("cupyx.scipy.special", "")
+    assert "    nngp_0 = (x1 @ x2.T) / 4" in lines  # the GEMM: cuBLAS through CuPy's matmul
+    assert any(line.startswith("    t0 = perp(c, q1, q2)") for line in lines)
+
+
+def test_cupy_module_is_the_numpy_program_with_another_array_module(net):
+    numpy_source, cupy_source = net.to_python(backend="numpy"), net.to_python(backend="cupy")
+    translated = (cupy_source.replace("import cupy as xp", "import numpy as xp")
+                  .replace("backend: cupy.", "backend: numpy."))
+    assert translated == numpy_source
+
+
+def test_cupy_module_runs_with_numpy_standing_in(net, data, reference, monkeypatch):
+    """No GPU needed: bind the module's cupy imports to NumPy/SciPy and run its text."""
+    cupyx = types.ModuleType("cupyx")
+    cupyx_scipy = types.ModuleType("cupyx.scipy")
+    cupyx.scipy, cupyx_scipy.special = cupyx_scipy, scipy.special
+    for name, module in (("cupy", np), ("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy), ("cupyx.scipy.special", scipy.special)):
+        monkeypatch.setitem(sys.modules, name, module)
+    module = load_module(net.to_python(backend="cupy"), "mixed-on-cupy-standin")
+    x, y = data
+    for got, want in ((module.kernels(x), reference[0]), (module.kernels(x, y), reference[1])):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(dispatch.module_available("cupy"), reason="CuPy is installed here")
+def test_cupy_backend_without_cupy_says_how_to_install_it(net, data):
+    with pytest.raises(ImportError, match=r"ntkdsl\[gpu\]"):
+        net.kernels(data[0], backend="cupy")
+
+
+def test_backend_table_and_cli_choices():
+    from ntkdsl.cli import _parser
+
+    assert set(BACKENDS) == {"numpy", "numba", "cupy"}
+    assert BACKENDS["cupy"].imports({"xp", "xps"}) == "import cupy as xp\nimport cupyx.scipy.special as xps"
+    sub = _parser()._subparsers._group_actions[0].choices
+    compile_backend = next(a for a in sub["compile"]._actions if a.dest == "backend")
+    eval_backend = next(a for a in sub["eval"]._actions if a.dest == "backend")
+    assert set(compile_backend.choices) == set(BACKENDS) and set(eval_backend.choices) == {"auto", *BACKENDS}
+
+
+def test_cli_compile_and_eval_with_a_backend(tmp_path, capsys):
+    from ntkdsl.cli import main
+
+    spec = tmp_path / "mixed.ntk"
+    spec.write_text(SPEC)
+    out = tmp_path / "mixed_cupy.py"
+    assert main(["compile", str(spec), "--backend", "cupy", "-o", str(out)]) == 0
+    assert "import cupy as xp" in out.read_text()
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((5, 4)))
+    assert main(["eval", str(spec), "--x1", str(tmp_path / "x.npy"), "--backend", "numpy", "--dtype", "float32",
+                 "-o", str(tmp_path / "k.npz")]) == 0
+    with np.load(tmp_path / "k.npz") as k:
+        assert k["ntk"].dtype == np.float32 and k["ntk"].shape == (5, 5)
+    if not dispatch.module_available("cupy"):
+        capsys.readouterr()
+        assert main(["eval", str(spec), "--x1", str(tmp_path / "x.npy"), "--backend", "cupy"]) == 2
+        assert "ntkdsl[gpu]" in capsys.readouterr().err
