@@ -7,6 +7,7 @@ on stderr and exit with status 2; no Python traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -69,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     e.add_argument("--batch-size", type=_positive, help="evaluate in tiles of at most this many x this many points "
                    "(default: tiles only when the estimate exceeds half the available memory)")
+    e.add_argument("--memmap", metavar="DIR", help="stream the kernels tile by tile into DIR/nngp.npy and DIR/ntk.npy "
+                   "(memory-mapped .npy; for results larger than memory); resumes an interrupted run in DIR")
+    e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar over the tiles (default: only when stderr is a terminal)")
     e.set_defaults(run=_eval)
 
     a = sub.add_parser("activations", help="list the activation catalog: σ, its dual kernels, exact or numerical")
@@ -126,8 +131,10 @@ def _array(path: str, shape, name: str) -> np.ndarray:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     try:
         x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load {name} from {path!r}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot load {name} from {path!r}: {exc.strerror or exc}") from None
+    except ValueError:  # numpy's message speaks of pickles and an option this CLI does not have
+        raise UserError(f"cannot load {name} from {path!r}: not a .npy file of numbers (write one with numpy.save)") from None
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
         raise UserError(f"{name} in {path!r} has shape {x.shape}; this network needs (N, {', '.join(map(str, shape))})")
     if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
@@ -140,8 +147,11 @@ def _eval(args) -> int:
     shape = net.ir.input_shape
     x1 = _array(args.x1, shape, "--x1")
     x2 = _array(args.x2, shape, "--x2") if args.x2 else None
+    if args.memmap is not None:
+        return _eval_to_disk(args, net, x1, x2)
     try:
-        k = net.kernels(x1, x2, backend=args.backend, dtype=args.dtype, to_numpy=True, batch_size=args.batch_size)
+        k = net.kernels(x1, x2, backend=args.backend, dtype=args.dtype, to_numpy=True, batch_size=args.batch_size,
+                        progress=args.progress)
     except (ImportError, MemoryError) as exc:
         raise UserError(str(exc)) from None
     if args.out:
@@ -156,6 +166,35 @@ def _eval(args) -> int:
         print(f"  {name:5s} min {a.min():.6g}  max {a.max():.6g}  mean {a.mean():.6g}")
         if x2 is None:
             print(f"        diagonal {np.diag(a).min():.6g} .. {np.diag(a).max():.6g}")
+    return 0
+
+
+def _eval_to_disk(args, net: CompiledNetwork, x1, x2) -> int:
+    """``eval --memmap DIR``: tiles streamed to DIR/nngp.npy and DIR/ntk.npy (ntkdsl.streaming)."""
+    from .streaming import MANIFEST, ResumeMismatchError
+
+    if args.out:
+        raise UserError("--memmap DIR writes DIR/nngp.npy and DIR/ntk.npy; it cannot be combined with -o/--out")
+    if args.backend == "cupy":
+        raise UserError("--memmap streams CPU tiles; use --backend auto, numpy or numba with it")
+    if os.path.exists(args.memmap) and not os.path.isdir(args.memmap):
+        raise UserError(f"--memmap {args.memmap!r} is a file, not a directory")
+    try:
+        k = net.kernels_to_disk(x1, x2, args.memmap, batch_size=args.batch_size, backend=args.backend,
+                                dtype=args.dtype, progress=args.progress)
+    except ResumeMismatchError as exc:
+        raise UserError(str(exc)) from None
+    except KeyboardInterrupt:
+        print(f"\nntkdsl: interrupted; the finished tiles are in {args.memmap}: run the same command again to resume",
+              file=sys.stderr)
+        raise
+    except (ImportError, MemoryError) as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write to {args.memmap!r}: {exc.strerror or exc}; finished tiles are kept in "
+                        f"{os.path.join(args.memmap, MANIFEST)} and a rerun resumes") from None
+    print(f"wrote {os.path.join(args.memmap, 'nngp.npy')} and {os.path.join(args.memmap, 'ntk.npy')}: "
+          f"{k.nngp.dtype} arrays of shape {k.nngp.shape} (load with numpy.load(..., mmap_mode='r'))")
     return 0
 
 

@@ -17,7 +17,8 @@ from typing import Iterable, Optional
 
 @dataclass(frozen=True)
 class Span:
-    """A region of a source file; lines and columns start at 1, ``end_col`` is exclusive."""
+    """A region of a source file; lines and columns start at 1, ``end_col`` is exclusive.
+    Line 0 means the file as a whole (an error about what the file lacks, not about any of its text)."""
 
     file: str
     line: int
@@ -54,11 +55,16 @@ class SpecError(NtkdslError):
         self.notes = tuple(notes)
         super().__init__(self.format())
 
+    def __str__(self) -> str:  # notes may be added on the way out (e.g. which block call supplied a value)
+        return self.format()
+
     def format(self) -> str:
         """``file:line:col: error: message``, the source line and a caret under the span."""
         if self.span is None:
             return "\n".join([f"error: {self.message}", *self.notes])
         s = self.span
+        if s.line == 0:  # the file as a whole: no position to quote
+            return "\n".join([f"{s.file}: error: {self.message}", *self.notes])
         out = [f"{s.file}:{s.line}:{s.col}: error: {self.message}"]
         line = s.source_line()
         if line:

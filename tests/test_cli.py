@@ -333,10 +333,6 @@ def test_npy_with_non_finite_values(files, tmp_path, capsys):
     assert capsys.readouterr().err == f"ntkdsl: error: --x1 in {str(path)!r} must hold finite numbers\n"
 
 
-@pytest.mark.xfail(strict=True, reason="a file that is not a .npy array is reported with numpy's pickle message "
-                   "('This file contains pickled (object) data. If you trust the file you can load it unsafely "
-                   "using the `allow_pickle=` keyword'), which is false for a text file and advises an option "
-                   "the CLI does not have")
 def test_a_file_that_is_not_npy(files, tmp_path, capsys):
     path = tmp_path / "text.npy"
     path.write_text("0.1 0.2 0.3\n")
@@ -385,8 +381,6 @@ def test_unwritable_output_is_a_user_error(files, tmp_path):
 
 
 # ---------------------------------------------------------------------- found while testing
-@pytest.mark.xfail(strict=True, reason="the spec's path is pasted unescaped into comments of the generated module, "
-                   "which `eval` executes: a file name with a newline runs Python code")
 def test_a_spec_path_is_never_executed(tmp_path):
     name = "x.ntk\n    open('pwned', 'w').close()\n    #"
     (tmp_path / name).write_text(SMALL)
@@ -396,8 +390,6 @@ def test_a_spec_path_is_never_executed(tmp_path):
     assert result.returncode == 0 and "Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="a spec path containing '\"\"\"' closes the generated module's docstring: "
-                   "`compile` emits invalid Python and `eval` dies with a SyntaxError traceback")
 def test_a_spec_path_with_quotes(tmp_path):
     name = 'q"""x.ntk'
     (tmp_path / name).write_text(SMALL)
@@ -409,8 +401,6 @@ def test_a_spec_path_with_quotes(tmp_path):
     assert result.returncode == 0 and "Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="`check` on a custom activation whose kink depends on a parameter "
-                   "(relu(x - t)) dies with a TypeError traceback (exit 1)")
 def test_custom_activation_with_a_parameter_dependent_kink_has_no_traceback(tmp_path):
     path = tmp_path / "kink.ntk"
     path.write_text("activation shifted(x, t = 1) = relu(x - t)\nnetwork k(input = 3) {\n    dense(4)\n"

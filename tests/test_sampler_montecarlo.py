@@ -116,20 +116,7 @@ def _call(row) -> str:
     return f"{row.name}({', '.join(args)})" if args else row.name
 
 
-# Rows whose generated kernel module raised NameError('nngp_L') when this was written: codegen's
-# dual function does not substitute K where the symbolic K̇ refers to it (K̇ = β²·K for exp, rbf;
-# gaussian likewise). Only that NameError is excused; a Monte Carlo disagreement still fails.
-CODEGEN_NAME_ERROR = {"exp", "gaussian", "rbf"}
-
-
-def _param(activation):
-    if activation.split("(")[0] in CODEGEN_NAME_ERROR:
-        mark = pytest.mark.xfail(raises=NameError, strict=False, reason="codegen: K̇ refers to an undefined nngp_L")
-        return pytest.param(activation, marks=mark)
-    return activation
-
-
-ACTIVATIONS = [_param(a) for a in sorted({_call(row) for row in REGISTRY} | set(EXTRA))]
+ACTIVATIONS = [a for a in sorted({_call(row) for row in REGISTRY} | set(EXTRA))]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

@@ -101,13 +101,28 @@ def _describe_token(tok: Token) -> str:
     return f"'{tok.value}'"
 
 
+def _parser_accepts(state) -> set:
+    """The terminals the parser would accept next in ``state``, by replaying each one on a copy (the
+    contextual lexer's ``allowed`` set merges the lookaheads of several parser states)."""
+    accepted = set()
+    for name in state.parse_conf.states[state.position]:
+        if name.isupper() or name == "$END":
+            trial = state.copy()
+            try:
+                trial.feed_token(Token(name, ""), name == "$END")
+            except UnexpectedInput:
+                continue
+            accepted.add(name)
+    return accepted
+
+
 def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SyntaxSpecError:
     notes = []
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         msg = f"unexpected character {char!r}"
         span = Span(filename, exc.line, exc.column, exc.line, exc.column + 1, text)
-        expected = set(exc.allowed or ()) - {"_NL", "COMMENT"}  # always accepted by the lexer
+        expected = _parser_accepts(exc.state) if exc.state is not None else set(exc.allowed or ()) - {"_NL", "COMMENT"}
     else:
         tok = exc.token if isinstance(exc, UnexpectedToken) else None
         # `accepts` replays the parser per terminal: exact, unlike LALR's merged lookahead sets

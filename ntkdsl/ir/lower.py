@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 import sympy as sp
 
 from ..activations import REGISTRY
-from ..errors import ArgumentSpecError, NameSpecError, Span, StructureSpecError, did_you_mean
+from ..errors import ArgumentSpecError, NameSpecError, Span, SpecError, StructureSpecError, did_you_mean
 from ..frontend import ast
 from . import nodes
 from .builtins import BODY_LAYERS, LAYERS, REQUIRED, Spec, Word, enum, input_shape, natural, positive_int, real
@@ -109,8 +109,13 @@ def select_network(module: ast.Module, name: Optional[str]) -> ast.NetworkDef:
     return nets[0]
 
 
+class _SelfCall(StructureSpecError):
+    """A block that calls itself, directly or through others (the message names the chain)."""
+
+
 def _file_span(module: ast.Module) -> Span:
-    return Span(module.filename, 1, 1, 1, 2, module.text)
+    """The file as a whole (line 0): for what it lacks, or a network name that came from outside it."""
+    return Span(module.filename, 0, 0, 0, 0, module.text)
 
 
 class _Lowerer:
@@ -157,7 +162,7 @@ class _Lowerer:
             raise NameSpecError(f"the let '{name}' depends on itself ({' -> '.join(cycle)})", let.span)
         self.visiting.append(name)
         try:
-            value = self.number(let.value, {}, "a let")
+            value = self.number(let.value, {}, "a number")
         finally:
             self.visiting.pop()
         self.let_values[name] = value
@@ -307,7 +312,7 @@ class _Lowerer:
     def block(self, block: ast.BlockDef, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
         if block.name in self.block_stack:
             chain = " -> ".join(self.block_stack[self.block_stack.index(block.name):] + [block.name])
-            raise StructureSpecError(f"block '{block.name}' calls itself ({chain})", st.name_span)
+            raise _SelfCall(f"block '{block.name}' calls itself ({chain})", st.name_span)
         specs = [Spec(p.name, p.default if p.default is not None else REQUIRED, None) for p in block.params]
         args = self.bind(f"block '{block.name}'", specs, st.args, env, st.name_span, lazy_defaults=True)
         inner: Dict[str, Value] = {}
@@ -317,6 +322,11 @@ class _Lowerer:
         self.block_stack.append(block.name)
         try:
             return self.body(block.body, inner, param)
+        except SpecError as exc:  # the mistake is in the body; say which call supplied its values
+            where = st.name_span
+            if where is not None and not isinstance(exc, _SelfCall):  # (a self-call names its chain)
+                exc.notes += (f"note: in block '{block.name}' called at {where.file}:{where.line}:{where.col}",)
+            raise
         finally:
             self.block_stack.pop()
 
