@@ -15,14 +15,21 @@ pass, a backward pass and per-layer Gram matrices) run ``--repeat`` times after 
 best time is reported; the explicit Jacobian runs once (it takes tens of seconds). Then the
 agreement of the two results. Timings on a shared machine vary with its load: run it a few times.
 
-Run: python benchmarks/empirical_ntk.py [--width 1024] [--n 256] [--dim 784] [--repeat 5] [--quick]
+With neural-tangents' environment installed (.bench-nt, benchmarks/README.md), the same network (its
+parameters handed over) also runs through ``nt.empirical_ntk_fn`` in a subprocess, same run.
+
+Run: python benchmarks/empirical_ntk.py [--width 1024] [--n 256] [--dim 784] [--repeat 5] [--quick] [--no-nt-jacobian]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +42,25 @@ network bench(input = {dim}) {{
 }}
 """
 NEURAL_TANGENTS = {"structured": 0.06, "jacobian": 7.4}  # seconds, from issue 5
+NT_PYTHON = Path(__file__).resolve().parent.parent / ".bench-nt" / "bin" / "python"
+
+
+def neural_tangents_same_run(fnet, x, repeat: int, jacobian: bool):
+    """neural-tangents' empirical NTK of the very same network (its parameters handed over), timed in its
+    own environment as a subprocess; None when .bench-nt is not installed (benchmarks/README.md)."""
+    if not NT_PYTHON.exists():
+        return None
+    dense = [p for p in fnet.params if p]
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = {"x": x, "depth": len(dense) - 1, "b_std": 0.1}
+        for i, p in enumerate(dense):
+            arrays[f"w{i}"], arrays[f"b{i}"] = p["w"], p["b"]
+        np.savez(Path(tmp) / "in.npz", **arrays)
+        cmd = [str(NT_PYTHON), str(Path(__file__).with_name("nt_empirical_ntk.py")), str(Path(tmp) / "in.npz"),
+               str(Path(tmp) / "out.npz"), "--repeat", str(repeat)] + ([] if jacobian else ["--no-jacobian"])
+        subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        out = np.load(Path(tmp) / "out.npz")
+        return float(out["structured"]), float(out["jacobian"]), out["ntk"]
 
 
 def best_time(fn, repeat: int):
@@ -54,6 +80,7 @@ def main(argv=None) -> None:
     p.add_argument("--dim", type=int, default=784, help="input dimension")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="width 128, 32 inputs (a smoke run)")
+    p.add_argument("--no-nt-jacobian", action="store_true", help="skip neural-tangents' (slow) Jacobian contraction")
     args = p.parse_args(argv)
     if args.quick:
         args.width, args.n, args.repeat = 128, 32, 1
@@ -76,6 +103,15 @@ def main(argv=None) -> None:
           f"{NEURAL_TANGENTS['structured'] / t_s:.2f}x faster")
     print(f"  max |structured − explicit| / max |Θ| = {diff:.1e}")
     assert diff < 1e-10, diff  # the same sums in another order: round-off only
+    nt = neural_tangents_same_run(fnet, x, args.repeat, jacobian=not args.no_nt_jacobian)
+    if nt is None:
+        print(f"  (neural-tangents not installed in {NT_PYTHON.parent.parent}: no same-run comparison)")
+        return
+    t_nt, t_nt_j, k_nt = nt
+    print(f"  neural-tangents, same run, same parameters: structured {t_nt:.4f} s, Jacobian contraction "
+          f"{t_nt_j:.4f} s (jitted, float64)")
+    print(f"  ntkdsl structured is {t_nt / t_s:.2f}x the speed of neural-tangents' structured derivatives; "
+          f"max |ntkdsl − neural-tangents| / max |Θ| = {np.abs(k_s - k_nt).max() / np.abs(k_nt).max():.1e}")
 
 
 if __name__ == "__main__":
