@@ -42,8 +42,23 @@ def _formulas(row: ActivationRow):
     return _text(dual.nngp), _text(dual.nngp_dot)
 
 
+_SHORTHANDS = [  # structural functions of ntkdsl.symbolic.functions, written as the math they stand for
+    ("larger(q1, q2)*smaller(q1, q2)", "q1*q2"),
+    ("cos_angle(c, q1*q2)", "cos θ"),
+    ("sin_angle(c, q1*q2)", "sin θ"),
+    ("perp(c, q1*q2)", "√(q1q2)·sin θ"),
+    ("angle(c, q1*q2)", "θ"),
+    ("larger(q1, q2)", "max(q1, q2)"),
+    ("smaller(q1, q2)", "min(q1, q2)"),
+    ("**", "^"),
+]
+
+
 def _text(expr: sp.Expr) -> str:
-    return str(expr).replace("angle(c, q1*q2)", "θ").replace("perp(c, q1*q2)", "√(q1q2)·sin θ").replace("**", "^")
+    text = str(expr)
+    for long, short in _SHORTHANDS:
+        text = text.replace(long, short)
+    return text
 
 
 def rows() -> List[dict]:
