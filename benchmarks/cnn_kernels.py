@@ -6,7 +6,7 @@ The case of issue 4: a ReLU CNN of 4 conv layers (3 x 3, same padding, σ_w = 1.
 * by ``global_avg_pool`` (the "CNN-GAP" kernel): the full layout, (8·8)² pixel pairs per input pair;
 * by ``flatten``: the diagonal layout, 8·8 pixel pairs per input pair (inferred);
 * by ``flatten`` with ``layout="full"`` forced: what a compiler without layout inference would do;
-* CNN-GAP in one piece (``batch_size=N``), by default (tiles of at most ``tiling.PREFERRED_TILE``
+* CNN-GAP in one piece (``batch_size=N``), by default (cache-sized tiles, ``tiling.preferred_peak``
   bytes, chosen from the measured memory model) and in tiles of 16 x 16 points: the same numbers
   in less memory, and faster (arrays nearer the caches; self-kernels compute the tiles on and above
   the diagonal only).

@@ -94,6 +94,128 @@ ARCHITECTURES = {
         lambda s: [s.Conv(8, (2, 2, 2), padding="SAME", W_std=1.3, b_std=0.1), s.Gelu(),
                    s.Conv(8, (2, 2, 2), padding="CIRCULAR"), s.Relu(), s.AvgPool((1, 2, 1), (1, 2, 1)),
                    s.Flatten(), s.Dense(1)]),
+    # ---- added in the issue-4 audit: rectangular filters and strides with every padding, in both
+    # layouts; pools with circular and same padding; 1-D and 3-D with global pooling; the standard
+    # parameterization through residual, concat, prod and pooling; layer norm in the diagonal
+    # layout and on vectors; three-way products; residual scales as a constant scaling layer
+    # (DotGeneral(rhs=s) is x -> s·x and keeps the output Gaussian), so neural-tangents builds
+    # x + s·f(x) literally, in both parameterizations
+    "strided-rect-flatten": (
+        """network n(input = [7, 5, 2]) {
+            conv(8, kernel = (3, 2), stride = (2, 1), padding = same, w_std = 1.2, b_std = 0.3); relu
+            conv(8, kernel = (2, 3), stride = (1, 2), padding = circular, w_std = 1.1); erf
+            conv(8, kernel = (2, 1), stride = (2, 1)); relu; flatten; dense(1, b_std = 0.1) }""",
+        (7, 5, 2),
+        lambda s: [s.Conv(8, (3, 2), strides=(2, 1), padding="SAME", W_std=1.2, b_std=0.3), s.Relu(),
+                   s.Conv(8, (2, 3), strides=(1, 2), padding="CIRCULAR", W_std=1.1), s.Erf(),
+                   s.Conv(8, (2, 1), strides=(2, 1), padding="VALID"), s.Relu(), s.Flatten(), s.Dense(1, b_std=0.1)]),
+    "strided-rect-gap": (
+        """network n(input = [7, 5, 2]) {
+            conv(6, kernel = (3, 2), stride = (2, 1), padding = same, b_std = 0.2); relu
+            conv(6, kernel = 3, stride = 2, padding = circular, w_std = 1.3); relu
+            conv(6, kernel = (1, 2), stride = (1, 1)); gelu; global_avg_pool; dense(1) }""",
+        (7, 5, 2),
+        lambda s: [s.Conv(6, (3, 2), strides=(2, 1), padding="SAME", b_std=0.2), s.Relu(),
+                   s.Conv(6, (3, 3), strides=(2, 2), padding="CIRCULAR", W_std=1.3), s.Relu(),
+                   s.Conv(6, (1, 2), padding="VALID"), s.Gelu(), s.GlobalAvgPool(), s.Dense(1)]),
+    "pool-circular-same": (
+        """network n(input = [6, 7, 2]) {
+            conv(8, kernel = 2, padding = same, b_std = 0.1); relu; avg_pool(3, stride = 2, padding = circular)
+            conv(8, kernel = 2); relu; sum_pool((2, 3), stride = (1, 2), padding = same); global_avg_pool; dense(1) }""",
+        (6, 7, 2),
+        lambda s: [s.Conv(8, (2, 2), padding="SAME", b_std=0.1), s.Relu(), s.AvgPool((3, 3), (2, 2), padding="CIRCULAR"),
+                   s.Conv(8, (2, 2), padding="VALID"), s.Relu(), s.SumPool((2, 3), (1, 2), padding="SAME"),
+                   s.GlobalAvgPool(), s.Dense(1)]),
+    "signal-1d-circular": (
+        """network n(input = [9, 2]) {
+            conv(8, kernel = 4, stride = 2, padding = circular, b_std = 0.1); erf
+            avg_pool(3, stride = 1, padding = same); conv(8, kernel = 2); relu; flatten; dense(1) }""",
+        (9, 2),
+        lambda s: [s.Conv(8, (4,), strides=(2,), padding="CIRCULAR", b_std=0.1), s.Erf(),
+                   s.AvgPool((3,), (1,), padding="SAME"), s.Conv(8, (2,)), s.Relu(), s.Flatten(), s.Dense(1)]),
+    "volume-3d-gap": (
+        """network n(input = [3, 3, 4, 2]) {
+            conv(6, kernel = (2, 3, 2), stride = (1, 1, 2), padding = same, b_std = 0.2); relu
+            sum_pool(2, stride = 1, padding = circular); conv(6, kernel = 1, w_std = 1.2); relu
+            global_avg_pool; dense(1) }""",
+        (3, 3, 4, 2),
+        lambda s: [s.Conv(6, (2, 3, 2), strides=(1, 1, 2), padding="SAME", b_std=0.2), s.Relu(),
+                   s.SumPool((2, 2, 2), (1, 1, 1), padding="CIRCULAR"), s.Conv(6, (1, 1, 1), W_std=1.2), s.Relu(),
+                   s.GlobalAvgPool(), s.Dense(1)]),
+    "standard-resnet-concat": (
+        """network n(input = [6, 6, 3], parameterization = standard) {
+            conv(12, kernel = 3, padding = same, w_std = 1.3, b_std = 0.1)
+            residual(scale = 0.5) { relu; conv(12, kernel = 3, padding = same, w_std = 1.2, b_std = 0.2) }
+            avg_pool(2)
+            parallel(merge = concat) { conv(8, kernel = 1); relu } { conv(4, kernel = 3, padding = same, b_std = 0.1); erf }
+            global_avg_pool; dense(3, b_std = 0.1); relu; dense(1) }""",
+        (6, 6, 3),
+        lambda s: [s.Conv(12, (3, 3), padding="SAME", W_std=1.3, b_std=0.1, parameterization="standard"),
+                   s.FanOut(2),
+                   s.parallel(s.Identity(), s.serial(s.Relu(), s.Conv(12, (3, 3), padding="SAME", W_std=1.2, b_std=0.2,
+                                                                       parameterization="standard"), s.DotGeneral(rhs=0.5))),
+                   s.FanInSum(), s.AvgPool((2, 2), (2, 2)),
+                   s.FanOut(2),
+                   s.parallel(s.serial(s.Conv(8, (1, 1), parameterization="standard"), s.Relu()),
+                              s.serial(s.Conv(4, (3, 3), padding="SAME", b_std=0.1, parameterization="standard"), s.Erf())),
+                   s.FanInConcat(), s.GlobalAvgPool(), s.Dense(3, b_std=0.1, parameterization="standard"), s.Relu(),
+                   s.Dense(1, parameterization="standard")]),
+    "standard-layer-norm-prod-flatten": (
+        """network n(input = [5, 4, 3], parameterization = standard) {
+            conv(8, kernel = 3, padding = same, w_std = 1.5); layer_norm(eps = 0.1)
+            parallel(merge = prod) { conv(6, kernel = 1, b_std = 0.2) } { relu; conv(6, kernel = 3, padding = same) }
+            flatten; dense(1, b_std = 0) }""",
+        (5, 4, 3),
+        lambda s: [s.Conv(8, (3, 3), padding="SAME", W_std=1.5, parameterization="standard"), s.LayerNorm(eps=0.1),
+                   s.FanOut(2), s.parallel(s.Conv(6, (1, 1), b_std=0.2, parameterization="standard"),
+                                           s.serial(s.Relu(), s.Conv(6, (3, 3), padding="SAME", parameterization="standard"))),
+                   s.FanInProd(), s.Flatten(), s.Dense(1, b_std=0., parameterization="standard")]),
+    "layer-norm-diagonal-residual": (
+        """network n(input = [6, 5, 2]) {
+            conv(8, kernel = 3, w_std = 1.5, b_std = 0.5); layer_norm(eps = 0.01); relu
+            conv(8, kernel = 2, padding = same)
+            residual(scale = 0.7) { erf; conv(8, kernel = 3, padding = same, b_std = 0.1) }
+            layer_norm; relu; flatten; dense(1) }""",
+        (6, 5, 2),
+        lambda s: [s.Conv(8, (3, 3), W_std=1.5, b_std=0.5), s.LayerNorm(eps=0.01), s.Relu(),
+                   s.Conv(8, (2, 2), padding="SAME"),
+                   s.FanOut(2), s.parallel(s.Identity(), s.serial(s.Erf(), s.Conv(8, (3, 3), padding="SAME", b_std=0.1),
+                                                                  s.DotGeneral(rhs=0.7))),
+                   s.FanInSum(), s.LayerNorm(), s.Relu(), s.Flatten(), s.Dense(1)]),
+    "sum-then-prod-of-three": (
+        """network n(input = [5, 5, 2]) {
+            conv(6, kernel = 3, padding = same, b_std = 0.1)
+            parallel(merge = sum) { identity } { erf; conv(6, kernel = 2, padding = same); avg_pool(3, stride = 1, padding = same) }
+            parallel(merge = prod) { conv(6, kernel = 1) } { relu; conv(6, kernel = 1, w_std = 1.4) } {
+                conv(6, kernel = 3, padding = same, b_std = 0.3) }
+            global_sum_pool; dense(1) }""",
+        (5, 5, 2),
+        lambda s: [s.Conv(6, (3, 3), padding="SAME", b_std=0.1),
+                   s.FanOut(2), s.parallel(s.Identity(), s.serial(s.Erf(), s.Conv(6, (2, 2), padding="SAME"),
+                                                                  s.AvgPool((3, 3), (1, 1), padding="SAME"))),
+                   s.FanInSum(),
+                   s.FanOut(3), s.parallel(s.Conv(6, (1, 1)), s.serial(s.Relu(), s.Conv(6, (1, 1), W_std=1.4)),
+                                           s.Conv(6, (3, 3), padding="SAME", b_std=0.3)),
+                   s.FanInProd(), s.GlobalSumPool(), s.Dense(1)]),
+    "mixed-parameterization-pools": (
+        """network n(input = [6, 6, 2]) {
+            conv(8, kernel = 3, padding = same, w_std = 1.4, b_std = 0.1, parameterization = standard); relu
+            avg_pool(2, stride = 1, padding = same); conv(8, kernel = 2, stride = 2); relu
+            global_sum_pool; dense(4, b_std = 0.2, parameterization = standard); erf; dense(1) }""",
+        (6, 6, 2),
+        lambda s: [s.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.1, parameterization="standard"), s.Relu(),
+                   s.AvgPool((2, 2), (1, 1), padding="SAME"), s.Conv(8, (2, 2), strides=(2, 2)), s.Relu(),
+                   s.GlobalSumPool(), s.Dense(4, b_std=0.2, parameterization="standard"), s.Erf(), s.Dense(1)]),
+    "vector-branches-layer-norm": (
+        """network n(input = 5) {
+            dense(8, b_std = 0.1); layer_norm
+            parallel(merge = sum) { dense(8) } { relu; dense(8, w_std = 1.5) }; relu
+            parallel(merge = concat) { dense(4); erf } { dense(12, b_std = 0.2) }; dense(1) }""",
+        (5,),
+        lambda s: [s.Dense(8, b_std=0.1), s.LayerNorm(),
+                   s.FanOut(2), s.parallel(s.Dense(8), s.serial(s.Relu(), s.Dense(8, W_std=1.5))), s.FanInSum(), s.Relu(),
+                   s.FanOut(2), s.parallel(s.serial(s.Dense(4), s.Erf()), s.Dense(12, b_std=0.2)), s.FanInConcat(),
+                   s.Dense(1)]),
 }
 
 

@@ -74,10 +74,13 @@ def ntkdsl_worker(w: dict, repeat: int, backend: str) -> dict:
             "sample": sample}
 
 
-def _spawn(cmd, timeout) -> dict:
-    # large arrays from mmap, returned to the OS when freed: each call's peak shows in the resident set
-    # (glibc otherwise raises its mmap threshold after the first free and keeps freed arrays mapped)
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576")
+def _spawn(cmd, timeout, for_memory: bool = False) -> dict:
+    # The memory run: large arrays from mmap, returned to the OS when freed, so that each call's peak
+    # shows in the resident set (glibc otherwise raises its mmap threshold after the first free and
+    # keeps freed arrays mapped). Timing runs keep glibc's default, which users have: a fixed 1 MiB
+    # threshold makes every large temporary a fresh mmap with page faults (NumPy's CNN path ran up to
+    # 2x slower under it; XLA's own allocator is not affected).
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576") if for_memory else dict(os.environ)
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
     except subprocess.TimeoutExpired:
@@ -87,6 +90,22 @@ def _spawn(cmd, timeout) -> dict:
         tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
         return {"error": f"exit {out.returncode}: " + " | ".join(tail)}
     return json.loads(lines[-1])
+
+
+def _measure(cmd, repeat: int, timeout) -> dict:
+    """Times from one worker under the default allocator, memory from a second one (``repeat`` 0)
+    under a low mmap threshold (see :func:`_spawn`)."""
+    r = _spawn(cmd + [str(repeat)], timeout)
+    if "times" not in r:
+        return r
+    m = _spawn(cmd + ["0"], timeout, for_memory=True)
+    r["timing_run"] = {k: r.get(k) for k in ("call_peak_mb", "peak_rss_mb", "base_rss_mb")}
+    if "call_peak_mb" in m:
+        r.update({k: m[k] for k in ("call_peak_mb", "peak_rss_mb", "base_rss_mb")})
+    else:
+        r["call_peak_mb"] = None
+        r["memory_run_error"] = m.get("error") or m.get("skipped")
+    return r
 
 
 def _summary(r: dict, n: int, itemsize: int) -> dict:
@@ -126,13 +145,14 @@ def main(argv=None) -> int:
     p.add_argument("--skip-nt", action="store_true", help="time ntkdsl only")
     p.add_argument("--timeout", type=int, default=900, help="seconds per worker")
     p.add_argument("--out", default=None, help="JSON results (default benchmarks/results/latest[-quick].json)")
-    p.add_argument("--worker", nargs=3, metavar=("WORKLOAD", "REPEAT", "BACKEND"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=3, metavar=("WORKLOAD", "BACKEND", "REPEAT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(ntkdsl_worker(json.loads(args.worker[0]), int(args.worker[1]), args.worker[2])))
+        print(json.dumps(ntkdsl_worker(json.loads(args.worker[0]), int(args.worker[2]), args.worker[1])))
         return 0
 
     repeat = args.repeat or (3 if args.quick else 5)
+    started = time.perf_counter()
     backends = [b for b in args.backends.split(",") if b]
     have_nt = Path(args.nt_python).exists() and not args.skip_nt
     if not have_nt and not args.skip_nt:
@@ -151,13 +171,14 @@ def main(argv=None) -> int:
             continue
         itemsize = 8 if w["dtype"] == "float64" else 4
         results = {}
+        load = os.getloadavg()[0]
         for backend in backends:
-            cmd = [sys.executable, str(HERE / "run.py"), "--worker", json.dumps(w), str(repeat), backend]
-            results[backend] = _summary(_spawn(cmd, args.timeout), w["n"], itemsize)
+            cmd = [sys.executable, str(HERE / "run.py"), "--worker", json.dumps(w), backend]
+            results[backend] = _summary(_measure(cmd, repeat, args.timeout), w["n"], itemsize)
         skipped = all("skipped" in r for r in results.values())
         nt = {"skipped": "no neural-tangents environment"} if not have_nt else (
             {"skipped": "ntkdsl skipped it (quick run)"} if skipped and args.quick else
-            _summary(_spawn([args.nt_python, str(HERE / "nt_worker.py"), json.dumps(w), str(repeat)], args.timeout),
+            _summary(_measure([args.nt_python, str(HERE / "nt_worker.py"), json.dumps(w)], repeat, args.timeout),
                      w["n"], itemsize))
         for backend, r in results.items():
             ratio = nt["median_s"] / r["median_s"] if "median_s" in r and "median_s" in nt else None
@@ -172,11 +193,15 @@ def main(argv=None) -> int:
                 if "skipped" in res or "error" in res:
                     print(f"    {side}: {res.get('skipped') or res.get('error')}")
             rows.append({"workload": w, "requested_backend": backend, "ntkdsl": r, "neural_tangents": nt,
-                         "ratio_nt_over_ntkdsl": ratio, "ntk_relative_difference": agree})
+                         "ratio_nt_over_ntkdsl": ratio, "ntk_relative_difference": agree,
+                         "load_average_1min_before": load, "load_average_1min_after": os.getloadavg()[0]})
     out = Path(args.out) if args.out else HERE / "results" / ("latest-quick.json" if args.quick else "latest.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "repeat": repeat, "quick": args.quick}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "repeat": repeat, "quick": args.quick,
+            "command": " ".join([Path(sys.argv[0]).name] + list(argv if argv is not None else sys.argv[1:])),
+            "wall_s": time.perf_counter() - started, "load_average_at_end": os.getloadavg(),
+            "timing": "default glibc malloc; memory from a second worker with MALLOC_MMAP_THRESHOLD_=1048576"}
     out.write_text(json.dumps({"meta": meta, "results": rows}, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0

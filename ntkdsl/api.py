@@ -51,7 +51,7 @@ class CompiledNetwork:
         return load_module(self.to_python(), self.name)
 
     def kernels(self, x1, x2=None, *, backend: Optional[str] = None, dtype=None, to_numpy: bool = False,
-                batch_size: Optional[int] = None, memory_budget: Optional[int] = None) -> Kernels:
+                batch_size: Optional[int] = None, memory_budget: Optional[int] = None, progress=None) -> Kernels:
         """Σ and Θ between the rows of ``x1`` and of ``x2`` (None: ``x1`` itself).
 
         Args:
@@ -65,7 +65,10 @@ class CompiledNetwork:
             memory_budget: bytes one request may use (default: :func:`ntkdsl.tiling.memory_budget`,
                 half the available memory); a larger estimate (:meth:`memory_estimate`) is
                 evaluated in tiles automatically (NumPy and numba backends). Image networks also
-                tile above :data:`ntkdsl.tiling.PREFERRED_TILE` per tile, which runs faster.
+                tile when their largest kernel array exceeds :data:`ntkdsl.tiling.PREFERRED_ARRAY`
+                (cache-sized tiles run faster).
+            progress: a bar over the tiles of a tiled request: None (only when stderr is a
+                terminal), True, False, or a callable ``progress(done, total)`` (:mod:`ntkdsl.progress`).
 
         Returns:
             :class:`Kernels` of arrays of shape (N1, N2) (CuPy arrays from the CuPy backend).
@@ -77,10 +80,34 @@ class CompiledNetwork:
         from . import tiling
 
         tile = self._tile(x1, x2, backend, batch_size, memory_budget)
+        if tile is not None and _covers(tile, x1, x2):
+            tile = None  # one tile is the whole request: no second pair of (N1, N2) outputs to copy into
         if tile is None:
             return Kernels(*self._evaluate(x1, x2, backend, dtype, to_numpy))
         to_numpy = to_numpy or backend == "cupy"
-        return Kernels(*tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile))
+        return Kernels(*tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile,
+                                        progress))
+
+    def kernels_to_disk(self, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
+                        memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None,
+                        progress=None) -> Kernels:
+        """Σ and Θ streamed tile by tile into ``directory``/nngp.npy and ntk.npy; resumable.
+
+        For results larger than memory: only one tile is held at a time, and each finished tile is
+        recorded in ``directory``/progress.json, so a call with the same network, inputs and dtype
+        after an interruption computes only the missing tiles. The final files appear (by rename)
+        only once every tile is written. See :func:`ntkdsl.streaming.kernels_to_disk` for details.
+
+        Returns:
+            :class:`Kernels` of read-only memory-mapped arrays of the two files.
+
+        Raises:
+            ntkdsl.streaming.ResumeMismatchError: ``directory`` holds (part of) another request.
+        """
+        from .streaming import kernels_to_disk
+
+        return kernels_to_disk(self, x1, x2, directory, batch_size=batch_size, memory_budget=memory_budget,
+                               backend=backend, dtype=dtype, progress=progress)
 
     def _tile(self, x1, x2, backend, batch_size, memory_budget):
         """The tile of a request: ``batch_size`` squared, or planned from the budget, or None (whole)."""
@@ -95,8 +122,10 @@ class CompiledNetwork:
         n1 = np.shape(x1)[0]
         n2 = n1 if x2 is None else np.shape(x2)[0]
         budget = tiling.memory_budget(memory_budget)
-        # image kernels also run faster in cache-sized tiles (tiling.PREFERRED_TILE)
-        preferred = tiling.PREFERRED_TILE if len(self.ir.input_shape) > 1 else None
+        # image kernels also run faster in cache-sized tiles (tiling.preferred_peak)
+        preferred = None
+        if len(self.ir.input_shape) > 1 and 8 * self._largest_kernel * n1 * n2 > tiling.PREFERRED_ARRAY:
+            preferred = tiling.preferred_peak(self.memory_model, self._largest_kernel)
         if self._static_memory_model.peak(n1, n2) <= min(budget, preferred or budget):
             return None  # far below the budget: nothing to measure
         return tiling.plan(n1, n2, self.memory_model, budget, preferred)
@@ -174,19 +203,23 @@ class CompiledNetwork:
         """The canonical .ntk text of the IR (blocks and repeats expanded); parses back to the same IR."""
         return format_network(self.ir)
 
-    def finite(self, width: Optional[int] = None, seed=0):
+    def finite(self, width: Optional[int] = None, seed=0, backend: str = "numpy"):
         """A finite network drawn from the prior, in the parameterization of the analytic kernel.
 
         Args:
             width: overrides every hidden width (None: the spec's); the output width stays.
             seed: anything :func:`numpy.random.default_rng` accepts.
+            backend: "numpy" (default) or "cupy" (arrays and arithmetic on the GPU; same draw).
 
         Returns:
             :class:`ntkdsl.sampler.FiniteNetwork` (``apply``, ``ntk``, ``nngp``, ``train``, ``params``).
+
+        Raises:
+            ImportError: backend "cupy" without CuPy.
         """
         from .sampler import FiniteNetwork, override_widths
 
-        return FiniteNetwork.initialise(override_widths(self.ir, width), seed)
+        return FiniteNetwork.initialise(override_widths(self.ir, width), seed, backend)
 
     def with_width(self, n: Optional[int]) -> "CompiledNetwork":
         """The analytic network with every hidden width set to ``n`` (the output width stays).
@@ -200,6 +233,14 @@ class CompiledNetwork:
         if ir == self.ir:
             return self
         return CompiledNetwork(ir, format_network(ir), f"{self.filename} (hidden width {n})")
+
+
+def _covers(tile, x1, x2) -> bool:
+    """Whether ``tile`` holds the whole request (a self-kernel's tiles are squares of the smaller side)."""
+    n1 = np.shape(x1)[0] if np.ndim(x1) else 0
+    if x2 is None:
+        return min(tile) >= n1
+    return tile[0] >= n1 and tile[1] >= (np.shape(x2)[0] if np.ndim(x2) else 0)
 
 
 def _small(x1, x2) -> bool:

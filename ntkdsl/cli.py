@@ -249,8 +249,10 @@ def _summary(net: CompiledNetwork) -> str:
     model, budget, n = net.memory_model, memory_budget(), 10_000
     tile = plan(n, n, model, budget) if 16 * n * n < budget else None
     how = "measured" if net.memory_measured else "upper bound; numerical duals are not measured"
+    stage = getattr(model, "input_per_point", 0.0)
     lines.append(f"  memory ({how}): {format_bytes(model.per_pair)} per input pair + {format_bytes(model.per_point)} "
-                 f"per point; {n} x {n} points: {format_bytes(model.peak(n, n))} in one piece"
+                 f"per point" + (f" (at least {format_bytes(stage)} per point: input stage, thin requests)" if stage else "")
+                 + f"; {n} x {n} points: {format_bytes(model.peak(n, n))} in one piece"
                  + (f", tiles of {tile[0]} x {tile[1]} under the budget of {format_bytes(budget)}" if tile else ""))
     lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
                  f"the {ir.output_width} outputs share it (K ⊗ I_k)")

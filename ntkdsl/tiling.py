@@ -1,10 +1,14 @@
 """Memory budget and tiling: evaluate a kernel request in blocks of x1 x x2 rows when it would not fit.
 
-The memory of one evaluation is a :class:`MemoryModel`, bytes = a·N1·N2 + b·(N1 + N2) + c, measured
-once per network by running its evaluator on a few points under ``tracemalloc`` (NumPy reports
-its allocations there): a per pair (the kernel arrays of every pixel pair, the temporaries of the
-dual functions), b per point (variances, inputs), c fixed (quadrature chunks). Image networks in the
-full layout cost P² array entries per pair, so a model beats any formula kept by hand.
+The memory of one evaluation is a :class:`MemoryModel`, the larger of two phases: the layers,
+a·N1·N2 + b·(N1 + N2) + c bytes (a per pair: the kernel arrays of every pixel pair, the temporaries
+of the dual functions; b per point: variances; c fixed: quadrature chunks), and the input stage,
+e·(N1 + N2) + f (temporaries of the size of the inputs, such as x·x for the variances: 8·d bytes a
+point, which outweigh a small kernel: 300 x 50 points of 784 features; measured on thin requests of
+(m, 1) points, so it also covers what the square fit of the layers misses there). Both are measured once per
+network by running its evaluator on a few points under ``tracemalloc`` (NumPy reports its
+allocations there). Image networks in the full layout cost P² array entries per pair, so a model
+beats any formula kept by hand.
 
 A request whose estimate exceeds the budget (default: :data:`BUDGET_FRACTION` of the memory the
 kernel reports available, ``MemAvailable`` in /proc/meminfo; settable per call or with
@@ -71,14 +75,19 @@ def memory_budget(nbytes: Optional[int] = None) -> int:
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """Peak bytes of one evaluation: ``per_pair``·N1·N2 + ``per_point``·(N1 + N2) + ``fixed``."""
+    """Peak bytes of one evaluation, the larger of the layers' phase, ``per_pair``·N1·N2 +
+    ``per_point``·(N1 + N2) + ``fixed``, and the input stage, ``input_per_point``·(N1 + N2) +
+    ``input_fixed`` (0 where the layers always dominate)."""
 
     per_pair: float
     per_point: float
     fixed: float
+    input_per_point: float = 0.0
+    input_fixed: float = 0.0
 
     def peak(self, n1: int, n2: int) -> float:
-        return self.per_pair * n1 * n2 + self.per_point * (n1 + n2) + self.fixed
+        layers = self.per_pair * n1 * n2 + self.per_point * (n1 + n2) + self.fixed
+        return max(layers, self.input_per_point * (n1 + n2) + self.input_fixed)
 
 
 def _peak(run: Callable[[], object]) -> int:
@@ -103,7 +112,9 @@ def calibrate(evaluate: Callable, input_shape: Tuple[int, ...], entries_per_pair
     network, 1 for a 32 x 32 image in the full layout), so the per-pair term dominates the
     allocator's noise and the measurement stays cheap. Three exact equations give the three
     coefficients; negative fits become 0, the per-pair one at least the two output arrays of the
-    largest kernel (16 bytes an entry); then all scale by :data:`SAFETY`.
+    largest kernel (16 bytes an entry). The input stage is measured at (m, 1) and (2m, 1) with m
+    points of about 2^18 input numbers (capped so that m pairs stay as cheap as the first
+    measurement): its slope per point, and its offset. Then all scale by :data:`SAFETY`.
 
     Args:
         evaluate: the kernel function of one network.
@@ -117,7 +128,15 @@ def calibrate(evaluate: Callable, input_shape: Tuple[int, ...], entries_per_pair
     a = max((p22 - 2 * p21 + p11) / n**2, 16.0 * entries_per_pair)
     b = max((p21 - p11 - a * n * n) / n, 0.0)
     c = max(p11 - a * n * n - 2 * b * n, 0.0)
-    return MemoryModel(SAFETY * a, SAFETY * b, SAFETY * c)
+    size = max(math.prod(input_shape), 1)
+    m = max(1, min(2**18 // size, 2**16 // max(entries_per_pair, 1)))
+    y = rng.standard_normal((2 * m + 1,) + tuple(input_shape))
+    q1, q2 = (_peak(lambda: evaluate(y[:k * m], y[-1:])) for k in (1, 2))
+    e = max((q2 - q1) / m, 0.0)
+    f = max(q1 - e * (m + 1), 0.0)
+    if a * 2 * m + b * (2 * m + 1) + c >= q2:
+        e = f = 0.0  # the layers dominate there too: no separate input stage
+    return MemoryModel(SAFETY * a, SAFETY * b, SAFETY * c, SAFETY * e, SAFETY * f)
 
 
 STATIC_ARRAYS = 24  # kernel-sized arrays a static bound allows for: live states and a dual's temporaries
@@ -132,7 +151,24 @@ def static_model(entries_per_pair: int) -> MemoryModel:
     return MemoryModel(per, per, float(STATIC_FIXED))
 
 
-PREFERRED_TILE = 64 * 2**20  # bytes: image kernels run faster in tiles whose arrays stay this small
+PREFERRED_ARRAY = 2**19  # bytes: image kernels run fastest in tiles whose largest kernel array is about this big
+PREFERRED_MIN_SIDE = 16  # points: smaller tiles spend more in per-call overhead than the caches save
+
+
+def preferred_peak(model: MemoryModel, entries_per_pair: int) -> float:
+    """The peak of the preferred tile of an image network: the side at which its largest kernel
+    array (float64) holds :data:`PREFERRED_ARRAY` bytes, but at least :data:`PREFERRED_MIN_SIDE`.
+
+    A tile's arrays then stay near the processor's caches while a layer makes its dozen elementwise
+    passes over them (1 MiB L2 per core, 32 MiB L3 on the benchmark machine), and a self-kernel in
+    finer tiles computes less below the diagonal; below the minimum side the per-call overhead of
+    the evaluator wins. Measured on the 2-conv CNNs of benchmarks/workloads.py (fresh processes,
+    default malloc): flatten, 256 images: 0.10 s in tiles of 32 points against 0.16 s in 64 and
+    0.22 s whole; GAP, 64 images: 0.59 s in tiles of 16 against 0.82 s in 8 and 1.2 s in 2; GAP,
+    128 images: 2.1 s in 16 against 2.8 s in 8 and 3.6 s in 4.
+    """
+    t = max(PREFERRED_MIN_SIDE, int(math.sqrt(PREFERRED_ARRAY / (8.0 * max(entries_per_pair, 1)))))
+    return model.peak(t, t)
 
 
 def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[float] = None) -> Optional[Tuple[int, int]]:
@@ -140,9 +176,8 @@ def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[
 
     The outputs (16 bytes a pair) are allocated once; the rest of the budget bounds a tile's peak,
     and so does ``preferred`` when given: the kernel arrays of image networks (P or P² entries per
-    pair) run faster in tiles that stay near the processor's caches (:data:`PREFERRED_TILE`; the
-    CNN-GAP kernel of 64 8 x 8 images takes 1.6x less time in 16 x 16 tiles than in one piece,
-    benchmarks/cnn_kernels.py). Tiles are as square as the limits allow.
+    pair) run faster in tiles that stay near the processor's caches (:func:`preferred_peak`).
+    Tiles are as square as the limits allow.
 
     Raises:
         MemoryBudgetError: the outputs alone, or a single pair, exceed the budget.
@@ -160,38 +195,57 @@ def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[
         left = min(left, preferred)
     a, b, c = model.per_pair, model.per_point, model.fixed
     t = int((-2 * b + math.sqrt(4 * b * b + 4 * a * max(left - c, 0.0))) / (2 * a)) if a > 0 else max(n1, n2)
+    e, f = model.input_per_point, model.input_fixed  # the input stage: e·(t1 + t2) + f must fit too
+    if e > 0:
+        t = min(t, int((left - f) / (2 * e)))
     t1 = max(1, min(n1, t))
     t2 = max(1, min(n2, int((left - c - b * t1) / (a * t1 + b)) if a * t1 + b > 0 else n2))
+    if e > 0:
+        t2 = max(1, min(t2, int((left - f) / e) - t1))
     return t1, t2
 
 
-def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int]):
+def tiles(n1: int, n2: Optional[int], tile: Tuple[int, int]):
+    """The tiles of a request, in order, as (row slice, column slice) pairs.
+
+    With ``n2 is None`` (a self-kernel) the tiles are square (the smaller side of ``tile``) and only
+    those on and above the block diagonal are listed; the others are their transposes.
+    """
+    if n2 is None:
+        t = min(tile)
+        return [(slice(i, min(i + t, n1)), slice(j, min(j + t, n1))) for i in range(0, n1, t) for j in range(i, n1, t)]
+    t1, t2 = tile
+    return [(slice(i, min(i + t1, n1)), slice(j, min(j + t2, n2))) for i in range(0, n1, t1) for j in range(0, n2, t2)]
+
+
+def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int], progress=None):
     """``kernels`` (x1, x2) -> (nngp, ntk) evaluated tile by tile into (N1, N2) float64 outputs.
 
     With ``x2 is None`` the tiles are square (the smaller side of ``tile``), the diagonal ones are
-    self-kernels and the ones below the diagonal are the transposes of those above.
+    self-kernels and the ones below the diagonal are the transposes of those above (:func:`tiles`).
+    ``progress``: see :mod:`ntkdsl.progress` (a bar over the tiles, or a callback).
     """
+    from .progress import tile_progress
+
     x1 = np.asarray(x1)
     n1 = x1.shape[0]
-    if x2 is None:
-        t = min(tile)
-        nngp, ntk = np.empty((n1, n1)), np.empty((n1, n1))
-        for i in range(0, n1, t):
-            for j in range(i, n1, t):
-                a, b = slice(i, i + t), slice(j, j + t)
-                k = kernels(x1[a]) if i == j else kernels(x1[a], x1[b])
-                nngp[a, b], ntk[a, b] = k[0], k[1]
-                if i != j:
-                    nngp[b, a], ntk[b, a] = k[0].T, k[1].T
-        return nngp, ntk
-    x2 = np.asarray(x2)
-    n2 = x2.shape[0]
-    t1, t2 = tile
+    x2 = None if x2 is None else np.asarray(x2)
+    n2 = n1 if x2 is None else x2.shape[0]
     nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
-    for i in range(0, n1, t1):
-        for j in range(0, n2, t2):
-            a, b = slice(i, i + t1), slice(j, j + t2)
-            nngp[a, b], ntk[a, b] = kernels(x1[a], x2[b])
+    blocks = tiles(n1, None if x2 is None else n2, tile)
+    bar = tile_progress(progress, len(blocks))
+    try:
+        for a, b in blocks:
+            if x2 is None:
+                k = kernels(x1[a]) if a == b else kernels(x1[a], x1[b])
+                if a != b:
+                    nngp[b, a], ntk[b, a] = k[0].T, k[1].T
+            else:
+                k = kernels(x1[a], x2[b])
+            nngp[a, b], ntk[a, b] = k[0], k[1]
+            bar.update(1)
+    finally:
+        bar.close()
     return nngp, ntk
 
 

@@ -99,6 +99,9 @@ class Draw:
                 cfg["branches"] = [self._init(b, c) for b in cfg["branches"]]
                 cfg["widths"] = [next(l[1]["c"] for l in reversed(b) if l[0] in ("conv", "dense")) for b in cfg["branches"]]
                 c = sum(cfg["widths"])
+            elif kind == "prod":
+                cfg["branches"] = [self._init(b, c) for b in cfg["branches"]]
+                c = next(l[1]["c"] for l in reversed(cfg["branches"][0]) if l[0] in ("conv", "dense"))
             out.append((kind, cfg))
         return out
 
@@ -136,12 +139,12 @@ class Draw:
             elif kind in ACTIVATIONS:
                 tape.append(x)
                 x = ACTIVATIONS[kind][0](x)
-            elif kind == "avg_pool":
+            elif kind in ("avg_pool", "sum_pool"):
                 k, s = cfg["k"], cfg.get("s", cfg["k"])
                 patches, info = im2col(x, k, s, "valid")
                 n, ho, wo, _ = patches.shape
                 tape.append((info, x.shape[-1]))
-                x = patches.reshape(n, ho, wo, k * k, x.shape[-1]).mean(axis=3)
+                x = patches.reshape(n, ho, wo, k * k, x.shape[-1]).sum(axis=3) / (k * k if kind == "avg_pool" else 1)
             elif kind == "gap":
                 tape.append(x.shape)
                 x = x.mean(axis=(1, 2))
@@ -156,6 +159,10 @@ class Draw:
                 outs = [self.forward(b, x) for b in cfg["branches"]]
                 tape.append([t for _, t in outs])
                 x = np.concatenate([y for y, _ in outs], axis=-1)
+            elif kind == "prod":
+                outs = [self.forward(b, x) for b in cfg["branches"]]
+                tape.append(outs)
+                x = np.prod([y for y, _ in outs], axis=0)
         return x, tape
 
     # -- backward: pulls g back and adds each parameter layer's NTK share to ``ntk``
@@ -180,11 +187,12 @@ class Draw:
                 g = sw * g @ cfg["W"].T
             elif kind in ACTIVATIONS:
                 g = g * ACTIVATIONS[kind][1](saved)
-            elif kind == "avg_pool":
+            elif kind in ("avg_pool", "sum_pool"):
                 info, c = saved
                 k = cfg["k"]
                 n, ho, wo, _ = g.shape
-                spread = np.broadcast_to(g[:, :, :, None, :] / (k * k), (n, ho, wo, k * k, c)).reshape(n, ho, wo, -1)
+                scale = 1.0 / (k * k) if kind == "avg_pool" else 1.0
+                spread = np.broadcast_to(g[:, :, :, None, :] * scale, (n, ho, wo, k * k, c)).reshape(n, ho, wo, -1)
                 g = col2im(spread, k, cfg.get("s", k), "valid", info)
             elif kind == "gap":
                 shape = saved
@@ -198,6 +206,13 @@ class Draw:
                 for branch, inner, width in zip(cfg["branches"], saved, cfg["widths"]):
                     total = total + self.backward(branch, inner, g[..., at:at + width], ntk)
                     at += width
+                g = total
+            elif kind == "prod":  # ∂(Π y_j)/∂y_i = Π_{j≠i} y_j
+                ys = [y for y, _ in saved]
+                total = 0.0
+                for i, (branch, (_, inner)) in enumerate(zip(cfg["branches"], saved)):
+                    others = np.prod([y for j, y in enumerate(ys) if j != i], axis=0)
+                    total = total + self.backward(branch, inner, g * others, ntk)
                 g = total
         return g
 
@@ -233,13 +248,20 @@ ARCHITECTURES = {
     "resnet-concat": (
         [("conv", dict(c=W, k=3, pad="same", w=1.4, b=0.1)),
          ("residual", dict(scale=0.5, body=[("relu", {}), ("conv", dict(c=W, k=3, pad="same", w=1.3, b=0.2))])),
-         ("concat", dict(branches=[[("conv", dict(c=W, k=1)), ("relu", {})],
-                                   [("conv", dict(c=W // 2, k=3, pad="same")), ("erf", {})]])),
+         ("concat", dict(branches=[[("conv", dict(c=3 * W // 2, k=1)), ("relu", {})],
+                                   [("conv", dict(c=W, k=3, pad="same")), ("erf", {})]])),
          ("gap", {}), ("dense", dict(c=1, b=0.1))],
         f"""conv({W}, kernel = 3, padding = same, w_std = 1.4, b_std = 0.1)
             residual(scale = 0.5) {{ relu; conv({W}, kernel = 3, padding = same, w_std = 1.3, b_std = 0.2) }}
-            parallel(merge = concat) {{ conv({W}, kernel = 1); relu }} {{ conv({W // 2}, kernel = 3, padding = same); erf }}
+            parallel(merge = concat) {{ conv({3 * W // 2}, kernel = 1); relu }} {{ conv({W}, kernel = 3, padding = same); erf }}
             global_avg_pool; dense(1, b_std = 0.1)"""),
+    "prod-sum-pool": (
+        [("conv", dict(c=W, k=3, pad="same", w=1.3, b=0.1)),
+         ("prod", dict(branches=[[("conv", dict(c=W, k=1, b=0.2))], [("relu", {}), ("conv", dict(c=W, k=1, w=1.2))]])),
+         ("sum_pool", dict(k=2, s=1)), ("conv", dict(c=W, k=2, s=2)), ("relu", {}), ("flatten", {}), ("dense", dict(c=1))],
+        f"""conv({W}, kernel = 3, padding = same, w_std = 1.3, b_std = 0.1)
+            parallel(merge = prod) {{ conv({W}, kernel = 1, b_std = 0.2) }} {{ relu; conv({W}, kernel = 1, w_std = 1.2) }}
+            sum_pool(2, stride = 1); conv({W}, kernel = 2, stride = 2); relu; flatten; dense(1)"""),
     "standard-cnn": (
         [("conv", dict(c=W, k=3, pad="same", w=1.4, b=0.1)), ("relu", {}),
          ("conv", dict(c=W, k=3, pad="same", w=1.1, b=0.3)), ("relu", {}), ("flatten", {}), ("dense", dict(c=1, w=1.0))],
@@ -291,7 +313,7 @@ def test_the_oracle_finds_a_wrong_convention():
     wrong = ntkdsl.loads(f"""network w(input = [5, 5, 2]) {{
         conv({W}, kernel = 3, padding = same, w_std = 1.4, b_std = 0.1)
         residual(scale = 1) {{ relu; conv({W}, kernel = 3, padding = same, w_std = 1.3, b_std = 0.2) }}
-        parallel(merge = concat) {{ conv({W}, kernel = 1); relu }} {{ conv({W // 2}, kernel = 3, padding = same); erf }}
+        parallel(merge = concat) {{ conv({3 * W // 2}, kernel = 1); relu }} {{ conv({W}, kernel = 3, padding = same); erf }}
         global_avg_pool; dense(1, b_std = 0.1) }}""").kernels(np.random.default_rng(100).standard_normal((4,) + SHAPE))
     with pytest.raises(AssertionError):
         check(ntk[0], wrong.ntk)

@@ -1,17 +1,17 @@
 """Every backend runs the same tests (design principle 12); the CuPy case skips without a GPU.
 
-The CuPy module's text is checked everywhere (golden lines, and its relation to the NumPy module:
-the same program with another array module), and executed everywhere with NumPy standing in for
-CuPy, so that its text is known to run; on a machine with a GPU the parametrised tests run it on CuPy.
+The CuPy module's text (fused CUDA kernels, ntkdsl/codegen/cuda.py) is checked everywhere (golden
+lines) and executed wherever a C++ compiler exists by the CPU stand-in of CuPy (``cupy_standin.py``:
+NumPy arrays, the kernels' CUDA text compiled for the CPU): the "cupy-standin" case of the
+parametrised tests. On a machine with a GPU the "cupy" case runs them on CuPy itself.
+More CuPy tests: test_cupy_backend.py.
 """
 
-import sys
-import types
 
 import numpy as np
 import pytest
-import scipy.special
 
+import cupy_standin
 import ntkdsl
 from ntkdsl.codegen import dispatch
 from ntkdsl.codegen.backends import BACKENDS
@@ -43,6 +43,7 @@ BACKEND_CASES = [
     pytest.param("numpy"),
     pytest.param("numba", marks=pytest.mark.skipif(not dispatch.module_available("numba"), reason="numba not installed")),
     pytest.param("cupy", marks=pytest.mark.skipif(not _gpu(), reason="CuPy with a CUDA GPU not available")),
+    pytest.param("cupy-standin", marks=pytest.mark.skipif(cupy_standin.CXX is None, reason="no C++ compiler")),
 ]
 
 
@@ -57,6 +58,19 @@ def data():
     return rng.standard_normal((30, 4)), rng.standard_normal((17, 4))
 
 
+@pytest.fixture
+def backend(request, monkeypatch, net):
+    """The backend name; "cupy-standin" runs backend "cupy" with the CPU stand-in bound to ``cupy``."""
+    if request.param != "cupy-standin":
+        yield request.param
+        return
+    cupy_standin.install(monkeypatch)
+    modules = net.__dict__.setdefault("_backend_modules", {})
+    modules.pop("cupy", None)  # never mix a module bound to the stand-in with one bound to CuPy
+    yield "cupy"
+    modules.pop("cupy", None)
+
+
 @pytest.fixture(scope="module")
 def reference(net, data):
     """Float64 kernels of the NumPy backend."""
@@ -64,7 +78,7 @@ def reference(net, data):
     return net.kernels(x, backend="numpy"), net.kernels(x, y, backend="numpy")
 
 
-@pytest.mark.parametrize("backend", BACKEND_CASES)
+@pytest.mark.parametrize("backend", BACKEND_CASES, indirect=True)
 def test_kernels_agree_across_backends(net, data, reference, backend):
     x, y = data
     same = net.kernels(x, backend=backend, to_numpy=True)
@@ -76,7 +90,7 @@ def test_kernels_agree_across_backends(net, data, reference, backend):
     assert np.array_equal(same.ntk, same.ntk.T) and np.array_equal(same.nngp, same.nngp.T)
 
 
-@pytest.mark.parametrize("backend", BACKEND_CASES)
+@pytest.mark.parametrize("backend", BACKEND_CASES, indirect=True)
 def test_float32_on_every_backend(net, data, reference, backend):
     x, _ = data
     k = net.kernels(x, backend=backend, dtype="float32", to_numpy=True)
@@ -84,7 +98,7 @@ def test_float32_on_every_backend(net, data, reference, backend):
     np.testing.assert_allclose(k.ntk, reference[0].ntk, rtol=1e-5)
 
 
-@pytest.mark.parametrize("backend", BACKEND_CASES)
+@pytest.mark.parametrize("backend", BACKEND_CASES, indirect=True)
 def test_bad_inputs_are_value_errors_on_every_backend(net, backend):
     with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
         net.kernels(np.zeros((3, 5)), backend=backend)
@@ -93,33 +107,26 @@ def test_bad_inputs_are_value_errors_on_every_backend(net, backend):
 def test_cupy_module_golden_lines(net):
     source = net.to_python(backend="cupy")
     lines = source.splitlines()
-    assert "Source: mixed.ntk (sha256 " in source and "backend: cupy." in source
+    assert "Source: mixed.ntk (sha256 " in source and "backend: cupy (fused CUDA kernels)." in source
     imports = [line for line in lines if line.startswith(("import ", "from "))]
     assert imports == ["import cupy as xp"]  # these duals need no special functions (erf's is atan2/hypot)
-    assert "numpy" not in source.replace("neural-tangents", "") and "scipy.special" not in source.replace("cupyx.scipy.special", "")
-    assert "    nngp_0 = (x1 @ x2.T) / 4" in lines  # the GEMM: cuBLAS through CuPy's matmul
-    assert any(line.startswith("    t0 = perp(c, q1, q2)") for line in lines)
+    assert "numpy" not in source.replace("neural-tangents", "") and "scipy" not in source
+    assert "    nngp_0 = (a1 @ a2.T) / 4  # the GEMM (cuBLAS), in dtype" in lines
+    assert "_layers_1_5 = xp.ElementwiseKernel(" in lines  # the five layers after the GEMM: one kernel
+    assert "    const double t2_0 = perp(nngp_1, cov1_1, cov2_1);" in lines
+    assert "    _layers_1_5(nngp_0, cov1_0, cov1_1, cov2_1, cov1_2, cov1_3, cov2_3, cov1_4, cov1_5, n1, n2, same, nngp_5, ntk_5)" in lines
 
 
-def test_cupy_module_is_the_numpy_program_with_another_array_module(net):
-    numpy_source, cupy_source = net.to_python(backend="numpy"), net.to_python(backend="cupy")
-    translated = (cupy_source.replace("import cupy as xp", "import numpy as xp")
-                  .replace("backend: cupy.", "backend: numpy."))
-    assert translated == numpy_source
-
-
-def test_cupy_module_runs_with_numpy_standing_in(net, data, reference, monkeypatch):
-    """No GPU needed: bind the module's cupy imports to NumPy/SciPy and run its text."""
-    cupyx = types.ModuleType("cupyx")
-    cupyx_scipy = types.ModuleType("cupyx.scipy")
-    cupyx.scipy, cupyx_scipy.special = cupyx_scipy, scipy.special
-    for name, module in (("cupy", np), ("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy), ("cupyx.scipy.special", scipy.special)):
-        monkeypatch.setitem(sys.modules, name, module)
+def test_cupy_module_runs_with_the_cpu_standin(net, data, reference, monkeypatch):
+    """No GPU needed: cupy bound to NumPy, the module's CUDA kernels compiled for the CPU."""
+    if cupy_standin.CXX is None:
+        pytest.skip("no C++ compiler")
+    cupy_standin.install(monkeypatch)
     module = load_module(net.to_python(backend="cupy"), "mixed-on-cupy-standin")
     x, y = data
     for got, want in ((module.kernels(x), reference[0]), (module.kernels(x, y), reference[1])):
         for a, b in zip(got, want):
-            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
 
 
 @pytest.mark.skipif(dispatch.module_available("cupy"), reason="CuPy is installed here")

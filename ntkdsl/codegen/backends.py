@@ -11,7 +11,8 @@ class Backend:
     """An array module and its special-function module, as import lines of the generated code.
 
     ``fused`` backends print the elementwise layers as one compiled loop (:mod:`.fused`) instead of
-    one array operation per step; ``requires`` is the module that must be importable to run them.
+    one array operation per step; ``cuda`` backends print each run of elementwise layers as one
+    CUDA kernel (:mod:`.cuda`); ``requires`` is the module that must be importable to run them.
     """
 
     name: str
@@ -20,6 +21,7 @@ class Backend:
     fused: bool = False
     requires: str = ""
     extra: str = ""  # the pip extra that installs `requires`
+    cuda: bool = False
 
     def imports(self, used: set) -> str:
         lines = [f"import {self.array_module} as xp"]
@@ -31,5 +33,5 @@ class Backend:
 BACKENDS: Dict[str, Backend] = {
     "numpy": Backend("numpy", "numpy", "scipy.special"),
     "numba": Backend("numba", "numpy", "scipy.special", fused=True, requires="numba", extra="fast"),
-    "cupy": Backend("cupy", "cupy", "cupyx.scipy.special", requires="cupy", extra="gpu"),
+    "cupy": Backend("cupy", "cupy", "cupyx.scipy.special", requires="cupy", extra="gpu", cuda=True),
 }

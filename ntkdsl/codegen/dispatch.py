@@ -6,7 +6,8 @@ least :data:`AUTO_FUSED_ENTRIES` entries; otherwise NumPy. Below that size NumPy
 the first use of a network would spend longer compiling (seconds, once per network and machine: the
 compiled code is cached on disk) than the fused loop saves. ``backend="numba"`` asks for the fused
 kernels at any size; without numba, or for a network they cannot evaluate (numerical duals), it
-warns and uses NumPy. ``backend="cupy"`` runs the NumPy program on CuPy arrays.
+warns and uses NumPy. ``backend="cupy"`` runs on the GPU: the Gram matrix on cuBLAS and each run of
+elementwise layers as one fused CUDA kernel (:mod:`.cuda`); it never falls back to the CPU silently.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0) ->
 def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional[str] = None,
                 filename: str = "<string>") -> str:
     """The module text for a backend; a fused backend that cannot fuse the program gives NumPy's."""
+    if BACKENDS[backend].cuda:
+        from .cuda import emit_cupy_module
+
+        return emit_cupy_module(program, source=source, filename=filename)
     if BACKENDS[backend].fused:
         from .fused import NotFusable, emit_fused_module
 
@@ -89,8 +94,9 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
 
     Args:
         modules: a dict owned by the caller: backend name -> loaded module.
-        dtype: float64 (default) or float32. The fused kernels produce it directly; the NumPy and
-            CuPy programs compute in float64 and return the results cast to it.
+        dtype: float64 (default) or float32. The fused CPU and CUDA kernels produce it directly (the
+            Gram matrix in dtype, the layers in float64); the NumPy program computes in float64 and
+            returns the results cast to it.
         to_numpy: return NumPy arrays whatever the backend (CuPy results are copied to the host).
     """
     n1 = np.shape(x1)[0] if np.ndim(x1) else 0
@@ -112,7 +118,7 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
 
             modules[chosen] = load_module(text, name)
     module = modules[chosen]
-    if BACKENDS[chosen].fused:
+    if BACKENDS[chosen].fused or BACKENDS[chosen].cuda:
         nngp, ntk = module.kernels(x1, x2, dtype=dtype)
     else:
         nngp, ntk = module.kernels(x1, x2)

@@ -139,26 +139,7 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         body.append([f"    # layer {step.index}: {step.label}{where}{inside}"])
         if step.state.shape:
             body.append([f"    #   kernel over pixels {list(step.state.shape)}, {step.state.layout} layout"])
-        if not step.assignments:
-            body.append(["    # (leaves the kernel unchanged)"])
-            continue
-        if step.state.note:  # an activation: one dual function for the variances and the covariances
-            definition, lines = _elementwise_step(before, step, values, printer)
-            duals.append(definition)
-            body += [[line] for line in lines]
-            continue
-        targets = [sym for sym, _ in step.assignments]
-        exprs = [to_atan2(expr.xreplace(values)) for _, expr in step.assignments]
-        names = sp.numbered_symbols(f"t{step.index}_")
-        exprs, restore = _hide_quadratures(exprs)
-        shared, reduced = sp.cse(exprs, symbols=names, order="none")
-        shared, reduced = [(s, restore(e)) for s, e in shared], [restore(e) for e in reduced]
-        for sym, expr in shared:
-            body.append([f"    {sym} = {printer.doprint(expr)}"])
-        for sym, expr in zip(targets, reduced):
-            body.append([f"    {sym} = {printer.doprint(expr)}"])
-            if sym == step.state.nngp and step.state.cov1 in targets:
-                body[-1] += [f"    if same:", f"        _exact_diagonal({sym}, {step.state.cov1})"]
+        body += step_statements(before, step, values, printer, duals)
     out = program.output
     nngp = printer.doprint(out.nngp)
     if out.ntk.is_number:  # e.g. no affine layer: Θ is the constant 0
@@ -200,6 +181,32 @@ Network (canonical form):
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
     return (header + imports + "\n" + _support(printer.functions) + "".join("\n\n" + d for d in duals)
             + prologue + "\n".join(lines) + "\n")
+
+
+def step_statements(before, step, values, printer, duals: List[str]) -> List[List[str]]:
+    """One layer's statements of the array program (each a list of lines); an activation's dual
+    function is appended to ``duals``. Shared with the CuPy backend (:mod:`.cuda`), whose layers
+    that cannot be printed as CUDA run as these statements."""
+    if not step.assignments:
+        return [["    # (leaves the kernel unchanged)"]]
+    if step.state.note:  # an activation: one dual function for the variances and the covariances
+        definition, lines = _elementwise_step(before, step, values, printer)
+        duals.append(definition)
+        return [[line] for line in lines]
+    body: List[List[str]] = []
+    targets = [sym for sym, _ in step.assignments]
+    exprs = [to_atan2(expr.xreplace(values)) for _, expr in step.assignments]
+    names = sp.numbered_symbols(f"t{step.index}_")
+    exprs, restore = _hide_quadratures(exprs)
+    shared, reduced = sp.cse(exprs, symbols=names, order="none")
+    shared, reduced = [(s, restore(e)) for s, e in shared], [restore(e) for e in reduced]
+    for sym, expr in shared:
+        body.append([f"    {sym} = {printer.doprint(expr)}"])
+    for sym, expr in zip(targets, reduced):
+        body.append([f"    {sym} = {printer.doprint(expr)}"])
+        if sym == step.state.nngp and step.state.cov1 in targets:
+            body[-1] += ["    if same:", f"        _exact_diagonal({sym}, {step.state.cov1})"]
+    return body
 
 
 def _free_after_last_use(statements: List[List[str]]) -> List[str]:
@@ -256,7 +263,15 @@ def _elementwise_step(before, step, values, printer):
         dot = state.nngp_dot if target == state.nngp and state.nngp_dot in exprs else "_"
         call.append(f"    {target}, {dot} = {name}({', '.join(printer.doprint(a) for a in args)})")
     if state.ntk in exprs:
-        call.append(f"    {state.ntk} = {printer.doprint(exprs[state.ntk].xreplace(values))}")
+        ntk = exprs[state.ntk]
+        if state.nngp_dot in exprs:  # Θ·K̇ reads K̇ from the dual's result instead of computing θ again
+            kdot = exprs[state.nngp_dot]
+            ratio = ntk / kdot  # Θ_prev (times constants) when Θ = Θ_prev·K̇; then no division remains
+            if kdot.free_symbols and ratio.free_symbols.isdisjoint(kdot.free_symbols):
+                ntk = ratio * state.nngp_dot
+            else:
+                ntk = ntk.xreplace({kdot: state.nngp_dot})
+        call.append(f"    {state.ntk} = {printer.doprint(ntk.xreplace(values))}")
     return "\n".join(lines) + "\n", call
 
 
@@ -301,5 +316,5 @@ def support_source() -> str:
     constants = [f"{name} = {getattr(support, name)!r}" for name in
                  ("GAUSS_PANEL_EDGES", "SIGMA_PANEL_EDGES", "GAUSS_TAIL", "GAUSS_NODES")]
     functions = [inspect.getsource(getattr(support, name)).rstrip("\n") for name in
-                 ("gaussian_expectation", "_panels", "_edges", "_expectation", "_leggauss")]
+                 ("gaussian_expectation", "_panels", "_edges", "_expectation", "_quiet", "_leggauss")]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"

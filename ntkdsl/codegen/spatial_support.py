@@ -50,7 +50,7 @@ def _window_sum(k, axes, size, window, stride, padding, pad_lo, pad_hi):
     shape = list(k.shape)
     for axis in axes:
         shape[axis] = size
-    acc = xp.zeros(tuple(shape), dtype=k.dtype)
+    acc = None
     for t in range(window):
         first = max(0, -((t - pad_lo) // stride))  # the first o with stride·o + t − pad_lo ≥ 0
         last = min(size - 1, (n - 1 + pad_lo - t) // stride)  # the last one inside the input
@@ -61,8 +61,18 @@ def _window_sum(k, axes, size, window, stride, padding, pad_lo, pad_hi):
         for axis in axes:
             out[axis] = slice(first, last + 1)
             src[axis] = slice(start, start + stride * (last - first) + 1, stride)
-        acc[tuple(out)] += k[tuple(src)]
-    return acc
+        if acc is None:  # the first tap is copied, zeros only where it does not reach (= 0 + k, exactly)
+            acc = xp.empty(tuple(shape), dtype=k.dtype)
+            for axis in axes:
+                edge = [slice(None)] * k.ndim
+                edge[axis] = slice(0, first)
+                acc[tuple(edge)] = 0
+                edge[axis] = slice(last + 1, size)
+                acc[tuple(edge)] = 0
+            acc[tuple(out)] = k[tuple(src)]
+        else:
+            acc[tuple(out)] += k[tuple(src)]
+    return xp.zeros(tuple(shape), dtype=k.dtype) if acc is None else acc
 
 
 def conv_taps(k, shape, kernel, stride, padding, full):
@@ -147,11 +157,15 @@ def pixel_variance(k, shape, side):
 
 
 def spatial_diagonal(k, shape):
-    """The diagonal layout (pairs (p, p)) of a full-layout array, as a new array."""
+    """The diagonal layout (pairs (p, p)) of a full-layout array, as a new (writable, C-ordered) array.
+
+    A copy even where the diagonal view is already contiguous (one pixel): ``ascontiguousarray``
+    would then return the read-only view itself, and generated code writes exact diagonals into it.
+    """
     k = xp.asarray(k, dtype=xp.float64)
     if k.ndim == 0:
         return k
-    return xp.ascontiguousarray(_diagonal(k, shape)).reshape(tuple(shape) + k.shape[-2:])
+    return _diagonal(k, shape).copy().reshape(tuple(shape) + k.shape[-2:])
 
 
 def input_covariances(x1, x2, same, full):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _quadratic(m: np.ndarray, s: np.ndarray, q: np.ndarray, prior: np.ndarray) -> np.ndarray:
+def _quadratic(m: np.ndarray, s: np.ndarray, q: np.ndarray, prior: np.ndarray, xp=np) -> np.ndarray:
     """prior + m s mᵀ − m qᵀ − q mᵀ, or its diagonal when ``prior`` is 1-D.
 
     With A = m Bᵀ, S = B s Bᵀ and Σ(x*, X) = q Bᵀ for an orthogonal B (or B = I) this is the
@@ -24,16 +24,16 @@ def _quadratic(m: np.ndarray, s: np.ndarray, q: np.ndarray, prior: np.ndarray) -
     ms = m @ s
     if prior.ndim == 1:
         # diag(m s mᵀ) = rowsum((m s) ∘ m), diag(m qᵀ) = rowsum(m ∘ q): O(N_test·N) after m s.
-        var = prior + np.einsum("an,an->a", ms, m) - 2.0 * np.einsum("an,an->a", m, q)
+        var = prior + xp.einsum("an,an->a", ms, m) - 2.0 * xp.einsum("an,an->a", m, q)
         # The exact variance is ≥ 0; round-off can leave −ε·‖Σ‖ where it vanishes (x* ∈ X, t = ∞).
-        return np.maximum(var, 0.0)
+        return xp.maximum(var, 0.0)
     cross = m @ q.T
     cov = prior + ms @ m.T - cross - cross.T
     return 0.5 * (cov + cov.T)
 
 
 def spectral_covariance(p: np.ndarray, q: np.ndarray, s: np.ndarray, g: np.ndarray,
-                        prior: np.ndarray) -> np.ndarray:
+                        prior: np.ndarray, xp=np) -> np.ndarray:
     """Covariances at several times from one eigendecomposition K = V diag(λ) Vᵀ.
 
     In the eigenbasis A = P diag(g_t) Vᵀ with P = K(x*, X) V, so with Q = Σ(x*, X) V and
@@ -46,15 +46,16 @@ def spectral_covariance(p: np.ndarray, q: np.ndarray, s: np.ndarray, g: np.ndarr
         s: S, (N, N).
         g: g_t(λ) per time, (T, N) (see :meth:`Spectrum.inverse_factor`).
         prior: Σ(x*, x*), (N_test, N_test), or its diagonal (N_test,) for variances only.
+        xp: the array module of the arrays (numpy or cupy).
 
     Returns:
         (T, N_test, N_test) covariances, or (T, N_test) variances.
     """
-    return np.stack([_quadratic(p * gt, s, q, prior) for gt in g])
+    return xp.stack([_quadratic(p * gt, s, q, prior, xp) for gt in g])
 
 
 def direct_covariance(a: np.ndarray, sigma_train: np.ndarray, sigma_test_train: np.ndarray,
-                      prior: np.ndarray) -> np.ndarray:
+                      prior: np.ndarray, xp=np) -> np.ndarray:
     """The covariance of eq. 16 for a given A (t = ∞: A = K(x*, X) K⁻¹ from a Cholesky solve).
 
     Args:
@@ -62,8 +63,9 @@ def direct_covariance(a: np.ndarray, sigma_train: np.ndarray, sigma_test_train: 
         sigma_train: Σ(X, X), (N, N).
         sigma_test_train: Σ(x*, X), (N_test, N).
         prior: Σ(x*, x*) (N_test, N_test), or its diagonal (N_test,).
+        xp: the array module of the arrays (numpy or cupy).
 
     Returns:
         (N_test, N_test) covariance or (N_test,) variances.
     """
-    return _quadratic(a, sigma_train, sigma_test_train, prior)
+    return _quadratic(a, sigma_train, sigma_test_train, prior, xp)

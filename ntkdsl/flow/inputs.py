@@ -6,6 +6,8 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from .arrays import NUMPY
+
 # Codegen evaluates Θ(x, x') and Θ(x', x) by the same float64 operations in a different order;
 # the two agree to a few ulps. An asymmetry above 1e-8 relative is a mistake, not round-off.
 SYMMETRY_RTOL = 1e-8
@@ -39,37 +41,38 @@ def number(value, name: str, condition: str, ok) -> float:
     return v
 
 
-def as_float_array(a, name: str) -> np.ndarray:
-    """``a`` as a float64 array of finite numbers.
+def as_float_array(a, name: str, arrays=NUMPY) -> np.ndarray:
+    """``a`` as a float64 array of finite numbers, in the array namespace ``arrays`` (:mod:`.arrays`).
 
     Raises:
         ValueError: it is not numeric or holds NaN or infinity.
     """
     try:
-        out = np.asarray(a, dtype=np.float64)
+        out = arrays.asarray(a)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an array of numbers") from None
-    if not np.all(np.isfinite(out)):
+    if not bool(arrays.xp.all(arrays.xp.isfinite(out))):
         raise ValueError(f"{name} holds NaN or infinite values")
     return out
 
 
-def train_kernel(k, n: int, name: str) -> np.ndarray:
+def train_kernel(k, n: int, name: str, arrays=NUMPY) -> np.ndarray:
     """A symmetric (n, n) training kernel, symmetrised exactly.
 
     Raises:
         ValueError: wrong shape, non-finite entries, or asymmetric beyond round-off.
     """
-    k = as_float_array(k, name)
+    k = as_float_array(k, name, arrays)
     if k.shape != (n, n):
         raise ValueError(f"{name} has shape {k.shape}; expected ({n}, {n}) for {n} training points")
-    scale = float(np.abs(k).max()) if k.size else 0.0
-    if k.size and float(np.abs(k - k.T).max()) > SYMMETRY_RTOL * scale:
-        raise ValueError(f"{name} is not symmetric (max |K - K^T| = {np.abs(k - k.T).max():.3g})")
+    scale = float(abs(k).max()) if k.size else 0.0
+    asymmetry = float(abs(k - k.T).max()) if k.size else 0.0
+    if asymmetry > SYMMETRY_RTOL * scale:
+        raise ValueError(f"{name} is not symmetric (max |K - K^T| = {asymmetry:.3g})")
     return 0.5 * (k + k.T)
 
 
-def test_train_block(k, n_train: int, name: str, n_test: Optional[int] = None) -> np.ndarray:
+def test_train_block(k, n_train: int, name: str, n_test: Optional[int] = None, arrays=NUMPY) -> np.ndarray:
     """A (N_test, n_train) test-train kernel block.
 
     Raises:
@@ -77,14 +80,14 @@ def test_train_block(k, n_train: int, name: str, n_test: Optional[int] = None) -
     """
     if k is None:
         raise ValueError(f"this computation needs {name}; pass it in TestKernels")
-    k = as_float_array(k, name)
+    k = as_float_array(k, name, arrays)
     if k.ndim != 2 or k.shape[1] != n_train or (n_test is not None and k.shape[0] != n_test):
         want = f"({n_test if n_test is not None else 'N_test'}, {n_train})"
         raise ValueError(f"{name} has shape {k.shape}; expected {want}")
     return k
 
 
-def prior_block(k, n_test: int, need_full: bool) -> np.ndarray:
+def prior_block(k, n_test: int, need_full: bool, arrays=NUMPY) -> np.ndarray:
     """Σ(x*, x*) as (N_test, N_test), or its diagonal (N_test,) when ``need_full`` is false.
 
     Raises:
@@ -92,22 +95,22 @@ def prior_block(k, n_test: int, need_full: bool) -> np.ndarray:
     """
     if k is None:
         raise ValueError("ensemble needs TestKernels.nngp_test, the NNGP kernel Σ(x*, x*)")
-    k = as_float_array(k, "nngp_test")
+    k = as_float_array(k, "nngp_test", arrays)
     if k.shape == (n_test, n_test):
-        return k if need_full else np.diagonal(k).copy()
+        return k if need_full else k.diagonal().copy()
     if k.shape == (n_test,) and not need_full:
         return k
     want = f"({n_test}, {n_test})" + ("" if need_full else f" or ({n_test},)")
     raise ValueError(f"nngp_test has shape {k.shape}; expected {want}")
 
 
-def targets(y, n: int) -> np.ndarray:
+def targets(y, n: int, arrays=NUMPY) -> np.ndarray:
     """Training targets as float64 of shape (N,) + output shape.
 
     Raises:
         ValueError: not numeric, non-finite, or not N rows.
     """
-    y = as_float_array(y, "y_train")
+    y = as_float_array(y, "y_train", arrays)
     if y.ndim == 0 or y.shape[0] != n:
         raise ValueError(f"y_train has shape {y.shape}; expected ({n}, ...) for {n} training points")
     return y
@@ -130,7 +133,7 @@ def times(t) -> Tuple[np.ndarray, bool]:
     return np.atleast_1d(arr), arr.ndim == 0
 
 
-def initial(f0, n: int, tail: tuple, name: str) -> Optional[np.ndarray]:
+def initial(f0, n: int, tail: tuple, name: str, arrays=NUMPY) -> Optional[np.ndarray]:
     """Initial outputs of shape (n,) + ``tail``, or None for zero.
 
     Raises:
@@ -138,7 +141,7 @@ def initial(f0, n: int, tail: tuple, name: str) -> Optional[np.ndarray]:
     """
     if f0 is None:
         return None
-    f0 = as_float_array(f0, name)
+    f0 = as_float_array(f0, name, arrays)
     if f0.shape != (n,) + tail:
         raise ValueError(f"{name} has shape {f0.shape}; expected {(n,) + tail}")
     return f0

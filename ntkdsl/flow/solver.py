@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from . import inputs
+from .arrays import arrays as array_namespace
 from .ensemble import direct_covariance, spectral_covariance
 from .inputs import TestKernels
 from .losses import Loss, ODEOptions, integrate, resolve
@@ -96,6 +97,11 @@ class KernelFlow:
         loss: "mse" (closed form), "cross_entropy" (softmax over the last axis of y), or a
             :class:`Loss` (its own normalisation).
         ode: solver and tolerances for losses without a closed form.
+        backend: "numpy" (default) or "cupy": where the kernels, the eigendecomposition, the
+            solves and the predictions live (:mod:`ntkdsl.flow.arrays`). With "cupy" the network's
+            kernels are evaluated with ``net.kernels(..., backend="cupy")``, inputs may be NumPy or
+            CuPy arrays, and results are CuPy arrays; losses without a closed form are still
+            integrated on the host (scipy), their results copied to the GPU.
 
     Attributes:
         kernel, learning_rate, diag_reg, loss_normalization: as given.
@@ -109,17 +115,23 @@ class KernelFlow:
 
     def __init__(self, net, x_train, y_train, learning_rate: float = 1.0, diag_reg: float = 0.0,
                  kernel: str = "ntk", loss_normalization: str = "points", loss="mse",
-                 ode: ODEOptions = ODEOptions()):
-        x = inputs.as_float_array(x_train, "x_train")
-        k = net.kernels(x)
+                 ode: ODEOptions = ODEOptions(), backend: str = "numpy"):
+        self._arrays = array_namespace(backend)
+        x = inputs.as_float_array(self._arrays.to_numpy(x_train), "x_train")
+        k = self._kernels(net, x)
         self._net, self._x_train = net, x
         self._setup(k.ntk, k.nngp, y_train, learning_rate, diag_reg, kernel, loss_normalization,
                     loss, ode)
 
+    def _kernels(self, net, x1, x2=None):
+        if self._arrays.name == "numpy":
+            return net.kernels(x1, x2)
+        return net.kernels(x1, x2, backend=self._arrays.name)
+
     @classmethod
     def from_kernels(cls, ntk_train, y_train, nngp_train=None, *, learning_rate: float = 1.0,
                      diag_reg: float = 0.0, kernel: str = "ntk", loss_normalization: str = "points",
-                     loss="mse", ode: ODEOptions = ODEOptions()) -> "KernelFlow":
+                     loss="mse", ode: ODEOptions = ODEOptions(), backend: str = "numpy") -> "KernelFlow":
         """A flow from precomputed training kernels; its methods then take test kernel blocks.
 
         ``predict`` takes the (N_test, N) test-train block of the training kernel (or a
@@ -135,6 +147,7 @@ class KernelFlow:
             ValueError: as for :class:`KernelFlow`.
         """
         self = cls.__new__(cls)
+        self._arrays = array_namespace(backend)
         self._net, self._x_train = None, None
         self._setup(ntk_train, nngp_train, y_train, learning_rate, diag_reg, kernel,
                     loss_normalization, loss, ode)
@@ -154,9 +167,9 @@ class KernelFlow:
         if len(shape) != 2 or shape[0] != shape[1]:
             raise ValueError(f"the {kernel} training kernel must be a square (N, N) array, not shape {shape}")
         n = shape[0]
-        self._y = inputs.targets(y, n)
-        self._ntk = None if ntk is None else inputs.train_kernel(ntk, n, "ntk_train")
-        self._nngp = None if nngp is None else inputs.train_kernel(nngp, n, "nngp_train")
+        self._y = inputs.targets(y, n, self._arrays)
+        self._ntk = None if ntk is None else inputs.train_kernel(ntk, n, "ntk_train", self._arrays)
+        self._nngp = None if nngp is None else inputs.train_kernel(nngp, n, "nngp_train", self._arrays)
         self._k = self._ntk if kernel == "ntk" else self._nngp
         self.kernel, self.learning_rate, self.diag_reg = kernel, float(learning_rate), float(diag_reg)
         self.ridge = relative_ridge(self._k, diag_reg)
@@ -181,13 +194,18 @@ class KernelFlow:
 
     # ---------------------------------------------------------------- cached factorisations
 
+    @property
+    def backend(self) -> str:
+        """"numpy" or "cupy": the array module of the flow's arrays and results."""
+        return self._arrays.name
+
     @cached_property
     def _spectrum(self) -> Spectrum:
-        return Spectrum.of(self._k, self.ridge)
+        return Spectrum.of(self._k, self.ridge, self._arrays)
 
     @cached_property
     def _cholesky(self) -> Optional[CholeskySolver]:
-        return try_cholesky(self._k, self.ridge)
+        return try_cholesky(self._k, self.ridge, self._arrays)
 
     def _solver_for(self, t: np.ndarray) -> Optional[CholeskySolver]:
         """The Cholesky solver when only t = ∞ is asked and no eigendecomposition exists yet."""
@@ -206,28 +224,29 @@ class KernelFlow:
         """(K(x*, X), Σ(x*, X) or None, Σ(x*, x*) or None); ``prior``: None, False (diagonal), True."""
         if self._net is None:
             return self._given_blocks(test, need_nngp, prior)
-        x = inputs.as_float_array(test, "x_test")
+        x = inputs.as_float_array(self._arrays.to_numpy(test), "x_test")
         key = (x.shape, hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest())
         cached_key, k, k_test = self._test_cache
         if cached_key != key:
-            k, k_test = self._net.kernels(x, self._x_train), None
+            k, k_test = self._kernels(self._net, x, self._x_train), None
         if prior is not None and k_test is None:
-            k_test = self._net.kernels(x).nngp
+            k_test = self._kernels(self._net, x).nngp
         self._test_cache = (key, k, k_test)
-        kx = k.ntk if self.kernel == "ntk" else k.nngp
-        p = None if prior is None else (k_test if prior else np.diagonal(k_test).copy())
-        return kx, k.nngp, p
+        as_array = self._arrays.asarray
+        kx = as_array(k.ntk if self.kernel == "ntk" else k.nngp)
+        p = None if prior is None else as_array(k_test if prior else k_test.diagonal().copy())
+        return kx, as_array(k.nngp), p
 
     def _given_blocks(self, test, need_nngp, prior):
-        n = self.n_train
+        n, arrays = self.n_train, self._arrays
         if not isinstance(test, TestKernels):
             if need_nngp or prior is not None:
                 raise ValueError("this flow was built from kernels: pass TestKernels(ntk, nngp, nngp_test)")
-            return inputs.test_train_block(test, n, "the test-train kernel block"), None, None
+            return inputs.test_train_block(test, n, "the test-train kernel block", arrays=arrays), None, None
         kx = inputs.test_train_block(test.ntk if self.kernel == "ntk" else test.nngp, n,
-                                     f"TestKernels.{self.kernel}")
-        sx = inputs.test_train_block(test.nngp, n, "TestKernels.nngp", kx.shape[0]) if need_nngp else None
-        p = None if prior is None else inputs.prior_block(test.nngp_test, kx.shape[0], prior)
+                                     f"TestKernels.{self.kernel}", arrays=arrays)
+        sx = inputs.test_train_block(test.nngp, n, "TestKernels.nngp", kx.shape[0], arrays) if need_nngp else None
+        p = None if prior is None else inputs.prior_block(test.nngp_test, kx.shape[0], prior, arrays)
         return kx, sx, p
 
     # ---------------------------------------------------------------- closed-form building blocks
@@ -236,7 +255,7 @@ class KernelFlow:
         """K(x*, X) g_t(K) r for every time: (T, N_test, m) for r of shape (N, m)."""
         chol = self._solver_for(t)
         if chol is not None:
-            return np.broadcast_to(kx @ chol.solve(r), (t.size, kx.shape[0], r.shape[1])).copy()
+            return self._arrays.xp.broadcast_to(kx @ chol.solve(r), (t.size, kx.shape[0], r.shape[1])).copy()
         sp = self._spectrum
         coefficients = sp.inverse_factor(t, self._rate)[:, :, None] * (sp.vectors.T @ r)[None]
         return _per_time(kx @ sp.vectors, coefficients)
@@ -252,7 +271,7 @@ class KernelFlow:
         chol = self._solver_for(t)
         if chol is not None:   # f_∞(X) − y = −σ K_reg⁻¹ (y − f_0(X))  (as K K_reg⁻¹ = I − σ K_reg⁻¹)
             r = self._flat(self._y if f0x is None else self._y - f0x)
-            return np.broadcast_to(-self.ridge * chol.solve(r), (t.size,) + r.shape).copy()
+            return self._arrays.xp.broadcast_to(-self.ridge * chol.solve(r), (t.size,) + r.shape).copy()
         return _per_time(self._spectrum.vectors, self._residual_coordinates(t, f0x))
 
     def _flat(self, a: np.ndarray) -> np.ndarray:
@@ -264,11 +283,14 @@ class KernelFlow:
         return a[0] if scalar else a
 
     def _ode_outputs(self, t, f0x, kx, f0s):
-        n, tail = self.n_train, self._tail
-        f0x = np.zeros((n,) + tail) if f0x is None else f0x
-        f0s = np.zeros((kx.shape[0],) + tail) if f0s is None else f0s
-        return integrate(self._loss, self._k, kx, self._y, f0x, f0s, t, self.learning_rate,
-                         self.ridge / self.normaliser, self._ode)
+        """The integrated flow (f_train, f_test), (T, N) and (T, N_test) + output shape; scipy's
+        solvers run on the host, so CuPy arrays go there and the results come back."""
+        n, tail, host = self.n_train, self._tail, self._arrays.to_numpy
+        f0x = np.zeros((n,) + tail) if f0x is None else host(f0x)
+        f0s = np.zeros((kx.shape[0],) + tail) if f0s is None else host(f0s)
+        f_train, f_test = integrate(self._loss, host(self._k), host(kx), host(self._y), f0x, f0s, t,
+                                    self.learning_rate, self.ridge / self.normaliser, self._ode)
+        return self._arrays.asarray(f_train), self._arrays.asarray(f_test)
 
     # ---------------------------------------------------------------- public API
 
@@ -292,8 +314,8 @@ class KernelFlow:
         times, scalar = inputs.times(t)
         kx, _, _ = self._blocks(test)
         part_train, part_test = inputs.split_pair(f0)
-        f0x = inputs.initial(part_train, self.n_train, self._tail, "f0_train")
-        f0s = inputs.initial(part_test, kx.shape[0], self._tail, "f0_test")
+        f0x = inputs.initial(part_train, self.n_train, self._tail, "f0_train", self._arrays)
+        f0s = inputs.initial(part_test, kx.shape[0], self._tail, "f0_test", self._arrays)
         if self._loss is not None:
             return self._shape(self._flat_time(self._ode_outputs(times, f0x, kx, f0s)[1]), scalar)
         r = self._flat(self._y if f0x is None else self._y - f0x)
@@ -326,7 +348,7 @@ class KernelFlow:
     def _train_initial(self, f0) -> Optional[np.ndarray]:
         if isinstance(f0, tuple) and len(f0) == 2 and np.ndim(f0[0]) >= 1:
             f0 = f0[0]
-        return inputs.initial(f0, self.n_train, self._tail, "f0_train")
+        return inputs.initial(f0, self.n_train, self._tail, "f0_train", self._arrays)
 
     def _components(self, t, f0) -> np.ndarray:
         times, scalar = inputs.times(t)
@@ -335,7 +357,7 @@ class KernelFlow:
             c = self._residual_coordinates(times, f0x)
         else:
             f = self._flat_time(self._ode_outputs(times, f0x, np.zeros((0, self.n_train)), None)[0])
-            c = np.einsum("nk,tnm->tkm", self._spectrum.vectors, f - self._flat(self._y)[None])
+            c = self._arrays.xp.einsum("nk,tnm->tkm", self._spectrum.vectors, f - self._flat(self._y)[None])
         return self._shape(c, scalar)
 
     def loss(self, t, f0=None):
@@ -347,13 +369,14 @@ class KernelFlow:
         """
         times, scalar = inputs.times(t)
         f0x = self._train_initial(f0)
+        xp, host = self._arrays.xp, self._arrays.to_numpy
         if self._loss is not None:
             f = self._ode_outputs(times, f0x, np.zeros((0, self.n_train)), None)[0]
-            values = np.array([self._loss.value(fi, self._y) for fi in f])
+            values = xp.asarray(np.array([self._loss.value(fi, host(self._y)) for fi in host(f)]))
         else:   # ‖f_t − y‖² is the same in the eigenbasis when that exists
             res = self._train_residual(times, f0x) if self._solver_for(times) else \
                 self._residual_coordinates(times, f0x)
-            values = np.sum(res ** 2, axis=(1, 2)) / (2.0 * self.normaliser)
+            values = xp.sum(res ** 2, axis=(1, 2)) / (2.0 * self.normaliser)
         return float(values[0]) if scalar else values
 
     def eigen(self) -> FlowEigen:
@@ -394,12 +417,13 @@ class KernelFlow:
         kx, sx, prior = self._blocks(test, need_nngp=True, prior=bool(compute_cov))
         mean = self._apply_inverse(kx, times, self._flat(self._y))
         chol = self._solver_for(times)
+        xp = self._arrays.xp
         if chol is not None:
-            one = direct_covariance(chol.solve(kx.T).T, self._nngp, sx, prior)
-            cov = np.broadcast_to(one, (times.size,) + one.shape).copy()
+            one = direct_covariance(chol.solve(kx.T).T, self._nngp, sx, prior, xp)
+            cov = xp.broadcast_to(one, (times.size,) + one.shape).copy()
         else:
             v = self._spectrum.vectors
             g = self._spectrum.inverse_factor(times, self._rate)
-            cov = spectral_covariance(kx @ v, sx @ v, self._prior_in_eigenbasis, g, prior)
+            cov = spectral_covariance(kx @ v, sx @ v, self._prior_in_eigenbasis, g, prior, xp)
         mean = self._shape(mean, scalar)
         return mean, (cov[0] if scalar else cov)

@@ -13,11 +13,12 @@ import functools
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-import scipy.linalg
+
+from .arrays import NUMPY, NumpyArrays
 
 # Above this condition number a linear solve in float64 keeps fewer than ~6 of its ~16 digits
 # (relative error up to cond·ε with ε = 2.2e-16; Golub & Van Loan, Matrix Computations, §2.6).
@@ -42,7 +43,7 @@ def relative_ridge(kernel: np.ndarray, diag_reg: float) -> float:
         The shift σ added to the diagonal.
     """
     n = kernel.shape[0]
-    return float(diag_reg) * float(np.trace(kernel)) / n if n else 0.0
+    return float(diag_reg) * float(kernel.trace()) / n if n else 0.0
 
 
 def _warn_condition(cond: float, what: str, zeros: int = 0) -> None:
@@ -75,31 +76,33 @@ class Spectrum:
         values: λ, descending, float64 (N,); negative round-off clipped to 0.
         vectors: V, orthonormal columns, (N, N); column i belongs to ``values[i]``.
         clipped: how many negative eigenvalues were clipped to zero.
+        arrays: the array namespace (:mod:`.arrays`) of ``values`` and ``vectors``.
     """
 
     values: np.ndarray
     vectors: np.ndarray
     clipped: int
+    arrays: NumpyArrays = field(default=NUMPY, repr=False, compare=False)
 
     @classmethod
-    def of(cls, kernel: np.ndarray, shift: float = 0.0) -> "Spectrum":
+    def of(cls, kernel: np.ndarray, shift: float = 0.0, arrays: NumpyArrays = NUMPY) -> "Spectrum":
         """Decompose ``kernel + shift·I``, clipping the kernel's negative eigenvalues first.
 
         Args:
             kernel: symmetric (N, N) float64 array (only its lower triangle is read).
             shift: the regulariser σ ≥ 0 added to every eigenvalue after clipping.
+            arrays: the array namespace of ``kernel`` (NumPy: LAPACK ?syevd; CuPy: cuSOLVER).
 
         Returns:
             The :class:`Spectrum`, eigenvalues in descending order.
         """
-        # Divide and conquer (LAPACK ?syevd, as numpy.linalg.eigh); measured for N = 4000 here:
-        # 6.2 s, against 6.5 s for scipy's default ?syevr.
-        values, vectors = scipy.linalg.eigh(kernel, driver="evd", check_finite=False)
+        xp = arrays.xp
+        values, vectors = arrays.eigh(kernel)
         values, vectors = values[::-1], vectors[:, ::-1]
         negative = values < 0
         # A PSD kernel has λ ≥ 0; anything below is round-off of order ε·‖K‖ (Wilkinson).
-        values = np.where(negative, 0.0, values) + shift
-        return cls(np.ascontiguousarray(values), np.ascontiguousarray(vectors), int(negative.sum()))
+        values = xp.where(negative, 0.0, values) + shift
+        return cls(xp.ascontiguousarray(values), xp.ascontiguousarray(vectors), int(negative.sum()), arrays)
 
     @property
     def condition_number(self) -> float:
@@ -134,16 +137,17 @@ class Spectrum:
         Returns:
             (T, N) float64 array.
         """
+        xp = self.arrays.xp
         lam = self.values
-        t = np.asarray(t, dtype=np.float64)[:, None]
-        infinite = np.isinf(t[:, 0])
+        infinite = np.isinf(np.asarray(t, dtype=np.float64))  # on the host: it decides what to compute
+        t = xp.asarray(t, dtype=xp.float64)[:, None]
         self._check_infinite(infinite)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        with self.arrays.errstate(invalid="ignore", divide="ignore", over="ignore"):
             # −expm1(−x)/λ keeps full precision for small x = cλt, where 1 − e^{−x} would cancel.
-            g = np.where(lam > 0, -np.expm1(-rate * lam * t) / lam, rate * t)
+            g = xp.where(lam > 0, -xp.expm1(-rate * lam * t) / lam, rate * t)
         if infinite.any():
             tiny = self._tiny()
-            g[infinite] = np.where(tiny, 0.0, 1.0 / np.where(tiny, 1.0, lam))
+            g[xp.asarray(infinite)] = xp.where(tiny, 0.0, 1.0 / xp.where(tiny, 1.0, lam))
         return g
 
     def residual_factor(self, t: np.ndarray, rate: float, shift: float) -> np.ndarray:
@@ -162,12 +166,13 @@ class Spectrum:
         Returns:
             (T, N) float64 array.
         """
+        xp = self.arrays.xp
         g = self.inverse_factor(t, rate)
-        t = np.asarray(t, dtype=np.float64)[:, None]
-        with np.errstate(invalid="ignore"):
-            decay = np.exp(-rate * self.values * t)
+        t = xp.asarray(t, dtype=xp.float64)[:, None]
+        with self.arrays.errstate(invalid="ignore"):
+            decay = xp.exp(-rate * self.values * t)
         # A component the flow cannot move (λ numerically 0) keeps its initial residual, at any t.
-        decay = np.where(np.isnan(decay) | (np.isinf(t) & self._tiny()), 1.0, decay)
+        decay = xp.where(xp.isnan(decay) | (xp.isinf(t) & self._tiny()), 1.0, decay)
         return shift * g + decay
 
 
@@ -177,31 +182,28 @@ class CholeskySolver:
     Args:
         kernel: the (N, N) training kernel, symmetric positive definite after ``shift``.
         shift: the regulariser σ added to the diagonal.
+        arrays: the array namespace of ``kernel`` (:mod:`.arrays`).
 
     Raises:
         numpy.linalg.LinAlgError: ``kernel + shift·I`` is not numerically positive definite.
     """
 
-    def __init__(self, kernel: np.ndarray, shift: float = 0.0):
-        k = np.array(kernel, dtype=np.float64)
-        k[np.diag_indices_from(k)] += shift
-        norm = float(np.abs(k).sum(axis=0).max()) if k.size else 0.0
-        self._factor = scipy.linalg.cho_factor(k, lower=True, check_finite=False)
-        self.condition_number = self._estimate_condition(norm)
-
-    def _estimate_condition(self, norm: float) -> float:
-        """The 1-norm condition number, estimated by LAPACK ?pocon in O(N²)."""
-        if norm == 0.0:
-            return 1.0
-        rcond, info = scipy.linalg.lapack.dpocon(self._factor[0], norm, uplo="L")
-        return float("inf") if info != 0 or rcond == 0 else 1.0 / float(rcond)
+    def __init__(self, kernel: np.ndarray, shift: float = 0.0, arrays: NumpyArrays = NUMPY):
+        xp = arrays.xp
+        k = xp.array(kernel, dtype=xp.float64)
+        index = xp.arange(k.shape[0])
+        k[index, index] += shift
+        norm = float(xp.abs(k).sum(axis=0).max()) if k.size else 0.0
+        self._arrays = arrays
+        self._factor = arrays.cho_factor(k)
+        self.condition_number = 1.0 if norm == 0.0 else arrays.condition_number(self._factor, norm)
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """K⁻¹·b for b of shape (N,) or (N, m)."""
-        return scipy.linalg.cho_solve(self._factor, b, check_finite=False)
+        return self._arrays.cho_solve(self._factor, b)
 
 
-def try_cholesky(kernel: np.ndarray, shift: float) -> Optional[CholeskySolver]:
+def try_cholesky(kernel: np.ndarray, shift: float, arrays: NumpyArrays = NUMPY) -> Optional[CholeskySolver]:
     """A :class:`CholeskySolver`, or None when the kernel is numerically singular.
 
     Singular means Cholesky breaks down or the condition number reaches 1/(N·ε): then the
@@ -209,7 +211,7 @@ def try_cholesky(kernel: np.ndarray, shift: float) -> Optional[CholeskySolver]:
     Warns (:class:`IllConditionedWarning`) when the solver is returned but ill-conditioned.
     """
     try:
-        solver = CholeskySolver(kernel, shift)
+        solver = CholeskySolver(kernel, shift, arrays)
     except np.linalg.LinAlgError:
         return None
     if solver.condition_number * kernel.shape[0] * np.finfo(np.float64).eps >= 1.0:

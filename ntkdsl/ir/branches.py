@@ -16,7 +16,6 @@ import sympy as sp
 from ..errors import BranchSpecError, ShapeSpecError, Span
 from . import nodes
 from .shapes import sequence_shape
-from .spatial import FiniteRulesPending
 
 _span = dict(default=None, compare=False, repr=False)
 
@@ -53,8 +52,10 @@ def _describe(layer) -> str:
 
 
 @dataclass(frozen=True)
-class Residual(FiniteRulesPending):
+class Residual(nodes.SamplerRules):
     """x + scale·f(x), f the body (kernel-math.md §7: scale = 1)."""
+
+    _finite = "branch_layers.branches"  # finite-width rules: ntkdsl/sampler/branch_layers.py
 
     body: Tuple[object, ...]
     scale: sp.Expr = sp.S.One
@@ -84,6 +85,27 @@ class Residual(FiniteRulesPending):
                 "kernel of x + f(x) is not the sum of their kernels (kernel-math.md §2); end the body with a dense "
                 "or conv layer (optionally followed by pooling)", getattr(last, "span", None) or self.span)
 
+    # finite-width rules (kernel-math.md §5): ntkdsl/sampler/branch_layers.py
+    def finite_sequences(self) -> Tuple[Tuple[object, ...], ...]:
+        return (self.body,)
+
+    def finite_merge(self) -> str:
+        return "residual"
+
+    def merge_outputs(self, x, outs):
+        """x + scale·f(x)."""
+        return x + float(self.scale) * outs[0]
+
+    def split_cotangent(self, params, cache, g):
+        from ..sampler.branch_layers import split_cotangent
+
+        return split_cotangent(self, params, cache, g)
+
+    def merge_cotangents(self, params, cache, g, parts):
+        from ..sampler.branch_layers import merge_cotangents
+
+        return merge_cotangents(self, params, cache, g, parts)
+
     def combine(self, states: Sequence[nodes.KernelState], p: Mapping[str, sp.Symbol]) -> nodes.KernelState:
         """Σ = Σ_x + scale²·Σ_f and Θ = Θ_x + scale²·Θ_f (FanInSum of independent branches)."""
         x, f = states
@@ -94,8 +116,10 @@ class Residual(FiniteRulesPending):
 
 
 @dataclass(frozen=True)
-class Parallel(FiniteRulesPending):
+class Parallel(nodes.SamplerRules):
     """Branches on the same input, merged by ``sum``, ``concat`` (channels) or ``prod`` (elementwise)."""
+
+    _finite = "branch_layers.branches"  # finite-width rules: ntkdsl/sampler/branch_layers.py
 
     merge: str
     branches: Tuple[Tuple[object, ...], ...]
@@ -139,6 +163,34 @@ class Parallel(FiniteRulesPending):
                 f"{'sum' if self.merge == 'sum' else 'product'} is not the {'sum' if self.merge == 'sum' else 'product'} "
                 "of their kernels (kernel-math.md §2); end every branch but one with a dense or conv layer",
                 self._branch_span(j), notes=[f"note: branch {i + 1} is the other one"])
+
+    # finite-width rules (kernel-math.md §5): ntkdsl/sampler/branch_layers.py
+    def finite_sequences(self) -> Tuple[Tuple[object, ...], ...]:
+        return self.branches
+
+    def finite_merge(self) -> str:
+        return self.merge
+
+    def merge_outputs(self, x, outs):
+        """Σ_i y_i, the y_i side by side along channels, or Π_i y_i elementwise."""
+        from ..sampler.backend import namespace
+
+        if self.merge == "concat":
+            return namespace(*outs).concatenate(outs, axis=-1)
+        total = outs[0]
+        for y in outs[1:]:
+            total = total + y if self.merge == "sum" else total * y
+        return total
+
+    def split_cotangent(self, params, cache, g):
+        from ..sampler.branch_layers import split_cotangent
+
+        return split_cotangent(self, params, cache, g)
+
+    def merge_cotangents(self, params, cache, g, parts):
+        from ..sampler.branch_layers import merge_cotangents
+
+        return merge_cotangents(self, params, cache, g, parts)
 
     def combine(self, states: Sequence[nodes.KernelState], p: Mapping[str, sp.Symbol]) -> nodes.KernelState:
         """FanInSum (fields add), FanInConcat (average weighted by channel counts) or FanInProd

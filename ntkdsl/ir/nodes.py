@@ -56,6 +56,38 @@ class _NoParameters:
         return None
 
 
+class SamplerRules:
+    """Finite-width rules (kernel-math.md §5) kept as functions ``{kind}_{method}`` of a module of
+    :mod:`ntkdsl.sampler`, named by the class attribute ``_finite = "module.kind"`` (e.g.
+    ``"spatial_layers.conv"``); :mod:`ntkdsl.sampler.layers` documents the interface. A module
+    without ``{kind}_param_grads`` / ``{kind}_ntk_terms`` means a layer without parameters."""
+
+    _finite = ""
+
+    def _rule(self, method: str):
+        from importlib import import_module
+
+        module, kind = self._finite.rsplit(".", 1)
+        return getattr(import_module(f"ntkdsl.sampler.{module}"), f"{kind}_{method}", None)
+
+    def init_params(self, rng, in_shape):
+        return self._rule("init")(self, rng, in_shape)
+
+    def forward(self, params, x):
+        return self._rule("forward")(self, params, x)
+
+    def backward(self, params, cache, g):
+        return self._rule("backward")(self, params, cache, g)
+
+    def param_grads(self, params, cache, g, per_example=False):
+        rule = self._rule("param_grads")
+        return {} if rule is None else rule(self, params, cache, g, per_example)
+
+    def ntk_terms(self, params, cache1, g1, cache2, g2, trace=True):
+        rule = self._rule("ntk_terms")
+        return None if rule is None else rule(self, params, cache1, g1, cache2, g2, trace)
+
+
 class _ElementwiseRules(_NoParameters):
     """Finite-width σ (kernel-math.md §5): y = σ(z), backward g·σ'(z) with σ' = 0 at jumps (§3)."""
 

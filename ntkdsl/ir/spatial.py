@@ -18,22 +18,12 @@ import sympy as sp
 from ..errors import ShapeSpecError, Span
 from ..symbolic import spatial as ops
 from .geometry import window_geometry
-from .nodes import KernelState
+from .nodes import KernelState, SamplerRules
 
 _span = dict(default=None, compare=False, repr=False)
 
 PADDINGS = ("valid", "same", "circular")
 POOL_MODES = ("avg", "sum")
-
-
-class FiniteRulesPending:
-    """The finite-width rules (kernel-math.md §5, :mod:`ntkdsl.sampler.layers`) of this layer kind are
-    not written yet: a finite network with it stops at initialisation with a clear message."""
-
-    def init_params(self, rng, in_shape):
-        raise NotImplementedError(
-            f"finite-width networks with {type(self).__name__} layers are not implemented yet (the sampler covers "
-            "dense networks); the analytic kernels are: net.kernels(x1, x2)")
 
 
 def _spatial_input(what: str, in_shape: Tuple[int, ...], rank: int, span) -> Tuple[int, ...]:
@@ -64,12 +54,14 @@ def _windowed(what: str, spatial, window, stride, padding, span) -> Tuple[int, .
 
 
 @dataclass(frozen=True)
-class Conv(FiniteRulesPending):
+class Conv(SamplerRules):
     """A convolution with shared weights: ``channels`` outputs, a ``kernel_size`` filter, strides, padding.
 
     NTK parameterization: z = (σ_w/√fan_in)·W * x + σ_b·b, fan_in = C_in·Π kernel_size; standard:
     W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²); ``b_std = None`` means no bias.
     """
+
+    _finite = "spatial_layers.conv"  # finite-width rules: ntkdsl/sampler/spatial_layers.py
 
     channels: int
     kernel_size: Tuple[int, ...]
@@ -113,8 +105,10 @@ class Conv(FiniteRulesPending):
 
 
 @dataclass(frozen=True)
-class Pool(FiniteRulesPending):
+class Pool(SamplerRules):
     """Average (``mode = 'avg'``) or sum pooling over a window, with strides and padding; no parameters."""
+
+    _finite = "spatial_layers.pool"  # finite-width rules: ntkdsl/sampler/spatial_layers.py
 
     mode: str
     window: Tuple[int, ...]
@@ -146,8 +140,10 @@ class Pool(FiniteRulesPending):
 
 
 @dataclass(frozen=True)
-class GlobalPool(FiniteRulesPending):
+class GlobalPool(SamplerRules):
     """Global average (``mode = 'avg'``) or sum pooling over all pixels: (*S, C) -> (C,)."""
+
+    _finite = "spatial_layers.global_pool"  # finite-width rules: ntkdsl/sampler/spatial_layers.py
 
     mode: str
     span: Optional[Span] = field(**_span)
@@ -170,8 +166,10 @@ class GlobalPool(FiniteRulesPending):
 
 
 @dataclass(frozen=True)
-class Flatten(FiniteRulesPending):
+class Flatten(SamplerRules):
     """All features in one vector: (*S, C) -> (P·C,), P = Π S."""
+
+    _finite = "spatial_layers.flatten"  # finite-width rules: ntkdsl/sampler/spatial_layers.py
 
     span: Optional[Span] = field(**_span)
 
@@ -198,8 +196,10 @@ class Flatten(FiniteRulesPending):
 
 
 @dataclass(frozen=True)
-class LayerNorm(FiniteRulesPending):
+class LayerNorm(SamplerRules):
     """Normalisation over the channels of each pixel (over the features of a vector), on Gaussian input."""
+
+    _finite = "spatial_layers.layer_norm"  # finite-width rules: ntkdsl/sampler/spatial_layers.py
 
     eps: sp.Expr = sp.Rational(1, 10**12)
     span: Optional[Span] = field(**_span)

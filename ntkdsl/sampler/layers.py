@@ -30,6 +30,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from .backend import namespace, to_numpy
 from .functions import Elementwise, compile_elementwise
 
 Params = Dict[str, np.ndarray]
@@ -108,7 +109,7 @@ def dense_ntk_terms(node, params: Params, x1, g1, x2, g2, trace: bool = True) ->
     n1, n2 = g1.shape[0], g2.shape[0]
     if trace:
         return a * (g1.reshape(n1, -1) @ g2.reshape(n2, -1).T)
-    return a[:, :, None, None] * np.einsum("aij,bkj->abik", g1, g2, optimize=True)
+    return a[:, :, None, None] * namespace(g1).einsum("aij,bkj->abik", g1, g2, optimize=True)
 
 
 # --- parameter-free layers --------------------------------------------------------------------------
@@ -119,11 +120,21 @@ def _elementwise(node) -> Elementwise:
     return compile_elementwise(node.elementwise(node.parameters()))
 
 
+def _on_host(fn, x):
+    """fn (a NumPy/SciPy function from :mod:`.functions`) at x, on the host for a device array.
+
+    σ and σ' are lambdified over NumPy and SciPy (with an mpmath fallback for overflow), so a CuPy
+    array makes a round trip; the layers with parameters, where the time goes, stay on the device.
+    """
+    xp = namespace(x)
+    return fn(x) if xp is np else xp.asarray(fn(to_numpy(x)))
+
+
 def elementwise_forward(node, x: np.ndarray):
     """y = σ(x); the cache is the pre-activation x (σ' is evaluated only when needed)."""
-    return _elementwise(node).sigma(x), x
+    return _on_host(_elementwise(node).sigma, x), x
 
 
 def elementwise_backward(node, x: np.ndarray, g: np.ndarray) -> np.ndarray:
     """g·σ'(x), σ' broadcast over the m axis; σ' = 0 at jumps (kernel-math.md §3)."""
-    return g * np.expand_dims(_elementwise(node).sigma_prime(x), 1)
+    return g * namespace(g).expand_dims(_on_host(_elementwise(node).sigma_prime, x), 1)

@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from .backend import to_numpy
 from .network import FiniteNetwork, as_inputs, override_widths
 
 
@@ -31,7 +32,7 @@ def _seeds(seed, n: int):
 
 
 def monte_carlo(net, x1, x2=None, width: Optional[int] = None, n_samples: int = 100, seed=0,
-                progress: Optional[Callable[[int, int], None]] = None) -> MonteCarloKernels:
+                progress: Optional[Callable[[int, int], None]] = None, backend: str = "numpy") -> MonteCarloKernels:
     """Average the empirical NNGP and NTK of ``n_samples`` independent finite networks.
 
     Args:
@@ -42,6 +43,7 @@ def monte_carlo(net, x1, x2=None, width: Optional[int] = None, n_samples: int = 
         n_samples: the number of draws S ≥ 2 (the standard error needs two).
         seed: the root seed; draw s uses the s-th child of ``numpy.random.SeedSequence(seed)``.
         progress: called as ``progress(done, total)`` after each draw.
+        backend: "numpy" or "cupy" for the finite networks; the results are NumPy arrays.
 
     Returns:
         :class:`MonteCarloKernels`; multiply a standard error by √S for one draw's spread.
@@ -56,9 +58,9 @@ def monte_carlo(net, x1, x2=None, width: Optional[int] = None, n_samples: int = 
     a2 = None if x2 is None else as_inputs(x2, ir, "x2")
     nngp, ntk = [], []
     for s, child in enumerate(_seeds(seed, n_samples)):
-        fnet = FiniteNetwork.initialise(ir, child)
-        nngp.append(fnet.nngp(a1, a2))
-        ntk.append(fnet.ntk(a1, a2))
+        fnet = FiniteNetwork.initialise(ir, child, backend)
+        nngp.append(to_numpy(fnet.nngp(a1, a2)))
+        ntk.append(to_numpy(fnet.ntk(a1, a2)))
         if progress is not None:
             progress(s + 1, n_samples)
     nngp, ntk = np.stack(nngp), np.stack(ntk)

@@ -13,6 +13,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..ir.nodes import Network
+from .backend import array_module, namespace, to_numpy
+from .branch_layers import walk
 from .layers import Params
 
 # fields that set a layer's feature count: overridden by ``width=`` except in the output layer
@@ -24,28 +26,64 @@ def _width_field(layer) -> Optional[str]:
     return next((name for name in WIDTH_FIELDS if name in names), None)
 
 
+def _has_sized(layers) -> bool:
+    """Whether a sequence sets its own channel count (a dense/conv in it, or in a nested branch)."""
+    for layer in layers:
+        if _width_field(layer) or any(_has_sized(b) for b in _branches(layer)):
+            return True
+    return False
+
+
+def _branches(layer):
+    seqs = getattr(layer, "finite_sequences", None)
+    return seqs() if seqs is not None else ()
+
+
+def _resize(layers, width: int, keep: bool):
+    """``layers`` with every width set to ``width`` except those that set the sequence's output
+    channel count when ``keep`` (walking from the top: the last sized layer; through a residual,
+    whose output has its input's channels, into its body and on below it; into every branch of a
+    parallel)."""
+    out = list(layers)
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        name = _width_field(layer)
+        if name:
+            if not keep:
+                out[i] = replace(layer, **{name: width})
+            keep = False
+        elif hasattr(layer, "body"):
+            out[i] = replace(layer, body=_resize(layer.body, width, keep))
+        elif hasattr(layer, "branches"):
+            out[i] = replace(layer, branches=tuple(_resize(b, width, keep) for b in layer.branches))
+            keep = keep and not all(_has_sized(b) for b in layer.branches)
+    return tuple(out)
+
+
 def override_widths(ir: Network, width: Optional[int]) -> Network:
     """``ir`` with every hidden width and channel count set to ``width``; the output layer keeps its own.
 
-    The output layer is the last layer with a width (or channel count), which sets the number of
-    outputs.
+    The output layers are those that set the number of outputs: the last layer with a width (or
+    channel count), or, when that is inside branches, the last sized layer of each branch (and of a
+    residual body, which must keep its input's channel count).
 
     Args:
         ir: the network.
         width: the new hidden width; None returns ``ir`` unchanged.
 
     Raises:
-        ValueError: width is not a positive integer.
+        ValueError: width is not a positive integer, or the resized network's shapes do not fit.
     """
     if width is None:
         return ir
     if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
         raise ValueError(f"width must be a positive integer, not {width!r}")
-    sized = [i for i, layer in enumerate(ir.layers) if _width_field(layer)]
-    layers = list(ir.layers)
-    for i in sized[:-1]:
-        layers[i] = replace(layers[i], **{_width_field(layers[i]): int(width)})
-    return replace(ir, layers=tuple(layers))
+    out = replace(ir, layers=_resize(ir.layers, int(width), True))
+    try:
+        out.output_shape
+    except Exception as exc:  # a ShapeSpecError: widths that cannot all be the same
+        raise ValueError(f"network {ir.name!r} cannot take hidden width {width}: {exc}") from None
+    return out
 
 
 def as_inputs(x, ir: Network, name: str = "x") -> np.ndarray:
@@ -74,29 +112,46 @@ class FiniteNetwork:
         output_width: k, the number of outputs (all entries of ``out_shape``).
     """
 
-    def __init__(self, ir: Network, params: List[Params], out_shape: Optional[Tuple[int, ...]] = None):
+    def __init__(self, ir: Network, params: List[Params], out_shape: Optional[Tuple[int, ...]] = None,
+                 backend: str = "numpy"):
         if len(params) != len(ir.layers):
             raise ValueError(f"{len(params)} parameter dicts for {len(ir.layers)} layers")
         self.ir = ir
         self.params = params
+        self.backend = backend
+        self.xp = array_module(backend)
         self.out_shape = tuple(out_shape) if out_shape is not None else (ir.output_width,)
         self.output_width = int(np.prod(self.out_shape, dtype=int))
 
     @classmethod
-    def initialise(cls, ir: Network, seed=0) -> "FiniteNetwork":
+    def initialise(cls, ir: Network, seed=0, backend: str = "numpy") -> "FiniteNetwork":
         """Draw every parameter i.i.d. from its prior (kernel-math.md §5).
 
         Args:
             ir: the network (widths as they should be).
             seed: anything :func:`numpy.random.default_rng` accepts.
+            backend: "numpy" or "cupy": where parameters live and the arithmetic runs; the draw
+                itself is made on the host, so a seed gives the same network on every backend.
+                Methods return arrays of the backend.
+
+        Raises:
+            ImportError: backend "cupy" without CuPy.
         """
+        xp = array_module(backend)
         rng = np.random.default_rng(seed)
         shape: Tuple[int, ...] = tuple(ir.input_shape)
         params = []
         for layer in ir.layers:
             p, shape = layer.init_params(rng, shape)
+            if xp is not np:
+                p = {name: xp.asarray(a) for name, a in p.items()}
             params.append(p)
-        return cls(ir, params, shape)
+        return cls(ir, params, shape, backend)
+
+    def _inputs(self, x, name: str = "x"):
+        """``x`` checked (:func:`as_inputs`) and on this network's backend."""
+        a = as_inputs(x if namespace(x) is np else to_numpy(x), self.ir, name)
+        return a if self.xp is np else self.xp.asarray(a)
 
     def __repr__(self) -> str:
         return f"<FiniteNetwork {self.ir.name}: {self.num_params} parameters, {self.output_width} outputs>"
@@ -117,26 +172,33 @@ class FiniteNetwork:
 
     def apply(self, x) -> np.ndarray:
         """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape)."""
-        f = self._forward(as_inputs(x, self.ir))[0]
+        f = self._forward(self._inputs(x))[0]
         return f.reshape(f.shape[0], -1)
 
     def nngp(self, x1, x2=None) -> np.ndarray:
         """This draw's f(x)·f(x′)/k, (N1, N2): its average over draws is the NNGP kernel."""
         f1 = self.apply(x1)
-        f2 = f1 if x2 is None else self.apply(as_inputs(x2, self.ir, "x2"))
+        f2 = f1 if x2 is None else self.apply(self._inputs(x2, "x2"))
         return f1 @ f2.T / self.output_width
 
     # --- empirical NTK ---------------------------------------------------------------------------
 
-    def _backward_passes(self, x: np.ndarray):
-        """Forward caches, then yield (layer index, cache, output cotangents) from the top down.
-
-        The cotangents start as the identity over the k outputs, shape (N, k, *out_shape), so each
-        layer sees one cotangent per output (the m axis of :mod:`.layers`).
-        """
-        f, caches = self._forward(x)
+    def _output_cotangents(self, f):
+        """The identity over the k outputs, (N, k, *out_shape): one cotangent per output (the m axis)."""
+        xp = self.xp
         k = int(np.prod(f.shape[1:], dtype=int))
-        g = np.broadcast_to(np.eye(k).reshape((k,) + f.shape[1:]), (f.shape[0], k) + f.shape[1:]).copy()
+        return xp.broadcast_to(xp.eye(k).reshape((k,) + f.shape[1:]), (f.shape[0], k) + f.shape[1:]).copy()
+
+    def _leaf_passes(self, x):
+        """Yield (layer, params, cache, output cotangents) for every layer with parameters, from the
+        top down and inside branches (:func:`.branch_layers.walk`: one backward pass)."""
+        f, caches = self._forward(x)
+        return walk(self.ir.layers, self.params, caches, self._output_cotangents(f), need_input=False)
+
+    def _backward_passes(self, x):
+        """Forward caches, then yield (top-level layer index, cache, output cotangents) from the top down."""
+        f, caches = self._forward(x)
+        g = self._output_cotangents(f)
         first = next((i for i, p in enumerate(self.params) if p), len(self.params))
         for i in range(len(self.ir.layers) - 1, first - 1, -1):
             yield i, caches[i], g
@@ -161,45 +223,49 @@ class FiniteNetwork:
         """
         if method not in ("structured", "jacobian"):
             raise ValueError(f"method must be 'structured' or 'jacobian', not {method!r}")
-        a1 = as_inputs(x1, self.ir, "x1")
-        a2 = a1 if x2 is None else as_inputs(x2, self.ir, "x2")
-        passes2 = None if x2 is None else self._backward_passes(a2)
+        a1 = self._inputs(x1, "x1")
+        a2 = a1 if x2 is None else self._inputs(x2, "x2")
         n1, n2 = a1.shape[0], a2.shape[0]
         k = self.output_width
-        total = np.zeros((n1, n2) if trace else (n1, n2, k, k))
+        total = self.xp.zeros((n1, n2) if trace else (n1, n2, k, k))
+        if method == "structured":  # per leaf layer, inside branches too
+            passes2 = None if x2 is None else self._leaf_passes(a2)
+            for layer, p, c1, g1 in self._leaf_passes(a1):
+                _, _, c2, g2 = (layer, p, c1, g1) if passes2 is None else next(passes2)
+                term = layer.ntk_terms(p, c1, g1, c2, g2, trace)
+                if term is not None:
+                    total += term
+            return total / k if trace else total
+        passes2 = None if x2 is None else self._backward_passes(a2)
         for i, c1, g1 in self._backward_passes(a1):
             _, c2, g2 = (i, c1, g1) if passes2 is None else next(passes2)
-            layer, p = self.ir.layers[i], self.params[i]
-            if method == "structured":
-                term = layer.ntk_terms(p, c1, g1, c2, g2, trace)
-            else:
-                term = _jacobian_terms(layer, p, c1, g1, c2, g2, trace, same=passes2 is None)
+            term = _jacobian_terms(self.ir.layers[i], self.params[i], c1, g1, c2, g2, trace, same=passes2 is None)
             if term is not None:
                 total += term
         return total / k if trace else total
 
     def jacobian(self, x) -> np.ndarray:
         """The explicit Jacobian ∂f/∂θ, (N, k, P), parameters in the order of :meth:`flat_params`."""
-        a = as_inputs(x, self.ir)
+        a = self._inputs(x)
         blocks = {}
         for i, cache, g in self._backward_passes(a):
             grads = self.ir.layers[i].param_grads(self.params[i], cache, g, per_example=True)
             blocks[i] = [grads[name].reshape(g.shape[0], g.shape[1], -1) for name in self.params[i]]
         parts = [b for i in sorted(blocks) for b in blocks[i]]
         if not parts:
-            return np.zeros((a.shape[0], self.output_width, 0))
-        return np.concatenate(parts, axis=2)
+            return self.xp.zeros((a.shape[0], self.output_width, 0))
+        return self.xp.concatenate(parts, axis=2)
 
     # --- parameters as one vector (for finite differences and optimisers) ---------------------
 
     def flat_params(self) -> np.ndarray:
         """All parameters as one vector: layer by layer, each dict in insertion order, C order."""
         parts = [a.ravel() for p in self.params for a in p.values()]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        return self.xp.concatenate(parts) if parts else self.xp.zeros(0)
 
     def set_flat_params(self, theta) -> None:
         """Overwrite every parameter (in place) from a vector laid out as :meth:`flat_params`."""
-        theta = np.asarray(theta, dtype=np.float64)
+        theta = self.xp.asarray(theta, dtype=np.float64)
         if theta.shape != (self.num_params,):
             raise ValueError(f"expected {self.num_params} parameters, got shape {theta.shape}")
         at = 0
@@ -231,5 +297,5 @@ def _jacobian_terms(layer, p, c1, g1, c2, g2, trace: bool, same: bool):
         if trace:
             total = total + a.reshape(a.shape[0], -1) @ b.reshape(b.shape[0], -1).T
         else:
-            total = total + np.einsum("aip,bjp->abij", a, b, optimize=True)
+            total = total + namespace(a).einsum("aip,bjp->abij", a, b, optimize=True)
     return total

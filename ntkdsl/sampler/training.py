@@ -13,7 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from .network import FiniteNetwork, as_inputs
+from .backend import to_numpy
+from .branch_layers import walk
+from .network import FiniteNetwork
 
 
 @dataclass
@@ -87,16 +89,15 @@ def train(fnet: FiniteNetwork, x, y, learning_rate: float = 1.0, steps: int = 10
         ValueError: shapes that do not fit the network, or an invalid option.
     """
     every = _check_options(learning_rate, steps, record_every, loss_normalization)
-    x = as_inputs(x, fnet.ir)
+    x = fnet._inputs(x)
     n, k = x.shape[0], fnet.output_width
-    y = _targets(y, n, k)
-    probe = None if probe is None else as_inputs(probe, fnet.ir, "probe")
+    y = fnet.xp.asarray(_targets(to_numpy(y), n, k))
+    probe = None if probe is None else fnet._inputs(probe, "probe")
     normaliser = n * (k if loss_normalization == "entries" else 1)
-    layers = fnet.ir.layers
-    first = next((i for i, p in enumerate(fnet.params) if p), len(layers))
+    norm = fnet.xp.linalg.norm
 
     theta0 = fnet.ntk(x)
-    scale = np.linalg.norm(theta0)
+    scale = float(norm(theta0))
     loss = np.empty(steps + 1)
     recorded, train_out, probe_out, drift = [], [], [], []
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported once, below
@@ -104,7 +105,7 @@ def train(fnet: FiniteNetwork, x, y, learning_rate: float = 1.0, steps: int = 10
             out, caches = fnet._forward(x)
             f = out.reshape(n, k)
             residual = f - y
-            loss[t] = 0.5 * np.sum(residual**2) / normaliser
+            loss[t] = float(0.5 * (residual**2).sum() / normaliser)
             diverged = not np.isfinite(loss[t])
             if diverged:
                 warnings.warn(f"gradient descent diverged at step {t}: the learning rate {learning_rate} is probably "
@@ -113,18 +114,18 @@ def train(fnet: FiniteNetwork, x, y, learning_rate: float = 1.0, steps: int = 10
                 loss = loss[:t + 1]
             if t % every == 0 or t == steps or diverged:
                 recorded.append(t)
-                train_out.append(f)
+                train_out.append(to_numpy(f))
                 if probe is not None:
-                    probe_out.append(fnet.apply(probe))
-                drift.append(np.linalg.norm(fnet.ntk(x) - theta0) / scale if scale > 0 else 0.0)
+                    probe_out.append(to_numpy(fnet.apply(probe)))
+                drift.append(float(norm(fnet.ntk(x) - theta0)) / scale if scale > 0 else 0.0)
             if t == steps or diverged:
                 break
             g = (residual / normaliser).reshape((n, 1) + out.shape[1:])  # ∂L/∂f: one cotangent per input (m = 1)
-            for i in range(len(layers) - 1, first - 1, -1):
-                layer, p = layers[i], fnet.params[i]
-                grads = layer.param_grads(p, caches[i], g)
-                if i > first:
-                    g = layer.backward(p, caches[i], g)  # before p changes
+            # one backward pass through every layer (inside branches too); updates wait until it
+            # is over, since each layer's pull-back reads the parameters before the step
+            steps_ = [(p, layer.param_grads(p, cache, gl))
+                      for layer, p, cache, gl in walk(fnet.ir.layers, fnet.params, caches, g, need_input=False)]
+            for p, grads in steps_:
                 for name, d in grads.items():
                     p[name] -= learning_rate * d
     return TrainRecord(

@@ -1,0 +1,517 @@
+"""The CuPy backend: a KernelProgram -> a module whose elementwise runs are fused CUDA kernels.
+
+Everything a kernel recursion does between its structural operations is elementwise over the
+entries of the kernel arrays: the affine maps of dense and conv layers, the activations' dual
+kernels, the sums and products of branches. The NumPy program evaluates that one array operation
+at a time; on a GPU every operation is a kernel launch and a pass over device memory. Here each
+*run* of consecutive elementwise steps is printed, by :class:`CudaPrinter` (sympy's C99 printer
+with ntkdsl's functions), as the body of ONE ``cupy.ElementwiseKernel``: the run reads its inputs
+once and writes only what later statements read. For a fully connected network that is the whole
+recursion after the Gram matrix.
+
+Outside the kernels, as CuPy array operations (the statements of the NumPy program, :mod:`.emit`):
+
+* the Gram matrix x1·x2ᵀ/d: ``cupy.matmul``, i.e. a cuBLAS GEMM, in the requested dtype;
+* the variances cov1 and cov2 (per point, O(N)), K(q, q, q) as simplified in the program;
+* what CUDA cannot print, hoisted out of the run and evaluated with CuPy array operations before
+  the kernel that reads it: the structural operations of image kernels (conv taps, pooling,
+  flatten, pixel variances), numerical duals (``gaussian_expectation``, a quadrature) and Owen's T
+  of the ELU/SELU closed forms (``owens_t``: SciPy on the host, as CuPy has none). Where such an
+  operation reads a quantity of the current run, the run ends there (its quantities are written
+  out) and a new run starts after it. A step whose assignments cannot be split this way runs
+  entirely as the NumPy program's statements on CuPy arrays.
+
+Exactness: Σ(x, x) is the variance cov1 itself on the diagonal (every kernel that updates Σ and
+cov1 sets it there), the self-kernel is symmetrised exactly, the kernels compute in float64
+without FMA contraction (``--fmad=false``), and the Gram matrix's diagonal is read as cov1 (so a
+float32 GEMM does not perturb θ = 0 there). ``dtype`` float32 stores the Gram matrix and the
+results in float32. Agreement with the NumPy backend: about 1e-15 relative (CUDA's libm).
+
+The generated CUDA source is tested without a GPU: ``tests/cupy_standin.py`` compiles the very same
+kernel text with a C++ compiler and runs it in place of ``cupy.ElementwiseKernel``, and ``nvcc``
+(where installed) compiles it as CUDA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set
+
+import sympy as sp
+from sympy.printing.c import C99CodePrinter
+from sympy.printing.precedence import PRECEDENCE
+
+from .._version import __version__
+from ..ir.printer import format_network
+from ..symbolic.functions import to_atan2
+from ..symbolic.program import KernelProgram
+from . import cuda_support
+from .backends import BACKENDS
+from .emit import _hide_quadratures, _support, inert, layer_location, step_statements
+from .printer import ArrayPrinter, CodegenError
+
+# sympy function classes that CudaPrinter prints (everything else is hoisted out of the kernel)
+_C_FUNCTIONS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tan": "tan", "atan": "atan",
+                "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "erf": "erf", "erfc": "erfc",
+                "floor": "floor", "ceiling": "ceil", "gamma": "tgamma", "loggamma": "lgamma",
+                "Abs": "fabs", "atan2": "atan2"}
+_CUDA_PRINTABLE = set(_C_FUNCTIONS) | {"perp", "angle", "asin", "hypot", "Max", "Min", "smaller", "larger",
+                                       "cos_angle", "sin_angle", "Piecewise", "ExprCondPair"}
+# SSA names of the Python statements (kernel fields, CSE temporaries t*, per-point temporaries v*,
+# hoisted operations h*), freed after their last use
+_NAME = re.compile(r"\b(?:(?:cov1|cov2|nngp_dot|nngp|ntk)_\d+|[tvh]\d+_\d+)\b")
+
+
+class CudaPrinter(C99CodePrinter):
+    """sympy's C99 printer for the body of a CUDA kernel: double arithmetic, CUDA's math library.
+
+    Numbers print as double literals (``2.0``, ``3.141592653589793``: no ``M_PI``, which NVRTC
+    lacks, and no ``sqrt(2)`` of an int, which is ambiguous in CUDA C++), small integer powers as
+    products, and ntkdsl's functions in their safe forms (:mod:`ntkdsl.symbolic.functions`):
+    ``perp`` as the overflow-safe device helper, ``asin`` with its argument clamped, θ as
+    ``atan2``. A function without a CUDA form raises :class:`CodegenError`.
+    """
+
+    def __init__(self):
+        super().__init__({"math_macros": {}})
+        self.helpers: Set[str] = set()
+
+    def _print_not_supported(self, expr):
+        raise CodegenError(f"{type(expr).__name__} has no CUDA form")
+
+    def _print_Function(self, expr):
+        name = type(expr).__name__
+        if name not in _C_FUNCTIONS:
+            raise CodegenError(f"{name} has no CUDA form")
+        return f"{_C_FUNCTIONS[name]}({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Integer(self, expr):
+        return f"{int(expr)}.0"
+
+    def _print_NumberSymbol(self, expr):
+        return repr(float(expr))
+
+    _print_Pi = _print_Exp1 = _print_EulerGamma = _print_NumberSymbol
+
+    def _print_Pow(self, expr):
+        base, e = expr.args
+        if e.is_Float and float(e).is_integer():
+            e = sp.Integer(int(e))
+        if e == sp.S.Half:
+            return f"sqrt({self._print(base)})"
+        if e == -sp.S.Half:
+            return f"(1.0/sqrt({self._print(base)}))"
+        if e.is_Integer and 2 <= int(e) <= 4:
+            b = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
+            return "(" + "*".join([b] * int(e)) + ")"
+        if e == -1:
+            return f"(1.0/{self.parenthesize(base, PRECEDENCE['Mul'], strict=True)})"
+        if e.is_Integer and -4 <= int(e) <= -1:
+            return f"(1.0/{self.parenthesize(sp.Pow(base, -e, evaluate=False), PRECEDENCE['Mul'], strict=True)})"
+        exponent = repr(float(e)) if e.is_number else self._print(e)
+        return f"pow({self._print(base)}, {exponent})"
+
+    def _print_perp(self, expr):  # √max(q1·q2 − c², 0), rescaled so that q1·q2 cannot overflow
+        c, p = expr.args
+        factors = p.as_ordered_factors() if p.is_Mul else []
+        if len(factors) != 2:
+            return f"sqrt(fmax({self._print(p - c**2)}, 0.0))"
+        self.helpers.add("perp")
+        return f"perp({self._print(c)}, {self._print(factors[0])}, {self._print(factors[1])})"
+
+    def _print_angle(self, expr):  # θ = atan2(√max(p − c², 0), c) ∈ [0, π]
+        from ..symbolic.functions import perp
+
+        c, p = expr.args
+        return f"atan2({self._print(perp(c, p))}, {self._print(c)})"
+
+    def _print_cos_angle(self, expr):  # cos θ as cos(atan2(...)): 1, not 0/0, at p = 0
+        from ..symbolic.functions import angle
+
+        return f"cos({self._print_angle(angle(*expr.args))})"
+
+    def _print_sin_angle(self, expr):
+        from ..symbolic.functions import angle
+
+        return f"sin({self._print_angle(angle(*expr.args))})"
+
+    def _print_asin(self, expr):
+        return f"asin(fmin(fmax({self._print(expr.args[0])}, -1.0), 1.0))"
+
+    def _print_hypot(self, expr):
+        return f"hypot({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _nested(self, args, name):
+        first, *rest = args
+        return self._print(first) if not rest else f"{name}({self._print(first)}, {self._nested(rest, name)})"
+
+    def _print_Max(self, expr):
+        return self._nested(expr.args, "fmax")
+
+    def _print_Min(self, expr):
+        return self._nested(expr.args, "fmin")
+
+    _print_larger = _print_Max
+    _print_smaller = _print_Min
+
+    def _print_Piecewise(self, expr):  # nested conditional expressions on one line
+        *pieces, (last, cond) = expr.args
+        if cond != sp.true:
+            raise CodegenError("a Piecewise without a default piece")
+        out = f"({self._print(last)})"
+        for value, condition in reversed(pieces):
+            out = f"(({self._print(condition)}) ? ({self._print(value)}) : {out})"
+        return out
+
+
+class CupyArrayPrinter(ArrayPrinter):
+    """The shared array printer, with Owen's T through the module's host helper (CuPy has none)."""
+
+    def _print_owens_t_angle(self, expr):
+        h, phi = (self._print(a) for a in expr.args)
+        self.functions["owens_t"] = cuda_support.OWENS_T
+        return f"owens_t({h}, {self._module_format('numpy.tan')}({phi}))"
+
+
+def c_comment(text: str) -> str:
+    """``text`` (a layer's comment; its file name already :func:`inert`) as a one-line ASCII C++
+    comment that no backslash can continue onto the next line."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii").replace("\n", "\\n")
+    return "// " + text + ("." if text.rstrip().endswith("\\") else "")
+
+
+@dataclass
+class _Python:
+    """Statements of the array program (each a list of lines)."""
+
+    statements: List[List[str]]
+
+    @property
+    def names(self) -> Set[str]:
+        return {n for s in self.statements for line in s for n in _NAME.findall(line.split("#")[0])}
+
+
+@dataclass
+class _KernelStep:
+    """One step's part of a fused kernel: C statements and the quantities they assign and read."""
+
+    index: int
+    comment: str
+    lines: List[str]
+    assigned: List[str]
+    reads: Set[str]
+
+
+@dataclass
+class _Run:
+    steps: List[_KernelStep] = field(default_factory=list)
+    inputs: List[str] = field(default_factory=list)  # read and not assigned in the run, first use first
+    outputs: List[str] = field(default_factory=list)
+
+    @property
+    def assigned(self) -> Set[str]:
+        return {name for s in self.steps for name in s.assigned}
+
+    @property
+    def name(self) -> str:
+        first, last = self.steps[0].index, self.steps[-1].index
+        return f"_layer_{first}" if first == last else f"_layers_{first}_{last}"
+
+
+class _Emitter:
+    def __init__(self, program: KernelProgram):
+        self.program = program
+        self.values = program.parameters
+        self.spatial = len(program.network.input_shape) > 1
+        self.arrays = CupyArrayPrinter()
+        self.cuda = CudaPrinter()
+        self.duals: List[str] = []
+        self.per_point = {s.state.cov1 for s in program.steps if isinstance(s.state.cov1, sp.Symbol)}
+        self.per_point |= {s.state.cov2 for s in program.steps if isinstance(s.state.cov2, sp.Symbol)}
+        self.point_names = {s.name for s in self.per_point}
+        self.point_hoisted: Set[str] = set()  # hoisted operations of variances only: per-point inputs
+
+    # ------------------------------------------------------------------ one step
+
+    def items(self):
+        """The program as a sequence of array statements (:class:`_Python`) and fusable steps."""
+        out = []
+        for prev, step in zip(self.program.steps, self.program.steps[1:]):
+            before = step.input_state if step.input_state is not None else prev.state
+            inside = f" [{step.context}]" if step.context else ""
+            comment = f"layer {step.index}: {step.label}{layer_location(step.layer)}{inside}"
+            if step.state.shape:
+                comment += f"; kernel over pixels {list(step.state.shape)}, {step.state.layout} layout"
+            fused = self._fuse(step, comment) if step.assignments else None
+            if fused is None:
+                out.append(_Python([[f"    # {comment}"]] + step_statements(before, step, self.values, self.arrays,
+                                                                            self.duals)))
+            else:
+                out += fused
+        return out
+
+    def _fuse(self, step, comment):
+        """A step as [per-point statements, hoisted operations..., its kernel part], or None when its
+        assignments cannot be split into CUDA and array operations (it then runs as array code)."""
+        vector = [(s, e) for s, e in step.assignments if s in self.per_point]
+        matrix = [(s, e) for s, e in step.assignments if s not in self.per_point]
+        if not matrix:
+            return None
+        targets = [s for s, _ in matrix]
+        hoisted: Dict[sp.Expr, sp.Symbol] = {}
+
+        def hoist(e):
+            name = type(e).__name__
+            if isinstance(e, sp.Function) and name not in _CUDA_PRINTABLE:
+                if e not in hoisted:
+                    hoisted[e] = sp.Symbol(f"h{step.index}_{len(hoisted)}", real=True)
+                return hoisted[e]
+            if not e.args or e.is_Atom:
+                return e
+            return e.func(*[hoist(a) for a in e.args])
+
+        exprs = [hoist(to_atan2(e.xreplace(self.values))) for _, e in matrix]
+        if any(e.free_symbols & set(targets) for e in hoisted):
+            return None  # an operation CUDA cannot print reads this very step's quantities
+        shared, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(f"t{step.index}_"), order="none")
+        lines = []
+        try:
+            for sym, e in shared:
+                lines.append(f"const double {sym} = {self.cuda.doprint(e)};")
+            for sym, e in zip(targets, reduced):
+                exact = sym == step.state.nngp and step.state.cov1 in dict(vector)
+                lines.append(f"{'' if exact else 'const '}double {sym} = {self.cuda.doprint(e)};")
+                if exact:  # Σ(x, x) is the variance, bit for bit (as on the NumPy path)
+                    lines.append(f"if (diagonal) {sym} = {step.state.cov1};")
+        except CodegenError:
+            return None
+        reads = set()
+        for e in reduced + [e for _, e in shared]:
+            reads |= {s.name for s in e.free_symbols}
+        reads -= {s.name for s, _ in shared} | {s.name for s in targets}
+        out = []
+        if vector:
+            out.append(_Python([[f"    # {comment}: the variances"]] + self._vector_lines(step, vector)))
+        for e, sym in hoisted.items():
+            what = "CuPy array operations between the kernels"
+            if e.free_symbols <= self.per_point:
+                what = "per point, an input of the kernel"
+                self.point_hoisted.add(sym.name)
+            out.append(_Python([[f"    # layer {step.index}: {type(e).__name__}, {what}"],
+                                [f"    {sym} = {self.arrays.doprint(e)}"]]))
+        if step.state.cov1 in dict(vector) and step.state.nngp in targets:
+            reads |= {"same", step.state.cov1.name}
+        out.append(_KernelStep(step.index, comment, lines, [s.name for s in targets], reads))
+        return out
+
+    def _vector_lines(self, step, vector):
+        exprs, restore = _hide_quadratures([to_atan2(e.xreplace(self.values)) for _, e in vector])
+        shared, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(f"v{step.index}_"), order="none")
+        shared, reduced = [(s, restore(e)) for s, e in shared], [restore(e) for e in reduced]
+        lines = [[f"    {s} = {self.arrays.doprint(e)}"] for s, e in shared]
+        return lines + [[f"    {s} = {self.arrays.doprint(e)}"] for (s, _), e in zip(vector, reduced)]
+
+    # ------------------------------------------------------------------ runs
+
+    def segments(self):
+        """Group the items: consecutive kernel steps form a run; array statements that do not read
+        the current run's quantities are evaluated before its kernel, the others end the run."""
+        segments, run, waiting = [], _Run(), []
+        for item in self.items():
+            if isinstance(item, _KernelStep):
+                run.steps.append(item)
+                continue
+            if run.steps and item.names & run.assigned:
+                segments += waiting + [run]
+                run, waiting = _Run(), []
+            (waiting if run.steps else segments).append(item)
+        segments += waiting + ([run] if run.steps else [])
+        out = self.program.output
+        final = {str(s) for s in (out.nngp, out.ntk) if isinstance(s, sp.Symbol)}
+        later: Set[str] = set(final)
+        for seg in reversed(segments):  # liveness: a run writes out what later statements read
+            if isinstance(seg, _Run):
+                assigned = seg.assigned
+                seg.outputs = [n for s in seg.steps for n in s.assigned if n in later]
+                for s in seg.steps:
+                    seg.inputs += [n for n in sorted(s.reads, key=_ssa_order) if n not in assigned and n not in seg.inputs]
+                if "nngp_0" in seg.inputs and not self.spatial:  # read as cov1_0 on the diagonal
+                    seg.inputs += [n for n in ("cov1_0", "same") if n not in seg.inputs]
+                seg.inputs.sort(key=self._input_order)
+                later |= set(seg.inputs)
+            else:
+                later |= seg.names
+        return segments
+
+    def kernel_definition(self, run: _Run, net_name: str) -> str:
+        """The module-level ``cupy.ElementwiseKernel`` of a run."""
+        diagonal = "same" in run.inputs
+        params, body = [], []
+        for name in run.inputs:
+            if name == "same":
+                continue
+            if name == "nngp_0" and not self.spatial:
+                params.append("G nngp_0_in")
+            else:
+                params.append(f"float64 {name}")
+        if diagonal:
+            params += ["int64 n1", "int64 n2", "bool same"]
+            body.append("const bool diagonal = same && (i / n2) % n1 == i % n2;  // an entry K(x, x) of a self-kernel")
+            if "nngp_0" in run.inputs and not self.spatial:
+                body.append("const double nngp_0 = diagonal ? cov1_0 : (double) nngp_0_in;  // the variance, exactly")
+        final = self._final()
+        outputs = [f"{'R' if n in final else 'float64'} {n}_out" for n in run.outputs]
+        for step in run.steps:
+            body.append(c_comment(step.comment))
+            body += step.lines
+        body += [f"{n}_out = {n};" for n in run.outputs]
+        body = _drop_unused(body)
+        first, last = run.steps[0].index, run.steps[-1].index
+        title = f"layer {first}" if first == last else f"layers {first}–{last}"
+        ident = re.sub(r"\W", "_", net_name.encode("ascii", "replace").decode())
+        code = "\n".join("    " + line for line in body)
+        return (f"# {title}, fused: one pass over the kernel's entries (float64 arithmetic)\n"
+                f"{run.name} = xp.ElementwiseKernel(\n"
+                f'    "{", ".join(params)}",\n'
+                f'    "{", ".join(outputs)}",\n'
+                f'    r"""\n{code}\n""",\n'
+                f'    "ntkdsl_{ident}{run.name}", preamble=_CUDA_HELPERS, options=_CUDA_OPTIONS)\n')
+
+    def kernel_call(self, run: _Run) -> List[List[str]]:
+        final = self._final()
+        first, last = run.steps[0].index, run.steps[-1].index
+        what = f"layer {first}" if first == last else f"layers {first}–{last}"
+        diagonal = "same" in run.inputs
+        matrices = [n for n in run.inputs if n != "same" and n not in self.point_names | self.point_hoisted]
+        shape = f"{matrices[0]}.shape" if matrices else "(n1, n2)"
+        out = [[f"    # {what}: fused CUDA kernel {run.name} (one pass over the entries)"]]
+        for n in run.outputs:
+            out.append([f"    {n} = xp.empty({shape}, dtype={'dtype' if n in final else 'xp.float64'})"])
+        args = [n for n in run.inputs if n != "same"] + (["n1", "n2", "same"] if diagonal else []) + run.outputs
+        out.append([f"    {run.name}({', '.join(args)})"])
+        return out
+
+    def _input_order(self, name: str):
+        """Kernel arguments: the kernel-shaped arrays, then the per-point ones, each by layer."""
+        number = re.search(r"(\d+)(?:_\d+)?$", name) if name.startswith("h") else re.search(r"(\d+)$", name)
+        point = name in self.point_names or name in self.point_hoisted
+        return (point, int(number.group(1)) if number else 0, name)
+
+    def _final(self) -> Set[str]:
+        out = self.program.output
+        return {str(s) for s in (out.nngp, out.ntk) if isinstance(s, sp.Symbol)}
+
+
+def emit_cupy_module(program: KernelProgram, source: Optional[str] = None, filename: str = "<string>") -> str:
+    """The source of a module defining ``kernels(x1, x2=None, dtype=cupy.float64) -> (nngp, ntk)``.
+
+    Args:
+        program: the derived recursion (any network: what CUDA cannot print runs as CuPy arrays).
+        source: the .ntk text it came from (hashed into the header).
+        filename: where that text came from.
+
+    Returns:
+        The module's source text (imports cupy; its kernels compile on first use, cached by CuPy).
+    """
+    net = program.network
+    em = _Emitter(program)
+    segments = em.segments()
+    body: List[List[str]] = []
+    kernels: List[str] = []
+    for seg in segments:
+        if isinstance(seg, _Run):
+            kernels.append(em.kernel_definition(seg, net.name))
+            body += em.kernel_call(seg)
+        else:
+            body += seg.statements
+    printer = em.arrays
+    out = program.output
+    nngp = printer.doprint(out.nngp)
+    if out.ntk.is_number:
+        ntk = f"xp.full(nngp.shape, {printer.doprint(out.ntk)}, dtype=xp.float64)"
+    elif out.ntk == out.nngp:
+        ntk = f"{printer.doprint(out.ntk)}.copy()"
+    else:
+        ntk = printer.doprint(out.ntk)
+    body += [["    nngp = " + nngp], ["    ntk = " + ntk]]
+    body.append(["    if same:  # exact symmetry", "        nngp = nngp + nngp.T", "        nngp *= 0.5",
+                 "        ntk = ntk + ntk.T", "        ntk *= 0.5"])
+    lines = _free_after_last_use(body) + ["    return nngp.astype(dtype, copy=False), ntk.astype(dtype, copy=False)"]
+
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16] if source is not None else "n/a"
+    canonical = "\n".join("    " + line for line in format_network(net).rstrip("\n").splitlines())
+    runs = sum(isinstance(s, _Run) for s in segments)
+    header = f'''"""NNGP and NTK kernels of the network `{net.name}`, generated by ntkdsl {__version__}.
+
+Source: {inert(filename)} (sha256 {digest}); backend: cupy (fused CUDA kernels).
+Conventions: kernel-math.md (neural-tangents'): Σ⁰ = x·x'/d, Θ⁰ = 0, {net.parameterization} parameterization
+by default, the scalar kernel K of K ⊗ I_k for k outputs. Regenerate with `ntkdsl compile`; do not edit.
+The Gram matrix is a cuBLAS GEMM; each run of elementwise layers is one cupy.ElementwiseKernel
+({runs} here), printed from the same program as the NumPy backend by sympy's C printer; what CUDA
+cannot print (structural operations of image kernels, quadratures, Owen's T) runs as CuPy array
+operations between them (ntkdsl/codegen/cuda.py explains).
+
+Network (canonical form):
+
+{canonical}
+"""
+'''
+    if em.spatial:
+        first = program.steps[0].state
+        shape = ", ".join(map(str, net.input_shape))
+        dims = ", ".join(map(str, first.shape * (2 if first.layout == "full" else 1)))
+        prologue = cuda_support.SPATIAL_PROLOGUE.format(
+            shape=shape, ndim=len(net.input_shape) + 1, shape_tuple=tuple(net.input_shape), channels=net.input_dim,
+            layout=first.layout, full=first.layout == "full", array=f"({dims}, N1, N2)")
+        printer.functions.setdefault("input_covariances", "")
+    else:
+        prologue = cuda_support.PROLOGUE.format(d=net.input_dim)
+    imports = BACKENDS["cupy"].imports(printer.modules_used | {"xp"})
+    helpers = cuda_support.device_helpers(em.cuda.helpers)
+    cuda = ""
+    if kernels:
+        cuda = (f"\n\n_CUDA_OPTIONS = {cuda_support.CUDA_OPTIONS!r}  # no FMA contraction: exact zeros on the diagonal\n"
+                + (f'_CUDA_HELPERS = r"""{helpers}"""\n' if helpers else '_CUDA_HELPERS = ""  # no device helpers needed\n')
+                + "".join("\n\n" + k for k in kernels))
+    return (header + imports + "\n" + _support(printer.functions) + "".join("\n\n" + d for d in em.duals)
+            + cuda + prologue + "\n".join(lines) + "\n")
+
+
+def _drop_unused(lines: List[str]) -> List[str]:
+    """The kernel body without the ``const`` locals that nothing reads (e.g. K̇ folded into Θ)."""
+    while True:
+        text = "\n".join(lines)
+        unused = [i for i, line in enumerate(lines) if line.startswith("const double ")
+                  and len(re.findall(rf"\b{line.split()[2]}\b", text)) == 1]
+        if not unused:
+            return lines
+        lines = [line for i, line in enumerate(lines) if i not in unused]
+
+
+def _ssa_order(name: str):
+    stem, _, number = name.rpartition("_")
+    layer = re.match(r"[a-z]+(\d+)$", stem)
+    return (int(layer.group(1)) if layer else int(number) if number.isdigit() else 0, stem, name)
+
+
+def _free_after_last_use(statements: List[List[str]]) -> List[str]:
+    """The statements' lines with ``del`` of every SSA array after the statement that uses it last."""
+    last = {}
+    for i, statement in enumerate(statements):
+        for line in statement:
+            for name in _NAME.findall(line.split("#")[0]):
+                last[name] = i
+    dead: Dict[int, List[str]] = {}
+    for name, i in last.items():
+        dead.setdefault(i, []).append(name)
+    out: List[str] = []
+    for i, statement in enumerate(statements):
+        out += statement
+        if i in dead and i < len(statements) - 1:
+            out.append(f"    del {', '.join(sorted(dead[i], key=_ssa_order))}")
+    return out
+
+
+__all__ = ["CudaPrinter", "CupyArrayPrinter", "emit_cupy_module"]

@@ -1,0 +1,262 @@
+"""Kernels larger than memory: tiles streamed into memory-mapped .npy files, resumable.
+
+:func:`kernels_to_disk` (``net.kernels_to_disk``, ``ntkdsl eval --memmap DIR``) evaluates the
+tiles of :func:`ntkdsl.tiling.tiles` one at a time and writes each into two memory-mapped arrays
+(:func:`numpy.lib.format.open_memmap`), so only one tile's working memory is ever held. The
+directory holds:
+
+* ``nngp.partial.npy``, ``ntk.partial.npy``: the arrays being filled (float64 or float32, (N1, N2));
+* ``progress.json``: the manifest, rewritten atomically after every tile: what is being computed
+  (network name, SHA-256 of the canonical network text, shape, dtype and SHA-256 of each input, the
+  output dtype), the tile shape, the tiles done, and whether the result is complete;
+* when every tile is written, and only then: ``nngp.npy`` and ``ntk.npy`` (the partial files,
+  flushed and renamed), and the manifest marked complete.
+
+A tile is recorded as done only after both arrays are flushed to disk (msync), so an interruption
+at any point (an exception, Ctrl-C, a killed process) loses at most the tile in flight, and a final
+file name never holds an incomplete result. Calling again with the same network, inputs and dtype
+resumes: only the missing tiles are computed, in the tile shape of the first call (the results equal
+the in-memory kernels to round-off either way). A directory holding any other request is refused
+(:class:`ResumeMismatchError`), never overwritten; a complete one is returned as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ._files import atomic_open
+from .errors import NtkdslError
+
+MANIFEST = "progress.json"
+NAMES = ("nngp", "ntk")
+FORMAT = 1
+DISK_TILE = 2048  # points: the default tile side at most (64 MiB of float64 output a tile; the resume granularity)
+
+
+class ResumeMismatchError(NtkdslError, ValueError):
+    """The output directory holds tiles or results of another request (network, inputs or dtype)."""
+
+
+def array_fingerprint(x: np.ndarray) -> dict:
+    """Shape, dtype and SHA-256 of an array's values (C order), without copying a contiguous array."""
+    data = np.ascontiguousarray(x)
+    digest = hashlib.sha256(data.reshape(-1).view(np.uint8)).hexdigest() if data.size else hashlib.sha256().hexdigest()
+    return {"shape": list(x.shape), "dtype": str(x.dtype), "sha256": digest}
+
+
+def request_fingerprint(net, x1: np.ndarray, x2: Optional[np.ndarray], dtype: np.dtype) -> dict:
+    """What a manifest must match to be resumed: the network, both inputs and the output dtype."""
+    spec = hashlib.sha256(net.to_ntk().encode("utf-8")).hexdigest()
+    return {"network": net.name, "spec_sha256": spec, "x1": array_fingerprint(x1),
+            "x2": None if x2 is None else array_fingerprint(x2), "dtype": str(dtype)}
+
+
+def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
+                    memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None, progress=None):
+    """Evaluate Σ and Θ of ``net`` into ``directory``/nngp.npy and ntk.npy, tile by tile, resumable.
+
+    Args:
+        net: a :class:`ntkdsl.CompiledNetwork`.
+        x1: inputs, shape (N1, *input shape).
+        x2: inputs, shape (N2, *input shape), or None for the self-kernel of ``x1`` (only the tiles on
+            and above the block diagonal are computed; the result is exactly symmetric).
+        directory: created if missing; see the module docstring for what it holds.
+        batch_size: tile side in points (default: the largest square tile, at most
+            :data:`DISK_TILE`, whose estimated working memory fits ``memory_budget`` and, for image
+            networks, the cache-sized tile of :func:`ntkdsl.tiling.preferred_peak`). A resume keeps
+            the first call's tile.
+        memory_budget: bytes one tile may use (default: :func:`ntkdsl.tiling.memory_budget`).
+        backend: evaluator of each tile, as in :meth:`ntkdsl.CompiledNetwork.kernels` (CPU results).
+        dtype: float64 (default) or float32 files.
+        progress: None (a bar when stderr is a terminal), True, False or a callable ``(done, total)``
+            called after each tile is on disk (:mod:`ntkdsl.progress`).
+
+    Returns:
+        :class:`ntkdsl.Kernels` of the two files opened read-only as memory maps.
+
+    Raises:
+        ResumeMismatchError: ``directory`` holds a manifest or result of another request.
+        ValueError: inputs whose shape does not match the network, a bad dtype or batch_size.
+        MemoryBudgetError: not even a tile of one pair fits the budget.
+        OSError: the directory or files cannot be created or written.
+    """
+    from numpy.lib.format import open_memmap
+
+    from .api import Kernels
+    from .progress import tile_progress
+    from .tiling import tiles
+
+    x1 = _points(net, x1, "x1")
+    x2 = None if x2 is None else _points(net, x2, "x2")
+    dtype = np.dtype(np.float64 if dtype is None else dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    os.makedirs(directory, exist_ok=True)
+    final = {name: os.path.join(directory, f"{name}.npy") for name in NAMES}
+    part = {name: os.path.join(directory, f"{name}.partial.npy") for name in NAMES}
+    ident = request_fingerprint(net, x1, x2, dtype)
+    manifest = _read_manifest(directory)
+    if manifest is None:
+        present = [os.path.basename(p) for p in final.values() if os.path.exists(p)]
+        if present:
+            raise ResumeMismatchError(f"{directory} already holds {' and '.join(present)} but no {MANIFEST}: "
+                                      "not a result of this request; use another directory or remove them")
+        tile, done = _disk_tile(net, n1, n2, batch_size, memory_budget), set()
+    else:
+        _check(manifest, ident, directory)
+        if manifest.get("complete") and all(os.path.exists(p) for p in final.values()):
+            return Kernels(*(np.load(final[name], mmap_mode="r") for name in NAMES))
+        tile, done = tuple(manifest["tile"]), {tuple(key) for key in manifest["done"]}
+        if not all(os.path.exists(p) for p in part.values()):
+            done = set()  # the partial arrays are gone: start over (same tile)
+
+    blocks = tiles(n1, None if x2 is None else n2, tile)
+    if done:
+        out = {name: open_memmap(part[name], mode="r+") for name in NAMES}
+        if any(a.shape != (n1, n2) or a.dtype != dtype for a in out.values()):
+            raise ResumeMismatchError(f"{part['nngp']} does not hold a ({n1}, {n2}) {dtype} array; remove {directory}")
+    else:
+        out = {name: open_memmap(part[name], mode="w+", dtype=dtype, shape=(n1, n2)) for name in NAMES}
+    record = dict(ident, format=FORMAT, tile=list(tile), tiles=len(blocks), complete=False)
+    _write_manifest(directory, record, done)
+
+    bar = tile_progress(progress, len(blocks), initial=sum((a.start, b.start) in done for a, b in blocks),
+                        desc=f"{net.name} -> {directory}")
+    try:
+        for a, b in blocks:
+            key = (a.start, b.start)
+            if key in done:
+                continue
+            if x2 is None:
+                k = net._evaluate(x1[a], None if a == b else x1[b], backend, dtype, True)
+            else:
+                k = net._evaluate(x1[a], x2[b], backend, dtype, True)
+            for name, value in zip(NAMES, k):
+                out[name][a, b] = value
+                if x2 is None and a != b:
+                    out[name][b, a] = np.asarray(value).T
+            for name in NAMES:
+                out[name].flush()
+            done.add(key)
+            _write_manifest(directory, record, done)
+            bar.update(1)
+    finally:
+        bar.close()
+        for array in out.values():
+            array.flush()
+        del out
+    for name in NAMES:
+        os.replace(part[name], final[name])
+    _fsync_directory(directory)
+    _write_manifest(directory, dict(record, complete=True), done)
+    return Kernels(*(np.load(final[name], mmap_mode="r") for name in NAMES))
+
+
+def _points(net, x, name) -> np.ndarray:
+    x = np.asarray(x)
+    shape = tuple(net.ir.input_shape)
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise ValueError(f"{name} must have shape (N, {', '.join(map(str, shape))}) for this network, got {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} holds no points")
+    return x
+
+
+def _disk_tile(net, n1: int, n2: int, batch_size, memory_budget) -> Tuple[int, int]:
+    """The tile side: ``batch_size``, else the largest square (≤ :data:`DISK_TILE`) within the budget."""
+    from . import tiling
+
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        return int(batch_size), int(batch_size)
+    budget = tiling.memory_budget(memory_budget)
+    limit = budget
+    if len(net.ir.input_shape) > 1 and 8 * net._largest_kernel * n1 * n2 > tiling.PREFERRED_ARRAY:
+        limit = min(budget, tiling.preferred_peak(net.memory_model, net._largest_kernel))
+    cap = min(DISK_TILE, max(n1, n2))
+    t = _largest_square(net._static_memory_model, limit, cap)  # an upper bound: no measuring
+    if t < cap:
+        t = _largest_square(net.memory_model, limit, cap)
+    if t < 1:
+        raise tiling.MemoryBudgetError(f"one pair of points needs about {tiling.format_bytes(net.memory_model.peak(1, 1))}"
+                                       f", more than the budget of {tiling.format_bytes(limit)}")
+    return t, t
+
+
+def _largest_square(model, limit: float, cap: int) -> int:
+    """The largest t ≤ cap with model.peak(t, t) ≤ limit (0 if none)."""
+    lo, hi = 0, cap
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if model.peak(mid, mid) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _read_manifest(directory) -> Optional[dict]:
+    path = os.path.join(directory, MANIFEST)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+        if manifest.get("format") != FORMAT or not isinstance(manifest.get("done"), list):
+            raise ValueError("unknown format")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ResumeMismatchError(f"cannot read {path} ({exc}); remove {directory} to start over") from None
+    return manifest
+
+
+def _check(manifest: dict, ident: dict, directory) -> None:
+    """Refuse a manifest of another request, naming what differs."""
+    differ = []
+    for key, label in (("spec_sha256", "the network"), ("x1", "--x1 / x1"), ("x2", "--x2 / x2"),
+                       ("dtype", "the dtype")):
+        if manifest.get(key) != ident[key]:
+            differ.append(f"{label}: {_describe(manifest.get(key))} there, {_describe(ident[key])} here")
+    if differ:
+        state = "a complete result" if manifest.get("complete") else f"{len(manifest['done'])} tiles"
+        raise ResumeMismatchError(
+            f"cannot resume in {directory}: it holds {state} of another request (network "
+            f"{manifest.get('network')!r}); differs in " + "; ".join(differ)
+            + ". Use another directory, or remove this one to start over")
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "none (x2 = x1)"
+    if isinstance(value, dict):
+        return f"shape {tuple(value['shape'])} {value['dtype']} sha256 {value['sha256'][:12]}"
+    if isinstance(value, str) and len(value) == 64:
+        return f"sha256 {value[:12]}"
+    return str(value)
+
+
+def _write_manifest(directory, record: dict, done) -> None:
+    data = dict(record, done=sorted(list(key) for key in done))
+    with atomic_open(os.path.join(directory, MANIFEST)) as f:
+        f.write((json.dumps(data, indent=1) + "\n").encode("utf-8"))
+
+
+def _fsync_directory(directory) -> None:
+    """Make the renames durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
