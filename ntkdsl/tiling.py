@@ -152,22 +152,28 @@ def static_model(entries_per_pair: int) -> MemoryModel:
 
 
 PREFERRED_ARRAY = 2**19  # bytes: image kernels run fastest in tiles whose largest kernel array is about this big
-PREFERRED_MIN_SIDE = 16  # points: smaller tiles spend more in per-call overhead than the caches save
+PREFERRED_MIN_SIDE = 16  # points: smaller tiles spend more in per-call overhead than the caches save ...
+PREFERRED_MIN_SIDE_ARRAY = 2**23  # bytes: ... unless a tile of that side would hold arrays larger than this
 
 
 def preferred_peak(model: MemoryModel, entries_per_pair: int) -> float:
     """The peak of the preferred tile of an image network: the side at which its largest kernel
-    array (float64) holds :data:`PREFERRED_ARRAY` bytes, but at least :data:`PREFERRED_MIN_SIDE`.
+    array (float64) holds :data:`PREFERRED_ARRAY` bytes, but at least :data:`PREFERRED_MIN_SIDE`
+    points as long as the arrays stay within :data:`PREFERRED_MIN_SIDE_ARRAY` (and at least 1).
 
     A tile's arrays then stay near the processor's caches while a layer makes its dozen elementwise
     passes over them (1 MiB L2 per core, 32 MiB L3 on the benchmark machine), and a self-kernel in
     finer tiles computes less below the diagonal; below the minimum side the per-call overhead of
-    the evaluator wins. Measured on the 2-conv CNNs of benchmarks/workloads.py (fresh processes,
-    default malloc): flatten, 256 images: 0.10 s in tiles of 32 points against 0.16 s in 64 and
-    0.22 s whole; GAP, 64 images: 0.59 s in tiles of 16 against 0.82 s in 8 and 1.2 s in 2; GAP,
-    128 images: 2.1 s in 16 against 2.8 s in 8 and 3.6 s in 4.
+    the evaluator wins, except for networks with very many pixel pairs per point pair (the 21-layer
+    CNN-GAP on 32 x 32 images: 8 MiB a pair, so one pair a tile). Measured on the 2-conv CNNs of
+    benchmarks/workloads.py (fresh processes, default malloc): flatten, 256 images: 0.10 s in tiles
+    of 32 points against 0.16 s in 64 and 0.22 s whole; GAP, 64 images: 0.59 s in tiles of 16
+    against 0.82 s in 8 and 1.2 s in 2; GAP, 128 images: 2.1 s in 16 against 2.8 s in 8, 3.6 s in 4.
     """
-    t = max(PREFERRED_MIN_SIDE, int(math.sqrt(PREFERRED_ARRAY / (8.0 * max(entries_per_pair, 1)))))
+    per_pair = 8.0 * max(entries_per_pair, 1)
+    t = int(math.sqrt(PREFERRED_ARRAY / per_pair))
+    if t < PREFERRED_MIN_SIDE:
+        t = max(1, min(PREFERRED_MIN_SIDE, int(math.sqrt(PREFERRED_MIN_SIDE_ARRAY / per_pair))))
     return model.peak(t, t)
 
 

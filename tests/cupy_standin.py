@@ -163,22 +163,25 @@ def kernels_of(module_source: str):
     return pattern.findall(module_source)
 
 
-def nvcc_check(module_source: str, workdir, arch: str = "sm_80") -> str:
-    """Compile every kernel of a generated CuPy module with nvcc (no GPU needed); return the log.
+def nvcc_check(module_sources, workdir, arch: str = "sm_80") -> str:
+    """Compile every kernel of generated CuPy modules with nvcc, as one translation unit (no GPU
+    needed); return nvcc's log.
 
     Raises:
         subprocess.CalledProcessError: nvcc rejected the source (its message in ``stderr``).
     """
-    found = re.search(r'_CUDA_HELPERS = r"""(.*?)"""', module_source, re.S)
-    helpers = found.group(1) if found else ""
-    units = []
-    for k, (name, ins, outs, operation) in enumerate(kernels_of(module_source)):
-        types_ = {t: "float64" for t, _ in _params(ins) + _params(outs) if t not in _CTYPES}
-        unit = translation_unit(ins, outs, operation, helpers if k == 0 else "", types_, True)
-        units.append(unit.replace("void kernel(", f"void {name.strip('_')}("))
+    helpers, units = [], []
+    for m, source in enumerate(module_sources):
+        found = re.search(r'_CUDA_HELPERS = r"""(.*?)"""', source, re.S)
+        if found and found.group(1) not in helpers:  # the same device helpers in every module: once
+            helpers.append(found.group(1))
+        for name, ins, outs, operation in kernels_of(source):
+            types_ = {t: "float64" for t, _ in _params(ins) + _params(outs) if t not in _CTYPES}
+            unit = translation_unit(ins, outs, operation, "", types_, True)
+            units.append(unit.replace("#include <cstddef>\n", "").replace("void kernel(", f"void m{m}{name}("))
     path = os.path.join(workdir, "kernels.cu")
     with open(path, "w") as f:
-        f.write("\n".join(units))
+        f.write("#include <cstddef>\n" + "".join(helpers) + "\n".join(units))
     done = subprocess.run([NVCC, "-c", f"-arch={arch}", "--fmad=false", "-Werror", "all-warnings", "-o",
                            os.path.join(workdir, "kernels.o"), path], check=True, capture_output=True, text=True)
     return done.stdout + done.stderr

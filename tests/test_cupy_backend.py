@@ -21,7 +21,8 @@ import sympy as sp
 import ntkdsl
 import cupy_standin
 from ntkdsl.codegen import dispatch
-from ntkdsl.codegen.cuda import CudaPrinter, emit_cupy_module
+from ntkdsl.codegen.cuda import emit_cupy_module
+from ntkdsl.codegen.cuda_printer import CudaPrinter
 from ntkdsl.codegen.loader import load_module
 from ntkdsl.codegen.printer import CodegenError
 from ntkdsl.symbolic.functions import angle, hypot, owens_t_angle, perp, smaller
@@ -152,7 +153,7 @@ def test_image_networks_fuse_between_the_structural_operations():
 
 def test_numerical_duals_and_owens_t_fall_back_to_array_operations():
     tanh = ntkdsl.loads(TANH).to_python(backend="cupy")
-    assert "gaussian_expectation(_sigma_0, _sigma_0, " in tanh and "def _quiet():" in tanh
+    assert "gaussian_expectation(_sigma_0, _sigma_0, " in tanh and "class _Quiet:" in tanh
     assert "_layer_1 = xp.ElementwiseKernel(" in tanh and "_layers_2_3 = xp.ElementwiseKernel(" in tanh
     assert "    h2_0 = gaussian_expectation(_sigma_0, _sigma_0, cov1_1, cov2_1, nngp_1, kinks=())" in tanh
     elu = ntkdsl.loads(ELU).to_python(backend="cupy")
@@ -235,6 +236,23 @@ def test_branches_and_standard_parameterization(standin):
     _run_against_numpy(STANDARD, (4,), standin)
 
 
+MORE = {
+    "layer-norm": "network a(input = [4, 4, 2]) {\n conv(4, kernel = 3, padding = same, b_std = 0.1)\n layer_norm\n"
+                  " relu\n global_avg_pool\n dense(1)\n}\n",
+    "concat-product": "network a(input = 3) {\n dense(4, b_std = 0.1)\n relu\n parallel(merge = concat) {\n dense(3); erf\n"
+                      " } {\n dense(5); gelu\n }\n dense(1)\n}\n",
+    "pool-selu-standard": "network a(input = [6, 6, 2], parameterization = standard) {\n conv(4, kernel = 3, padding = valid,"
+                          " b_std = 0.1)\n relu\n avg_pool(2, stride = 2)\n conv(4, kernel = 2, padding = circular)\n selu\n"
+                          " flatten\n dense(1)\n}\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_more_architectures_agree_with_numpy(standin, name):
+    net = ntkdsl.loads(MORE[name])
+    _run_against_numpy(MORE[name], tuple(net.ir.input_shape), standin, n=(4, 3))
+
+
 def test_fallbacks_agree_with_numpy(standin):
     _run_against_numpy(TANH, (2,), standin, n=(5, 4))
     _run_against_numpy(ELU, (3,), standin, n=(6, 4))
@@ -268,11 +286,9 @@ def test_kernels_compile_with_nvcc(tmp_path):
     sources = [ntkdsl.loads(fcn(act)).to_python(backend="cupy") for act in ("relu", "erf", "gelu")]
     sources.append(ntkdsl.loads(EVERY).to_python(backend="cupy"))
     sources.append(ntkdsl.loads(CNN.format(readout="flatten")).to_python(backend="cupy"))
-    for k, source in enumerate(sources):
-        folder = tmp_path / str(k)
-        folder.mkdir()
-        cupy_standin.nvcc_check(source, str(folder))
-        assert (folder / "kernels.o").stat().st_size > 0
+    cupy_standin.nvcc_check(sources, str(tmp_path))
+    assert (tmp_path / "kernels.o").stat().st_size > 0
+    assert (tmp_path / "kernels.cu").read_text().count("__global__") == 3 + 1 + 3
 
 
 # ---------------------------------------------------------------- 3. on a GPU
@@ -439,3 +455,35 @@ def test_flow_backend_names():
     if not dispatch.module_available("cupy"):
         with pytest.raises(ImportError, match=r"ntkdsl\[gpu\]"):
             KernelFlow.from_kernels(k, np.ones(3), backend="cupy")
+
+
+@pytest.mark.parametrize("flow_backend", FLOW_BACKENDS, indirect=True)
+def test_flow_cli_backend(flow_backend, tmp_path, capsys):
+    """`ntkdsl flow --backend cupy` writes the same NumPy arrays as --backend numpy."""
+    from ntkdsl.cli import main
+
+    rng = np.random.default_rng(2)
+    x, xt = rng.standard_normal((10, 5)), rng.standard_normal((4, 5))
+    np.savez(tmp_path / "train.npz", x=x, y=np.sin(x[:, 0]))
+    np.savez(tmp_path / "test.npz", x=xt, y=np.sin(xt[:, 0]))
+    (tmp_path / "net.ntk").write_text(fcn("erf"))
+    outputs = {}
+    for backend in ("numpy", flow_backend):
+        out = tmp_path / f"{backend}.npz"
+        assert main(["flow", str(tmp_path / "net.ntk"), "--train", str(tmp_path / "train.npz"), "--test",
+                     str(tmp_path / "test.npz"), "--times", "0,5,inf", "--backend", backend, "-o", str(out)]) == 0
+        with np.load(out) as saved:
+            outputs[backend] = {k: saved[k] for k in saved.files}
+    capsys.readouterr()
+    for key, want in outputs["numpy"].items():
+        np.testing.assert_allclose(outputs[flow_backend][key], want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.skipif(dispatch.module_available("cupy"), reason="CuPy is installed here")
+def test_flow_cli_backend_cupy_without_cupy_is_a_user_error(tmp_path, capsys):
+    from ntkdsl.cli import main
+
+    np.savez(tmp_path / "train.npz", x=np.eye(5), y=np.arange(5.0))
+    (tmp_path / "net.ntk").write_text(fcn("relu", 1))
+    assert main(["flow", str(tmp_path / "net.ntk"), "--train", str(tmp_path / "train.npz"), "--backend", "cupy"]) == 2
+    assert "ntkdsl[gpu]" in capsys.readouterr().err

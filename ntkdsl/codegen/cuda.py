@@ -4,8 +4,8 @@ Everything a kernel recursion does between its structural operations is elementw
 entries of the kernel arrays: the affine maps of dense and conv layers, the activations' dual
 kernels, the sums and products of branches. The NumPy program evaluates that one array operation
 at a time; on a GPU every operation is a kernel launch and a pass over device memory. Here each
-*run* of consecutive elementwise steps is printed, by :class:`CudaPrinter` (sympy's C99 printer
-with ntkdsl's functions), as the body of ONE ``cupy.ElementwiseKernel``: the run reads its inputs
+*run* of consecutive elementwise steps is printed, by :class:`.cuda_printer.CudaPrinter` (sympy's
+C99 printer with ntkdsl's functions), as the body of ONE ``cupy.ElementwiseKernel``: the run reads its inputs
 once and writes only what later statements read. For a fully connected network that is the whole
 recursion after the Gram matrix.
 
@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
 import sympy as sp
-from sympy.printing.c import C99CodePrinter
-from sympy.printing.precedence import PRECEDENCE
 
 from .._version import __version__
 from ..ir.printer import format_network
@@ -49,137 +47,13 @@ from ..symbolic.functions import to_atan2
 from ..symbolic.program import KernelProgram
 from . import cuda_support
 from .backends import BACKENDS
+from .cuda_printer import CUDA_PRINTABLE, CudaPrinter, CupyArrayPrinter, c_comment
 from .emit import _hide_quadratures, _support, inert, layer_location, step_statements
-from .printer import ArrayPrinter, CodegenError
+from .printer import CodegenError
 
-# sympy function classes that CudaPrinter prints (everything else is hoisted out of the kernel)
-_C_FUNCTIONS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tan": "tan", "atan": "atan",
-                "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "erf": "erf", "erfc": "erfc",
-                "floor": "floor", "ceiling": "ceil", "gamma": "tgamma", "loggamma": "lgamma",
-                "Abs": "fabs", "atan2": "atan2"}
-_CUDA_PRINTABLE = set(_C_FUNCTIONS) | {"perp", "angle", "asin", "hypot", "Max", "Min", "smaller", "larger",
-                                       "cos_angle", "sin_angle", "Piecewise", "ExprCondPair"}
 # SSA names of the Python statements (kernel fields, CSE temporaries t*, per-point temporaries v*,
 # hoisted operations h*), freed after their last use
 _NAME = re.compile(r"\b(?:(?:cov1|cov2|nngp_dot|nngp|ntk)_\d+|[tvh]\d+_\d+)\b")
-
-
-class CudaPrinter(C99CodePrinter):
-    """sympy's C99 printer for the body of a CUDA kernel: double arithmetic, CUDA's math library.
-
-    Numbers print as double literals (``2.0``, ``3.141592653589793``: no ``M_PI``, which NVRTC
-    lacks, and no ``sqrt(2)`` of an int, which is ambiguous in CUDA C++), small integer powers as
-    products, and ntkdsl's functions in their safe forms (:mod:`ntkdsl.symbolic.functions`):
-    ``perp`` as the overflow-safe device helper, ``asin`` with its argument clamped, θ as
-    ``atan2``. A function without a CUDA form raises :class:`CodegenError`.
-    """
-
-    def __init__(self):
-        super().__init__({"math_macros": {}})
-        self.helpers: Set[str] = set()
-
-    def _print_not_supported(self, expr):
-        raise CodegenError(f"{type(expr).__name__} has no CUDA form")
-
-    def _print_Function(self, expr):
-        name = type(expr).__name__
-        if name not in _C_FUNCTIONS:
-            raise CodegenError(f"{name} has no CUDA form")
-        return f"{_C_FUNCTIONS[name]}({', '.join(self._print(a) for a in expr.args)})"
-
-    def _print_Integer(self, expr):
-        return f"{int(expr)}.0"
-
-    def _print_NumberSymbol(self, expr):
-        return repr(float(expr))
-
-    _print_Pi = _print_Exp1 = _print_EulerGamma = _print_NumberSymbol
-
-    def _print_Pow(self, expr):
-        base, e = expr.args
-        if e.is_Float and float(e).is_integer():
-            e = sp.Integer(int(e))
-        if e == sp.S.Half:
-            return f"sqrt({self._print(base)})"
-        if e == -sp.S.Half:
-            return f"(1.0/sqrt({self._print(base)}))"
-        if e.is_Integer and 2 <= int(e) <= 4:
-            b = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
-            return "(" + "*".join([b] * int(e)) + ")"
-        if e == -1:
-            return f"(1.0/{self.parenthesize(base, PRECEDENCE['Mul'], strict=True)})"
-        if e.is_Integer and -4 <= int(e) <= -1:
-            return f"(1.0/{self.parenthesize(sp.Pow(base, -e, evaluate=False), PRECEDENCE['Mul'], strict=True)})"
-        exponent = repr(float(e)) if e.is_number else self._print(e)
-        return f"pow({self._print(base)}, {exponent})"
-
-    def _print_perp(self, expr):  # √max(q1·q2 − c², 0), rescaled so that q1·q2 cannot overflow
-        c, p = expr.args
-        factors = p.as_ordered_factors() if p.is_Mul else []
-        if len(factors) != 2:
-            return f"sqrt(fmax({self._print(p - c**2)}, 0.0))"
-        self.helpers.add("perp")
-        return f"perp({self._print(c)}, {self._print(factors[0])}, {self._print(factors[1])})"
-
-    def _print_angle(self, expr):  # θ = atan2(√max(p − c², 0), c) ∈ [0, π]
-        from ..symbolic.functions import perp
-
-        c, p = expr.args
-        return f"atan2({self._print(perp(c, p))}, {self._print(c)})"
-
-    def _print_cos_angle(self, expr):  # cos θ as cos(atan2(...)): 1, not 0/0, at p = 0
-        from ..symbolic.functions import angle
-
-        return f"cos({self._print_angle(angle(*expr.args))})"
-
-    def _print_sin_angle(self, expr):
-        from ..symbolic.functions import angle
-
-        return f"sin({self._print_angle(angle(*expr.args))})"
-
-    def _print_asin(self, expr):
-        return f"asin(fmin(fmax({self._print(expr.args[0])}, -1.0), 1.0))"
-
-    def _print_hypot(self, expr):
-        return f"hypot({self._print(expr.args[0])}, {self._print(expr.args[1])})"
-
-    def _nested(self, args, name):
-        first, *rest = args
-        return self._print(first) if not rest else f"{name}({self._print(first)}, {self._nested(rest, name)})"
-
-    def _print_Max(self, expr):
-        return self._nested(expr.args, "fmax")
-
-    def _print_Min(self, expr):
-        return self._nested(expr.args, "fmin")
-
-    _print_larger = _print_Max
-    _print_smaller = _print_Min
-
-    def _print_Piecewise(self, expr):  # nested conditional expressions on one line
-        *pieces, (last, cond) = expr.args
-        if cond != sp.true:
-            raise CodegenError("a Piecewise without a default piece")
-        out = f"({self._print(last)})"
-        for value, condition in reversed(pieces):
-            out = f"(({self._print(condition)}) ? ({self._print(value)}) : {out})"
-        return out
-
-
-class CupyArrayPrinter(ArrayPrinter):
-    """The shared array printer, with Owen's T through the module's host helper (CuPy has none)."""
-
-    def _print_owens_t_angle(self, expr):
-        h, phi = (self._print(a) for a in expr.args)
-        self.functions["owens_t"] = cuda_support.OWENS_T
-        return f"owens_t({h}, {self._module_format('numpy.tan')}({phi}))"
-
-
-def c_comment(text: str) -> str:
-    """``text`` (a layer's comment; its file name already :func:`inert`) as a one-line ASCII C++
-    comment that no backslash can continue onto the next line."""
-    text = text.encode("ascii", "backslashreplace").decode("ascii").replace("\n", "\\n")
-    return "// " + text + ("." if text.rstrip().endswith("\\") else "")
 
 
 @dataclass
@@ -207,8 +81,9 @@ class _KernelStep:
 @dataclass
 class _Run:
     steps: List[_KernelStep] = field(default_factory=list)
-    inputs: List[str] = field(default_factory=list)  # read and not assigned in the run, first use first
-    outputs: List[str] = field(default_factory=list)
+    inputs: List[str] = field(default_factory=list)  # read and not assigned in the run
+    outputs: List[str] = field(default_factory=list)  # assigned in the run and read after it
+    results: List[str] = field(default_factory=list)  # outputs written in the requested dtype
 
     @property
     def assigned(self) -> Set[str]:
@@ -264,7 +139,7 @@ class _Emitter:
 
         def hoist(e):
             name = type(e).__name__
-            if isinstance(e, sp.Function) and name not in _CUDA_PRINTABLE:
+            if isinstance(e, sp.Function) and name not in CUDA_PRINTABLE:
                 if e not in hoisted:
                     hoisted[e] = sp.Symbol(f"h{step.index}_{len(hoisted)}", real=True)
                 return hoisted[e]
@@ -328,13 +203,14 @@ class _Emitter:
                 run, waiting = _Run(), []
             (waiting if run.steps else segments).append(item)
         segments += waiting + ([run] if run.steps else [])
-        out = self.program.output
-        final = {str(s) for s in (out.nngp, out.ntk) if isinstance(s, sp.Symbol)}
+        final = self._final()
         later: Set[str] = set(final)
         for seg in reversed(segments):  # liveness: a run writes out what later statements read
             if isinstance(seg, _Run):
                 assigned = seg.assigned
                 seg.outputs = [n for s in seg.steps for n in s.assigned if n in later]
+                # the results in the requested dtype, unless a later kernel or statement reads them
+                seg.results = [n for n in seg.outputs if n in final and n not in later - final]
                 for s in seg.steps:
                     seg.inputs += [n for n in sorted(s.reads, key=_ssa_order) if n not in assigned and n not in seg.inputs]
                 if "nngp_0" in seg.inputs and not self.spatial:  # read as cov1_0 on the diagonal
@@ -361,8 +237,7 @@ class _Emitter:
             body.append("const bool diagonal = same && (i / n2) % n1 == i % n2;  // an entry K(x, x) of a self-kernel")
             if "nngp_0" in run.inputs and not self.spatial:
                 body.append("const double nngp_0 = diagonal ? cov1_0 : (double) nngp_0_in;  // the variance, exactly")
-        final = self._final()
-        outputs = [f"{'R' if n in final else 'float64'} {n}_out" for n in run.outputs]
+        outputs = [f"{'R' if n in run.results else 'float64'} {n}_out" for n in run.outputs]
         for step in run.steps:
             body.append(c_comment(step.comment))
             body += step.lines
@@ -380,7 +255,6 @@ class _Emitter:
                 f'    "ntkdsl_{ident}{run.name}", preamble=_CUDA_HELPERS, options=_CUDA_OPTIONS)\n')
 
     def kernel_call(self, run: _Run) -> List[List[str]]:
-        final = self._final()
         first, last = run.steps[0].index, run.steps[-1].index
         what = f"layer {first}" if first == last else f"layers {first}–{last}"
         diagonal = "same" in run.inputs
@@ -388,7 +262,7 @@ class _Emitter:
         shape = f"{matrices[0]}.shape" if matrices else "(n1, n2)"
         out = [[f"    # {what}: fused CUDA kernel {run.name} (one pass over the entries)"]]
         for n in run.outputs:
-            out.append([f"    {n} = xp.empty({shape}, dtype={'dtype' if n in final else 'xp.float64'})"])
+            out.append([f"    {n} = xp.empty({shape}, dtype={'dtype' if n in run.results else 'xp.float64'})"])
         args = [n for n in run.inputs if n != "same"] + (["n1", "n2", "same"] if diagonal else []) + run.outputs
         out.append([f"    {run.name}({', '.join(args)})"])
         return out
@@ -514,4 +388,4 @@ def _free_after_last_use(statements: List[List[str]]) -> List[str]:
     return out
 
 
-__all__ = ["CudaPrinter", "CupyArrayPrinter", "emit_cupy_module"]
+__all__ = ["emit_cupy_module"]

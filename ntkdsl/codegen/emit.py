@@ -316,5 +316,5 @@ def support_source() -> str:
     constants = [f"{name} = {getattr(support, name)!r}" for name in
                  ("GAUSS_PANEL_EDGES", "SIGMA_PANEL_EDGES", "GAUSS_TAIL", "GAUSS_NODES")]
     functions = [inspect.getsource(getattr(support, name)).rstrip("\n") for name in
-                 ("gaussian_expectation", "_panels", "_edges", "_expectation", "_quiet", "_leggauss")]
+                 ("gaussian_expectation", "_panels", "_edges", "_expectation", "_Quiet", "_leggauss")]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"

@@ -106,7 +106,7 @@ def _expectation(f, g, q1, q2, c, marks, kink_marks, gauss, x, w):
     rho = xp.where(p > 0, xp.clip(c / xp.sqrt(safe), -1.0, 1.0), 0.0)
     r1, r2 = xp.sqrt(q1), xp.sqrt(q2)
     s = r2 * xp.sqrt(xp.maximum(1.0 - rho * rho, 0.0))
-    with _quiet():
+    with _Quiet():
         pre1 = xp.where(r1[:, None] > 0, marks[None, :] / xp.where(r1 > 0, r1, 1.0)[:, None], GAUSS_TAIL)
         # as ρ → ±1 the inner integral tends to g(μ(z1)): g's kinks become kinks in z1 at k/(√q2·ρ)
         slope = (r2 * rho)[:, None]
@@ -114,7 +114,7 @@ def _expectation(f, g, q1, q2, c, marks, kink_marks, gauss, x, w):
     z1, w1 = _panels(_edges(pre1, gauss), x, w)  # (n, P·m)
     mu = (r2 * rho)[:, None] * z1
     s3 = s[:, None, None]
-    with _quiet():
+    with _Quiet():
         pre2 = xp.where(s3 > 0, (marks[None, None, :] - mu[..., None]) / xp.where(s3 > 0, s3, 1.0), GAUSS_TAIL)
     z2, w2 = _panels(_edges(pre2, gauss), x, w)  # (n, P·m, P·m)
     density = 0.3989422804014327  # 1/√(2π)
@@ -122,12 +122,18 @@ def _expectation(f, g, q1, q2, c, marks, kink_marks, gauss, x, w):
     return xp.sum(w1 * xp.exp(-0.5 * z1 * z1) * f(r1[:, None] * z1) * inner, axis=-1) * density
 
 
-def _quiet():
-    """Ignore division warnings of masked-out entries: numpy.errstate, or nothing for array modules
-    without floating-point error state (CuPy never warns)."""
-    import contextlib
+class _Quiet:
+    """Ignore the division warnings of masked-out entries: numpy.errstate where the array module has
+    one; nothing for those without floating-point error state (CuPy, which never warns)."""
 
-    return xp.errstate(divide="ignore", invalid="ignore") if hasattr(xp, "errstate") else contextlib.nullcontext()
+    def __enter__(self):
+        self._state = xp.errstate(divide="ignore", invalid="ignore") if hasattr(xp, "errstate") else None
+        if self._state is not None:
+            self._state.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return bool(self._state is not None and self._state.__exit__(*exc))
 
 
 def _leggauss():  # array modules without numpy.polynomial.legendre (CuPy): nodes from NumPy

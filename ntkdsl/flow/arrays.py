@@ -146,5 +146,10 @@ def arrays(backend: str):
     raise ValueError(f"backend must be 'numpy' or 'cupy', not {backend!r}")
 
 
+def to_numpy(a):
+    """A NumPy array of ``a`` (a CuPy array is copied to the host)."""
+    return a.get() if _is_cupy(a) else np.asarray(a)
+
+
 def _is_cupy(a) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"

@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .._files import atomic_open, write_npz
+from .arrays import to_numpy
 from .solver import KernelFlow
 
 SHOWN = 5  # test predictions printed per time (all of them go to -o)
@@ -43,6 +44,8 @@ def register(subparsers) -> None:
                    help="divide the squared loss by 2N (points) or 2Nk (entries)")
     f.add_argument("-o", "--out", help=".npz to write (atomically): times, train_loss, test_pred[, test_loss]")
     f.add_argument("--plot", help="image file for the loss and principal components over time (needs matplotlib)")
+    f.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
+                   help="where the kernels and the linear algebra run: numpy (default) or cupy (a CUDA GPU)")
     f.set_defaults(run=run)
 
 
@@ -110,10 +113,11 @@ def run(args) -> int:
         warnings.simplefilter("always")
         try:
             flow = KernelFlow(net, x, y, learning_rate=args.learning_rate, diag_reg=args.diag_reg,
-                              kernel=args.kernel, loss_normalization=args.loss_normalization)
-            loss = flow.loss(times)
-            pred = flow.predict(x_test, times) if x_test is not None else None
-        except ValueError as exc:
+                              kernel=args.kernel, loss_normalization=args.loss_normalization,
+                              backend=getattr(args, "backend", "numpy"))
+            loss = to_numpy(flow.loss(times))
+            pred = to_numpy(flow.predict(x_test, times)) if x_test is not None else None
+        except (ValueError, ImportError) as exc:  # ImportError: --backend cupy without CuPy
             raise _user_error(str(exc)) from None
     for w in {str(w.message) for w in caught}:
         print(f"ntkdsl: warning: {w}", file=sys.stderr)
@@ -140,7 +144,7 @@ def run(args) -> int:
 
 
 def _report(name, flow, times, loss, pred, test_loss) -> None:
-    rates = flow.eigen().rates
+    rates = to_numpy(flow.eigen().rates)
     print(f"network {name}: {flow.n_train} training points, kernel {flow.kernel}, "
           f"learning rate {flow.learning_rate:g}, ridge {flow.ridge:.3g}, "
           f"loss normalisation {flow.loss_normalization}")
@@ -192,16 +196,17 @@ def _plot(flow: KernelFlow, times: np.ndarray, path: str) -> None:
     """Training loss (log-log) and the first principal components of the residual over time."""
     plt = _pyplot()
     eig = flow.eigen()
+    rates = to_numpy(eig.rates)
     finite = times[np.isfinite(times) & (times > 0)]
     shown = min(5, flow.n_train)
-    top = float(finite.max()) if finite.size else 5.0 / max(eig.rates[shown - 1], 1e-300)
+    top = float(finite.max()) if finite.size else 5.0 / max(rates[shown - 1], 1e-300)
     grid = np.linspace(0.0, top, 201)
-    comps = np.abs(eig.components(grid)).reshape(grid.size, flow.n_train, -1).max(axis=2)
+    comps = np.abs(to_numpy(eig.components(grid))).reshape(grid.size, flow.n_train, -1).max(axis=2)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.loglog(grid[1:], flow.loss(grid[1:]))
+    a.loglog(grid[1:], to_numpy(flow.loss(grid[1:])))
     a.set(xlabel="t (gradient steps)", ylabel="training loss", title="loss")
     for i in range(shown):
-        b.semilogy(grid, comps[:, i], label=f"component {i + 1} (rate {eig.rates[i]:.3g})")
+        b.semilogy(grid, comps[:, i], label=f"component {i + 1} (rate {rates[i]:.3g})")
     floor = 1e-8 * max(float(comps[0, :shown].max()), 1e-300)   # 8 decades below the start
     b.set_ylim(bottom=floor)
     b.set(xlabel="t (gradient steps)", ylabel="|residual along eigenvector|",

@@ -103,11 +103,8 @@ def _drain(gen):
 # --- the node rules, shared by Residual and Parallel ------------------------------------------
 
 def branches_init(node, rng, in_shape):
-    per_branch, shapes = [], []
-    for seq in node.finite_sequences():
-        p, shape = sequence_init(seq, rng, in_shape)
-        per_branch.append(p)
-        shapes.append(shape)
+    """Every branch's parameters, drawn branch by branch and layer by layer, as one flat dict."""
+    per_branch = [sequence_init(seq, rng, in_shape)[0] for seq in node.finite_sequences()]
     return pack(per_branch), node.out_shape(tuple(in_shape))
 
 
@@ -131,15 +128,10 @@ def branches_param_grads(node, params: Params, cache, g, per_example: bool = Fal
     key_of = {id(a): k for k, a in params.items()}
     out: Dict[str, object] = {}
     for sub in split_cotangent(node, params, cache, g):
-        for layer, p, c, gi in _walk_all(sub):
+        for layer, p, c, gi in walk(*sub, need_input=False):
             for name, d in layer.param_grads(p, c, gi, per_example).items():
                 out[key_of[id(p[name])]] = d
     return {k: out[k] for k in params}  # the order of params (flat_params' layout)
-
-
-def _walk_all(sub):
-    gen = walk(*sub, need_input=False)
-    yield from gen
 
 
 def branches_ntk_terms(node, params: Params, cache1, g1, cache2, g2, trace: bool = True):
@@ -149,8 +141,8 @@ def branches_ntk_terms(node, params: Params, cache1, g1, cache2, g2, trace: bool
     subs1 = split_cotangent(node, params, cache1, g1)
     subs2 = subs1 if same else split_cotangent(node, params, cache2, g2)
     for sub1, sub2 in zip(subs1, subs2):
-        it2 = None if same else _walk_all(sub2)
-        for layer, p, c1, h1 in _walk_all(sub1):
+        it2 = None if same else walk(*sub2, need_input=False)
+        for layer, p, c1, h1 in walk(*sub1, need_input=False):
             _, _, c2, h2 = (layer, p, c1, h1) if same else next(it2)
             term = layer.ntk_terms(p, c1, h1, c2, h2, trace)
             if term is not None:

@@ -17,6 +17,12 @@ kind implements them and the sampler needs no other change):
     this layer's share Σ_θ ⟨∂f/∂θ(x), ∂f/∂θ(x′)⟩ of the empirical NTK, contracted without the
     Jacobian: (N1, N2) summed over the m axis (``trace``) or (N1, N2, m, m); None without parameters.
 
+Dense and elementwise layers are here; conv, pooling, global pooling, flatten and layer norm in
+:mod:`.spatial_layers`; residual and parallel (and the backward walk that descends into branches)
+in :mod:`.branch_layers`. Nodes other than dense and the activations find their functions through
+:class:`ntkdsl.ir.nodes.SamplerRules`. Array math uses the namespace of its arguments
+(:mod:`.backend`: NumPy, or CuPy for a network built with ``backend = "cupy"``).
+
 Conventions match the analytic rules: NTK parameterization z = (σ_w/√n_in)·W·x + σ_b·b with
 W, b ~ N(0, 1); standard parameterization z = W·x + b with W ~ N(0, σ_w²/n_in), b ~ N(0, σ_b²),
 the NTK taken with respect to W and b themselves (Sohl-Dickstein et al. 2020, "On the infinite

@@ -89,7 +89,7 @@ def _rel(a: np.ndarray, ref: np.ndarray) -> float:
 
 
 def width_study(net, x1, widths: Sequence[int], n_samples: int = 20, seed=0,
-                progress: Optional[Callable[[int, int], None]] = None) -> WidthStudy:
+                progress: Optional[Callable[[int, int], None]] = None, backend: str = "numpy") -> WidthStudy:
     """Monte Carlo kernels at each width against the analytic kernels at the same widths.
 
     Args:
@@ -99,6 +99,7 @@ def width_study(net, x1, widths: Sequence[int], n_samples: int = 20, seed=0,
         n_samples: draws per width.
         seed: root seed (each width uses the same one).
         progress: called as ``progress(done, total)`` over all draws of all widths.
+        backend: "numpy" or "cupy" for the finite networks.
 
     Returns:
         :class:`WidthStudy`.
@@ -107,7 +108,7 @@ def width_study(net, x1, widths: Sequence[int], n_samples: int = 20, seed=0,
     total = len(widths) * n_samples
     for j, w in enumerate(widths):
         tick = None if progress is None else (lambda done, _, j=j: progress(j * n_samples + done, total))
-        mc = monte_carlo(net, x1, width=w, n_samples=n_samples, seed=seed, progress=tick)
+        mc = monte_carlo(net, x1, width=w, n_samples=n_samples, seed=seed, progress=tick, backend=backend)
         exact = net.with_width(w).kernels(x1)
         root = np.sqrt(n_samples)
         rows.append((_rel(mc.nngp - exact.nngp, exact.nngp), _rel(mc.ntk - exact.ntk, exact.ntk),

@@ -12,6 +12,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..ir.branches import Parallel, Residual
 from ..ir.nodes import Network
 from .backend import array_module, namespace, to_numpy
 from .branch_layers import walk
@@ -35,8 +36,7 @@ def _has_sized(layers) -> bool:
 
 
 def _branches(layer):
-    seqs = getattr(layer, "finite_sequences", None)
-    return seqs() if seqs is not None else ()
+    return layer.finite_sequences() if isinstance(layer, (Residual, Parallel)) else ()
 
 
 def _resize(layers, width: int, keep: bool):
@@ -52,9 +52,9 @@ def _resize(layers, width: int, keep: bool):
             if not keep:
                 out[i] = replace(layer, **{name: width})
             keep = False
-        elif hasattr(layer, "body"):
+        elif isinstance(layer, Residual):
             out[i] = replace(layer, body=_resize(layer.body, width, keep))
-        elif hasattr(layer, "branches"):
+        elif isinstance(layer, Parallel):
             out[i] = replace(layer, branches=tuple(_resize(b, width, keep) for b in layer.branches))
             keep = keep and not all(_has_sized(b) for b in layer.branches)
     return tuple(out)
