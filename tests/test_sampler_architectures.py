@@ -325,3 +325,7 @@ def test_missing_cupy_is_a_clear_import_error(monkeypatch):
         ntkdsl.loads(NETWORKS["residual"]).finite(backend="cupy")
     with pytest.raises(ValueError, match="backend"):
         ntkdsl.loads(NETWORKS["residual"]).finite(backend="torch")
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    status = main(["sample", str(ROOT / "examples" / "mlp.ntk"), "--widths", "8", "--samples", "2",
+                   "--backend", "cupy"])
+    assert status == 2  # a user error with the install hint, no traceback

@@ -5,9 +5,9 @@ entries of the kernel arrays: the affine maps of dense and conv layers, the acti
 kernels, the sums and products of branches. The NumPy program evaluates that one array operation
 at a time; on a GPU every operation is a kernel launch and a pass over device memory. Here each
 *run* of consecutive elementwise steps is printed, by :class:`.cuda_printer.CudaPrinter` (sympy's
-C99 printer with ntkdsl's functions), as the body of ONE ``cupy.ElementwiseKernel``: the run reads its inputs
-once and writes only what later statements read. For a fully connected network that is the whole
-recursion after the Gram matrix.
+C99 printer with ntkdsl's functions), as the body of ONE ``cupy.ElementwiseKernel``: the run
+reads its inputs once and writes only what later statements read. For a fully connected network
+that is the whole recursion after the Gram matrix.
 
 Outside the kernels, as CuPy array operations (the statements of the NumPy program, :mod:`.emit`):
 

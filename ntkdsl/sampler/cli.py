@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     s.add_argument("--points", type=int, default=8, help="number of random inputs without --x1 (default %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="root random seed (default %(default)s)")
     s.add_argument("--plot", help="image file for spread and error vs width (needs matplotlib)")
+    s.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
+                   help="array module of the finite networks (default %(default)s; cupy needs a GPU)")
     s.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress bar on stderr: auto = when stderr is a terminal (default)")
     s.set_defaults(run=run)
@@ -128,8 +130,15 @@ def run(args) -> int:
     else:
         x, where = default_inputs(shape, args.points, args.seed), "random, unit sphere" if len(shape) == 1 else "random images"
     enabled = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    if args.backend != "numpy":
+        from .backend import array_module
+
+        try:
+            array_module(args.backend)
+        except ImportError as exc:
+            raise _user_error(str(exc)) from None
     study = width_study(net, x, widths, n_samples=args.samples, seed=args.seed,
-                        progress=ProgressBar(sys.stderr, enabled))
+                        progress=ProgressBar(sys.stderr, enabled), backend=args.backend)
     print(_report(net, study, len(x), where))
     if args.plot:
         _plot(study, args.plot)
