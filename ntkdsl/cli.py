@@ -43,6 +43,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return USER_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `ntkdsl sample ... | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit-time flush does not fail again
+        return 141
 
 
 def _parser() -> argparse.ArgumentParser:
