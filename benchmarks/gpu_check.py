@@ -76,7 +76,7 @@ def run(quick: bool, repeats: int):
     for w in cases:
         net = ntkdsl.loads(workloads.ntk_source(w), filename=f"{w['name']}.ntk")
         x = cupy.asarray(np.random.default_rng(0).standard_normal(workloads.input_shape(w)))
-        seconds, peak = _time(lambda: net.kernels(x, backend="cupy", dtype=w["dtype"]), repeats, cupy)
+        seconds, peak = _time(lambda net=net, x=x, w=w: net.kernels(x, backend="cupy", dtype=w["dtype"]), repeats, cupy)
         entries = w["n"] ** 2
         row = {"workload": w["name"], "n": w["n"], "dtype": w["dtype"], "seconds": seconds,
                "ms_per_entry": 1e3 * seconds / entries, "peak_gib": peak / 2**30,

@@ -19,7 +19,7 @@ PY=${PYTHON:-python3}
 if [ "${1:-}" = "prepare" ]; then
     mkdir -p .whl
     "$PY" -m pip download -q --no-deps --only-binary=:all: -d .whl "lark==1.3.1" || exit 1
-    echo "wheels in .whl/: $(ls .whl | tr '\n' ' ')(keep .whl out of git: echo /.whl/ >> .git/info/exclude)"
+    echo "wheels in .whl/: $(ls .whl | tr '\n' ' ')(keep .whl out of git: echo /.whl/ >> \"\$(git rev-parse --git-path info/exclude)\")"
     exit 0
 fi
 

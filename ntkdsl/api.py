@@ -70,6 +70,9 @@ class CompiledNetwork:
             progress: a bar over the tiles of a tiled request: None (only when stderr is a
                 terminal), True, False, or a callable ``progress(done, total)`` (:mod:`ntkdsl.progress`).
 
+        Pairs of identical points get the exact value at (x, x) (:func:`ntkdsl.tiling.exact_duplicates`),
+        so results do not depend on the tiles even there, where the kernels are ill-conditioned.
+
         Returns:
             :class:`Kernels` of arrays of shape (N1, N2) (CuPy arrays from the CuPy backend).
 
@@ -83,10 +86,14 @@ class CompiledNetwork:
         if tile is not None and _covers(tile, x1, x2):
             tile = None  # one tile is the whole request: no second pair of (N1, N2) outputs to copy into
         if tile is None:
-            return Kernels(*self._evaluate(x1, x2, backend, dtype, to_numpy))
-        to_numpy = to_numpy or backend == "cupy"
-        return Kernels(*tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile,
-                                        progress))
+            k = self._evaluate(x1, x2, backend, dtype, to_numpy)
+        else:
+            to_numpy = to_numpy or backend == "cupy"
+            k = tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile, progress)
+        if isinstance(k[0], np.ndarray) and np.ndim(x1):  # identical points: exact, whatever the tiles
+            nngp, ntk = (a if a.flags.writeable else a.copy() for a in k)
+            k = tiling.exact_duplicates(nngp, ntk, x1, x2, lambda a: self._evaluate(a, None, backend, dtype, True))
+        return Kernels(*k)
 
     def kernels_to_disk(self, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
                         memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None,

@@ -224,6 +224,72 @@ def tiles(n1: int, n2: Optional[int], tile: Tuple[int, int]):
     return [(slice(i, min(i + t1, n1)), slice(j, min(j + t2, n2))) for i in range(0, n1, t1) for j in range(0, n2, t2)]
 
 
+def duplicate_groups(x1, x2=None):
+    """Groups of bitwise-identical points, for :func:`exact_duplicates`.
+
+    Returns:
+        A list of (rows of x1, columns of x2) index arrays, one per group of identical points that
+        has a pair to fix: for a self-kernel (``x2`` None) groups of two or more rows (columns =
+        rows); for a cross kernel rows and columns holding the same point. Empty for distinct points.
+        A hash of each row's bits (O(N·d)), then a byte comparison of the rows that share a hash:
+        negligible beside the kernel's O(N1·N2·d).
+    """
+    def rows(x):
+        x = np.asarray(x, dtype=np.float64)
+        return np.ascontiguousarray((x + 0.0).reshape(x.shape[0], -1))  # + 0.0: -0.0 is 0.0
+
+    a = rows(x1)
+    n1 = a.shape[0]
+    every = a if x2 is None else np.concatenate([a, rows(x2)])
+    if every.shape[0] < 2 or every.shape[1] == 0:
+        return []
+    bits = every.view(np.uint64)
+    weights = np.random.default_rng(0).integers(1, 2**63, size=bits.shape[1], dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        hashes = (bits * weights).sum(axis=1, dtype=np.uint64)  # wraps modulo 2^64
+    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    candidates = np.flatnonzero(counts[inverse.ravel()] > 1)
+    if not len(candidates):
+        return []
+    keys = every[candidates].view(np.dtype((np.void, every.shape[1] * 8))).ravel()
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    shared = np.flatnonzero(counts[inverse] > 1)
+    if not len(shared):
+        return []
+    shared = shared[np.argsort(inverse[shared], kind="stable")]
+    groups = [candidates[g] for g in np.split(shared, np.flatnonzero(np.diff(inverse[shared])) + 1)]
+    if x2 is None:
+        return [(g, g) for g in groups]
+    out = [(g[g < n1], g[g >= n1] - n1) for g in groups]
+    return [(r, c) for r, c in out if len(r) and len(c)]
+
+
+def exact_duplicates(nngp, ntk, x1, x2, self_kernel: Callable):
+    """Give every pair of identical points the kernel's exact value at (x, x), in place.
+
+    At θ = 0 the kernels are ill-conditioned (θ ≈ √(2(1 − ρ)), so one rounding of x·x′ moves an
+    arc-cosine NTK by ~1e-8): a duplicate pair would otherwise depend on how the BLAS blocked the
+    Gram matrix, i.e. on the tile. Self-kernels copy the group's first diagonal entry to all its
+    pairs (exactly symmetric); cross kernels take Σ(x, x) and Θ(x, x) from ``self_kernel`` (a
+    self-kernel evaluation of the duplicated points, whose diagonal is exact: θ = 0). Tiled and
+    untiled results then agree to round-off even with duplicates.
+    """
+    groups = duplicate_groups(x1, x2)
+    if not groups:
+        return nngp, ntk
+    if x2 is None:
+        for g, _ in groups:
+            r = g[0]
+            nngp[np.ix_(g, g)], ntk[np.ix_(g, g)] = nngp[r, r], ntk[r, r]
+        return nngp, ntk
+    first = np.array([r[0] for r, _ in groups])
+    diag_nngp, diag_ntk = (np.diagonal(np.asarray(k)) for k in self_kernel(np.asarray(x1)[first]))
+    for (r, c), s, t in zip(groups, diag_nngp, diag_ntk):
+        nngp[np.ix_(r, c)], ntk[np.ix_(r, c)] = s, t
+    return nngp, ntk
+
+
 def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int], progress=None):
     """``kernels`` (x1, x2) -> (nngp, ntk) evaluated tile by tile into (N1, N2) float64 outputs.
 
