@@ -235,7 +235,7 @@ def _positive(text: str) -> int:
 
 def _summary(net: CompiledNetwork) -> str:
     from .symbolic.layout import layout_report
-    from .tiling import format_bytes, memory_budget, plan
+    from .tiling import MemoryBudgetError, format_bytes, memory_budget, plan
 
     ir = net.ir
     shape = ir.input_dim if len(ir.input_shape) == 1 else list(ir.input_shape)
@@ -251,13 +251,17 @@ def _summary(net: CompiledNetwork) -> str:
             lines.append(f"                dual: {step.note}")
     lines += layout_report(net.program)
     model, budget, n = net.memory_model, memory_budget(), 10_000
-    tile = plan(n, n, model, budget) if 16 * n * n < budget else None
+    try:
+        tile = plan(n, n, model, budget) if 16 * n * n < budget else "over"
+    except MemoryBudgetError:
+        tile = "over"
     how = "measured" if net.memory_measured else "upper bound; numerical duals are not measured"
     stage = getattr(model, "input_per_point", 0.0)
     lines.append(f"  memory ({how}): {format_bytes(model.per_pair)} per input pair + {format_bytes(model.per_point)} "
                  f"per point" + (f" (at least {format_bytes(stage)} per point: input stage, thin requests)" if stage else "")
                  + f"; {n} x {n} points: {format_bytes(model.peak(n, n))} in one piece"
-                 + (f", tiles of {tile[0]} x {tile[1]} under the budget of {format_bytes(budget)}" if tile else ""))
+                 + (f", more than the budget of {format_bytes(budget)} even in tiles" if tile == "over" else
+                    f", tiles of {tile[0]} x {tile[1]} under the budget of {format_bytes(budget)}" if tile else ""))
     lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
                  f"the {ir.output_width} outputs share it (K ⊗ I_k)")
     return "\n".join(lines)

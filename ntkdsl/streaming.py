@@ -89,7 +89,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
 
     from .api import Kernels
     from .progress import tile_progress
-    from .tiling import tiles
+    from .tiling import exact_duplicates, tiles
 
     x1 = _points(net, x1, "x1")
     x2 = None if x2 is None else _points(net, x2, "x2")
@@ -147,6 +147,8 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
             done.add(key)
             _write_manifest(directory, record, done)
             bar.update(1)
+        # identical points get the exact value at (x, x), as in net.kernels (idempotent on a resume)
+        exact_duplicates(out["nngp"], out["ntk"], x1, x2, lambda a: net._evaluate(a, None, backend, dtype, True))
     finally:
         bar.close()
         for array in out.values():

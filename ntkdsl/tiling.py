@@ -225,40 +225,43 @@ def tiles(n1: int, n2: Optional[int], tile: Tuple[int, int]):
 
 
 def duplicate_groups(x1, x2=None):
-    """Groups of bitwise-identical points, for :func:`exact_duplicates`.
+    """Groups of identical points, for :func:`exact_duplicates`.
 
     Returns:
         A list of (rows of x1, columns of x2) index arrays, one per group of identical points that
         has a pair to fix: for a self-kernel (``x2`` None) groups of two or more rows (columns =
         rows); for a cross kernel rows and columns holding the same point. Empty for distinct points.
-        A hash of each row's bits (O(N·d)), then a byte comparison of the rows that share a hash:
-        negligible beside the kernel's O(N1·N2·d).
+        A hash of each row's bits, a chunk of about 2^15 numbers at a time (O(N·d) time, O(N)
+        memory besides two 256 KiB temporaries), then an exact comparison of the rows that share a hash: negligible beside the kernel.
     """
-    def rows(x):
-        x = np.asarray(x, dtype=np.float64)
-        return np.ascontiguousarray((x + 0.0).reshape(x.shape[0], -1))  # + 0.0: -0.0 is 0.0
-
-    a = rows(x1)
-    n1 = a.shape[0]
-    every = a if x2 is None else np.concatenate([a, rows(x2)])
-    if every.shape[0] < 2 or every.shape[1] == 0:
+    x1 = np.asarray(x1)
+    n1 = x1.shape[0]
+    arrays = (x1,) if x2 is None else (x1, np.asarray(x2))
+    size = math.prod(x1.shape[1:])
+    if n1 == 0 or (x2 is not None and len(arrays[1]) == 0) or (x2 is None and n1 < 2) or size == 0:
         return []
-    bits = every.view(np.uint64)
-    weights = np.random.default_rng(0).integers(1, 2**63, size=bits.shape[1], dtype=np.uint64) | np.uint64(1)
+    weights = np.random.default_rng(0).integers(1, 2**63, size=size, dtype=np.uint64) | np.uint64(1)
+    hashes, step = [], max(1, 2**15 // size)
     with np.errstate(over="ignore"):
-        hashes = (bits * weights).sum(axis=1, dtype=np.uint64)  # wraps modulo 2^64
+        for x in arrays:
+            for i in range(0, len(x), step):
+                chunk = np.asarray(x[i:i + step], dtype=np.float64).reshape(-1, size) + 0.0  # -0.0 is 0.0
+                hashes.append((chunk.view(np.uint64) * weights).sum(axis=1, dtype=np.uint64))  # modulo 2^64
+    hashes = np.concatenate(hashes)
     _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    candidates = np.flatnonzero(counts[inverse.ravel()] > 1)
-    if not len(candidates):
-        return []
-    keys = every[candidates].view(np.dtype((np.void, every.shape[1] * 8))).ravel()
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
     shared = np.flatnonzero(counts[inverse] > 1)
     if not len(shared):
         return []
     shared = shared[np.argsort(inverse[shared], kind="stable")]
-    groups = [candidates[g] for g in np.split(shared, np.flatnonzero(np.diff(inverse[shared])) + 1)]
+    row = lambda k: arrays[0][k] if k < n1 else arrays[1][k - n1]  # noqa: E731
+    groups = []
+    for same_hash in np.split(shared, np.flatnonzero(np.diff(inverse[shared])) + 1):
+        while len(same_hash) > 1:  # split by exact equality (distinct rows may share a hash)
+            equal = np.array([np.array_equal(row(same_hash[0]), row(k)) for k in same_hash])
+            if equal.sum() > 1:
+                groups.append(same_hash[equal])
+            same_hash = same_hash[~equal]
     if x2 is None:
         return [(g, g) for g in groups]
     out = [(g[g < n1], g[g >= n1] - n1) for g in groups]
@@ -283,9 +286,13 @@ def exact_duplicates(nngp, ntk, x1, x2, self_kernel: Callable):
             r = g[0]
             nngp[np.ix_(g, g)], ntk[np.ix_(g, g)] = nngp[r, r], ntk[r, r]
         return nngp, ntk
-    first = np.array([r[0] for r, _ in groups])
-    diag_nngp, diag_ntk = (np.diagonal(np.asarray(k)) for k in self_kernel(np.asarray(x1)[first]))
-    for (r, c), s, t in zip(groups, diag_nngp, diag_ntk):
+    first = np.asarray(x1)[np.array([r[0] for r, _ in groups])]
+    diag_nngp, diag_ntk = [], []
+    for i in range(0, len(first), 256):  # diagonals of small self-kernels: O(256·M) pairs, not M²
+        s, t = self_kernel(first[i:i + 256])
+        diag_nngp.append(np.diagonal(np.asarray(s)))
+        diag_ntk.append(np.diagonal(np.asarray(t)))
+    for (r, c), s, t in zip(groups, np.concatenate(diag_nngp), np.concatenate(diag_ntk)):
         nngp[np.ix_(r, c)], ntk[np.ix_(r, c)] = s, t
     return nngp, ntk
 

@@ -122,16 +122,17 @@ def test_constant_image_through_circular_convs_is_the_dense_case(pool):
         close(got.ntk, want.ntk, REDUCTION_RTOL)
 
 
-@pytest.mark.parametrize("scale", ["1", "0.5"])
-def test_residual_is_parallel_sum_with_identity(scale):
+@pytest.mark.parametrize("scale, param", [("1", "ntk"), ("0.5", "ntk"), ("1", "standard")])
+def test_residual_is_parallel_sum_with_identity(scale, param):
     s = float(scale)
     body = "relu; conv(8, kernel = 3, padding = same, w_std = {w}, b_std = {b})"
-    residual = ntkdsl.loads(f"""network r(input = [5, 5, 2]) {{
+    residual = ntkdsl.loads(f"""network r(input = [5, 5, 2], parameterization = {param}) {{
         conv(8, kernel = 3, padding = same, w_std = 1.4, b_std = 0.1)
         residual(scale = {scale}) {{ {body.format(w=1.3, b=0.2)} }}
         avg_pool(2, stride = 1); relu; flatten; dense(1) }}""")
     # x + s·f(x) with f ending in conv(w, b) is x + conv(s·w, s·b) in the NTK parameterization
-    parallel = ntkdsl.loads(f"""network p(input = [5, 5, 2]) {{
+    # (not in the standard one, whose NTK has fan_in·Σ terms that w does not scale: scale 1 there)
+    parallel = ntkdsl.loads(f"""network p(input = [5, 5, 2], parameterization = {param}) {{
         conv(8, kernel = 3, padding = same, w_std = 1.4, b_std = 0.1)
         parallel(merge = sum) {{ identity }} {{ {body.format(w=1.3 * s, b=0.2 * s)} }}
         avg_pool(2, stride = 1); relu; flatten; dense(1) }}""")
@@ -201,6 +202,20 @@ def test_hand_values_same_and_circular_padding():
     # global_avg_pool after a circular conv: the mean over all pairs (p, p') of (1/3)·Σ_δ x_{p+δ} x'_{p'+δ}
     got = ntkdsl.loads("network n(input = [3, 1]) { conv(2, kernel = 3, padding = circular); global_avg_pool; dense(1) }").kernels(X[:1], X[1:])
     assert got.nngp[0, 0] == pytest.approx(a.sum() * b.sum() / 9, rel=1e-15)
+
+
+def test_hand_values_sign_then_pooling_uses_the_pixel_pair_covariance():
+    # after sign, the covariance of one input between pixels p ≠ p' is (2/π)·arcsin ρ(p, p'), not 1:
+    # sum pooling of 2 pixels then has variance 2 + 2·(2/π)·arcsin ρ. (neural-tangents 0.6.5's Sign
+    # sets its whole cov1 to 1, right only on the pixel diagonal: it gives 4 here, and disagrees
+    # with ntkdsl on every network with sign followed by pooling; found by a random-architecture
+    # comparison, so no such network is in tests/data/nt_architectures.json.)
+    x = np.array([[[1.0, 2.0], [-0.5, 1.5]]])  # one 2-pixel signal with 2 channels
+    rho = x[0, 0] @ x[0, 1] / np.linalg.norm(x[0, 0]) / np.linalg.norm(x[0, 1])
+    net = ntkdsl.loads("network n(input = [2, 2]) { conv(4, kernel = 1); sign; sum_pool(2); flatten; dense(1) }")
+    k = net.kernels(x)
+    assert k.nngp[0, 0] == pytest.approx(2 + 2 * (2 / np.pi) * np.arcsin(rho), rel=1e-14)
+    assert k.ntk[0, 0] == pytest.approx(k.nngp[0, 0], rel=1e-14)  # sign has K̇ = 0: only the readout's share
 
 
 def test_hand_values_standard_parameterization_conv():

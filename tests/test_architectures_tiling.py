@@ -24,8 +24,8 @@ def inputs(net, n, seed):
 
 
 # Tiles change only the shapes of the GEMMs of the input Gram matrix (BLAS blocks its sums by
-# shape): a few ulps, far below 1e-13 for inputs without duplicates across x1 and x2 (a duplicate
-# pair sits at θ ≈ 0, where arc-cosine kernels amplify round-off to √eps).
+# shape): a few ulps, far below 1e-13. Duplicate points (θ = 0, where arc-cosine kernels would
+# amplify that round-off to √eps) get exact values: test_tiles_agree_to_1e_13_even_with_duplicate_points.
 @pytest.mark.parametrize("spec", [CNN, MLP], ids=["cnn", "mlp"])
 @pytest.mark.parametrize("batch", [1, 3, 4, 100])
 def test_tiled_equals_untiled(spec, batch):
@@ -48,6 +48,28 @@ def test_tiled_self_kernel_is_exactly_symmetric_with_exact_diagonal(spec, batch)
         assert np.max(np.abs(a - b)) <= 1e-13 * np.max(np.abs(b))
         # diagonal tiles are self-kernels: the same arithmetic as the whole request's diagonal
         np.testing.assert_allclose(np.diag(a), np.diag(b), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("spec", [CNN, MLP, None], ids=["cnn", "mlp", "mlp-784"])
+def test_tiles_agree_to_1e_13_even_with_duplicate_points(spec):
+    # identical points sit at θ = 0, where one rounding of x·x' moves an arc-cosine NTK by ~1e-8:
+    # their pairs get the exact value at (x, x), so tiles (other GEMM blockings) cannot show there
+    net = ntkdsl.loads(spec) if spec else ntkdsl.load(EXAMPLES / "mlp.ntk")
+    x = inputs(net, 40, 10)
+    x[23], x[31], x[37] = x[3], x[11], x[3]
+    whole = net.kernels(x)
+    for k in (whole.nngp, whole.ntk):
+        assert np.array_equal(k, k.T)
+        assert k[3, 23] == k[3, 37] == k[23, 37] == k[3, 3] and k[11, 31] == k[11, 11]
+    for batch in (1, 7, 16):
+        tiled = net.kernels(x, batch_size=batch)
+        for a, b in ((tiled.nngp, whole.nngp), (tiled.ntk, whole.ntk)):
+            assert np.array_equal(a, a.T)
+            assert np.max(np.abs(a - b)) <= 1e-13 * np.max(np.abs(b))
+    cross, cross_tiled = net.kernels(x, x[:20]), net.kernels(x, x[:20], batch_size=6)
+    for a, b, s in ((cross.nngp, cross_tiled.nngp, whole.nngp), (cross.ntk, cross_tiled.ntk, whole.ntk)):
+        assert np.max(np.abs(a - b)) <= 1e-13 * np.max(np.abs(b))
+        assert a[23, 3] == b[23, 3] and a[3, 3] == pytest.approx(s[3, 3], rel=1e-14)
 
 
 def test_budget_tiles_automatically(monkeypatch):

@@ -234,3 +234,16 @@ def test_progress_bar_defaults_to_silent_off_a_terminal(monkeypatch):
     assert isinstance(progress_module.tile_progress(None, 5), progress_module._Silent)
     with pytest.raises(TypeError):
         progress_module.tile_progress("yes", 5)
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["self", "cross"])
+def test_duplicate_points_match_the_in_memory_kernels(same, tmp_path):
+    net = ntkdsl.loads(MLP)
+    x1 = inputs(net, 9, 10)
+    x1[7] = x1[1]  # a duplicate, across tiles of 4
+    x2 = None if same else np.concatenate([x1[1:2], inputs(net, 5, 11), x1[7:8]])
+    whole = net.kernels(x1, x2)
+    k = net.kernels_to_disk(x1, x2, tmp_path, batch_size=4, progress=False)
+    assert close(k.nngp, whole.nngp) and close(k.ntk, whole.ntk)
+    if same:
+        assert k.ntk[1, 7] == k.ntk[1, 1] == k.ntk[7, 7]
