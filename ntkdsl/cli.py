@@ -16,17 +16,13 @@ import numpy as np
 from . import __version__
 from ._files import write_npz, write_text
 from .api import CompiledNetwork, load
-from .errors import NtkdslError, SpecError
+from .errors import SpecError, UserError
 from .flow import cli as flow_cli
 from .sampler import cli as sampler_cli
 from .frontend import parse
 from .ir import lower, lower_all, select_network
 
 USER_ERROR = 2
-
-
-class UserError(NtkdslError):
-    """A mistake on the command line (not in a spec): a missing file, a malformed array."""
 
 
 def main(argv: Optional[List[str]] = None) -> int:

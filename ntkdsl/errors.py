@@ -40,6 +40,10 @@ class NtkdslError(Exception):
     """Base class of every error ntkdsl raises on purpose."""
 
 
+class UserError(NtkdslError):
+    """A mistake on the command line (not in a spec): a missing file, a malformed array, a bad option."""
+
+
 class SpecError(NtkdslError):
     """A mistake in a network specification, located in its source.
 

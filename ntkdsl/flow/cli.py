@@ -18,6 +18,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .._files import atomic_open, write_npz
+from .._plotting import pyplot
+from ..errors import UserError
 from .arrays import to_numpy
 from .solver import KernelFlow
 
@@ -49,11 +51,6 @@ def register(subparsers) -> None:
     f.set_defaults(run=run)
 
 
-def _user_error(message: str) -> Exception:
-    from ..cli import UserError   # imported late: ntkdsl.cli imports this module
-    return UserError(message)
-
-
 def parse_times(text: str) -> np.ndarray:
     """'0,10,inf' → array([0., 10., inf]).
 
@@ -65,9 +62,9 @@ def parse_times(text: str) -> np.ndarray:
         try:
             value = float(part.strip())
         except ValueError:
-            raise _user_error(f"--times: {part.strip()!r} is not a number (use e.g. 0,10,100,inf)") from None
+            raise UserError(f"--times: {part.strip()!r} is not a number (use e.g. 0,10,100,inf)") from None
         if np.isnan(value) or value < 0:
-            raise _user_error(f"--times: {part.strip()!r} must be ≥ 0 or inf")
+            raise UserError(f"--times: {part.strip()!r} must be ≥ 0 or inf")
         out.append(value)
     return np.array(out)
 
@@ -82,20 +79,20 @@ def read_data(path: str, d: int, need_y: bool) -> Tuple[np.ndarray, Optional[np.
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in ("x", "y") if k in data.files}
     except (OSError, ValueError, EOFError) as exc:
-        raise _user_error(f"cannot load {path!r} as .npz: {exc}") from None
+        raise UserError(f"cannot load {path!r} as .npz: {exc}") from None
     if "x" not in arrays or (need_y and "y" not in arrays):
         want = "x and y" if need_y else "x"
-        raise _user_error(f"{path!r} must hold arrays {want} (found {sorted(arrays) or 'none'})")
+        raise UserError(f"{path!r} must hold arrays {want} (found {sorted(arrays) or 'none'})")
     x, y = arrays["x"], arrays.get("y")
     if x.ndim != 2 or x.shape[1] != d:
-        raise _user_error(f"x in {path!r} has shape {x.shape}; this network needs (N, {d})")
+        raise UserError(f"x in {path!r} has shape {x.shape}; this network needs (N, {d})")
     for name, a in (("x", x), ("y", y)):
         if a is None:
             continue
         if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
-            raise _user_error(f"{name} in {path!r} must hold finite numbers")
+            raise UserError(f"{name} in {path!r} must hold finite numbers")
     if y is not None and (y.ndim == 0 or y.shape[0] != x.shape[0]):
-        raise _user_error(f"y in {path!r} has shape {y.shape}; expected ({x.shape[0]}, ...) to match x")
+        raise UserError(f"y in {path!r} has shape {y.shape}; expected ({x.shape[0]}, ...) to match x")
     return x.astype(np.float64), None if y is None else y.astype(np.float64)
 
 
@@ -104,7 +101,7 @@ def run(args) -> int:
     from ..cli import _load   # the spec loader with readable errors for a missing file
     times = parse_times(args.times)
     if args.plot:
-        _pyplot(args.plot)   # fail early, before any work, when matplotlib is missing
+        pyplot(args.plot)   # fail early, before any work, when matplotlib is missing
     net = _load(args)
     d = net.ir.input_dim
     x, y = read_data(args.train, d, need_y=True)
@@ -118,13 +115,13 @@ def run(args) -> int:
             loss = to_numpy(flow.loss(times))
             pred = to_numpy(flow.predict(x_test, times)) if x_test is not None else None
         except (ValueError, ImportError) as exc:  # ImportError: --backend cupy without CuPy
-            raise _user_error(str(exc)) from None
+            raise UserError(str(exc)) from None
     for w in {str(w.message) for w in caught}:
         print(f"ntkdsl: warning: {w}", file=sys.stderr)
     test_loss = None
     if pred is not None and y_test is not None:
         if y_test.shape[1:] != y.shape[1:]:
-            raise _user_error(f"test y has outputs {y_test.shape[1:]}; the training y has {y.shape[1:]}")
+            raise UserError(f"test y has outputs {y_test.shape[1:]}; the training y has {y.shape[1:]}")
         per_point = flow.normaliser // flow.n_train       # 1, or k for "entries"
         axes = tuple(range(1, pred.ndim))
         test_loss = np.sum((pred - y_test[None]) ** 2, axis=axes) / (2.0 * per_point * len(y_test))
@@ -169,23 +166,7 @@ def _write(path: str, writer) -> None:
     try:
         writer()
     except OSError as exc:
-        raise _user_error(f"cannot write {path!r}: {exc.strerror or exc}") from None
-
-
-def _pyplot(path: Optional[str] = None):
-    """matplotlib.pyplot on the Agg backend; checks that ``path``'s format is supported."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise _user_error("--plot needs matplotlib: pip install 'ntkdsl[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    if path is not None:
-        supported = plt.figure().canvas.get_supported_filetypes()
-        plt.close("all")
-        if _format(path) not in supported:
-            raise _user_error(f"--plot: cannot write {_format(path)!r} files; use one of {', '.join(sorted(supported))}")
-    return plt
+        raise UserError(f"cannot write {path!r}: {exc.strerror or exc}") from None
 
 
 def _format(path: str) -> str:
@@ -194,7 +175,7 @@ def _format(path: str) -> str:
 
 def _plot(flow: KernelFlow, times: np.ndarray, path: str) -> None:
     """Training loss (log-log) and the first principal components of the residual over time."""
-    plt = _pyplot()
+    plt = pyplot()
     eig = flow.eigen()
     rates = to_numpy(eig.rates)
     finite = times[np.isfinite(times) & (times > 0)]

@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import List, Optional, TextIO
+from typing import List, TextIO
 
 import numpy as np
 
 from .._files import atomic_open
+from .._plotting import pyplot
+from ..errors import UserError
 from .montecarlo import WidthStudy, loglog_slope, width_study
 
 
@@ -44,12 +46,6 @@ def register(subparsers) -> None:
     s.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress bar on stderr: auto = when stderr is a terminal (default)")
     s.set_defaults(run=run)
-
-
-def _user_error(message: str) -> Exception:
-    from ..cli import UserError  # imported late: ntkdsl.cli imports this module
-
-    return UserError(message)
 
 
 class ProgressBar:
@@ -80,10 +76,10 @@ def parse_widths(text: str) -> List[int]:
     for part in text.split(","):
         part = part.strip()
         if not part.isdigit() or int(part) < 1:
-            raise _user_error(f"--widths: {part!r} is not a positive integer (use e.g. 64,256,1024)")
+            raise UserError(f"--widths: {part!r} is not a positive integer (use e.g. 64,256,1024)")
         out.append(int(part))
     if len(set(out)) != len(out):
-        raise _user_error(f"--widths: {text!r} repeats a width")
+        raise UserError(f"--widths: {text!r} repeats a width")
     return sorted(out)
 
 
@@ -103,12 +99,12 @@ def _read_inputs(path: str, input_shape) -> np.ndarray:
     try:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise _user_error(f"cannot load --x1 from {path!r}: {exc}") from None
+        raise UserError(f"cannot load --x1 from {path!r}: {exc}") from None
     if x.ndim != len(input_shape) + 1 or x.shape[1:] != tuple(input_shape):
         want = ", ".join(str(n) for n in input_shape)
-        raise _user_error(f"--x1 in {path!r} has shape {x.shape}; this network needs (N, {want})")
+        raise UserError(f"--x1 in {path!r} has shape {x.shape}; this network needs (N, {want})")
     if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
-        raise _user_error(f"--x1 in {path!r} must hold finite numbers")
+        raise UserError(f"--x1 in {path!r} must hold finite numbers")
     return x.astype(np.float64)
 
 
@@ -118,11 +114,11 @@ def run(args) -> int:
 
     widths = parse_widths(args.widths)
     if args.samples < 2:
-        raise _user_error(f"--samples must be at least 2 (a standard deviation needs two draws), not {args.samples}")
+        raise UserError(f"--samples must be at least 2 (a standard deviation needs two draws), not {args.samples}")
     if args.points < 1:
-        raise _user_error(f"--points must be at least 1, not {args.points}")
+        raise UserError(f"--points must be at least 1, not {args.points}")
     if args.plot:
-        _pyplot(args.plot)  # fail before any work when matplotlib is missing
+        pyplot(args.plot)  # fail before any work when matplotlib is missing
     net = _load(args)
     shape = tuple(net.ir.input_shape)
     if args.x1:
@@ -136,7 +132,7 @@ def run(args) -> int:
         try:
             array_module(args.backend)
         except ImportError as exc:
-            raise _user_error(str(exc)) from None
+            raise UserError(str(exc)) from None
     study = width_study(net, x, widths, n_samples=args.samples, seed=args.seed,
                         progress=ProgressBar(sys.stderr, enabled), backend=args.backend)
     print(_report(net, study, len(x), where))
@@ -164,27 +160,9 @@ def _report(net, study: WidthStudy, n: int, where: str) -> str:
     return "\n".join(lines)
 
 
-def _pyplot(path: Optional[str] = None):
-    """matplotlib.pyplot on the Agg backend; checks that ``path``'s format is supported."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise _user_error("--plot needs matplotlib: pip install 'ntkdsl[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if path is not None:
-        supported = plt.figure().canvas.get_supported_filetypes()
-        plt.close("all")
-        fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-        if fmt not in supported:
-            raise _user_error(f"--plot: cannot write {fmt!r} files; use one of {', '.join(sorted(supported))}")
-    return plt
-
-
 def _plot(study: WidthStudy, path: str) -> None:
     """Spread and Monte Carlo error against width, log-log, with the n^(-1/2) reference."""
-    plt = _pyplot()
+    plt = pyplot()
     w = study.widths.astype(float)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.loglog(w, study.ntk_spread, "o-", label="NTK, one draw")
@@ -203,6 +181,6 @@ def _plot(study: WidthStudy, path: str) -> None:
         with atomic_open(path) as f:
             fig.savefig(f, format=fmt)
     except OSError as exc:
-        raise _user_error(f"cannot write {path!r}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot write {path!r}: {exc.strerror or exc}") from None
     finally:
         plt.close(fig)
