@@ -8,7 +8,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .codegen import emit_module, load_module
+from .codegen import load_module
 from .frontend import parse
 from .ir import format_network, lower, verify
 from .ir.nodes import Network

@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 
 import sympy as sp
 
-from ..symbolic.functions import GaussianExpectation, angle, perp
+from ..symbolic.functions import GaussianExpectation, angle
 from .registry import REGISTRY, ActivationRow, price_derivative
 
 
