@@ -9,7 +9,8 @@ side is written here with its ``stax`` layers, independently of ntkdsl's spec te
 Left out on purpose: ``sign`` followed by pooling. neural-tangents 0.6.5's Sign sets its whole
 cov1 to 1, right only on the pixel diagonal (p = p'); the covariance of sign between two pixels of
 one input is (2/π)·arcsin ρ(p, p') (test_hand_values_sign_then_pooling_uses_the_pixel_pair_covariance).
-Every other combination agreed to ≤ 2e-15 on 450 random architectures in the audit of issue 4.
+Every other combination agreed to ≤ 3e-15 on 383 random architectures in the audit of issue 4
+(benchmarks/neural_tangents_random_architectures.py).
 
 Run (needs jax and neural-tangents, e.g. the virtual environment .bench-nt):
 

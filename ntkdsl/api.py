@@ -90,7 +90,8 @@ class CompiledNetwork:
         else:
             to_numpy = to_numpy or backend == "cupy"
             k = tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile, progress)
-        if isinstance(k[0], np.ndarray) and np.ndim(x1):  # identical points: exact, whatever the tiles
+        on_host = not any(hasattr(x, "__cuda_array_interface__") for x in (x1, x2))
+        if isinstance(k[0], np.ndarray) and on_host and np.ndim(x1):  # identical points: exact, whatever the tiles
             nngp, ntk = (a if a.flags.writeable else a.copy() for a in k)
             k = tiling.exact_duplicates(nngp, ntk, x1, x2, lambda a: self._evaluate(a, None, backend, dtype, True))
         return Kernels(*k)
@@ -147,7 +148,7 @@ class CompiledNetwork:
     def _static_memory_model(self):
         from . import tiling
 
-        return tiling.static_model(self._largest_kernel)
+        return tiling.static_model(self._largest_kernel, int(np.prod(self.ir.input_shape)))
 
     @property
     def memory_measured(self) -> bool:
@@ -166,9 +167,14 @@ class CompiledNetwork:
             return self._static_memory_model
         return tiling.calibrate(self._module.kernels, self.ir.input_shape, self._largest_kernel)
 
-    def memory_estimate(self, n1: int, n2: Optional[int] = None) -> int:
-        """Estimated peak bytes of evaluating the kernels of ``n1`` x ``n2`` points in one piece."""
-        return int(self.memory_model.peak(n1, n1 if n2 is None else n2))
+    def memory_estimate(self, n1: int, n2: Optional[int] = None, batch_size: Optional[int] = None) -> int:
+        """Estimated peak bytes of evaluating the kernels of ``n1`` x ``n2`` points (``n2`` None: a
+        self-kernel) in one piece, or in tiles of ``batch_size`` points: then the two (N1, N2)
+        float64 outputs plus one tile's peak."""
+        n2 = n1 if n2 is None else n2
+        if batch_size is None or (batch_size >= n1 and batch_size >= n2):
+            return int(self.memory_model.peak(n1, n2))
+        return int(16 * n1 * n2 + self.memory_model.peak(min(batch_size, n1), min(batch_size, n2)))
 
     def _evaluate(self, x1, x2, backend, dtype, to_numpy):
         """One evaluation by the chosen backend (no tiling)."""

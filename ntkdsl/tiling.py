@@ -143,12 +143,14 @@ STATIC_ARRAYS = 24  # kernel-sized arrays a static bound allows for: live states
 STATIC_FIXED = 256 * 2**20  # bytes: the quadrature routine's chunks and the interpreter's small change
 
 
-def static_model(entries_per_pair: int) -> MemoryModel:
+def static_model(entries_per_pair: int, input_size: int = 1) -> MemoryModel:
     """A generous bound without running anything: :data:`STATIC_ARRAYS` float64 arrays of the
-    largest kernel's size per pair and per point, plus :data:`STATIC_FIXED`. Requests below it are
-    not measured; networks with numerical duals (whose quadrature makes measuring slow) keep it."""
+    largest kernel's size per pair and per point, plus :data:`STATIC_FIXED`; the input stage at
+    four float64 copies of an input point per point (the input, x·x, contiguous copies).
+    Requests below it are not measured; networks with numerical duals (whose quadrature makes
+    measuring slow) keep it."""
     per = 8.0 * STATIC_ARRAYS * entries_per_pair
-    return MemoryModel(per, per, float(STATIC_FIXED))
+    return MemoryModel(per, per, float(STATIC_FIXED), 32.0 * input_size + per, float(STATIC_FIXED))
 
 
 PREFERRED_ARRAY = 2**19  # bytes: image kernels run fastest in tiles whose largest kernel array is about this big
@@ -232,7 +234,8 @@ def duplicate_groups(x1, x2=None):
         has a pair to fix: for a self-kernel (``x2`` None) groups of two or more rows (columns =
         rows); for a cross kernel rows and columns holding the same point. Empty for distinct points.
         A hash of each row's bits, a chunk of about 2^15 numbers at a time (O(N·d) time, O(N)
-        memory besides two 256 KiB temporaries), then an exact comparison of the rows that share a hash: negligible beside the kernel.
+        memory besides two 256 KiB temporaries), then an exact comparison of the rows that share a
+        hash: negligible beside the kernel. Rows with NaN equal nothing.
     """
     x1 = np.asarray(x1)
     n1 = x1.shape[0]
@@ -258,7 +261,8 @@ def duplicate_groups(x1, x2=None):
     groups = []
     for same_hash in np.split(shared, np.flatnonzero(np.diff(inverse[shared])) + 1):
         while len(same_hash) > 1:  # split by exact equality (distinct rows may share a hash)
-            equal = np.array([np.array_equal(row(same_hash[0]), row(k)) for k in same_hash])
+            first = row(same_hash[0])
+            equal = np.array([k == same_hash[0] or np.array_equal(first, row(k)) for k in same_hash])
             if equal.sum() > 1:
                 groups.append(same_hash[equal])
             same_hash = same_hash[~equal]
@@ -322,6 +326,7 @@ def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int], progress=None):
             else:
                 k = kernels(x1[a], x2[b])
             nngp[a, b], ntk[a, b] = k[0], k[1]
+            del k  # free this tile's arrays before the next one is computed (a tiled peak: outputs + one tile)
             bar.update(1)
     finally:
         bar.close()

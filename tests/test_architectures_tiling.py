@@ -145,6 +145,22 @@ def test_memory_estimate_bounds_the_measured_peak(path, n):
     assert peak <= estimate <= 3 * peak, (peak, estimate)
 
 
+@pytest.mark.parametrize("batch", [100, 250])
+def test_memory_estimate_of_a_tiled_request_bounds_its_peak(batch):
+    net = ntkdsl.load(EXAMPLES / "mlp.ntk")
+    x = inputs(net, 600, 8)
+    net.kernels(x[:2])
+    tracemalloc.start()
+    try:
+        net.kernels(x, batch_size=batch)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    estimate = net.memory_estimate(600, batch_size=batch)
+    assert estimate >= 16 * 600 * 600 + net.memory_estimate(batch)
+    assert peak <= estimate <= 3 * peak, (peak, estimate)
+
+
 def test_memory_estimate_covers_the_input_stage():
     # 300 x 50 points of 784 features: the input stage's temporaries (x·x, 8·784 bytes a point)
     # outweigh the kernel arrays (a model fitted on the layers alone said half the measured peak)
