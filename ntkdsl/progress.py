@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Union
 
 Progress = Union[None, bool, Callable[[int, int], object]]
 
