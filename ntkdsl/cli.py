@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     e.add_argument("--batch-size", type=_positive, help="evaluate in tiles of at most this many x this many points "
                    "(default: tiles only when the estimate exceeds half the available memory)")
+    e.add_argument("--memory-budget", type=_size, metavar="SIZE",
+                   help="memory one request (or one --memmap tile) may use, e.g. 512M or 4G (default: half the "
+                        "available memory); larger requests run in tiles, or fail with a message")
     e.add_argument("--memmap", metavar="DIR", help="stream the kernels tile by tile into DIR/nngp.npy and DIR/ntk.npy "
                    "(memory-mapped .npy; for results larger than memory); resumes an interrupted run in DIR")
     e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -151,7 +154,7 @@ def _eval(args) -> int:
         return _eval_to_disk(args, net, x1, x2)
     try:
         k = net.kernels(x1, x2, backend=args.backend, dtype=args.dtype, to_numpy=True, batch_size=args.batch_size,
-                        progress=args.progress)
+                        memory_budget=args.memory_budget, progress=args.progress)
     except (ImportError, MemoryError) as exc:
         raise UserError(str(exc)) from None
     if args.out:
@@ -181,7 +184,7 @@ def _eval_to_disk(args, net: CompiledNetwork, x1, x2) -> int:
         raise UserError(f"--memmap {args.memmap!r} is a file, not a directory")
     try:
         k = net.kernels_to_disk(x1, x2, args.memmap, batch_size=args.batch_size, backend=args.backend,
-                                dtype=args.dtype, progress=args.progress)
+                                dtype=args.dtype, memory_budget=args.memory_budget, progress=args.progress)
     except ResumeMismatchError as exc:
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:
@@ -217,6 +220,22 @@ def _check(args) -> int:
     for net in nets:
         print(_summary(CompiledNetwork(net, text, args.spec)))  # verifies and derives
     return 0
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _size(text: str) -> int:
+    """'512M', '4G', '1.5G', '1000000' (bytes) -> bytes; binary units, an optional trailing 'B'."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    try:
+        n = float(t[: len(t) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        n = 0
+    if not 1 <= n < 2**63:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected a size such as 512M or 4G, got {text!r}")
+    return int(n)
 
 
 def _positive(text: str) -> int:
