@@ -96,3 +96,20 @@ def test_tracebacks_show_generated_lines():
     assert "ntkdsl-generated tiny" in text
     assert 'raise ValueError(f"{name} must have shape (N, 3)' in text
     assert "x1 must have shape (N, 3) for this network, got (2, 5)" in str(info.value)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softplus", "relu(x) + tanh(x)"])
+def test_numerical_self_kernel_from_its_upper_triangle_equals_the_cross_kernel(activation):
+    """Self-kernels of numerical duals compute only the upper triangle (half the quadratures) and
+    mirror it: the result must be what the full evaluation gives for x2 = a copy of x1."""
+    custom = "activation act(x) = " + activation + "\n" if "(" in activation else ""
+    name = "act" if custom else activation
+    net = ntkdsl.loads(custom + f"network n(input = 3) {{ dense(5, b_std = 0.1); {name}; dense(4); {name}; dense(1) }}")
+    x = np.random.default_rng(7).normal(size=(9, 3))
+    x[4] = 0.0  # a zero-norm input
+    x[6] = x[2]  # two identical inputs
+    same, cross = net.kernels(x), net.kernels(x, x.copy())
+    assert np.array_equal(same.nngp, same.nngp.T) and np.array_equal(same.ntk, same.ntk.T)
+    # The same quadrature per entry in both evaluations; only the outer layers' round-off orders differ.
+    for a, b in ((same.nngp, cross.nngp), (same.ntk, cross.ntk)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * np.abs(b).max())

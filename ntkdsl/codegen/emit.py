@@ -261,7 +261,14 @@ def _elementwise_step(before, step, values, printer):
         if target not in exprs:  # a constant (e.g. the variance 1/2 of step): nothing to compute
             continue
         dot = state.nngp_dot if target == state.nngp and state.nngp_dot in exprs else "_"
-        call.append(f"    {target}, {dot} = {name}({', '.join(printer.doprint(a) for a in args)})")
+        arguments = ", ".join(printer.doprint(a) for a in args)
+        if target == state.nngp and not before.shape and any(e.has(GaussianExpectation) for e in exprs.values()):
+            printer.functions.setdefault("symmetric_dual", inspect.getsource(support.symmetric_dual))
+            call.append(f"    if same:  # quadrature per entry: the upper triangle, mirrored\n"
+                        f"        {target}, {dot} = symmetric_dual({name}, {arguments})\n"
+                        f"    else:\n        {target}, {dot} = {name}({arguments})")
+            continue
+        call.append(f"    {target}, {dot} = {name}({arguments})")
     if state.ntk in exprs:
         ntk = exprs[state.ntk]
         if state.nngp_dot in exprs:  # Θ·K̇ reads K̇ from the dual's result instead of computing θ again
