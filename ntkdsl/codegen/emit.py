@@ -254,7 +254,11 @@ def _elementwise_step(before, step, values, printer):
     lines = [f"def {name}(q1, q2, c):",
              f'    """{step.label}: K = E[σ(u)σ(v)] and K̇ = E[σ\'(u)σ\'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]])."""']
     lines += [f"    {sym} = {printer.doprint(restore(e))}" for sym, e in shared]
-    lines += [f"    return {printer.doprint(restore(k))}, {printer.doprint(restore(kdot))}"]
+    k, kdot = restore(k), restore(kdot)
+    if isinstance(k, GaussianExpectation) and isinstance(kdot, GaussianExpectation) and k.args[2:] == kdot.args[2:]:
+        lines += [f"    return {printer.expectations(k, kdot)}"]  # one set of quadrature nodes for both
+    else:
+        lines += [f"    return {printer.doprint(k)}, {printer.doprint(kdot)}"]
     state = step.state
     call = []
     for target, args in ((state.cov1, at["cov1"]), (state.cov2, at["cov2"]), (state.nngp, at["nngp"])):
@@ -323,5 +327,6 @@ def support_source() -> str:
     constants = [f"{name} = {getattr(support, name)!r}" for name in
                  ("GAUSS_PANEL_EDGES", "SIGMA_PANEL_EDGES", "GAUSS_TAIL", "GAUSS_NODES")]
     functions = [inspect.getsource(getattr(support, name)).rstrip("\n") for name in
-                 ("gaussian_expectation", "_panels", "_edges", "_expectation", "_Quiet", "_leggauss")]
+                 ("gaussian_expectation", "gaussian_expectations", "_panels", "_edges", "_expectation", "_Quiet",
+                  "_leggauss")]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"

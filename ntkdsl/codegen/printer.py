@@ -37,6 +37,17 @@ class ArrayPrinter(SciPyPrinter):
         return (f"gaussian_expectation({names[0]}, {names[1]}, {self._print(q1)}, {self._print(q2)}, "
                 f"{self._print(c)}, kinks=({marks}{',' if len(kinks) == 1 else ''}))")
 
+    def expectations(self, *exprs) -> str:
+        """One ``gaussian_expectations`` call for numerical duals over the same (q1, q2, c, kinks), e.g.
+        K and K̇ of one activation: they share the quadrature nodes and weights (a list of arrays)."""
+        q1, q2, c, kinks = exprs[0].args[2:]
+        assert all(e.args[2:] == exprs[0].args[2:] for e in exprs)
+        pairs = "".join(f"({self._elementwise(e.args[0])}, {self._elementwise(e.args[1])}), " for e in exprs)
+        self.functions.setdefault("gaussian_expectation", "")
+        marks = ", ".join(repr(float(k)) for k in kinks)
+        return (f"gaussian_expectations(({pairs.rstrip(' ')}), {self._print(q1)}, {self._print(q2)}, {self._print(c)}, "
+                f"kinks=({marks}{',' if len(kinks) == 1 else ''}))")
+
     def _elementwise(self, fn: sp.Lambda) -> str:
         """Define (once) a module-level function evaluating the one-variable Lambda; return its name."""
         (x,) = fn.variables

@@ -82,13 +82,20 @@ def gaussian_expectation(f, g, q1, q2, c, kinks=()):
     Returns:
         An array of the broadcast shape.
     """
+    return gaussian_expectations(((f, g),), q1, q2, c, kinks)[0]
+
+
+def gaussian_expectations(pairs, q1, q2, c, kinks=()):
+    """[E[f(u)·g(v)] for (f, g) in pairs] (see :func:`gaussian_expectation`) on ONE set of quadrature
+    nodes: K and K̇ of a numerical dual share the panels, the nodes and the Gaussian weights, the larger
+    part of the cost; ``kinks`` must cover the non-smooth points of every f and g."""
     q1, q2, c = xp.broadcast_arrays(xp.asarray(q1, dtype=xp.float64), xp.asarray(q2, dtype=xp.float64),
                                     xp.asarray(c, dtype=xp.float64))
     shape = q1.shape
-    if f is g:  # E[f(u)f(v)] is symmetric in (q1, q2): one order for both makes K(x, x') == K(x', x) bitwise
+    if all(f is g for f, g in pairs):  # E[f(u)f(v)] is symmetric in (q1, q2): one order makes K(x, x') == K(x', x)
         q1, q2 = xp.minimum(q1, q2), xp.maximum(q1, q2)
     q1, q2, c = q1.reshape(-1), q2.reshape(-1), c.reshape(-1)
-    out = xp.empty(q1.shape, dtype=xp.float64)
+    outs = [xp.empty(q1.shape, dtype=xp.float64) for _ in pairs]
     marks = xp.asarray(sorted(set(SIGMA_PANEL_EDGES) | {float(k) for k in kinks}), dtype=xp.float64)
     kink_marks = xp.asarray(sorted({float(k) for k in kinks}), dtype=xp.float64)
     gauss = xp.asarray(GAUSS_PANEL_EDGES, dtype=xp.float64)
@@ -98,8 +105,9 @@ def gaussian_expectation(f, g, q1, q2, c, kinks=()):
     chunk = max(1, 2_000_000 // (panels * GAUSS_NODES) ** 2)
     for lo in range(0, q1.size, chunk):
         sl = slice(lo, lo + chunk)
-        out[sl] = _expectation(f, g, q1[sl], q2[sl], c[sl], marks, kink_marks, gauss, x, w)
-    return out.reshape(shape)
+        for out, value in zip(outs, _expectation(pairs, q1[sl], q2[sl], c[sl], marks, kink_marks, gauss, x, w)):
+            out[sl] = value
+    return [out.reshape(shape) for out in outs]
 
 
 def _panels(edges, x, w):
@@ -119,7 +127,7 @@ def _edges(preimages, gauss):
     return xp.sort(xp.clip(xp.concatenate([-tail, tail, fixed, preimages], axis=-1), -GAUSS_TAIL, GAUSS_TAIL), axis=-1)
 
 
-def _expectation(f, g, q1, q2, c, marks, kink_marks, gauss, x, w):
+def _expectation(pairs, q1, q2, c, marks, kink_marks, gauss, x, w):
     p = q1 * q2
     safe = xp.where(p > 0, p, 1.0)
     rho = xp.where(p > 0, xp.clip(c / xp.sqrt(safe), -1.0, 1.0), 0.0)
@@ -137,8 +145,14 @@ def _expectation(f, g, q1, q2, c, marks, kink_marks, gauss, x, w):
         pre2 = xp.where(s3 > 0, (marks[None, None, :] - mu[..., None]) / xp.where(s3 > 0, s3, 1.0), GAUSS_TAIL)
     z2, w2 = _panels(_edges(pre2, gauss), x, w)  # (n, P·m, P·m)
     density = 0.3989422804014327  # 1/√(2π)
-    inner = xp.sum(w2 * xp.exp(-0.5 * z2 * z2) * g(mu[..., None] + s3 * z2), axis=-1) * density
-    return xp.sum(w1 * xp.exp(-0.5 * z1 * z1) * f(r1[:, None] * z1) * inner, axis=-1) * density
+    w2 = w2 * xp.exp(-0.5 * z2 * z2)  # Gaussian weights, shared by every pair
+    w1 = w1 * xp.exp(-0.5 * z1 * z1)
+    v, u = mu[..., None] + s3 * z2, r1[:, None] * z1
+    results = []
+    for f, g in pairs:
+        inner = xp.sum(w2 * g(v), axis=-1) * density
+        results.append(xp.sum(w1 * f(u) * inner, axis=-1) * density)
+    return results
 
 
 class _Quiet:
