@@ -190,9 +190,9 @@ def step_statements(before, step, values, printer, duals: List[str]) -> List[Lis
     if not step.assignments:
         return [["    # (leaves the kernel unchanged)"]]
     if step.state.note:  # an activation: one dual function for the variances and the covariances
-        definition, lines = _elementwise_step(before, step, values, printer)
+        definition, statements = _elementwise_step(before, step, values, printer)
         duals.append(definition)
-        return [[line] for line in lines]
+        return statements
     body: List[List[str]] = []
     targets = [sym for sym, _ in step.assignments]
     exprs = [to_atan2(expr.xreplace(values)) for _, expr in step.assignments]
@@ -234,7 +234,8 @@ def _ssa_order(name: str):
 
 
 def _elementwise_step(before, step, values, printer):
-    """An activation layer as ``def dual_L(q1, q2, c) -> (K, K̇)`` plus the lines that call it.
+    """An activation layer as ``def dual_L(q1, q2, c) -> (K, K̇)`` plus the statements that call it
+    (each a list of lines).
 
     The variances go through the very same code as the covariances (at q1 = q2 = c = q), so
     Σ(x, x) and Σ(x, x') of two identical inputs agree bit for bit, and θ = 0 exactly there.
@@ -268,11 +269,11 @@ def _elementwise_step(before, step, values, printer):
         arguments = ", ".join(printer.doprint(a) for a in args)
         if target == state.nngp and not before.shape and any(e.has(GaussianExpectation) for e in exprs.values()):
             printer.functions.setdefault("symmetric_dual", inspect.getsource(support.symmetric_dual))
-            call.append(f"    if same:  # quadrature per entry: the upper triangle, mirrored\n"
-                        f"        {target}, {dot} = symmetric_dual({name}, {arguments})\n"
-                        f"    else:\n        {target}, {dot} = {name}({arguments})")
+            call.append(["    if same:  # quadrature per entry: the upper triangle, mirrored",
+                         f"        {target}, {dot} = symmetric_dual({name}, {arguments})",
+                         "    else:", f"        {target}, {dot} = {name}({arguments})"])
             continue
-        call.append(f"    {target}, {dot} = {name}({arguments})")
+        call.append([f"    {target}, {dot} = {name}({arguments})"])
     if state.ntk in exprs:
         ntk = exprs[state.ntk]
         if state.nngp_dot in exprs:  # Θ·K̇ reads K̇ from the dual's result instead of computing θ again
@@ -282,7 +283,7 @@ def _elementwise_step(before, step, values, printer):
                 ntk = ratio * state.nngp_dot
             else:
                 ntk = ntk.xreplace({kdot: state.nngp_dot})
-        call.append(f"    {state.ntk} = {printer.doprint(ntk.xreplace(values))}")
+        call.append([f"    {state.ntk} = {printer.doprint(ntk.xreplace(values))}"])
     return "\n".join(lines) + "\n", call
 
 
