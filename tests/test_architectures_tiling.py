@@ -110,7 +110,8 @@ def test_over_budget_is_a_clear_error():
     message = str(info.value)
     assert re.match(r"a kernel of 4 x 4 points needs about [\d.]+ (KiB|MiB) and the budget is 1000 bytes; even in tiles it "
                     r"needs 256 bytes for the two output arrays plus [\d.]+ (KiB|MiB) for one pair: raise the budget "
-                    r"\(memory_budget=, ntkdsl.set_memory_budget\) or ask for fewer points at a time$", message), message
+                    r"\(memory_budget=, ntkdsl.set_memory_budget, or --memory-budget on the command line\) or ask for fewer "
+                    r"points at a time$", message), message
     assert isinstance(info.value, MemoryError)
 
 
