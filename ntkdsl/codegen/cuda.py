@@ -48,7 +48,8 @@ from ..symbolic.program import KernelProgram
 from . import cuda_support
 from .backends import BACKENDS
 from .cuda_printer import CUDA_PRINTABLE, CudaPrinter, CupyArrayPrinter, c_comment
-from .emit import _hide_quadratures, _support, inert, layer_location, step_statements
+from .emit import (_hide_quadratures, _support, free_after_last_use, inert, layer_location, point_helpers,
+                   spatial_fields, step_statements)
 from .printer import CodegenError
 
 # SSA names of the Python statements (kernel fields, CSE temporaries t*, per-point temporaries v*,
@@ -312,7 +313,7 @@ def emit_cupy_module(program: KernelProgram, source: Optional[str] = None, filen
     body += [["    nngp = " + nngp], ["    ntk = " + ntk]]
     body.append(["    if same:  # exact symmetry", "        nngp = nngp + nngp.T", "        nngp *= 0.5",
                  "        ntk = ntk + ntk.T", "        ntk *= 0.5"])
-    lines = _free_after_last_use(body) + ["    return nngp.astype(dtype, copy=False), ntk.astype(dtype, copy=False)"]
+    lines = free_after_last_use(body, _NAME) + ["    return nngp.astype(dtype, copy=False), ntk.astype(dtype, copy=False)"]
 
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16] if source is not None else "n/a"
     canonical = "\n".join("    " + line for line in format_network(net).rstrip("\n").splitlines())
@@ -333,15 +334,11 @@ Network (canonical form):
 """
 '''
     if em.spatial:
-        first = program.steps[0].state
-        shape = ", ".join(map(str, net.input_shape))
-        dims = ", ".join(map(str, first.shape * (2 if first.layout == "full" else 1)))
-        prologue = cuda_support.SPATIAL_PROLOGUE.format(
-            shape=shape, ndim=len(net.input_shape) + 1, shape_tuple=tuple(net.input_shape), channels=net.input_dim,
-            layout=first.layout, full=first.layout == "full", array=f"({dims}, N1, N2)")
+        prologue = cuda_support.SPATIAL_PROLOGUE.format(**spatial_fields(program))
         printer.functions.setdefault("input_covariances", "")
     else:
         prologue = cuda_support.PROLOGUE.format(d=net.input_dim)
+    prologue = point_helpers(net.input_shape, "CuPy array (from a NumPy or CuPy one)") + prologue
     imports = BACKENDS["cupy"].imports(printer.modules_used | {"xp"})
     helpers = cuda_support.device_helpers(em.cuda.helpers)
     cuda = ""
@@ -365,27 +362,10 @@ def _drop_unused(lines: List[str]) -> List[str]:
 
 
 def _ssa_order(name: str):
+    """Kernel-argument order: by layer number (h2_0, t3_1), then name."""
     stem, _, number = name.rpartition("_")
     layer = re.match(r"[a-z]+(\d+)$", stem)
     return (int(layer.group(1)) if layer else int(number) if number.isdigit() else 0, stem, name)
-
-
-def _free_after_last_use(statements: List[List[str]]) -> List[str]:
-    """The statements' lines with ``del`` of every SSA array after the statement that uses it last."""
-    last = {}
-    for i, statement in enumerate(statements):
-        for line in statement:
-            for name in _NAME.findall(line.split("#")[0]):
-                last[name] = i
-    dead: Dict[int, List[str]] = {}
-    for name, i in last.items():
-        dead.setdefault(i, []).append(name)
-    out: List[str] = []
-    for i, statement in enumerate(statements):
-        out += statement
-        if i in dead and i < len(statements) - 1:
-            out.append(f"    del {', '.join(sorted(dead[i], key=_ssa_order))}")
-    return out
 
 
 __all__ = ["emit_cupy_module"]

@@ -46,20 +46,6 @@ OWENS_T = '''def owens_t(h, a):
 
 PROLOGUE = '''
 
-def _as_points(x, name):
-    """x (a NumPy or CuPy array) as a float64 CuPy array of shape (N, {d}); a clear ValueError otherwise."""
-    x = xp.asarray(x, dtype=xp.float64)
-    if x.ndim != 2 or x.shape[1] != {d}:
-        raise ValueError(f"{{name}} must have shape (N, {d}) for this network, got {{tuple(x.shape)}}")
-    return x
-
-
-def _exact_diagonal(nngp, cov1):
-    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself (cov1 has shape (N1, 1), or is a constant)."""
-    index = xp.arange(nngp.shape[0])
-    nngp[index, index] = cov1[:, 0] if xp.ndim(cov1) else cov1
-
-
 def kernels(x1, x2=None, dtype=xp.float64):
     """The NNGP and NTK kernels of the network between two sets of inputs, on the GPU.
 
@@ -92,20 +78,6 @@ def kernels(x1, x2=None, dtype=xp.float64):
 '''
 
 SPATIAL_PROLOGUE = '''
-
-def _as_points(x, name):
-    """x (a NumPy or CuPy array) as a float64 CuPy array of shape (N, {shape}) (channels last)."""
-    x = xp.asarray(x, dtype=xp.float64)
-    if x.ndim != {ndim} or tuple(x.shape[1:]) != {shape_tuple}:
-        raise ValueError(f"{{name}} must have shape (N, {shape}) for this network, got {{tuple(x.shape)}}")
-    return x
-
-
-def _exact_diagonal(nngp, cov1):
-    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself (cov1 has shape (..., N1, 1), or is a constant)."""
-    index = xp.arange(nngp.shape[-1])
-    nngp[..., index, index] = cov1[..., 0] if xp.ndim(cov1) else cov1
-
 
 def kernels(x1, x2=None, dtype=xp.float64):
     """The NNGP and NTK kernels of the network between two sets of inputs, on the GPU.

@@ -25,21 +25,39 @@ from . import spatial_support, support
 from .backends import BACKENDS
 from .printer import ArrayPrinter
 
-_PROLOGUE = '''
+_POINT_HELPERS = '''
 
 def _as_points(x, name):
-    """x as a float64 array of shape (N, {d}); a clear ValueError otherwise."""
+    """x as a float64 {array} of shape (N, {shape}){channels_last}; a clear ValueError otherwise."""
     x = xp.asarray(x, dtype=xp.float64)
-    if x.ndim != 2 or x.shape[1] != {d}:
-        raise ValueError(f"{{name}} must have shape (N, {d}) for this network, got {{tuple(x.shape)}}")
+    if x.ndim != {ndim} or tuple(x.shape[1:]) != {shape_tuple}:
+        raise ValueError(f"{{name}} must have shape (N, {shape}) for this network, got {{tuple(x.shape)}}")
     return x
 
 
 def _exact_diagonal(nngp, cov1):
-    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself, bit for bit (cov1 has shape (N1, 1), or is a constant)."""
-    index = xp.arange(nngp.shape[0])
-    nngp[index, index] = cov1[:, 0] if xp.ndim(cov1) else cov1
+    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself, bit for bit (cov1 has shape (..., N1, 1), or is a constant)."""
+    index = xp.arange(nngp.shape[-1])
+    nngp[..., index, index] = cov1[..., 0] if xp.ndim(cov1) else cov1
+'''
 
+
+def point_helpers(input_shape, array: str = "array") -> str:
+    """``_as_points`` and ``_exact_diagonal`` of a generated module (every backend) for inputs of ``input_shape``."""
+    return _POINT_HELPERS.format(array=array, shape=", ".join(map(str, input_shape)), ndim=len(input_shape) + 1,
+                                 shape_tuple=tuple(input_shape),
+                                 channels_last=" (channels last)" if len(input_shape) > 1 else "")
+
+
+def spatial_fields(program: KernelProgram) -> Dict[str, object]:
+    """The fields of a spatial prologue: input shape, channels, the first layout and its array shape."""
+    net, first = program.network, program.steps[0].state
+    dims = ", ".join(map(str, first.shape * (2 if first.layout == "full" else 1)))
+    return dict(shape=", ".join(map(str, net.input_shape)), channels=net.input_dim, layout=first.layout,
+                full=first.layout == "full", array=f"({dims}, N1, N2)")
+
+
+_PROLOGUE = '''
 
 def kernels(x1, x2=None):
     """The NNGP and NTK kernels of the network between two sets of inputs.
@@ -65,20 +83,6 @@ def kernels(x1, x2=None):
 
 
 _SPATIAL_PROLOGUE = '''
-
-def _as_points(x, name):
-    """x as a float64 array of shape (N, {shape}) (channels last); a clear ValueError otherwise."""
-    x = xp.asarray(x, dtype=xp.float64)
-    if x.ndim != {ndim} or tuple(x.shape[1:]) != {shape_tuple}:
-        raise ValueError(f"{{name}} must have shape (N, {shape}) for this network, got {{tuple(x.shape)}}")
-    return x
-
-
-def _exact_diagonal(nngp, cov1):
-    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself, bit for bit (cov1 has shape (..., N1, 1), or is a constant)."""
-    index = xp.arange(nngp.shape[-1])
-    nngp[..., index, index] = cov1[..., 0] if xp.ndim(cov1) else cov1
-
 
 def kernels(x1, x2=None):
     """The NNGP and NTK kernels of the network between two sets of inputs.
@@ -153,7 +157,7 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
     # in a dual, or pooling's sums over pixel pairs, round differently for (x, x') and (x', x)
     body.append(["    if same:", "        nngp = nngp + nngp.T", "        nngp *= 0.5", "        ntk = ntk + ntk.T",
                  "        ntk *= 0.5"])
-    lines = _free_after_last_use(body) + ["    return nngp, ntk"]
+    lines = free_after_last_use(body) + ["    return nngp, ntk"]
 
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16] if source is not None else "n/a"
     canonical = "\n".join("    " + line for line in format_network(net).rstrip("\n").splitlines())
@@ -169,15 +173,11 @@ Network (canonical form):
 """
 '''
     if spatial:
-        first = program.steps[0].state
-        shape = ", ".join(map(str, net.input_shape))
-        dims = ", ".join(map(str, first.shape * (2 if first.layout == "full" else 1)))
-        prologue = _SPATIAL_PROLOGUE.format(shape=shape, ndim=len(net.input_shape) + 1, shape_tuple=tuple(net.input_shape),
-                                            channels=net.input_dim, layout=first.layout, full=first.layout == "full",
-                                            array=f"({dims}, N1, N2)")
+        prologue = _SPATIAL_PROLOGUE.format(**spatial_fields(program))
         printer.functions.setdefault("input_covariances", "")
     else:
         prologue = _PROLOGUE.format(d=net.input_dim)
+    prologue = point_helpers(net.input_shape) + prologue
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
     return (header + imports + "\n" + _support(printer.functions) + "".join("\n\n" + d for d in duals)
             + prologue + "\n".join(lines) + "\n")
@@ -209,13 +209,13 @@ def step_statements(before, step, values, printer, duals: List[str]) -> List[Lis
     return body
 
 
-def _free_after_last_use(statements: List[List[str]]) -> List[str]:
-    """The statements' lines with ``del`` of every SSA array after the statement that uses it last,
-    so that the evaluation holds a few kernel arrays at a time, not one per layer."""
+def free_after_last_use(statements: List[List[str]], names: re.Pattern = _NAME) -> List[str]:
+    """The statements' lines with ``del`` of every SSA array (``names``) after the statement that uses
+    it last (comments do not count), so that the evaluation holds a few kernel arrays at a time."""
     last = {}
     for i, statement in enumerate(statements):
         for line in statement:
-            for name in _NAME.findall(line):
+            for name in names.findall(line.split("#")[0]):
                 last[name] = i
     dead: Dict[int, List[str]] = {}
     for name, i in last.items():
@@ -249,7 +249,7 @@ def _elementwise_step(before, step, values, printer):
     k = exprs[step.state.nngp].xreplace(values).xreplace(rename)
     kdot = step.state.nngp_dot
     kdot = exprs[kdot].xreplace(values).xreplace(rename) if kdot in exprs else (kdot if kdot is not None else sp.S.Zero)
-    hidden, restore = _hide_quadratures([to_atan2(k), to_atan2(sp.sympify(kdot))])
+    hidden, restore = _hide_quadratures([to_atan2(k), to_atan2(kdot)])
     shared, (k, kdot) = sp.cse(hidden, symbols=sp.numbered_symbols("t"), order="none")
     name = f"dual_{step.index}"
     lines = [f"def {name}(q1, q2, c):",

@@ -47,7 +47,7 @@ from ..ir.printer import format_network
 from ..symbolic.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
 from . import fused_support
-from .emit import inert, layer_location
+from .emit import inert, layer_location, point_helpers
 from .emit import _support
 from .printer import ArrayPrinter, CodegenError
 
@@ -304,7 +304,7 @@ Network (canonical form):
     helpers = fused_support.scalar_helpers(scalar.helpers)
     prologue = fused_support.PROLOGUE.format(d=net.input_dim)
     return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
-            + "\n\n" + fused_support.array_helpers(net.input_dim)
+            + point_helpers(net.input_shape) + "\n\n" + fused_support.array_helpers(net.input_dim)
             + helpers + "\n\n" + kernel + prologue + "\n".join(body) + "\n")
 
 

@@ -83,15 +83,7 @@ def scalar_helpers(names: Iterable[str]) -> str:
     return "".join("\n" + _SOURCES[n] for n in _SOURCES if n in wanted)
 
 
-_ARRAY_HELPERS = '''def _as_points(x, name):
-    """x as a float64 array of shape (N, {d}); a clear ValueError otherwise."""
-    x = xp.asarray(x, dtype=xp.float64)
-    if x.ndim != 2 or x.shape[1] != {d}:
-        raise ValueError(f"{{name}} must have shape (N, {d}) for this network, got {{tuple(x.shape)}}")
-    return x
-
-
-def _gram(x1, x2, dtype):
+_ARRAY_HELPERS = '''def _gram(x1, x2, dtype):
     """x1·x2ᵀ/{d} in dtype, C order. For x2 None only the upper triangle is filled (BLAS syrk: half a GEMM)."""
     a = xp.ascontiguousarray(x1, dtype=dtype)
     if x2 is None:
@@ -175,6 +167,5 @@ def kernels(x1, x2=None, dtype=xp.float64):
     cov2_0 = cov1_0.T if same else xp.sum(x2 * x2, axis=1, keepdims=True).T / {d}
     nngp_0 = _gram(x1, None if same else x2, dtype)
     if same:  # exact diagonal: Σ(x, x) is cov1 bit for bit
-        index = xp.arange(nngp_0.shape[0])
-        nngp_0[index, index] = cov1_0[:, 0]
+        _exact_diagonal(nngp_0, cov1_0)
 '''

@@ -163,24 +163,18 @@ class ArrayPrinter(SciPyPrinter):
 def array_function(expr: sp.Expr, args):
     """A NumPy function of ``args`` (sympy symbols) evaluating ``expr`` through this printer.
 
-    The same printing path as generated modules (σ helpers and the quadrature routine included),
+    The same printing and loading path as generated modules (σ helpers, perp, the quadrature and
+    spatial routines included by :func:`.emit._support`, the module run by :func:`.loader.load_module`),
     for tests and numerical tools. Only ever called on expressions ntkdsl built, never on user text.
     """
-    import numpy
-    import scipy.special
-
     from ..symbolic.functions import to_atan2
-    from . import support
+    from .backends import BACKENDS
+    from .emit import _support
+    from .loader import load_module
 
     printer = ArrayPrinter()
     names = [f"a{i}" for i in range(len(args))]
     body = printer.doprint(to_atan2(expr).xreplace(dict(zip(args, sp.symbols(names)))))
-    from . import spatial_support
-
-    namespace = {"xp": numpy, "xps": scipy.special, "gaussian_expectation": support.gaussian_expectation,
-                 "perp": support.perp, **{name: getattr(spatial_support, name) for name in spatial_support.ROUTINES}}
-    for name, source in printer.functions.items():
-        if name not in ("gaussian_expectation", "perp") and name not in spatial_support.ROUTINES:
-            exec(compile(source, "<ntkdsl array_function>", "exec"), namespace)  # noqa: S102 - printed by us
-    code = compile(f"lambda {', '.join(names)}: {body}", "<ntkdsl array_function>", "eval")
-    return eval(code, namespace)  # noqa: S307 - printed from a sympy expression we built
+    source = (BACKENDS["numpy"].imports(printer.modules_used | {"xp"}) + _support(printer.functions)
+              + f"\n\ndef function({', '.join(names)}):\n    return {body}\n")
+    return load_module(source, "array_function").function
