@@ -130,8 +130,10 @@ def _compile(args) -> int:
     return 0
 
 
-def _array(path: str, shape, name: str) -> np.ndarray:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+def load_points(path: str, shape, name: str) -> np.ndarray:
+    """The .npy array of inputs at ``path`` with per-point ``shape`` (the network's input shape); a
+    UserError naming ``name`` (the option) when it cannot be read, has another shape or non-finite values."""
+    shape = tuple(shape)
     try:
         x = np.load(path, allow_pickle=False)
     except OSError as exc:
@@ -148,8 +150,8 @@ def _array(path: str, shape, name: str) -> np.ndarray:
 def _eval(args) -> int:
     net = _load(args)
     shape = net.ir.input_shape
-    x1 = _array(args.x1, shape, "--x1")
-    x2 = _array(args.x2, shape, "--x2") if args.x2 else None
+    x1 = load_points(args.x1, shape, "--x1")
+    x2 = load_points(args.x2, shape, "--x2") if args.x2 else None
     if args.memmap is not None:
         return _eval_to_disk(args, net, x1, x2)
     try:
@@ -267,11 +269,11 @@ def _summary(net: CompiledNetwork) -> str:
     lines += layout_report(net.program)
     model, budget, n = net.memory_model, memory_budget(), 10_000
     try:
-        tile = plan(n, n, model, budget) if 16 * n * n < budget else "over"
+        tile = plan(n, n, model, budget)
     except MemoryBudgetError:
         tile = "over"
     how = "measured" if net.memory_measured else "upper bound; numerical duals are not measured"
-    stage = getattr(model, "input_per_point", 0.0)
+    stage = model.input_per_point
     lines.append(f"  memory ({how}): {format_bytes(model.per_pair)} per input pair + {format_bytes(model.per_point)} "
                  f"per point" + (f" (at least {format_bytes(stage)} per point: input stage, thin requests)" if stage else "")
                  + f"; {n} x {n} points: {format_bytes(model.peak(n, n))} in one piece"
