@@ -138,7 +138,7 @@ def load_points(path: str, shape, name: str) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except OSError as exc:
         raise UserError(f"cannot load {name} from {path!r}: {exc.strerror or exc}") from None
-    except ValueError:  # numpy's message speaks of pickles and an option this CLI does not have
+    except (ValueError, EOFError):  # numpy speaks of pickles and an option this CLI does not have; EOF: empty file
         raise UserError(f"cannot load {name} from {path!r}: not a .npy file of numbers (write one with numpy.save)") from None
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
         raise UserError(f"{name} in {path!r} has shape {x.shape}; this network needs (N, {', '.join(map(str, shape))})")

@@ -341,6 +341,9 @@ def test_a_file_that_is_not_npy(files, tmp_path, capsys):
     assert err.startswith(f"ntkdsl: error: cannot load --x1 from {str(path)!r}: ")
     assert "not a .npy file" in err
     assert "pickle" not in err
+    path.write_bytes(b"")  # an empty file (numpy raises EOFError)
+    assert main(["eval", str(files["small.ntk"]), "--x1", str(path)]) == 2
+    assert "not a .npy file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("emit", ["python", "ir"])
