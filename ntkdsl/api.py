@@ -36,6 +36,7 @@ class CompiledNetwork:
         self.ir = verify(ir)
         self.source = source
         self.filename = filename
+        self.layout = layout
         self.program: KernelProgram = derive(self.ir, layout=layout)
 
     @property
@@ -122,21 +123,25 @@ class CompiledNetwork:
         from . import tiling
 
         if batch_size is not None:
-            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-                raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
-            return int(batch_size), int(batch_size)
+            return tiling.batch_tile(batch_size)
         if backend == "cupy" or not np.ndim(x1):
             return None  # device memory is not what /proc/meminfo reports; explicit batch_size only
         n1 = np.shape(x1)[0]
         n2 = n1 if x2 is None else np.shape(x2)[0]
         budget = tiling.memory_budget(memory_budget)
-        # image kernels also run faster in cache-sized tiles (tiling.preferred_peak)
-        preferred = None
-        if len(self.ir.input_shape) > 1 and 8 * self._largest_kernel * n1 * n2 > tiling.PREFERRED_ARRAY:
-            preferred = tiling.preferred_peak(self.memory_model, self._largest_kernel)
+        preferred = self._preferred_peak(n1, n2)
         if self._static_memory_model.peak(n1, n2) <= min(budget, preferred or budget):
             return None  # far below the budget: nothing to measure
         return tiling.plan(n1, n2, self.memory_model, budget, preferred)
+
+    def _preferred_peak(self, n1: int, n2: int) -> Optional[float]:
+        """The peak of a cache-sized tile (:func:`ntkdsl.tiling.preferred_peak`) where an image network's
+        largest kernel array for n1 x n2 points exceeds :data:`ntkdsl.tiling.PREFERRED_ARRAY`, else None."""
+        from . import tiling
+
+        if len(self.ir.input_shape) > 1 and 8 * self._largest_kernel * n1 * n2 > tiling.PREFERRED_ARRAY:
+            return tiling.preferred_peak(self.memory_model, self._largest_kernel)
+        return None
 
     @cached_property
     def _largest_kernel(self) -> int:
@@ -245,7 +250,7 @@ class CompiledNetwork:
         ir = override_widths(self.ir, n)
         if ir == self.ir:
             return self
-        return CompiledNetwork(ir, format_network(ir), f"{self.filename} (hidden width {n})")
+        return CompiledNetwork(ir, format_network(ir), f"{self.filename} (hidden width {n})", layout=self.layout)
 
 
 def _covers(tile, x1, x2) -> bool:

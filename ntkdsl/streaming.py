@@ -176,13 +176,10 @@ def _disk_tile(net, n1: int, n2: int, batch_size, memory_budget) -> Tuple[int, i
     from . import tiling
 
     if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
-        return int(batch_size), int(batch_size)
+        return tiling.batch_tile(batch_size)
     budget = tiling.memory_budget(memory_budget)
-    limit = budget
-    if len(net.ir.input_shape) > 1 and 8 * net._largest_kernel * n1 * n2 > tiling.PREFERRED_ARRAY:
-        limit = min(budget, tiling.preferred_peak(net.memory_model, net._largest_kernel))
+    preferred = net._preferred_peak(n1, n2)
+    limit = budget if preferred is None else min(budget, preferred)
     cap = min(DISK_TILE, max(n1, n2))
     t = _largest_square(net._static_memory_model, limit, cap)  # an upper bound: no measuring
     if t < cap:

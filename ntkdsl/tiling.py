@@ -196,8 +196,8 @@ def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[
     left = budget - 16 * n1 * n2
     if left <= 0 or model.peak(1, 1) > left:
         raise MemoryBudgetError(
-            f"a kernel of {n1} x {n2} points needs about {_gib(model.peak(n1, n2))} and the budget is {_gib(budget)}; "
-            f"even in tiles it needs {_gib(16 * n1 * n2)} for the two output arrays plus {_gib(model.peak(1, 1))} for "
+            f"a kernel of {n1} x {n2} points needs about {format_bytes(model.peak(n1, n2))} and the budget is {format_bytes(budget)}; "
+            f"even in tiles it needs {format_bytes(16 * n1 * n2)} for the two output arrays plus {format_bytes(model.peak(1, 1))} for "
             "one pair: raise the budget (memory_budget=, ntkdsl.set_memory_budget, or --memory-budget on the command line) or ask for fewer points at a time")
     if preferred is not None:
         left = min(left, preferred)
@@ -211,6 +211,13 @@ def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[
     if e > 0:
         t2 = max(1, min(t2, int((left - f) / e) - t1))
     return t1, t2
+
+
+def batch_tile(batch_size) -> Tuple[int, int]:
+    """The square tile of an explicit ``batch_size`` (a positive integer; a ValueError otherwise)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    return int(batch_size), int(batch_size)
 
 
 def tiles(n1: int, n2: Optional[int], tile: Tuple[int, int]):
@@ -333,7 +340,8 @@ def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int], progress=None):
     return nngp, ntk
 
 
-def _gib(nbytes: float) -> str:
+def format_bytes(nbytes: float) -> str:
+    """``nbytes`` in bytes, KiB, MiB, GiB or TiB, for messages."""
     if nbytes >= 2**40:
         return f"{nbytes / 2**40:.1f} TiB"
     if nbytes >= 2**30:
@@ -344,5 +352,3 @@ def _gib(nbytes: float) -> str:
         return f"{nbytes / 2**10:.1f} KiB"
     return f"{nbytes:.0f} bytes"
 
-
-format_bytes = _gib

@@ -56,10 +56,21 @@ def function_dual(fn: sp.Lambda, q1, q2, c) -> Dual:
 
 def numerical_dual(fn: sp.Lambda, q1, q2, c, breakpoints=(), jumps: bool = False) -> Dual:
     """E[σ(u)σ(v)] by quadrature; K̇ = E[σ'(u)σ'(v)] from the symbolic σ' (0 where σ jumps)."""
-    marks = sp.Tuple(*sorted({sp.sympify(b) for b in breakpoints}, key=sp.default_sort_key))  # noqa: S - numbers/IR exprs
+    marks = sp.Tuple(*sorted({_number(b) for b in breakpoints}, key=sp.default_sort_key))
     k = GaussianExpectation(fn, fn, q1, q2, c, marks)
     kdot = k.fdiff(5)
     return Dual(k, kdot, "numerical (kink-aware Gauss–Legendre quadrature)")
+
+
+def _number(b) -> sp.Expr:
+    """A breakpoint as a sympy object: registry rows give Python numbers, :func:`kinks` sympy expressions.
+
+    Built without sympify so that no text is ever evaluated."""
+    if isinstance(b, sp.Basic):
+        return b
+    if isinstance(b, bool) or not isinstance(b, (int, float)):
+        raise TypeError(f"a breakpoint must be a number or a sympy expression, not {b!r}")
+    return sp.Integer(b) if isinstance(b, int) else sp.Float(b)
 
 
 # ---------------------------------------------------------------- exact strategies

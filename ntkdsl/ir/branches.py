@@ -51,11 +51,25 @@ def _describe(layer) -> str:
     return f"ends in '{format_header(layer)}'"
 
 
-@dataclass(frozen=True)
-class Residual(nodes.SamplerRules):
-    """x + scale·f(x), f the body (kernel-math.md §7: scale = 1)."""
+class _BranchRules(nodes.SamplerRules):
+    """Finite-width backward rules shared by the branching nodes: ntkdsl/sampler/branch_layers.py."""
 
-    _finite = "branch_layers.branches"  # finite-width rules: ntkdsl/sampler/branch_layers.py
+    _finite = "branch_layers.branches"
+
+    def split_cotangent(self, params, cache, g):
+        from ..sampler.branch_layers import split_cotangent
+
+        return split_cotangent(self, params, cache, g)
+
+    def merge_cotangents(self, params, cache, g, parts):
+        from ..sampler.branch_layers import merge_cotangents
+
+        return merge_cotangents(self, params, cache, g, parts)
+
+
+@dataclass(frozen=True)
+class Residual(_BranchRules):
+    """x + scale·f(x), f the body (kernel-math.md §7: scale = 1)."""
 
     body: Tuple[object, ...]
     scale: sp.Expr = sp.S.One
@@ -96,16 +110,6 @@ class Residual(nodes.SamplerRules):
         """x + scale·f(x)."""
         return x + float(self.scale) * outs[0]
 
-    def split_cotangent(self, params, cache, g):
-        from ..sampler.branch_layers import split_cotangent
-
-        return split_cotangent(self, params, cache, g)
-
-    def merge_cotangents(self, params, cache, g, parts):
-        from ..sampler.branch_layers import merge_cotangents
-
-        return merge_cotangents(self, params, cache, g, parts)
-
     def combine(self, states: Sequence[nodes.KernelState], p: Mapping[str, sp.Symbol]) -> nodes.KernelState:
         """Σ = Σ_x + scale²·Σ_f and Θ = Θ_x + scale²·Θ_f (FanInSum of independent branches)."""
         x, f = states
@@ -116,10 +120,8 @@ class Residual(nodes.SamplerRules):
 
 
 @dataclass(frozen=True)
-class Parallel(nodes.SamplerRules):
+class Parallel(_BranchRules):
     """Branches on the same input, merged by ``sum``, ``concat`` (channels) or ``prod`` (elementwise)."""
-
-    _finite = "branch_layers.branches"  # finite-width rules: ntkdsl/sampler/branch_layers.py
 
     merge: str
     branches: Tuple[Tuple[object, ...], ...]
@@ -181,16 +183,6 @@ class Parallel(nodes.SamplerRules):
         for y in outs[1:]:
             total = total + y if self.merge == "sum" else total * y
         return total
-
-    def split_cotangent(self, params, cache, g):
-        from ..sampler.branch_layers import split_cotangent
-
-        return split_cotangent(self, params, cache, g)
-
-    def merge_cotangents(self, params, cache, g, parts):
-        from ..sampler.branch_layers import merge_cotangents
-
-        return merge_cotangents(self, params, cache, g, parts)
 
     def combine(self, states: Sequence[nodes.KernelState], p: Mapping[str, sp.Symbol]) -> nodes.KernelState:
         """FanInSum (fields add), FanInConcat (average weighted by channel counts) or FanInProd

@@ -16,6 +16,7 @@ import sympy as sp
 from ..errors import ArgumentSpecError, NameSpecError, StructureSpecError, did_you_mean
 from ..frontend import ast
 from . import nodes
+from .spatial import PADDINGS
 
 MAX_WIDTH = 10**9
 REQUIRED = object()
@@ -118,17 +119,13 @@ def _dense(low, st: ast.LayerCall, env, param: str) -> nodes.Dense:
         Spec("b_std", None, std_or_none),
         Spec("parameterization", param, enum(nodes.PARAMETERIZATIONS)),
     ]
-    args = low.bind("dense", specs, st.args, env, st.name_span)
-    v = {s.name: s.convert(low, args[s.name].value, args[s.name].span, s.name, env) for s in specs}
+    v = _values(low, "dense", specs, st, env)
     return nodes.Dense(v["width"], v["w_std"], v["b_std"], v["parameterization"], st.span)
 
 
 def _identity(low, st: ast.LayerCall, env, param: str) -> nodes.Identity:
     low.bind("identity", [], st.args, env, st.name_span)
     return nodes.Identity(st.span)
-
-
-PADDINGS = ("valid", "same", "circular")
 
 
 def _conv(low, st: ast.LayerCall, env, param: str):

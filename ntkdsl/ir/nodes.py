@@ -102,6 +102,27 @@ class _ElementwiseRules(_NoParameters):
         return elementwise_backward(self, cache, g)
 
 
+def weight_parameters(w_std: sp.Expr, b_std: Optional[sp.Expr]) -> Dict[str, sp.Expr]:
+    """The parameters of an affine layer (dense, conv): ``w_std``, and ``b_std`` unless it has no bias."""
+    return {"w_std": w_std} if b_std is None else {"w_std": w_std, "b_std": b_std}
+
+
+def affine_kernel(s: KernelState, p: Mapping[str, sp.Symbol], parameterization: str, fan_in,
+                  taps=lambda k: k) -> Tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr]:
+    """kernel-math.md §2, shared by dense and conv (``taps`` the conv's filter mean C, identity for dense).
+
+    Σ' = σ_w²·C[Σ] + σ_b²; Θ' = Σ' + σ_w²·C[Θ] (NTK) or fan_in·C[Σ] + σ_w²·C[Θ] + 1{bias} (standard,
+    Σ before the layer; Sohl-Dickstein et al. 2020). Returns (cov1, cov2, nngp, ntk)."""
+    w2 = p["w_std"] ** 2
+    b2 = p["b_std"] ** 2 if "b_std" in p else sp.S.Zero
+    cov1, cov2, nngp = (w2 * taps(k) + b2 for k in (s.cov1, s.cov2, s.nngp))
+    if parameterization == "ntk":
+        ntk = nngp + w2 * taps(s.ntk)
+    else:
+        ntk = fan_in * taps(s.nngp) + w2 * taps(s.ntk) + (1 if "b_std" in p else 0)
+    return cov1, cov2, nngp, ntk
+
+
 @dataclass(frozen=True)
 class Dense:
     """A fully connected layer of ``width`` outputs.
@@ -117,10 +138,7 @@ class Dense:
     span: Optional[Span] = field(**_span)
 
     def parameters(self) -> Dict[str, sp.Expr]:
-        out = {"w_std": self.w_std}
-        if self.b_std is not None:
-            out["b_std"] = self.b_std
-        return out
+        return weight_parameters(self.w_std, self.b_std)
 
     def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         """(width,) from a vector input; an image input is an error (flatten or pool it first)."""
@@ -134,13 +152,7 @@ class Dense:
 
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """kernel-math.md §2 (neural-tangents' Dense): affine map of Σ, then Θ."""
-        w2 = p["w_std"] ** 2
-        b2 = p["b_std"] ** 2 if "b_std" in p else sp.S.Zero
-        cov1, cov2, nngp = (w2 * k + b2 for k in (s.cov1, s.cov2, s.nngp))
-        if self.parameterization == "ntk":
-            ntk = nngp + w2 * s.ntk  # Θ' = Σ' + σ_w²·Θ
-        else:  # Θ' = n_in·Σ + σ_w²·Θ + 1{bias}  (Σ before the layer; Sohl-Dickstein et al. 2020)
-            ntk = s.width * s.nngp + w2 * s.ntk + (1 if "b_std" in p else 0)
+        cov1, cov2, nngp, ntk = affine_kernel(s, p, self.parameterization, fan_in=s.width)
         return KernelState(cov1, cov2, nngp, ntk, gaussian=True, width=self.width)
 
     # finite-width rules (kernel-math.md §5); numerics and the interface: ntkdsl/sampler/layers.py

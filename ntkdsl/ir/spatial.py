@@ -18,7 +18,7 @@ import sympy as sp
 from ..errors import ShapeSpecError, Span
 from ..symbolic import spatial as ops
 from .geometry import window_geometry
-from .nodes import KernelState, SamplerRules
+from .nodes import KernelState, SamplerRules, affine_kernel, weight_parameters
 
 _span = dict(default=None, compare=False, repr=False)
 
@@ -73,10 +73,7 @@ class Conv(SamplerRules):
     span: Optional[Span] = field(**_span)
 
     def parameters(self) -> Dict[str, sp.Expr]:
-        out = {"w_std": self.w_std}
-        if self.b_std is not None:
-            out["b_std"] = self.b_std
-        return out
+        return weight_parameters(self.w_std, self.b_std)
 
     def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         spatial = _spatial_input("conv", in_shape, len(self.kernel_size), self.span)
@@ -88,18 +85,11 @@ class Conv(SamplerRules):
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """kernel-math.md §2: Σ' = σ_w²·C[Σ] + σ_b², Θ' = Σ' + σ_w²·C[Θ] (NTK) or
         fan_in·C[Σ] + σ_w²·C[Θ] + 1{bias} (standard), C the mean over the filter's shifted diagonal."""
-        w2 = p["w_std"] ** 2
-        b2 = p["b_std"] ** 2 if "b_std" in p else sp.S.Zero
-
         def taps(k):
             return ops.conv(k, s.shape, self.kernel_size, self.stride, self.padding, s.layout)
 
-        cov1, cov2, nngp = (w2 * taps(k) + b2 for k in (s.cov1, s.cov2, s.nngp))
-        if self.parameterization == "ntk":
-            ntk = nngp + w2 * taps(s.ntk)
-        else:  # neural-tangents' standard parameterization; fan_in = C_in·k_h·k_w
-            fan_in = s.width * prod(self.kernel_size)
-            ntk = fan_in * taps(s.nngp) + w2 * taps(s.ntk) + (1 if "b_std" in p else 0)
+        # fan_in = C_in·Π kernel_size: neural-tangents' standard parameterization
+        cov1, cov2, nngp, ntk = affine_kernel(s, p, self.parameterization, s.width * prod(self.kernel_size), taps)
         shape = self.out_shape(s.shape + (s.width,))[:-1]
         return KernelState(cov1, cov2, nngp, ntk, gaussian=True, width=self.channels, shape=shape, layout=s.layout)
 

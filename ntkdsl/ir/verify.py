@@ -7,7 +7,7 @@ from typing import Sequence, Tuple
 from ..activations import REGISTRY
 from ..errors import ArgumentSpecError, ShapeSpecError, StructureSpecError
 from . import nodes
-from .branches import Parallel, Residual
+from .branches import MERGES, Parallel, Residual
 from .printer import format_header
 from .spatial import PADDINGS, POOL_MODES, Conv, Flatten, GlobalPool, LayerNorm, Pool
 
@@ -105,8 +105,8 @@ def _check_arguments(layer) -> None:
                                     "spatial dimension", layer.span)
     if isinstance(layer, (Pool, GlobalPool)) and layer.mode not in POOL_MODES:
         raise ArgumentSpecError(f"unknown pooling mode '{layer.mode}'", layer.span)
-    if isinstance(layer, Parallel) and layer.merge not in ("sum", "concat", "prod"):
-        raise ArgumentSpecError(f"unknown merge '{layer.merge}' (one of sum, concat, prod)", layer.span)
+    if isinstance(layer, Parallel) and layer.merge not in MERGES:
+        raise ArgumentSpecError(f"unknown merge '{layer.merge}' (one of {', '.join(MERGES)})", layer.span)
     if isinstance(layer, nodes.Activation) and layer.name not in REGISTRY:
         raise StructureSpecError(f"unknown activation '{layer.name}'", layer.span)
 

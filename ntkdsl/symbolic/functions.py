@@ -34,16 +34,32 @@ def _is_diagonal(c: sp.Expr, p: sp.Expr) -> bool:
     return sp.expand(p - c**2) == 0 and c.is_nonnegative is not False
 
 
-class perp(sp.Function):  # noqa: N801 - sympy functions are lower-case by convention
-    """√max(p − c², 0) = √(q1·q2)·sin θ."""
+class _AngularFunction(sp.Function):
+    """A function of (c, p) = (covariance, q1·q2) with a known value on the kernel's diagonal (θ = 0).
+
+    Subclasses set ``_diagonal`` (that value) and ``_tex`` (c, p printed → LaTeX); printers
+    dispatch on the subclass names, so those stay."""
 
     nargs = 2
+    _diagonal = None
+    _tex = None
 
     @classmethod
     def eval(cls, c, p):
         if _is_diagonal(c, p):
-            return sp.S.Zero
+            return cls._diagonal
         return None
+
+    @_powered
+    def _latex(self, printer):
+        return self._tex(*(printer._print(a) for a in self.args))
+
+
+class perp(_AngularFunction):  # noqa: N801 - sympy functions are lower-case by convention
+    """√max(p − c², 0) = √(q1·q2)·sin θ."""
+
+    _diagonal = sp.S.Zero
+    _tex = staticmethod(lambda c, p: rf"\sqrt{{{p} - \left({c}\right)^{{2}}}}")
 
     def fdiff(self, argindex=1):
         c, p = self.args
@@ -57,22 +73,12 @@ class perp(sp.Function):  # noqa: N801 - sympy functions are lower-case by conve
             return sp.sqrt(sp.Max(p - c**2, 0))._eval_evalf(prec)
         return None
 
-    @_powered
-    def _latex(self, printer):
-        c, p = (printer._print(a) for a in self.args)
-        return rf"\sqrt{{{p} - \left({c}\right)^{{2}}}}"
 
-
-class angle(sp.Function):  # noqa: N801
+class angle(_AngularFunction):  # noqa: N801
     """θ = arccos(c/√p) ∈ [0, π], the angle between the two inputs' features."""
 
-    nargs = 2
-
-    @classmethod
-    def eval(cls, c, p):
-        if _is_diagonal(c, p):
-            return sp.S.Zero
-        return None
+    _diagonal = sp.S.Zero
+    _tex = staticmethod(lambda c, p: rf"\arccos\left(\frac{{{c}}}{{\sqrt{{{p}}}}}\right)")
 
     def fdiff(self, argindex=1):
         c, p = self.args
@@ -85,11 +91,6 @@ class angle(sp.Function):  # noqa: N801
         if c.is_number and p.is_number:
             return sp.atan2(sp.sqrt(sp.Max(p - c**2, 0)), c)._eval_evalf(prec)
         return None
-
-    @_powered
-    def _latex(self, printer):
-        c, p = (printer._print(a) for a in self.args)
-        return rf"\arccos\left(\frac{{{c}}}{{\sqrt{{{p}}}}}\right)"
 
 
 class hypot(sp.Function):  # noqa: N801
@@ -223,20 +224,15 @@ def ordered_variances(q1: sp.Expr, q2: sp.Expr):
     return smaller(q1, q2), larger(q1, q2)
 
 
-class cos_angle(sp.Function):  # noqa: N801
+class cos_angle(_AngularFunction):  # noqa: N801
     """cos θ = c/√p = ρ, as cos(atan2(perp, c)): 1 at a zero-norm input (p = c = 0, θ = 0) instead of 0/0.
 
     A separate function because sympy rewrites cos(atan2(y, x)) to x/√(x² + y²), which divides by
     zero there. At p = 0 any ρ describes the same degenerate Gaussian, so formulas that are valid for
     every ρ (the ELU dual) stay exact with this choice."""
 
-    nargs = 2
-
-    @classmethod
-    def eval(cls, c, p):
-        if _is_diagonal(c, p):
-            return sp.S.One
-        return None
+    _diagonal = sp.S.One
+    _tex = staticmethod(lambda c, p: rf"\frac{{{c}}}{{\sqrt{{{p}}}}}")
 
     def fdiff(self, argindex=1):
         c, p = self.args
@@ -244,33 +240,18 @@ class cos_angle(sp.Function):  # noqa: N801
             return 1 / sp.sqrt(p)
         return -c / (2 * p ** sp.Rational(3, 2))
 
-    @_powered
-    def _latex(self, printer):
-        c, p = (printer._print(a) for a in self.args)
-        return rf"\frac{{{c}}}{{\sqrt{{{p}}}}}"
 
-
-class sin_angle(sp.Function):  # noqa: N801
+class sin_angle(_AngularFunction):  # noqa: N801
     """sin θ = √max(p − c², 0)/√p = √(1 − ρ²), as sin(atan2(perp, c)): 0 at a zero-norm input."""
 
-    nargs = 2
-
-    @classmethod
-    def eval(cls, c, p):
-        if _is_diagonal(c, p):
-            return sp.S.Zero
-        return None
+    _diagonal = sp.S.Zero
+    _tex = staticmethod(lambda c, p: rf"\frac{{\sqrt{{{p} - \left({c}\right)^{{2}}}}}}{{\sqrt{{{p}}}}}")
 
     def fdiff(self, argindex=1):
         c, p = self.args
         if argindex == 1:
             return -c / (sp.sqrt(p) * perp(c, p))
         return c**2 / (2 * p ** sp.Rational(3, 2) * perp(c, p))
-
-    @_powered
-    def _latex(self, printer):
-        c, p = (printer._print(a) for a in self.args)
-        return rf"\frac{{\sqrt{{{p} - \left({c}\right)^{{2}}}}}}{{\sqrt{{{p}}}}}"
 
 
 class owens_t_angle(sp.Function):  # noqa: N801

@@ -10,6 +10,7 @@ pooling layer, diagonal after it), as neural-tangents decides it per layer.
 
 from __future__ import annotations
 
+from math import prod
 from typing import List, Sequence, Tuple
 
 from ..ir.branches import BRANCHING
@@ -43,9 +44,7 @@ def plan_sequence(layers: Sequence, full_output: bool, force_full: bool = False)
 
 def entries_per_pair(shape: Tuple[int, ...], layout: str) -> int:
     """Array entries per input pair of a kernel of spatial ``shape``: 1, P (diagonal) or P² (full)."""
-    p = 1
-    for n in shape:
-        p *= n
+    p = prod(shape)
     return p * p if shape and layout == "full" else p
 
 
@@ -68,6 +67,7 @@ def _ranges(indices: Sequence[int]) -> str:
 def layout_report(program) -> List[str]:
     """Lines for ``ntkdsl check``: which steps hold which layout, why, and the largest kernel array."""
     from ..ir.printer import format_header
+    from ..tiling import format_bytes
 
     steps = [s for s in program.steps if s.state.shape]
     if not steps:
@@ -87,11 +87,5 @@ def layout_report(program) -> List[str]:
     dims = big.state.shape * (2 if big.state.layout == "full" else 1)
     entries = entries_per_pair(big.state.shape, big.state.layout)
     lines.append(f"  largest kernel arrays: ({', '.join(map(str, dims))}, N1, N2) after step {big.index}, "
-                 f"{_size(8 * entries)} per input pair each")
+                 f"{format_bytes(8 * entries)} per input pair each")
     return lines
-
-
-def _size(nbytes: int) -> str:
-    from ..tiling import format_bytes
-
-    return format_bytes(nbytes)

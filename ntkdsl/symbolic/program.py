@@ -180,25 +180,8 @@ class _Deriver:
             if state.layout == FULL and not needs_full_input(layer, after[i], self.force_full):
                 state = to_layout(state, DIAGONAL)  # nothing downstream needs the pairs (p, p') any more
             if isinstance(layer, BRANCHING):
-                where = f"{format_header(layer)} at line {layer.span.line}" if layer.span else format_header(layer)
-                states, ranges = [], []
-                names = ("skip", "body") if isinstance(layer, Residual) else None
-                for b, branch in enumerate(layer.branch_sequences(), start=1):
-                    start = self.count + 1
-                    inner = f"{context}, " if context else ""
-                    name = names[b - 1] if names else f"branch {b}"
-                    states.append(self.sequence(branch, state, after[i], f"{inner}{where}, {name}"))
-                    ranges.append(f"steps {start}–{self.count}" if self.count >= start else "the input")
-                target = FULL if after[i] else DIAGONAL
-                states = [to_layout(s, target) for s in states]
-                index = self._next()
-                params = {index: _symbols(index, layer)}
-                new = layer.combine(states, params[index])
+                index, params, new, detail = self._branching(layer, state, after[i], context)
                 group, i = [(index, layer)], i + 1
-                if isinstance(layer, Residual):
-                    detail = f"x + f(x), f = {ranges[1]}"
-                else:
-                    detail = "branches = " + " | ".join(ranges)
             else:
                 group, i = self._group(layers, i)
                 index, layer = group[-1]
@@ -216,6 +199,25 @@ class _Deriver:
                     new = to_layout(new, DIAGONAL)  # e.g. pooling whose output only flatten or conv read
             state = self._append(index, layer, group, params, state, new, context, detail)
         return state
+
+    def _branching(self, layer, state: nodes.KernelState, full_output: bool, context: str):
+        """Derive every branch of ``layer`` from ``state``, then merge them (:meth:`combine`);
+        returns (index, parameter symbols, merged state, step detail naming the branches' steps)."""
+        where = f"{format_header(layer)} at line {layer.span.line}" if layer.span else format_header(layer)
+        inner = f"{context}, " if context else ""
+        names = ("skip", "body") if isinstance(layer, Residual) else None
+        states, ranges = [], []
+        for b, branch in enumerate(layer.branch_sequences(), start=1):
+            start = self.count + 1
+            name = names[b - 1] if names else f"branch {b}"
+            states.append(self.sequence(branch, state, full_output, f"{inner}{where}, {name}"))
+            ranges.append(f"steps {start}–{self.count}" if self.count >= start else "the input")
+        target = FULL if full_output else DIAGONAL
+        index = self._next()
+        params = {index: _symbols(index, layer)}
+        new = layer.combine([to_layout(s, target) for s in states], params[index])
+        detail = f"x + f(x), f = {ranges[1]}" if names else "branches = " + " | ".join(ranges)
+        return index, params, new, detail
 
     def _group(self, layers, i):
         """The layer at ``i`` with fresh indices: alone, or with the run of activations it starts

@@ -22,6 +22,8 @@ from typing import Dict, Sequence, Tuple
 import sympy as sp
 from sympy.core.symbol import Str
 
+from .functions import _powered
+
 DIAGONAL, FULL = "diagonal", "full"
 
 
@@ -77,11 +79,12 @@ class conv_taps(_SpatialOp):  # noqa: N801 - sympy functions are lower-case by c
 
     nargs = 6
 
-    def _latex(self, printer, exp=None):
+    @_powered
+    def _latex(self, printer):
         _, _, kernel, stride, padding, _ = self.args
         extra = "" if set(static(stride)) == {1} else rf",\ s={_times(stride)}"
         tex = rf"\operatorname{{conv}}_{{{_times(kernel)},\ \mathrm{{{static(padding)}}}{extra}}}\left[{self._arg_tex(printer)}\right]"
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+        return tex
 
 
 class pool_window(_SpatialOp):  # noqa: N801
@@ -92,11 +95,12 @@ class pool_window(_SpatialOp):  # noqa: N801
 
     nargs = 6
 
-    def _latex(self, printer, exp=None):
+    @_powered
+    def _latex(self, printer):
         _, _, window, stride, padding, mode = self.args
         tex = (rf"\operatorname{{{static(mode)}pool}}_{{{_times(window)},\ s={_times(stride)},\ \mathrm{{{static(padding)}}}}}"
                rf"\left[{self._arg_tex(printer)}\right]")
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+        return tex
 
 
 class flatten_mean(_SpatialOp):  # noqa: N801
@@ -108,9 +112,10 @@ class flatten_mean(_SpatialOp):  # noqa: N801
     nargs = 3
     _constant_passes = True
 
-    def _latex(self, printer, exp=None):
+    @_powered
+    def _latex(self, printer):
         tex = rf"\operatorname{{mean}}_{{p}} \left[{self._arg_tex(printer)}\right]_{{pp}}"
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+        return tex
 
 
 class global_pool(_SpatialOp):  # noqa: N801
@@ -129,10 +134,11 @@ class global_pool(_SpatialOp):  # noqa: N801
             return k
         return None
 
-    def _latex(self, printer, exp=None):
+    @_powered
+    def _latex(self, printer):
         name = "mean" if static(self.args[2]) == "avg" else "sum"
         tex = rf"\operatorname{{{name}}}_{{p, p'}} \left[{self._arg_tex(printer)}\right]_{{pp'}}"
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+        return tex
 
 
 class pixel_variance(_SpatialOp):  # noqa: N801
@@ -145,10 +151,11 @@ class pixel_variance(_SpatialOp):  # noqa: N801
     nargs = 3
     _constant_passes = True
 
-    def _latex(self, printer, exp=None):
+    @_powered
+    def _latex(self, printer):
         pixel = "p" if static(self.args[2]) == 0 else "p'"
         tex = rf"\left[{self._arg_tex(printer)}\right]_{{{pixel}{pixel}}}"
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+        return tex
 
 
 class spatial_diagonal(_SpatialOp):  # noqa: N801
@@ -157,9 +164,10 @@ class spatial_diagonal(_SpatialOp):  # noqa: N801
     nargs = 2
     _constant_passes = True
 
-    def _latex(self, printer, exp=None):
+    @_powered
+    def _latex(self, printer):
         tex = rf"\operatorname{{diag}}\left[{self._arg_tex(printer)}\right]"
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+        return tex
 
 
 SPATIAL_FUNCTIONS = (conv_taps, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal)
