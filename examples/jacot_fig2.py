@@ -63,8 +63,8 @@ def run(widths, inits, steps, plot=None) -> dict:
         curves, devs, losses = [], [], []
         for seed in range(inits):
             fnet = net.finite(width=width, seed=seed)
-            f0x, f0s = fnet.apply(x)[:, 0], fnet.apply(probe)[:, 0]
             record = fnet.train(x, y, learning_rate=1.0, steps=steps, probe=probe, record_every=steps)
+            f0x, f0s = record.train_outputs[0][:, 0], record.probe_outputs[0][:, 0]   # step 0: the initial outputs
             trained = record.probe_outputs[-1][:, 0]
             own = flow.predict(probe, steps, f0=(f0x, f0s))   # the flow from this network's f0
             devs.append(np.linalg.norm(trained - own) / np.linalg.norm(own - f0s))

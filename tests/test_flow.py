@@ -149,11 +149,14 @@ def test_components_and_rates(data):
     flow = KernelFlow.from_kernels(k, y, learning_rate=lr)
     eig = flow.eigen()
     lam = np.sort(np.linalg.eigvalsh(k))[::-1]
+    # two LAPACK eigensolvers on the same matrix: they differ by ~ε·λ_max, inside rtol 1e-10 for the
+    # large eigenvalues and atol 1e-14 (rates of O(1) kernels) for the tiny ones
     np.testing.assert_allclose(eig.rates, lr * lam / n, rtol=1e-10, atol=1e-14)
     assert np.all(np.diff(eig.rates) <= 0)
     f0 = np.random.default_rng(0).normal(size=y.shape)
     t = np.array([0.0, 5.0, 30.0])
     c = eig.components(t, f0)
+    # O(1) residuals, one eigendecomposition shared by both sides: 1e-12 is round-off room
     # the definition: coordinates of f_t(X) − y along the eigenvectors ...
     np.testing.assert_allclose(c, np.einsum("nk,tno->tko", eig.vectors, flow.predict_train(t, f0) - y), atol=1e-12)
     # ... which decay as e^{−rate·t} (kernel-math.md §4)

@@ -14,6 +14,7 @@ import sympy as sp
 
 import ntkdsl
 from ntkdsl.sampler.functions import compile_elementwise
+from oracles import fd_jacobian
 
 # Central differences: truncation error h²·|f'''|/6 ≈ 2e-11 and round-off eps·|f|/h ≈ 2e-11 for
 # h = 1e-5 and O(1) derivatives, so 1e-7 (relative to the largest entry) leaves a wide margin;
@@ -39,22 +40,6 @@ def _inputs(n, d=3, seed=0):
     return np.random.default_rng(seed).standard_normal((n, d))
 
 
-def fd_jacobian(fnet, x):
-    """∂f/∂θ by central differences, (N, k, P)."""
-    theta = fnet.flat_params()
-    cols = []
-    for j in range(theta.size):
-        e = np.zeros_like(theta)
-        e[j] = H
-        fnet.set_flat_params(theta + e)
-        plus = fnet.apply(x)
-        fnet.set_flat_params(theta - e)
-        minus = fnet.apply(x)
-        cols.append((plus - minus) / (2 * H))
-    fnet.set_flat_params(theta)
-    return np.stack(cols, axis=-1)
-
-
 def _close(actual, expected):
     scale = max(np.abs(expected).max(), 1e-300)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=RTOL * scale)
@@ -65,7 +50,7 @@ def test_ntk_matches_finite_difference_jacobian(name):
     net = ntkdsl.loads(NETWORKS[name])
     fnet = net.finite(seed=3)
     x1, x2 = _inputs(4, seed=1), _inputs(3, seed=2)
-    j1, j2 = fd_jacobian(fnet, x1), fd_jacobian(fnet, x2)
+    j1, j2 = fd_jacobian(fnet, x1, H), fd_jacobian(fnet, x2, H)
     full = np.einsum("aip,bjp->abij", j1, j2)
     traced = np.einsum("abii->ab", full) / fnet.output_width
     _close(fnet.ntk(x1, x2, trace=False), full)
@@ -84,7 +69,7 @@ def test_training_gradient_matches_finite_differences(name, normalization):
     fnet = net.finite(seed=5)
     x, y = _inputs(6, seed=7), _inputs(6, d=2, seed=8)
     z = 6 * (2 if normalization == "entries" else 1)
-    jac = fd_jacobian(fnet, x)
+    jac = fd_jacobian(fnet, x, H)
     grad = np.einsum("nkp,nk->p", jac, fnet.apply(x) - y) / z  # ∂L/∂θ for L = Σ(f − y)²/(2Z)
     theta = fnet.flat_params()
     eta = 0.3

@@ -148,7 +148,7 @@ def arrays(backend: str):
 
 def to_numpy(a):
     """A NumPy array of ``a`` (a CuPy array is copied to the host)."""
-    return a.get() if _is_cupy(a) else np.asarray(a)
+    return NUMPY.to_numpy(a)
 
 
 def _is_cupy(a) -> bool:

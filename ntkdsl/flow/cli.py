@@ -9,16 +9,14 @@ at each time; ``-o`` saves them, ``--plot`` draws the loss and the principal com
 
 from __future__ import annotations
 
-import io
-import os
 import sys
 import warnings
 from typing import Optional, Tuple
 
 import numpy as np
 
-from .._files import atomic_open, write_npz
-from .._plotting import pyplot
+from .._files import write_npz
+from .._plotting import pyplot, save_figure
 from ..errors import UserError
 from .arrays import to_numpy
 from .solver import KernelFlow
@@ -111,7 +109,7 @@ def run(args) -> int:
         try:
             flow = KernelFlow(net, x, y, learning_rate=args.learning_rate, diag_reg=args.diag_reg,
                               kernel=args.kernel, loss_normalization=args.loss_normalization,
-                              backend=getattr(args, "backend", "numpy"))
+                              backend=args.backend)
             loss = to_numpy(flow.loss(times))
             pred = to_numpy(flow.predict(x_test, times)) if x_test is not None else None
         except (ValueError, ImportError) as exc:  # ImportError: --backend cupy without CuPy
@@ -169,10 +167,6 @@ def _write(path: str, writer) -> None:
         raise UserError(f"cannot write {path!r}: {exc.strerror or exc}") from None
 
 
-def _format(path: str) -> str:
-    return os.path.splitext(path)[1].lstrip(".").lower() or "png"
-
-
 def _plot(flow: KernelFlow, times: np.ndarray, path: str) -> None:
     """Training loss (log-log) and the first principal components of the residual over time."""
     plt = pyplot()
@@ -194,14 +188,4 @@ def _plot(flow: KernelFlow, times: np.ndarray, path: str) -> None:
           title="kernel principal components")
     b.legend(fontsize="small")
     fig.tight_layout()
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format=_format(path))
-    finally:
-        plt.close(fig)
-    _write(path, lambda: _write_bytes(path, buf.getvalue()))
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    with atomic_open(path) as f:
-        f.write(data)
+    save_figure(plt, fig, path)

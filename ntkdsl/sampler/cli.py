@@ -11,15 +11,13 @@ Gaussian at every width): its spread is printed, not fitted.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import List, TextIO
 
 import numpy as np
 
-from .._files import atomic_open
-from .._plotting import pyplot
+from .._plotting import pyplot, save_figure
 from ..errors import UserError
 from .montecarlo import WidthStudy, loglog_slope, width_study
 
@@ -176,11 +174,4 @@ def _plot(study: WidthStudy, path: str) -> None:
           title=f"Monte Carlo mean ({study.n_samples} draws)")
     b.legend(fontsize="small")
     fig.tight_layout()
-    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    try:
-        with atomic_open(path) as f:
-            fig.savefig(f, format=fmt)
-    except OSError as exc:
-        raise UserError(f"cannot write {path!r}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
+    save_figure(plt, fig, path)

@@ -15,7 +15,7 @@ import numpy as np
 from ..ir.branches import Parallel, Residual
 from ..ir.nodes import Network
 from .backend import array_module, namespace, to_numpy
-from .branch_layers import walk
+from .branch_layers import sequence_forward, sequence_init, walk
 from .layers import Params
 
 # fields that set a layer's feature count: overridden by ``width=`` except in the output layer
@@ -138,14 +138,9 @@ class FiniteNetwork:
             ImportError: backend "cupy" without CuPy.
         """
         xp = array_module(backend)
-        rng = np.random.default_rng(seed)
-        shape: Tuple[int, ...] = tuple(ir.input_shape)
-        params = []
-        for layer in ir.layers:
-            p, shape = layer.init_params(rng, shape)
-            if xp is not np:
-                p = {name: xp.asarray(a) for name, a in p.items()}
-            params.append(p)
+        params, shape = sequence_init(ir.layers, np.random.default_rng(seed), ir.input_shape)
+        if xp is not np:
+            params = [{name: xp.asarray(a) for name, a in p.items()} for p in params]
         return cls(ir, params, shape, backend)
 
     def _inputs(self, x, name: str = "x"):
@@ -164,11 +159,7 @@ class FiniteNetwork:
 
     def _forward(self, x: np.ndarray):
         """(outputs as the last layer shapes them, (N, *out_shape); the per-layer caches)."""
-        caches = []
-        for layer, p in zip(self.ir.layers, self.params):
-            x, cache = layer.forward(p, x)
-            caches.append(cache)
-        return x, caches
+        return sequence_forward(self.ir.layers, self.params, x)
 
     def apply(self, x) -> np.ndarray:
         """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape)."""

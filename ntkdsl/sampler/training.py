@@ -117,7 +117,8 @@ def train(fnet: FiniteNetwork, x, y, learning_rate: float = 1.0, steps: int = 10
                 train_out.append(to_numpy(f))
                 if probe is not None:
                     probe_out.append(to_numpy(fnet.apply(probe)))
-                drift.append(float(norm(fnet.ntk(x) - theta0)) / scale if scale > 0 else 0.0)
+                moved = t > 0 and scale > 0  # at step 0 the NTK is theta0 itself: no second evaluation
+                drift.append(float(norm(fnet.ntk(x) - theta0)) / scale if moved else 0.0)
             if t == steps or diverged:
                 break
             g = (residual / normaliser).reshape((n, 1) + out.shape[1:])  # ∂L/∂f: one cotangent per input (m = 1)
