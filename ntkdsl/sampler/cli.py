@@ -93,22 +93,9 @@ def default_inputs(input_shape, n: int, seed: int) -> np.ndarray:
     return x / x.std(axis=axes, keepdims=True)
 
 
-def _read_inputs(path: str, input_shape) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"cannot load --x1 from {path!r}: {exc}") from None
-    if x.ndim != len(input_shape) + 1 or x.shape[1:] != tuple(input_shape):
-        want = ", ".join(str(n) for n in input_shape)
-        raise UserError(f"--x1 in {path!r} has shape {x.shape}; this network needs (N, {want})")
-    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
-        raise UserError(f"--x1 in {path!r} must hold finite numbers")
-    return x.astype(np.float64)
-
-
 def run(args) -> int:
     """Run the width study and report; returns the exit status."""
-    from ..cli import _load  # the spec loader with readable errors for a missing file
+    from ..cli import _load, load_points  # the spec and input loaders with readable errors
 
     widths = parse_widths(args.widths)
     if args.samples < 2:
@@ -120,7 +107,7 @@ def run(args) -> int:
     net = _load(args)
     shape = tuple(net.ir.input_shape)
     if args.x1:
-        x, where = _read_inputs(args.x1, shape), args.x1
+        x, where = load_points(args.x1, shape, "--x1").astype(np.float64), args.x1
     else:
         x, where = default_inputs(shape, args.points, args.seed), "random, unit sphere" if len(shape) == 1 else "random images"
     enabled = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
