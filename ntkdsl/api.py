@@ -129,10 +129,30 @@ class CompiledNetwork:
         n1 = np.shape(x1)[0]
         n2 = n1 if x2 is None else np.shape(x2)[0]
         budget = tiling.memory_budget(memory_budget)
+        fused = self._fused_image_model(backend, n1, n2)
+        if fused is not None:  # one block of pairs at a time: tiles only for the budget, none for the caches
+            return tiling.plan(n1, n2, fused, budget)
         preferred = self._preferred_peak(n1, n2)
         if self._static_memory_model.peak(n1, n2) <= min(budget, preferred or budget):
             return None  # far below the budget: nothing to measure
         return tiling.plan(n1, n2, self.memory_model, budget, preferred)
+
+    def _fused_image_model(self, backend, n1: int, n2: int):
+        """The memory model of the fused image module (its MEMORY_MODEL) when it will run this
+        request, else None."""
+        from . import tiling
+        from .codegen.dispatch import resolve
+
+        if len(self.ir.input_shape) < 2 or resolve(self.program, backend, n1 * n2)[0] != "numba":
+            return None
+        module = self._backend_module("numba")
+        return tiling.MemoryModel(*module.MEMORY_MODEL) if hasattr(module, "MEMORY_MODEL") else None
+
+    def _backend_module(self, backend: str):
+        from .codegen.dispatch import module_for
+
+        modules = self.__dict__.setdefault("_backend_modules", {})
+        return module_for(modules, self.program, backend, self.source, self.filename, self.name)
 
     def _preferred_peak(self, n1: int, n2: int) -> Optional[float]:
         """The peak of a cache-sized tile (:func:`ntkdsl.tiling.preferred_peak`) where an image network's

@@ -2,8 +2,9 @@
 
 ``backend="auto"`` (the default of :meth:`ntkdsl.CompiledNetwork.kernels`) takes the fused numba
 kernels (:mod:`.fused`) when numba is installed, the network is fusable and the request has at
-least :data:`AUTO_FUSED_ENTRIES` entries; otherwise NumPy. Below that size NumPy is fast enough and
-the first use of a network would spend longer compiling (seconds, once per network and machine: the
+least :data:`AUTO_FUSED_ENTRIES` entries (image networks: kernel entries of every pixel,
+:data:`AUTO_FUSED_PIXEL_ENTRIES`); otherwise NumPy. Below that size NumPy is fast enough and the
+first use of a network would spend longer compiling (seconds, once per network and machine: the
 compiled code is cached on disk) than the fused loop saves. ``backend="numba"`` asks for the fused
 kernels at any size; without numba, or for a network they cannot evaluate (numerical duals), it
 warns and uses NumPy. ``backend="cupy"`` runs on the GPU: the Gram matrix on cuBLAS and each run of
@@ -24,6 +25,7 @@ from .emit import emit_module
 
 AUTO = "auto"
 AUTO_FUSED_ENTRIES = 4_000_000  # N1·N2 from which "auto" compiles (about 2000 x 2000 points)
+AUTO_FUSED_PIXEL_ENTRIES = 64_000_000  # N1·N2·P for image networks (256 x 256 images of 32 x 32 pixels)
 
 
 class BackendFallbackWarning(UserWarning):
@@ -44,7 +46,8 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0) ->
     Args:
         program: the network's recursion.
         backend: "auto", None (= "auto") or a key of :data:`BACKENDS`.
-        entries: N1·N2 of the request (only "auto" looks at it).
+        entries: N1·N2 of the request (only "auto" looks at it; for an image network it counts
+            each pixel of the largest kernel array).
 
     Raises:
         ValueError: an unknown backend name.
@@ -56,7 +59,13 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0) ->
     if backend != AUTO and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
     if backend == AUTO:
-        if entries >= AUTO_FUSED_ENTRIES and module_available("numba") and fusable(program) is None:
+        threshold = AUTO_FUSED_ENTRIES
+        if len(program.network.input_shape) > 1:
+            from ..symbolic.layout import entries_per_pair
+
+            entries *= max(entries_per_pair(step.state.shape, step.state.layout) for step in program.steps)
+            threshold = AUTO_FUSED_PIXEL_ENTRIES
+        if entries >= threshold and module_available("numba") and fusable(program) is None:
             return "numba", ""
         return "numpy", ""
     spec = BACKENDS[backend]
@@ -88,6 +97,23 @@ def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional
     return emit_module(program, backend=backend, source=source, filename=filename)
 
 
+def module_for(modules: dict, program: KernelProgram, backend: str, source: Optional[str] = None,
+               filename: str = "<string>", name: str = "network"):
+    """The loaded module of a backend (emitted and imported once, kept in ``modules``; numba compiles
+    its functions at their first call, not here)."""
+    if backend not in modules:
+        text = emit_source(program, backend, source, filename)
+        if BACKENDS[backend].fused:
+            from .cache import load_cached_module
+
+            modules[backend] = load_cached_module(text, name)
+        else:
+            from .loader import load_module
+
+            modules[backend] = load_module(text, name)
+    return modules[backend]
+
+
 def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional[str] = None, dtype=None,
         to_numpy: bool = False, source: Optional[str] = None, filename: str = "<string>", name: str = "network"):
     """Evaluate (nngp, ntk), loading (and caching in ``modules``) the module of the chosen backend.
@@ -107,17 +133,7 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
     dtype = np.dtype(np.float64 if dtype is None else dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
-    if chosen not in modules:
-        text = emit_source(program, chosen, source, filename)
-        if BACKENDS[chosen].fused:
-            from .cache import load_cached_module
-
-            modules[chosen] = load_cached_module(text, name)
-        else:
-            from .loader import load_module
-
-            modules[chosen] = load_module(text, name)
-    module = modules[chosen]
+    module = module_for(modules, program, chosen, source, filename, name)
     if BACKENDS[chosen].fused or BACKENDS[chosen].cuda:
         nngp, ntk = module.kernels(x1, x2, dtype=dtype)
     else:

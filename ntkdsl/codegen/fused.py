@@ -37,6 +37,7 @@ A program whose steps are not all dense/identity/closed-form activations on vect
 from __future__ import annotations
 
 import hashlib
+import weakref
 from typing import Dict, List, Optional, Tuple
 
 import sympy as sp
@@ -105,8 +106,7 @@ class ScalarPrinter(ArrayPrinter):
     def _print_Symbol(self, expr):
         name = expr.name
         if expr in self._rows:
-            self.arrays[name] = "row"
-            return f"{name}_i"
+            return self._row(name)
         if expr in self._cols:
             return self._column(name)
         if expr in self._matrices:
@@ -116,7 +116,13 @@ class ScalarPrinter(ArrayPrinter):
             return f"{name}[j]"
         return name
 
+    def _row(self, name: str) -> str:
+        """A per-point number of x1 (a variance or a scale): a local loaded once per row i."""
+        self.arrays[name] = "row"
+        return f"{name}_i"
+
     def _column(self, name: str) -> str:
+        """A per-point number of x2: a local loaded at the top of the layer's loop over j."""
         self.arrays[name] = "col"
         if name not in self.cols_used:
             self.cols_used.append(name)
@@ -146,10 +152,7 @@ class ScalarPrinter(ArrayPrinter):
         if q in self._rows or q in self._cols:
             name = f"{'inv_' if inverse else ''}scale_{q.name}"
             self.hoisted[name] = f"1 / scale_{q.name}" if inverse else f"_pow2_scale({q.name})"
-            if q in self._rows:
-                self.arrays[name] = "row"
-                return f"{name}_i"
-            return self._column(name)
+            return self._row(name) if q in self._rows else self._column(name)
         if q.func.__name__ in ("smaller", "larger") and all(a in self._rows or a in self._cols for a in q.args):
             a, b = q.args
             op = "<=" if q.func.__name__ == "smaller" else ">="
@@ -184,12 +187,24 @@ class ScalarPrinter(ArrayPrinter):
         raise CodegenError("Heaviside in a kernel formula")
 
 
+_FUSABLE: "weakref.WeakKeyDictionary[KernelProgram, Optional[str]]" = weakref.WeakKeyDictionary()
+
+
 def fusable(program: KernelProgram) -> Optional[str]:
-    """None when :func:`emit_fused_module` can fuse the whole program, else the reason it cannot."""
+    """None when :func:`emit_fused_module` can fuse the whole program, else the reason it cannot
+    (remembered per program: each request asks)."""
+    if program not in _FUSABLE:
+        _FUSABLE[program] = _fusable(program)
+    return _FUSABLE[program]
+
+
+def _fusable(program: KernelProgram) -> Optional[str]:
     net = program.network
     shape = tuple(getattr(net, "input_shape", None) or (getattr(net, "input_dim", None),))
-    if len(shape) != 1 or not isinstance(shape[0], int):
-        return "the input is not a vector (spatial layers stay on the NumPy path for now)"
+    if len(shape) != 1 or not isinstance(shape[0], int):  # images and signals: one pair at a time
+        from .fused_spatial import spatial_fusable
+
+        return spatial_fusable(program)
     for step in program.steps[1:]:
         kinds = (nodes.Dense, nodes.Identity, *nodes.ELEMENTWISE)
         if not isinstance(step.layer, kinds) or any(not isinstance(m, kinds) for m in step.merged):
@@ -213,6 +228,10 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     Raises:
         NotFusable: a layer the kernel cannot evaluate (the NumPy backend can).
     """
+    if len(program.network.input_shape) > 1:
+        from .fused_spatial import emit_fused_spatial_module
+
+        return emit_fused_spatial_module(program, source, filename)
     reason = fusable(program)
     if reason:
         raise NotFusable(reason)

@@ -1,0 +1,501 @@
+"""The fused CPU backend of image and signal networks: blocks of input pairs, layer by layer, in cache.
+
+In the diagonal layout (convolutions, activations, flatten, layer norm, residual and parallel
+branches: every layer that needs only the pixel pairs (p, p)) the kernel of a pair (i, j) is a
+small pixel grid per layer, and no layer mixes two pairs. The NumPy backend nevertheless holds
+(P, N1, N2) arrays and crosses them a dozen times per layer (issue 7 measured the 21-layer CNN on
+32 x 32 images at 0.84x neural-tangents that way). Here the generated ``_pairs`` takes a block of
+pairs (i, j0 … j1), a few dozen, sized so that a layer's grids stay in the L2 cache, through the
+whole network: Σ⁰ of their pixels from the inputs, then per layer a separable window sum
+(``_window_pass``, one spatial axis at a time, the taps in the order of
+:func:`.spatial_support.conv_taps`) or one compiled loop over the block's pixels, printed from the
+layer's SSA statements by the shared scalar printer (:class:`PixelPrinter`); the flattened mean
+last. The work is arithmetic, not memory traffic.
+
+The layer sequence itself is plain Python (``_pairs``), one call per layer and block; each loop is a
+numba function, one per distinct body (:func:`_outline`: the 20 relu layers of a deep CNN share
+one). One compiled function holding every layer was measured at a second of compile time per layer
+(LLVM optimises each inlined body again); this way a network compiles in a few seconds, and the
+Python calls cost a few percent of a block's work.
+
+Around the blocks, in NumPy: the per-point numbers (the pixel variances of each layer, computed by
+the same printed statements as on the NumPy path, and the exact power-of-two scales of ``perp``),
+stacked as ``rows[i, k, p]`` and ``cols[j, k, p]``. Grids that outlive one loop get a slot of a
+per-thread scratch array, reused once dead (a linear scan over the layers). Threads take every
+THREADS-th block; with x2 None only pairs j ≥ i are computed and mirrored (exactly symmetric), and
+the pair (i, i) takes every layer's variance as its Σ, bit for bit, as the NumPy path does.
+
+Memory: the two outputs, the stacked per-point numbers (O((N1 + N2)·P·layers)), the inputs, the
+scratch; no array of P·N1·N2 (:func:`memory_model`). Agreement with the NumPy backend: ~1e-15.
+
+Networks that need every pixel pair (pooling, global pooling: the full layout) or a numerical
+dual are :class:`.fused.NotFusable`; they run on NumPy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from typing import Dict, List, Optional, Set, Tuple
+
+import sympy as sp
+
+from .._version import __version__
+from ..ir.geometry import window_geometry
+from ..ir.printer import format_network
+from ..symbolic.functions import GaussianExpectation, to_atan2
+from ..symbolic.program import KernelProgram
+from ..symbolic.spatial import DIAGONAL, FULL, _SpatialOp, conv_taps, flatten_mean, static
+from . import fused_support
+from .emit import _support, free_after_last_use, inert, layer_location, point_helpers
+from .fused import FASTMATH, NotFusable, ScalarPrinter, _cse_lines
+from .printer import ArrayPrinter, CodegenError
+
+_SUPPORTED = (conv_taps, flatten_mean)
+
+
+def spatial_fusable(program: KernelProgram) -> Optional[str]:
+    """None when :func:`emit_fused_spatial_module` can fuse this image network, else why not."""
+    if program.steps[0].state.layout != DIAGONAL:
+        return "the input is read in the full layout (every pixel pair): pooling stays on the NumPy path"
+    for step in program.steps[1:]:
+        for state in (step.input_state, step.state):
+            if state is not None and state.shape and state.layout == FULL:
+                return (f"layer {step.index} ({step.label}) needs every pixel pair (full layout, e.g. pooling); "
+                        "the fused kernels hold one pixel grid per pair")
+        for _, expr in step.assignments:
+            if expr.has(GaussianExpectation):
+                return f"layer {step.index} ({step.label}) has a numerical dual (quadrature)"
+            for op in expr.atoms(_SpatialOp):
+                if not isinstance(op, _SUPPORTED):
+                    return f"layer {step.index} ({step.label}) uses {type(op).__name__}"
+    return None
+
+
+class PixelPrinter(ScalarPrinter):
+    """The scalar printer inside a loop over the pixels p of one pair (i, j).
+
+    The loop runs over the pairs b of a block (i, j0 + b) and the pixels p of the layer's grid.
+    A per-point number of x1 prints as ``rows_i[k, p]``, of x2 as ``cols_b[b, k, p]``; a grid that
+    outlives its loop as ``name[at]`` (at = b·P + p: the block's grids are (pairs, pixels) arrays,
+    flat); a quantity without pixels (after flatten) at pixel 0. The index k of a per-point number
+    is shared by its x1 and x2 versions (cov1_3 and cov2_3 are row k of rows and of cols), so that
+    a self-kernel passes one stack for both.
+    """
+
+    def __init__(self, rows, cols, grid: Dict[str, int]):
+        super().__init__(rows, cols, ())
+        self.grid = grid  # name -> pixels of its grid
+        self.loop = 1  # pixels of the loop being printed
+        self.slots: Dict[str, int] = {}  # per-point key (the cov1 name) -> k
+
+    def _pixel(self, name: str) -> str:
+        pixels = self.grid[name] if name in self.grid else self.grid[name.split("scale_", 1)[1]]
+        if pixels == 1:
+            return "0"
+        if pixels == self.loop:
+            return "p"
+        raise CodegenError(f"{name} has {pixels} pixels inside a loop over {self.loop}")
+
+    def _slot(self, name: str) -> int:
+        key = name.replace("cov2_", "cov1_")
+        return self.slots.setdefault(key, len(self.slots))
+
+    def _row(self, name: str) -> str:
+        self.arrays[name] = "row"
+        return f"rows_i[{self._slot(name)}, {self._pixel(name)}]"
+
+    def _column(self, name: str) -> str:
+        self.arrays[name] = "col"
+        return f"cols_b[b, {self._slot(name)}, {self._pixel(name)}]"
+
+    def _print_Symbol(self, expr):
+        if expr in self._rows:
+            return self._row(expr.name)
+        if expr in self._cols:
+            return self._column(expr.name)
+        if expr in self.buffered:
+            return f"{expr.name}[{'b' if self._pixel(expr.name) == '0' else 'at'}]"
+        return expr.name
+
+    def _print_conv_taps(self, expr):
+        raise CodegenError("a window sum inside an elementwise loop")
+
+    _print_flatten_mean = _print_conv_taps
+
+
+def _pixels(shape) -> int:
+    return math.prod(int(n) for n in shape) if shape else 1
+
+
+def _op_pixels(op) -> int:
+    """The pixels of a spatial operation's output grid."""
+    if isinstance(op, flatten_mean):
+        return 1
+    _, shape, kernel, stride, padding, _ = (op.args[0], *op.settings)
+    return math.prod(window_geometry(n, k, s, padding)[2] for n, k, s in zip(shape, kernel, stride))
+
+
+class _Block:
+    """One statement of the pair loop's body: its lines, the grids it writes and those it reads."""
+
+    def __init__(self, lines: List[str], writes=(), reads=(), compiled: bool = False):
+        self.lines, self.writes, self.reads = lines, set(writes), set(reads)
+        self.compiled = compiled  # the lines become a compiled function (:func:`_outline`)
+
+
+def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = None, filename: str = "<string>") -> str:
+    """The source of a module defining ``kernels(x1, x2=None, dtype=numpy.float64) -> (nngp, ntk)``
+    for an image or signal network in the diagonal layout.
+
+    Raises:
+        NotFusable: a layer the pair loop cannot evaluate (the NumPy backend can).
+    """
+    reason = spatial_fusable(program)
+    if reason:
+        raise NotFusable(reason)
+    net, values = program.network, program.parameters
+    shape0 = tuple(program.steps[0].state.shape)
+    channels = net.input_dim
+    rows = {s.state.cov1 for s in program.steps if isinstance(s.state.cov1, sp.Symbol)}
+    cols = {s.state.cov2 for s in program.steps if isinstance(s.state.cov2, sp.Symbol)}
+    first = program.steps[0].state
+    grid: Dict[str, int] = {first.nngp.name: _pixels(shape0), first.cov1.name: _pixels(shape0),
+                            first.cov2.name: _pixels(shape0)}
+    printer = PixelPrinter(rows, cols, grid)
+    vector = ArrayPrinter()
+
+    def grid_of(expr) -> int:
+        if isinstance(expr, _SpatialOp):
+            return _op_pixels(expr)
+        if isinstance(expr, sp.Symbol):
+            return grid.get(expr.name, 1)
+        found = {grid_of(a) for a in expr.args} - {1}
+        if len(found) > 1:
+            raise NotFusable(f"an expression mixes grids of {sorted(found)} pixels")
+        return found.pop() if found else 1
+
+    # pass 1: each layer's pair statements, spatial operations replaced by the grids they fill
+    layers = []  # (step, ops [(result, op, argument)], pair assignments, vector assignments)
+    for step in program.steps[1:]:
+        vec = [(s, e) for s, e in step.assignments if s in rows or s in cols]
+        pair = [(s, to_atan2(e.xreplace(values))) for s, e in step.assignments if s not in rows and s not in cols]
+        ops: List[Tuple[sp.Symbol, sp.Expr, sp.Expr]] = []
+        found = []
+        for _, e in pair:
+            found += [op for op in sp.preorder_traversal(e) if isinstance(op, _SpatialOp) and op not in found]
+        swap = {}
+        for k, op in enumerate(found):
+            argument = op.args[0]
+            if argument.free_symbols & {t for t, _ in pair}:
+                raise NotFusable(f"layer {step.index} ({step.label}): a window sum of the layer's own result")
+            if argument.has(_SpatialOp):
+                raise NotFusable(f"layer {step.index} ({step.label}): a window sum of a window sum")
+            if not argument.free_symbols - rows - cols - set(values):
+                raise NotFusable(f"layer {step.index} ({step.label}): a window sum of per-point numbers only")
+            result = sp.Symbol(f"s{step.index}_{k}")
+            grid[result.name] = _op_pixels(op)
+            swap[op] = result
+            ops.append((result, op, argument))
+        pair = [(s, e.xreplace(swap)) for s, e in pair]
+        for s, e in pair:
+            grid[s.name] = grid_of(e)
+        for s, e in vec:
+            grid[s.name] = grid_of(e.xreplace(values))
+        layers.append((step, ops, pair, vec))
+
+    # grids read outside the loop that writes them: by a later layer, a window sum, or the output
+    out = program.output
+    printer.buffered |= {first.nngp}
+    for n, (step, ops, pair, _) in enumerate(layers):
+        later = [e for _, _, p, _ in layers[n + 1:] for _, e in p] + [a for _, _, a in ops]
+        later += [a for _, o, _, _ in layers[n + 1:] for _, _, a in o] + [out.nngp, out.ntk]
+        printer.buffered |= {s for s, _ in pair if any(e.has(s) for e in later)}
+        printer.buffered |= {result for result, _, _ in ops}
+
+    # pass 2: the block's statements, layer by layer
+    p0 = _pixels(shape0)
+    printer.loop = p0
+    blocks: List[_Block] = [_Block([
+        f"# input: Σ⁰(p) = x(p)·x'(p)/{channels} at each of the {p0} pixels; Σ(x, x) is the variance, bit for bit",
+        f"_input_pairs(x1[i], x2[j0:j1], {first.nngp}, {p0}, {channels})",
+        "if diagonal >= 0:",
+        f"    {first.nngp}[diagonal * {p0}:(diagonal + 1) * {p0}] = rows_i[{printer._slot(first.cov1.name)}, :{p0}]"],
+        writes={first.nngp.name})]
+    printer.arrays[first.cov1.name] = "row"
+    vector_lines: Dict[int, List[List[str]]] = {}
+    temporaries = 0
+    for step, ops, pair, vec in layers:
+        comment = f"# layer {step.index}: {step.label}{layer_location(step.layer)}"
+        blocks.append(_Block([comment] if step.assignments else [comment, "# (leaves the kernel unchanged)"]))
+        vector_lines[step.index] = [[f"    {comment}"]] + [[line] for line in _cse_lines(vec, values, vector, f"v{step.index}_", "    ")]
+        for k, (result, op, argument) in enumerate(ops):
+            source_name, pre = _materialize(step, k, argument, printer, grid)
+            if pre is not None:
+                blocks.append(pre)
+            lines, temporaries = _op_lines(op, source_name, result.name, temporaries)
+            blocks.append(_Block(lines, writes={result.name}, reads={source_name}, compiled=isinstance(op, conv_taps)))
+        pair = [(s, e) for s, e in pair if s in printer.buffered or any(e2.has(s) for _, e2 in pair)]  # no dead locals
+        if not pair:
+            continue
+        loop = {grid[s.name] for s, _ in pair}
+        if len(loop) != 1:
+            raise NotFusable(f"layer {step.index} ({step.label}): quantities on grids of {sorted(loop)} pixels")
+        printer.loop = loop.pop()
+        try:
+            body = _cse_lines(pair, {}, printer, f"t{step.index}_", "        ")
+        except CodegenError as exc:
+            raise NotFusable(f"layer {step.index} ({step.label}): {exc}") from None
+        if step.state.cov1 in dict(step.assignments) and step.state.nngp in dict(pair):
+            target = printer.doprint(step.state.nngp)  # the pair (x, x) takes the variance itself (_exact_diagonal)
+            for n, line in enumerate(body):
+                if line.startswith(f"        {target} = "):
+                    value = line.split(" = ", 1)[1]
+                    body[n] = f"        {target} = {printer.doprint(step.state.cov1)} if b == diagonal else {value}"
+        reads = {s.name for _, e in pair for s in e.free_symbols if s in printer.buffered}
+        writes = {s.name for s, _ in pair if s in printer.buffered}
+        blocks.append(_Block(_loop_lines(printer.loop, body), writes=writes, reads=reads, compiled=True))
+    printer.loop = 1
+    results = []
+    for field, value in (("nngp", out.nngp), ("ntk", out.ntk)):
+        if value.is_number:
+            results.append(f"{field}[i, j0:j1] = {float(value)!r}")
+        elif isinstance(value, sp.Symbol) and value in printer.buffered:
+            results.append(f"{field}[i, j0:j1] = {value}[:nb]")
+        else:
+            raise NotFusable(f"the network's {field} is not one computed quantity ({value})")
+    blocks.append(_Block(["# the results: the read-out kernels of the block's pairs"] + results,
+                         reads={s.name for e in (out.nngp, out.ntk) for s in e.free_symbols if s in printer.buffered}))
+    slots, count = _allocate(blocks, temporaries)
+    pmax = max(grid.values())
+    block_pairs = max(1, min(64, BLOCK_ENTRIES // pmax))
+    loops = _outline(blocks, set(slots), {s.name for _, _, pair, _ in layers for s, _ in pair})
+
+    # the per-point numbers: each layer's variances as on the NumPy path, then the rows of the stacks they fill
+    statements = _put_statements(["cov1_0", "cov2_0"], printer.slots)
+    for step, _, _, vec in layers:
+        statements += vector_lines[step.index] + _put_statements([s.name for s, _ in vec], printer.slots)
+    outer = free_after_last_use(statements)
+    body = outer + [
+        "    nngp = xp.empty((n1, n2), dtype=dtype)",
+        "    ntk = xp.empty((n1, n2), dtype=dtype)",
+        f"    scratch = xp.zeros((THREADS, {count}, {block_pairs * pmax}))  # each thread's grids: (pairs, pixels), flat",
+        f"    _in_threads(_pairs, same, {block_pairs}, x1.reshape(n1, {p0}, {channels}), x2.reshape(n2, {p0}, {channels}), "
+        "rows, cols, scratch, nngp, ntk)",
+        "    if same:",
+        "        _in_threads(_mirror_upper, nngp, ntk)",
+        "    return nngp, ntk"]
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16] if source is not None else "n/a"
+    canonical = "\n".join("    " + line for line in format_network(net).rstrip("\n").splitlines())
+    header = f'''"""NNGP and NTK kernels of the network `{net.name}`, generated by ntkdsl {__version__}.
+
+Source: {inert(filename)} (sha256 {digest}); backend: numba (fused CPU kernels, blocks of input pairs).
+Conventions: kernel-math.md (neural-tangents'): Σ⁰ = x·x'/d, Θ⁰ = 0, {net.parameterization} parameterization
+by default, the scalar kernel K of K ⊗ I_k for k outputs. Regenerate with `ntkdsl compile`; do not edit.
+The per-point variances are computed with NumPy; `_pairs` takes blocks of pairs (i, j) through every
+layer, each layer's loop a compiled `_loop_*` (ntkdsl/codegen/fused_spatial.py explains the layout).
+
+Network (canonical form):
+
+{canonical}
+"""
+'''
+    imports = ["import concurrent.futures", "import math", "import os", "", "import numba", "import numpy as xp"]
+    if "xps" in vector.modules_used:
+        imports.append("import scipy.special as xps")
+    prologue = fused_support.SPATIAL_PROLOGUE.format(
+        shape=", ".join(map(str, net.input_shape)), channels=channels, count=max(len(printer.slots), 1), pmax=pmax,
+        shape_tuple=shape0)
+    per_point, fixed = memory_terms(p0 * channels, len(printer.slots), count, block_pairs * pmax, pmax)
+    memory = ("\n\n# peak bytes of kernels(x1, x2) ≈ PER_PAIR·N1·N2 + PER_POINT·(N1 + N2) + FIXED (fused_spatial.memory_terms)\n"
+              f"MEMORY_MODEL = (16.0, {per_point:.1f}, THREADS * {fixed[0]:.1f} + {fixed[1]:.1f})\n")
+    return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
+            + point_helpers(net.input_shape) + "\n\n" + fused_support.spatial_helpers(shape0, channels) + memory
+            + fused_support.scalar_helpers(printer.helpers) + "\n\n" + "".join(loops)
+            + _driver_source(program, blocks, slots) + prologue + "\n".join(body) + "\n")
+
+
+def memory_terms(input_size: int, stacked: int, grids: int, grid_size: int, pixels: int) -> Tuple[float, Tuple[float, float]]:
+    """Bytes per point and (bytes per thread, bytes) fixed of a fused image module, from what it
+    allocates (all of it NumPy arrays, so tracemalloc sees it; the two outputs are 16 bytes a pair).
+
+    Per point: its rows of the stack (``stacked`` numbers of ``pixels`` each), the per-point arrays
+    of the variance statements alive at once (at most 8 of ``pixels``: a layer's variance, its
+    window sums' accumulator and padded copy, the scale's temporaries), and three float64 copies of
+    the input point (``input_size`` numbers: the float64 input, its pixel-major copy, its square).
+    Per thread: ``grids`` scratch grids of ``grid_size`` numbers. Plus 1 MiB of small change.
+    """
+    per_point = 8.0 * (max(stacked, 1) * pixels + 8 * pixels + 3 * input_size)
+    return per_point, (8.0 * grids * grid_size, float(2**20))
+
+
+BLOCK_ENTRIES = 16384  # pair-pixels per block: 128 KiB per grid, a layer's few grids within a 1 MiB L2 cache
+
+
+def _loop_lines(pixels: int, body: List[str]) -> List[str]:
+    """A loop over the block's pairs b and the grid's pixels p around a layer's statements."""
+    return ["for b in range(nb):", f"    for p in range({pixels}):", f"        at = b * {pixels} + p"] + body
+
+
+def _materialize(step, k, argument, printer: PixelPrinter, grid) -> Tuple[str, Optional[_Block]]:
+    """The grid a window sum reads: the argument's own buffer, or one filled by a loop first."""
+    if isinstance(argument, sp.Symbol):
+        return argument.name, None
+    name = f"m{step.index}_{k}"
+    pixels = {grid.get(s.name, 1) for s in argument.free_symbols} - {1}
+    printer.loop = pixels.pop() if pixels else 1
+    grid[name] = printer.loop
+    try:
+        value = printer.doprint(argument)
+    except CodegenError as exc:
+        raise NotFusable(f"layer {step.index} ({step.label}): {exc}") from None
+    reads = {s.name for s in argument.free_symbols if s in printer.buffered}
+    return name, _Block(_loop_lines(printer.loop, [f"        {name}[at] = {value}"]), writes={name}, reads=reads,
+                        compiled=True)
+
+
+def _op_lines(op, src: str, dst: str, temporaries: int) -> Tuple[List[str], int]:
+    """The calls of one spatial operation on the block's grids, and how many scratch grids it needs."""
+    if isinstance(op, flatten_mean):
+        pixels = _pixels(op.settings[0])
+        return [f"_pixel_means({src}, {dst}, nb, {pixels})  # flatten: the mean over the {pixels} pixels"], temporaries
+    shape, kernel, stride, padding, _ = op.settings
+    lines = [f"# conv: the mean over the {'x'.join(map(str, kernel))} filter's shifted diagonal, one axis at a time"]
+    current = list(shape)
+    n = len(shape)
+    for d in range(n):
+        lo, _, size = window_geometry(shape[d], kernel[d], stride[d], padding)
+        outer, inner = _pixels(current[:d]), _pixels(current[d + 1:])
+        target = dst if d == n - 1 else f"tmp_{d % 2}"
+        lines.append(f"_window_pass({src}, {target}, nb * {outer}, {current[d]}, {inner}, {size}, {kernel[d]}, {stride[d]}, "
+                     f"{lo}, {padding == 'circular'})")
+        current[d] = size
+        src = target
+    lines.append(f"_divide({dst}, nb * {_pixels(current)}, {float(_pixels(kernel))!r})")
+    return lines, max(temporaries, min(n - 1, 2))
+
+
+def _allocate(blocks: List[_Block], temporaries: int) -> Tuple[Dict[str, int], int]:
+    """Scratch slots for the grids: a linear scan over the blocks, a slot freed after its grid's last
+    read (the first ``temporaries`` slots are the window sums' intermediate grids)."""
+    last: Dict[str, int] = {}
+    for n, block in enumerate(blocks):
+        for name in block.writes | block.reads:
+            last[name] = n
+    slots: Dict[str, int] = {f"tmp_{k}": k for k in range(temporaries)}
+    free: List[int] = []
+    count = temporaries
+    live: Set[str] = set()
+    for n, block in enumerate(blocks):
+        for name in sorted(live):
+            if last[name] < n:
+                live.discard(name)
+                free.append(slots[name])
+        for name in sorted(block.writes):
+            if name not in slots:
+                if free:
+                    slots[name] = free.pop()
+                else:
+                    slots[name] = count
+                    count += 1
+                live.add(name)
+    return slots, max(count, 1)
+
+
+def _put_statements(names, slots: Dict[str, int]) -> List[List[str]]:
+    """After per-point arrays ``names`` are computed: every stack row k that the loops read of them
+    (the variance itself, or its power-of-two scale or inverse scale), x2's only if x2 is not x1."""
+    out: List[List[str]] = []
+    for name in names:
+        rows, cols = [], []
+        for key, k in slots.items():
+            base = key.split("scale_", 1)[1] if "scale_" in key else key
+            if base != name.replace("cov2_", "cov1_"):
+                continue
+            value = {key: name, f"scale_{base}": f"_pow2_scale({name})", f"inv_scale_{base}": f"1 / _pow2_scale({name})"}[key]
+            (cols if name.startswith("cov2_") else rows).append(f"_put({'cols' if name.startswith('cov2_') else 'rows'}, {k}, {value})")
+        out += [[f"    {line}"] for line in rows]
+        if cols:
+            out.append(["    if not same:"] + [f"        {line}" for line in cols])
+    return out
+
+
+_TOKEN = re.compile(r"\brows_i\[(\d+)|\bcols_b\[b, (\d+)|\b([A-Za-z_]\w*)\b")
+
+
+def _outline(blocks: List[_Block], grids: Set[str], locals_: Set[str]) -> List[str]:
+    """Each loop and each window sum becomes a call of a compiled function, one per distinct body.
+
+    The body is made generic: its grids become arguments g0, g1, ..., its stack rows arguments
+    k0, k1, ..., its temporaries and locals v0, v1, ... So the 20 identical relu layers of a deep
+    CNN share one function (a layer's constants, such as σ_w², stay in its text). Returns the
+    functions' sources; rewrites the blocks to their calls. A window sum's function fixes its
+    geometry as constants, so that LLVM unrolls the taps and vectorises the runs of ``_window_pass``.
+    """
+    functions: Dict[str, str] = {}  # generic body -> function name
+    sources: List[str] = []
+    for block in blocks:
+        if not block.compiled:
+            continue
+        names: Dict[str, str] = {}
+        arguments: List[str] = []
+        stack: Dict[str, str] = {}
+        stack_arguments: List[str] = []
+
+        def generic(match):
+            row, col, word = match.groups()
+            if row is not None or col is not None:
+                k = row if row is not None else col
+                if k not in stack:
+                    stack[k] = f"k{len(stack)}"
+                    stack_arguments.append(k)
+                return ("rows_i[" if row is not None else "cols_b[b, ") + stack[k]
+            if word in grids:
+                if word not in names:
+                    names[word] = f"g{len(arguments)}"
+                    arguments.append(word)
+                return names[word]
+            if word in locals_ or re.fullmatch(r"t\d+_\d+", word):
+                if word not in names:
+                    names[word] = f"v{sum(1 for v in names.values() if v.startswith('v'))}"
+                return names[word]
+            return word
+
+        body = [_TOKEN.sub(generic, line) for line in block.lines]
+        key = "\n".join(body)
+        if key not in functions:
+            functions[key] = f"_loop_{len(functions)}"
+            params = ", ".join([f"g{k}" for k in range(len(arguments))] + ["rows_i", "cols_b"]
+                               + [f"k{k}" for k in range(len(stack))] + ["nb", "diagonal"])
+            sources.append(f"@numba.njit(nogil=True, fastmath=FASTMATH, error_model=\"numpy\", cache=True)\n"
+                           f"def {functions[key]}({params}):\n" + "".join(f"    {line}\n" for line in body) + "\n\n")
+        call = ", ".join(arguments + ["rows_i", "cols_b"] + stack_arguments + ["nb", "diagonal"])
+        block.lines = [f"{functions[key]}({call})"]
+    return sources
+
+
+def _driver_source(program: KernelProgram, blocks: List[_Block], slots: Dict[str, int]) -> str:
+    last = program.steps[-1].index
+    labels = ", ".join(s.label.split("(")[0] for s in program.steps[1:])
+    names = sorted(slots, key=lambda name: (slots[name], name))
+    bind = "".join(f"    {name} = grids[{slots[name]}]\n" for name in names)
+    body = "\n".join("        " + line for block in blocks for line in block.lines)
+    return f'''def _pairs(first, step, same, size, x1, x2, rows, cols, scratch, nngp, ntk):
+    """Layers 1–{last} ({labels}) for this thread's blocks of at most ``size`` pairs (i, j0 … j1 − 1).
+
+    x1, x2: inputs as (N, P, C); rows[i, k, p], cols[j, k, p]: per-point numbers (variances, scales);
+    scratch[first]: this thread's grids, each reused once dead (the names bound below); diagonal:
+    the block's pair (i, i) of a self-kernel, or −1. Each call below runs compiled, without the GIL.
+    """
+    grids = scratch[first]
+{bind}    n1, n2 = nngp.shape
+    for i, j0, j1, diagonal in _pair_blocks(n1, n2, same, size, first, step):
+        nb = j1 - j0
+        rows_i = rows[i]
+        cols_b = cols[j0:j1]
+{body}
+'''
+
+
+__all__ = ["BLOCK_ENTRIES", "PixelPrinter", "emit_fused_spatial_module", "spatial_fusable"]
