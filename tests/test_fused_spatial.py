@@ -1,0 +1,278 @@
+"""The fused numba backend of image and signal networks (ntkdsl/codegen/fused_spatial.py).
+
+Oracles: neural-tangents' float64 kernels of every reference architecture the pair loops can take
+(tests/data/nt_architectures.json), and the NumPy backend (itself checked against
+neural-tangents, Monte Carlo and hand values in test_architectures*.py) on three networks that
+together use every option of the diagonal layout: 1-, 2- and 3-D inputs; strides; valid, same
+and circular padding; rectangular filters; residual, concat and product branches; layer norm;
+closed-form activations of several families; dense layers after flatten; both
+parameterizations. Compiling one of these modules takes a few seconds (cached on disk after).
+"""
+
+import json
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ntkdsl
+from ntkdsl import tiling
+from ntkdsl.codegen import dispatch
+from ntkdsl.codegen.dispatch import BackendFallbackWarning
+from ntkdsl.codegen.fused import NotFusable, emit_fused_module, fusable
+
+needs_numba = pytest.mark.skipif(not dispatch.module_available("numba"), reason="numba is not installed ([fast] extra)")
+
+NETS = {
+    "image": """network image(input = [6, 5, 2]) {
+    conv(4, kernel = (3, 2), stride = (2, 1), padding = same, b_std = 0.1)
+    erf
+    conv(4, kernel = 3, padding = circular, w_std = 1.3)
+    residual(scale = 0.7) {
+        relu
+        conv(4, kernel = 3, padding = same, b_std = 0.2)
+    }
+    parallel(merge = concat) {
+        conv(4, kernel = 1)
+        gelu
+    } {
+        conv(4, kernel = 3, padding = same)
+        abs
+    }
+    conv(3, kernel = 2, padding = valid)
+    layer_norm
+    conv(3, kernel = 1)
+    parallel(merge = prod) {
+        identity
+    } {
+        sin
+        conv(3, kernel = 1)
+    }
+    flatten
+    dense(3)
+    relu
+    dense(1)
+}
+""",
+    "signal": """network signal(input = [9, 3], parameterization = standard) {
+    conv(5, kernel = 3, stride = 2, padding = valid, b_std = 0.3)
+    relu
+    conv(5, kernel = 4, stride = 3, padding = circular)
+    leaky_relu(alpha = 0.2)
+    conv(5, kernel = 2, padding = same)
+    flatten
+    dense(1, b_std = 0.1)
+}
+""",
+    "volume": """network volume(input = [3, 4, 3, 2]) {
+    conv(4, kernel = (2, 3, 2), padding = same)
+    relu
+    conv(4, kernel = 2, stride = (1, 2, 1), padding = valid)
+    erf(a = 2, b = 0.5, c = 0.1)
+    flatten
+    dense(1)
+}
+""",
+}
+REFERENCE = json.loads((Path(__file__).resolve().parent / "data" / "nt_architectures.json").read_text())["architectures"]
+FUSABLE_REFERENCES = sorted(name for name, ref in REFERENCE.items()
+                            if ntkdsl.loads(ref["spec"]).ir.input_shape[1:] and fusable(ntkdsl.loads(ref["spec"]).program) is None)
+
+
+@pytest.fixture(scope="module", params=sorted(NETS))
+def net(request):
+    return ntkdsl.loads(NETS[request.param], filename=f"{request.param}.ntk")
+
+
+def images(net, n, seed):
+    """Random inputs with a duplicate of the first, a scaled copy, a negation and a zero input."""
+    x = np.random.default_rng(seed).standard_normal((n,) + net.ir.input_shape)
+    return np.concatenate([x, x[:1], 2.5 * x[1:2], -x[2:3], np.zeros_like(x[:1])])
+
+
+def well_conditioned(n):
+    """The indices of images(net, n, ·) without the scaled copy and the negation: with them ρ = ±1
+    in exact arithmetic, θ ≈ √(2(1 − |ρ|)) turns a rounding of Σ⁰ (1e-16) into 1e-8 of K̇, on
+    either path; the duplicate is exact (tiling.exact_duplicates), the zero input is exactly 0."""
+    return np.r_[0:n + 1, n + 3]
+
+
+def close(actual, expected, rtol):
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.max(np.abs(expected)))
+
+
+def test_every_option_of_the_diagonal_layout_is_fusable(net):
+    assert fusable(net.program) is None
+
+
+@needs_numba
+@pytest.mark.parametrize("name", FUSABLE_REFERENCES)
+def test_agrees_with_neural_tangents(name):
+    ref = REFERENCE[name]
+    net = ntkdsl.loads(ref["spec"])
+    got = net.kernels(np.array(ref["x1"]), np.array(ref["x2"]), backend="numba")
+    # the NumPy path agrees with these to ≤ 1.9e-15 (test_architectures.py); the pair loops add
+    # the Σ⁰ dot products in another order and a vectorisable atan2 (≤ 2e-16 relative)
+    close(got.nngp, np.array(ref["nngp"]), 1e-13)
+    close(got.ntk, np.array(ref["ntk"]), 1e-13)
+
+
+@needs_numba
+def test_neural_tangents_references_include_the_options_fused():
+    # the comparison above is not vacuous: flatten CNNs with strides, rectangular filters, the
+    # standard parameterization, layer norm and residual branches in the diagonal layout
+    assert {"cnn-flatten", "strided-rect-flatten", "standard-layer-norm-prod-flatten",
+            "layer-norm-diagonal-residual"} <= set(FUSABLE_REFERENCES)
+
+
+@needs_numba
+def test_self_kernel_matches_numpy_exactly_symmetric_with_the_variances_on_the_diagonal(net):
+    x = images(net, 9, 1)
+    fused, reference = net.kernels(x, backend="numba"), net.kernels(x, backend="numpy")
+    good = np.ix_(well_conditioned(9), well_conditioned(9))
+    for a, b in zip(fused, reference):
+        assert a.dtype == np.float64 and np.array_equal(a, a.T) and np.all(np.isfinite(a))
+        close(a[good], b[good], 1e-12)  # measured ≤ 4e-16 (different Σ⁰ summation order, the atan2 helper)
+        close(a, b, 1e-7)  # ρ = ±1 pairs: √ε amplification (see well_conditioned), on both paths
+    # Σ(x, x) is the last layer's variance on both paths, computed by the same NumPy statements
+    assert np.array_equal(np.diag(fused.nngp), np.diag(reference.nngp))
+    assert np.array_equal(fused.nngp[0], fused.nngp[-4])  # the duplicate of point 0: the same row
+
+
+@needs_numba
+def test_cross_kernel_matches_numpy_and_transposes(net):
+    x1, x2 = images(net, 6, 2), images(net, 3, 3)[:3]  # independent points: no ρ = ±1 pair
+    a, b = net.kernels(x1, x2, backend="numba"), net.kernels(x2, x1, backend="numba")
+    reference = net.kernels(x1, x2, backend="numpy")
+    for got, back, ref in zip(a, b, reference):
+        close(got, ref, 1e-12)
+        close(got, back.T, 1e-14)
+
+
+@needs_numba
+def test_blocks_of_pairs_cover_every_pair():
+    # the signal network has 9 pixels: 64 pairs a block, so 150 points make three blocks a row and
+    # ragged last blocks; a single row (N1 = 1) and a single column too
+    net = ntkdsl.loads(NETS["signal"])
+    x = np.random.default_rng(4).standard_normal((150,) + net.ir.input_shape)
+    reference = net.kernels(x, backend="numpy")
+    for got, ref in zip(net.kernels(x, backend="numba"), reference):
+        close(got, ref, 1e-12)
+    for got, ref in zip(net.kernels(x[:1], x, backend="numba"), reference):
+        close(got, ref[:1], 1e-12)
+    for got, ref in zip(net.kernels(x, x[7:8], backend="numba"), reference):
+        close(got, ref[:, 7:8], 1e-12)
+
+
+@needs_numba
+def test_float32_results():
+    net = ntkdsl.loads(NETS["volume"])
+    x = images(net, 5, 5)[well_conditioned(5)]
+    single, double = net.kernels(x, backend="numba", dtype=np.float32), net.kernels(x, backend="numba")
+    assert single.nngp.dtype == np.float32 and single.ntk.dtype == np.float32
+    # the layers compute in float64 either way: only the final rounding to float32 (2^-24) differs
+    close(single.nngp, double.nngp, 2.0**-23)
+    close(single.ntk, double.ntk, 2.0**-23)
+
+
+@needs_numba
+def test_one_thread_gives_the_same_kernels():
+    net = ntkdsl.loads(NETS["signal"])
+    module = net._backend_module("numba")
+    x = images(net, 20, 6)
+    threaded = module.kernels(x)
+    threads = module.THREADS
+    module.THREADS = 1
+    try:
+        alone = module.kernels(x)
+    finally:
+        module.THREADS = threads
+    for a, b in zip(threaded, alone):
+        assert np.array_equal(a, b)  # each pair's arithmetic is the same whichever thread runs it
+
+
+@needs_numba
+def test_memory_model_bounds_the_measured_peak():
+    # everything the module allocates is a NumPy array, so tracemalloc sees it all
+    for name in ("image", "signal"):
+        net = ntkdsl.loads(NETS[name])
+        module = net._backend_module("numba")
+        model = tiling.MemoryModel(*module.MEMORY_MODEL)
+        for n1, n2 in ((40, 40), (120, None), (200, 30)):
+            x = images(net, n1 - 4, 7)
+            y = None if n2 is None else images(net, n2 - 4, 8)
+            module.kernels(x, y)  # compiled before measuring
+            peak = tiling._peak(lambda: module.kernels(x, y))
+            estimate = model.peak(n1, n1 if n2 is None else n2)
+            assert peak <= estimate <= 3 * peak + 2**21, (name, n1, n2, peak, estimate)
+
+
+@needs_numba
+def test_memory_budget_tiles_the_fused_path():
+    net = ntkdsl.loads(NETS["image"])
+    x = images(net, 60, 9)
+    whole = net.kernels(x, backend="numba")
+    budget = int(tiling.MemoryModel(*net._backend_module("numba").MEMORY_MODEL).peak(20, 20)) + 16 * len(x) ** 2
+    assert net._tile(x, None, "numba", None, budget) is not None  # the budget forces tiles
+    tiled = net.kernels(x, backend="numba", memory_budget=budget, progress=False)
+    for a, b in zip(tiled, whole):
+        close(a, b, 1e-13)  # a tile's pairs are computed by the same loops; Σ⁰ row blocks may round apart
+
+
+def test_pooling_needs_every_pixel_pair_and_stays_on_numpy():
+    gap = ntkdsl.loads("network g(input = [4, 4, 2]) { conv(4, kernel = 3, padding = same); relu; global_avg_pool; dense(1) }")
+    reason = fusable(gap.program)
+    assert reason is not None and "pixel pair" in reason
+    with pytest.raises(NotFusable):
+        emit_fused_module(gap.program)
+    x = np.random.default_rng(0).standard_normal((3, 4, 4, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = gap.kernels(x, backend="numba")
+    assert any(issubclass(w.category, BackendFallbackWarning) and "pixel pair" in str(w.message) for w in caught)
+    np.testing.assert_array_equal(got.ntk, gap.kernels(x, backend="numpy").ntk)
+
+
+def test_numerical_duals_in_images_stay_on_numpy():
+    tanh = ntkdsl.loads("network t(input = [3, 3, 1]) { conv(2, kernel = 2); tanh; flatten; dense(1) }")
+    assert "numerical dual" in fusable(tanh.program)
+
+
+def test_auto_counts_pixels_for_image_networks(monkeypatch):
+    net = ntkdsl.loads(NETS["image"])
+    monkeypatch.setattr(dispatch, "module_available", lambda name: True)
+    pixels = 30  # the largest grid: the 6 x 5 input
+    small = dispatch.AUTO_FUSED_PIXEL_ENTRIES // pixels - 1
+    assert dispatch.resolve(net.program, None, small) == ("numpy", "")
+    assert dispatch.resolve(net.program, None, small + 2) == ("numba", "")
+
+
+def test_generated_source_is_readable_and_shares_identical_layers():
+    deep = ntkdsl.loads("network deep(input = [8, 8, 3]) {\n    repeat 6 {\n        conv(8, kernel = 3, padding = same, b_std = 0.1)\n"
+                        "        relu\n    }\n    flatten\n    dense(1)\n}\n", filename="deep.ntk")
+    text = deep.to_python(backend="numba")
+    compile(text, "deep_fused.py", "exec")
+    assert "eval(" not in text and "exec(" not in text
+    assert "backend: numba (fused CPU kernels, blocks of input pairs)" in text
+    assert "# layer 12: relu  (deep.ntk:4:9)" in text  # every layer named with its source line
+    # 6 conv + 6 relu layers share: one window sum (of any grid), the first conv's loop and the
+    # others' (Θ⁰ = 0 makes the first differ), the first relu's and the others', flatten's, dense's
+    assert text.count("\ndef _loop_") == 7
+    assert text.count("_window_pass(") == 3  # its definition and the two axes of the one window sum
+
+
+@needs_numba
+def test_compiled_module_file_is_standalone(tmp_path):
+    import importlib.util
+
+    net = ntkdsl.loads(NETS["signal"], filename="signal.ntk")
+    path = tmp_path / "signal_fused.py"
+    path.write_text(net.to_python(backend="numba"))
+    spec = importlib.util.spec_from_file_location("signal_fused", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = images(net, 4, 10)
+    for a, b in zip(module.kernels(x), net.kernels(x, backend="numpy")):
+        close(a, b, 1e-12)
