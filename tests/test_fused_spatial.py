@@ -10,7 +10,6 @@ parameterizations. Compiling one of these modules takes a few seconds (cached on
 """
 
 import json
-import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -276,3 +275,18 @@ def test_compiled_module_file_is_standalone(tmp_path):
     x = images(net, 4, 10)
     for a, b in zip(module.kernels(x), net.kernels(x, backend="numpy")):
         close(a, b, 1e-12)
+
+
+@pytest.mark.parametrize("spec, shape", [("network e(input = 3) { dense(4); elu; dense(1) }", (3,)),
+                                         ("network s(input = [3, 3, 1]) { conv(4, kernel = 2); selu; flatten; dense(1) }",
+                                          (3, 3, 1))])
+def test_a_dual_without_a_scalar_form_is_found_before_running_and_falls_back(spec, shape):
+    # ELU's dual needs Owen's T (no scalar translation): fusable() says so from a trial emission, and
+    # backend="numba" warns and runs the NumPy module (it used to call it with the fused signature)
+    net = ntkdsl.loads(spec)
+    assert "owens_t" in fusable(net.program)
+    x = np.random.default_rng(11).standard_normal((4,) + shape)
+    with pytest.warns(BackendFallbackWarning, match="owens_t"):
+        got = net.kernels(x, backend="numba", dtype=np.float32)
+    assert got.ntk.dtype == np.float32
+    np.testing.assert_array_equal(got.ntk, net.kernels(x, backend="numpy").ntk.astype(np.float32))

@@ -191,14 +191,22 @@ _FUSABLE: "weakref.WeakKeyDictionary[KernelProgram, Optional[str]]" = weakref.We
 
 
 def fusable(program: KernelProgram) -> Optional[str]:
-    """None when :func:`emit_fused_module` can fuse the whole program, else the reason it cannot
-    (remembered per program: each request asks)."""
+    """None when :func:`emit_fused_module` can fuse the whole program, else the reason it cannot:
+    the layer kinds first, then a trial emission (a function without a scalar translation, such
+    as Owen's T of ELU, shows only there). Remembered per program: each request asks."""
     if program not in _FUSABLE:
-        _FUSABLE[program] = _fusable(program)
+        reason = structural_reason(program)
+        if reason is None:
+            try:
+                emit_fused_module(program)
+            except NotFusable as exc:
+                reason = str(exc)
+        _FUSABLE[program] = reason
     return _FUSABLE[program]
 
 
-def _fusable(program: KernelProgram) -> Optional[str]:
+def structural_reason(program: KernelProgram) -> Optional[str]:
+    """Why the program's layers cannot be fused (a layer kind, a numerical dual), or None."""
     net = program.network
     shape = tuple(getattr(net, "input_shape", None) or (getattr(net, "input_dim", None),))
     if len(shape) != 1 or not isinstance(shape[0], int):  # images and signals: one pair at a time
@@ -232,7 +240,7 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
         from .fused_spatial import emit_fused_spatial_module
 
         return emit_fused_spatial_module(program, source, filename)
-    reason = fusable(program)
+    reason = structural_reason(program)
     if reason:
         raise NotFusable(reason)
     net = program.network
@@ -369,4 +377,4 @@ def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"
 {at_i}''' + "\n".join(loop) + "\n")
 
 
-__all__ = ["NotFusable", "ScalarPrinter", "emit_fused_module", "fusable"]
+__all__ = ["NotFusable", "ScalarPrinter", "emit_fused_module", "fusable", "structural_reason"]

@@ -46,7 +46,7 @@ from ..ir.geometry import window_geometry
 from ..ir.printer import format_network
 from ..symbolic.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
-from ..symbolic.spatial import DIAGONAL, FULL, _SpatialOp, conv_taps, flatten_mean, static
+from ..symbolic.spatial import DIAGONAL, FULL, _SpatialOp, conv_taps, flatten_mean
 from . import fused_support
 from .emit import _support, free_after_last_use, inert, layer_location, point_helpers
 from .fused import FASTMATH, NotFusable, ScalarPrinter, _cse_lines
@@ -223,7 +223,6 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         "if diagonal >= 0:",
         f"    {first.nngp}[diagonal * {p0}:(diagonal + 1) * {p0}] = rows_i[{printer._slot(first.cov1.name)}, :{p0}]"],
         writes={first.nngp.name})]
-    printer.arrays[first.cov1.name] = "row"
     vector_lines: Dict[int, List[List[str]]] = {}
     temporaries = 0
     for step, ops, pair, vec in layers:
