@@ -46,24 +46,20 @@ from ..ir.geometry import window_geometry
 from ..ir.printer import format_network
 from ..symbolic.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
-from ..symbolic.spatial import DIAGONAL, FULL, _SpatialOp, conv_taps, flatten_mean
+from ..symbolic.spatial import (FULL, variance_at, _SpatialOp, conv_taps, flatten_mean, global_pool, pixel_variance, pool_window,
+                                spatial_diagonal)
 from . import fused_support
 from .emit import _support, free_after_last_use, inert, layer_location, point_helpers
 from .fused import FASTMATH, NotFusable, ScalarPrinter, _cse_lines
 from .printer import ArrayPrinter, CodegenError
 
-_SUPPORTED = (conv_taps, flatten_mean)
+_SUPPORTED = (conv_taps, flatten_mean, pool_window, global_pool, spatial_diagonal, pixel_variance)
 
 
 def spatial_fusable(program: KernelProgram) -> Optional[str]:
-    """None when :func:`emit_fused_spatial_module` can fuse this image network, else why not."""
-    if program.steps[0].state.layout != DIAGONAL:
-        return "the input is read in the full layout (every pixel pair): pooling stays on the NumPy path"
+    """None when :func:`emit_fused_spatial_module` can fuse this image network's layers, else why not
+    (:func:`.fused.fusable` also tries the emission)."""
     for step in program.steps[1:]:
-        for state in (step.input_state, step.state):
-            if state is not None and state.shape and state.layout == FULL:
-                return (f"layer {step.index} ({step.label}) needs every pixel pair (full layout, e.g. pooling); "
-                        "the fused kernels hold one pixel grid per pair")
         for _, expr in step.assignments:
             if expr.has(GaussianExpectation):
                 return f"layer {step.index} ({step.label}) has a numerical dual (quadrature)"
@@ -86,15 +82,20 @@ class PixelPrinter(ScalarPrinter):
 
     def __init__(self, rows, cols, grid: Dict[str, int]):
         super().__init__(rows, cols, ())
-        self.grid = grid  # name -> pixels of its grid
-        self.loop = 1  # pixels of the loop being printed
+        self.grid = grid  # name -> entries of its grid (P, or P² in the full layout)
+        self.loop = 1  # entries of the loop being printed
+        self.side = 0  # in the full layout: the pixels P of each side of the loop's pairs (p, q)
         self.slots: Dict[str, int] = {}  # per-point key (the cov1 name) -> k
 
-    def _pixel(self, name: str) -> str:
+    def _pixel(self, name: str, axis: str = "p") -> str:
+        """The index of ``name`` in the loop: "0" without pixels; a per-point number of x1 at p, of
+        x2 at q in a full-layout loop (pixel pairs (p, q)), both at p in a diagonal one."""
         pixels = self.grid[name] if name in self.grid else self.grid[name.split("scale_", 1)[1]]
         if pixels == 1:
             return "0"
-        if pixels == self.loop:
+        if self.side and pixels == self.side:
+            return axis
+        if pixels == self.loop and not self.side:
             return "p"
         raise CodegenError(f"{name} has {pixels} pixels inside a loop over {self.loop}")
 
@@ -108,7 +109,7 @@ class PixelPrinter(ScalarPrinter):
 
     def _column(self, name: str) -> str:
         self.arrays[name] = "col"
-        return f"cols_b[b, {self._slot(name)}, {self._pixel(name)}]"
+        return f"cols_b[b, {self._slot(name)}, {self._pixel(name, 'q')}]"
 
     def _print_Symbol(self, expr):
         if expr in self._rows:
@@ -116,25 +117,33 @@ class PixelPrinter(ScalarPrinter):
         if expr in self._cols:
             return self._column(expr.name)
         if expr in self.buffered:
-            return f"{expr.name}[{'b' if self._pixel(expr.name) == '0' else 'at'}]"
+            entries = self.grid[expr.name]
+            if entries not in (1, self.loop):
+                raise CodegenError(f"{expr.name} has {entries} entries inside a loop over {self.loop}")
+            return f"{expr.name}[{'b' if entries == 1 else 'at'}]"
         return expr.name
 
-    def _print_conv_taps(self, expr):
-        raise CodegenError("a window sum inside an elementwise loop")
+    def _print_spatial(self, expr):  # each one is replaced by a grid before printing
+        raise CodegenError(f"{type(expr).__name__} inside an elementwise loop")
 
-    _print_flatten_mean = _print_conv_taps
+    _print_conv_taps = _print_pool_window = _print_flatten_mean = _print_spatial
+    _print_global_pool = _print_pixel_variance = _print_spatial_diagonal = _print_spatial
 
 
 def _pixels(shape) -> int:
     return math.prod(int(n) for n in shape) if shape else 1
 
 
-def _op_pixels(op) -> int:
-    """The pixels of a spatial operation's output grid."""
-    if isinstance(op, flatten_mean):
-        return 1
-    _, shape, kernel, stride, padding, _ = (op.args[0], *op.settings)
-    return math.prod(window_geometry(n, k, s, padding)[2] for n, k, s in zip(shape, kernel, stride))
+def _op_grid(op) -> Tuple[int, int]:
+    """(entries, side) of a spatial operation's output grid: side = P in the full layout, else 0."""
+    if isinstance(op, (flatten_mean, global_pool)):
+        return 1, 0
+    if isinstance(op, (spatial_diagonal, pixel_variance)):
+        return _pixels(op.settings[0]), 0
+    shape, window, stride, padding = op.settings[:4]
+    pixels = math.prod(window_geometry(n, k, s, padding)[2] for n, k, s in zip(shape, window, stride))
+    full = isinstance(op, pool_window) or op.settings[4] == FULL
+    return (pixels * pixels, pixels) if full else (pixels, 0)
 
 
 class _Block:
@@ -156,53 +165,77 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     if reason:
         raise NotFusable(reason)
     net, values = program.network, program.parameters
-    shape0 = tuple(program.steps[0].state.shape)
+    first = program.steps[0].state
+    shape0 = tuple(first.shape)
+    full0 = first.layout == FULL
     channels = net.input_dim
     rows = {s.state.cov1 for s in program.steps if isinstance(s.state.cov1, sp.Symbol)}
     cols = {s.state.cov2 for s in program.steps if isinstance(s.state.cov2, sp.Symbol)}
-    first = program.steps[0].state
-    grid: Dict[str, int] = {first.nngp.name: _pixels(shape0), first.cov1.name: _pixels(shape0),
-                            first.cov2.name: _pixels(shape0)}
+    p0 = _pixels(shape0)
+    grid: Dict[str, int] = {}  # name -> entries of its grid per pair or point (P, or P² in the full layout)
+    sides: Dict[str, int] = {}  # name -> P for a full-layout grid, else 0
+    for sym in (first.nngp, first.cov1, first.cov2):
+        grid[sym.name], sides[sym.name] = (p0 * p0, p0) if full0 else (p0, 0)
     printer = PixelPrinter(rows, cols, grid)
     vector = ArrayPrinter()
+    variances: Dict[str, Tuple[str, sp.Expr]] = {}  # pv_<name> -> (<name>, its pixel variances as an expression)
 
-    def grid_of(expr) -> int:
+    def pixel_variances(sym: sp.Symbol, expr: Optional[sp.Expr] = None) -> sp.Symbol:
+        """The per-point pixel variances K(p, p) of a full-layout per-point array, as a stacked number."""
+        name = f"pv_{sym.name}"
+        if name not in variances:
+            side = 1 if sym in cols else 0
+            variances[name] = (sym.name, expr if expr is not None else variance_at(sym, sides_shape[sym.name], side))
+            grid[name], sides[name] = sides[sym.name], 0
+            (printer._cols if sym in cols else printer._rows).add(sp.Symbol(name))
+        return sp.Symbol(name)
+
+    def grid_of(expr) -> Tuple[int, int]:
         if isinstance(expr, _SpatialOp):
-            return _op_pixels(expr)
+            return _op_grid(expr)
         if isinstance(expr, sp.Symbol):
-            return grid.get(expr.name, 1)
-        found = {grid_of(a) for a in expr.args} - {1}
+            return grid.get(expr.name, 1), sides.get(expr.name, 0)
+        found = {grid_of(a) for a in expr.args} - {(1, 0)}
+        full = {g for g in found if g[1]}
+        if len(full) == 1 and all(g in full or g[0] == next(iter(full))[1] for g in found):
+            return full.pop()  # a full grid with per-point numbers of its pixels (pixel variances)
         if len(found) > 1:
-            raise NotFusable(f"an expression mixes grids of {sorted(found)} pixels")
-        return found.pop() if found else 1
+            raise NotFusable(f"an expression mixes grids of {sorted(found)} entries")
+        return found.pop() if found else (1, 0)
 
     # pass 1: each layer's pair statements, spatial operations replaced by the grids they fill
+    sides_shape: Dict[str, Tuple[int, ...]] = {first.cov1.name: shape0, first.cov2.name: shape0}
     layers = []  # (step, ops [(result, op, argument)], pair assignments, vector assignments)
     for step in program.steps[1:]:
         vec = [(s, e) for s, e in step.assignments if s in rows or s in cols]
         pair = [(s, to_atan2(e.xreplace(values))) for s, e in step.assignments if s not in rows and s not in cols]
         ops: List[Tuple[sp.Symbol, sp.Expr, sp.Expr]] = []
         found = []
-        for _, e in pair:
-            found += [op for op in sp.preorder_traversal(e) if isinstance(op, _SpatialOp) and op not in found]
+        for _, e in pair:  # inner operations first: spatial_diagonal(pool_window(K)) pools, then takes the diagonal
+            found += [op for op in sp.postorder_traversal(e) if isinstance(op, _SpatialOp) and op not in found]
         swap = {}
         for k, op in enumerate(found):
-            argument = op.args[0]
+            argument = op.args[0].xreplace(swap)
+            if isinstance(op, pixel_variance):  # a variance of x1 (side 0) or x2 (side 1): a stacked number
+                side = op.settings[1]
+                if not (argument in rows and side == 0 or argument in cols and side == 1):
+                    raise NotFusable(f"layer {step.index} ({step.label}): pixel variances of {argument} on side {side}")
+                swap[op] = pixel_variances(argument, op)
+                continue
             if argument.free_symbols & {t for t, _ in pair}:
                 raise NotFusable(f"layer {step.index} ({step.label}): a window sum of the layer's own result")
-            if argument.has(_SpatialOp):
-                raise NotFusable(f"layer {step.index} ({step.label}): a window sum of a window sum")
             if not argument.free_symbols - rows - cols - set(values):
                 raise NotFusable(f"layer {step.index} ({step.label}): a window sum of per-point numbers only")
             result = sp.Symbol(f"s{step.index}_{k}")
-            grid[result.name] = _op_pixels(op)
+            grid[result.name], sides[result.name] = _op_grid(op)
             swap[op] = result
             ops.append((result, op, argument))
         pair = [(s, e.xreplace(swap)) for s, e in pair]
         for s, e in pair:
-            grid[s.name] = grid_of(e)
+            grid[s.name], sides[s.name] = grid_of(e)
         for s, e in vec:
-            grid[s.name] = grid_of(e.xreplace(values))
+            grid[s.name], sides[s.name] = grid_of(e.xreplace(values))
+            sides_shape[s.name] = tuple(step.state.shape)
         layers.append((step, ops, pair, vec))
 
     # grids read outside the loop that writes them: by a later layer, a window sum, or the output
@@ -215,47 +248,70 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         printer.buffered |= {result for result, _, _ in ops}
 
     # pass 2: the block's statements, layer by layer
-    p0 = _pixels(shape0)
-    printer.loop = p0
-    blocks: List[_Block] = [_Block([
-        f"# input: Σ⁰(p) = x(p)·x'(p)/{channels} at each of the {p0} pixels; Σ(x, x) is the variance, bit for bit",
-        f"_input_pairs(x1[i], x2[j0:j1], {first.nngp}, {p0}, {channels})",
-        "if diagonal >= 0:",
-        f"    {first.nngp}[diagonal * {p0}:(diagonal + 1) * {p0}] = rows_i[{printer._slot(first.cov1.name)}, :{p0}]"],
-        writes={first.nngp.name})]
+    if full0:
+        exact = printer._slot(pixel_variances(first.cov1).name)
+        blocks: List[_Block] = [_Block([
+            f"# input: Σ⁰(p, q) = x(p)·x'(q)/{channels} for the {p0} x {p0} pixel pairs; Σ(x, x)(p, p) is the variance, bit for bit",
+            f"_input_pairs_full(x1[i], x2[j0:j1], {first.nngp}, {p0}, {channels})",
+            "if diagonal >= 0:",
+            f"    {first.nngp}[diagonal * {p0 * p0}:(diagonal + 1) * {p0 * p0}:{p0 + 1}] = rows_i[{exact}, :{p0}]"],
+            writes={first.nngp.name})]
+    else:
+        blocks = [_Block([
+            f"# input: Σ⁰(p) = x(p)·x'(p)/{channels} at each of the {p0} pixels; Σ(x, x) is the variance, bit for bit",
+            f"_input_pairs(x1[i], x2[j0:j1], {first.nngp}, {p0}, {channels})",
+            "if diagonal >= 0:",
+            f"    {first.nngp}[diagonal * {p0}:(diagonal + 1) * {p0}] = rows_i[{printer._slot(first.cov1.name)}, :{p0}]"],
+            writes={first.nngp.name})]
     vector_lines: Dict[int, List[List[str]]] = {}
     temporaries = 0
     for step, ops, pair, vec in layers:
         comment = f"# layer {step.index}: {step.label}{layer_location(step.layer)}"
         blocks.append(_Block([comment] if step.assignments else [comment, "# (leaves the kernel unchanged)"]))
-        vector_lines[step.index] = [[f"    {comment}"]] + [[line] for line in _cse_lines(vec, values, vector, f"v{step.index}_", "    ")]
+        ones = [(t, e) for t, e in vec if t in rows]
+        twos = [(t, e) for t, e in vec if t not in rows]
+        lines = [[f"    {comment}"]] + [[line] for line in _cse_lines(ones, values, vector, f"v{step.index}_", "    ")]
+        if [t for t, _ in twos] == [step.state.cov2] and step.state.cov1 in dict(ones):
+            # x2's variance is x1's when x2 is x1 (the same arithmetic on the same numbers): not computed twice
+            lines.append(["    if same:"] + [f"        {t} = {step.state.cov1}.reshape({step.state.cov1}.shape[:-2] + (1, n1))"
+                                                for t, _ in twos]
+                         + ["    else:"] + ["    " + line for line in _cse_lines(twos, values, vector, f"w{step.index}_", "    ")])
+        else:
+            lines += [[line] for line in _cse_lines(twos, values, vector, f"w{step.index}_", "    ")]
+        vector_lines[step.index] = lines
         for k, (result, op, argument) in enumerate(ops):
-            source_name, pre = _materialize(step, k, argument, printer, grid)
+            source_name, pre = _materialize(step, k, argument, printer, grid, sides)
             if pre is not None:
                 blocks.append(pre)
             lines, temporaries = _op_lines(op, source_name, result.name, temporaries)
-            blocks.append(_Block(lines, writes={result.name}, reads={source_name}, compiled=isinstance(op, conv_taps)))
+            blocks.append(_Block(lines, writes={result.name}, reads={source_name},
+                                 compiled=isinstance(op, (conv_taps, pool_window))))
         pair = [(s, e) for s, e in pair if s in printer.buffered or any(e2.has(s) for _, e2 in pair)]  # no dead locals
         if not pair:
             continue
-        loop = {grid[s.name] for s, _ in pair}
+        loop = {(grid[s.name], sides[s.name]) for s, _ in pair}
         if len(loop) != 1:
-            raise NotFusable(f"layer {step.index} ({step.label}): quantities on grids of {sorted(loop)} pixels")
-        printer.loop = loop.pop()
+            raise NotFusable(f"layer {step.index} ({step.label}): quantities on grids of {sorted(loop)} entries")
+        printer.loop, printer.side = loop.pop()
+        indent = " " * (12 if printer.side else 8)
         try:
-            body = _cse_lines(pair, {}, printer, f"t{step.index}_", "        ")
+            body = _cse_lines(pair, {}, printer, f"t{step.index}_", indent)
+            if step.state.cov1 in dict(step.assignments) and step.state.nngp in dict(pair):
+                # the pair (x, x) takes the variance itself (_exact_diagonal): on the pixel pairs (p, p) in the full layout
+                if printer.side:
+                    variance, where = printer.doprint(pixel_variances(step.state.cov1)), "b == diagonal and p == q"
+                else:
+                    variance, where = printer.doprint(step.state.cov1), "b == diagonal"
+                target = printer.doprint(step.state.nngp)
+                for n, line in enumerate(body):
+                    if line.startswith(f"{indent}{target} = "):
+                        body[n] = f"{indent}{target} = {variance} if {where} else {line.split(' = ', 1)[1]}"
         except CodegenError as exc:
             raise NotFusable(f"layer {step.index} ({step.label}): {exc}") from None
-        if step.state.cov1 in dict(step.assignments) and step.state.nngp in dict(pair):
-            target = printer.doprint(step.state.nngp)  # the pair (x, x) takes the variance itself (_exact_diagonal)
-            for n, line in enumerate(body):
-                if line.startswith(f"        {target} = "):
-                    value = line.split(" = ", 1)[1]
-                    body[n] = f"        {target} = {printer.doprint(step.state.cov1)} if b == diagonal else {value}"
         reads = {s.name for _, e in pair for s in e.free_symbols if s in printer.buffered}
         writes = {s.name for s, _ in pair if s in printer.buffered}
-        blocks.append(_Block(_loop_lines(printer.loop, body), writes=writes, reads=reads, compiled=True))
-    printer.loop = 1
+        blocks.append(_Block(_loop_lines(printer.loop, printer.side, body), writes=writes, reads=reads, compiled=True))
+    printer.loop, printer.side = 1, 0
     results = []
     for field, value in (("nngp", out.nngp), ("ntk", out.ntk)):
         if value.is_number:
@@ -272,14 +328,18 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     loops = _outline(blocks, set(slots), {s.name for _, _, pair, _ in layers for s, _ in pair})
 
     # the per-point numbers: each layer's variances as on the NumPy path, then the rows of the stacks they fill
-    statements = _put_statements(["cov1_0", "cov2_0"], printer.slots)
+    derived = {pv: (base, vector.doprint(expr)) for pv, (base, expr) in variances.items()}
+    statements = _put_statements([first.cov1.name, first.cov2.name], printer.slots, derived)
     for step, _, _, vec in layers:
-        statements += vector_lines[step.index] + _put_statements([s.name for s, _ in vec], printer.slots)
+        statements += vector_lines[step.index] + _put_statements([s.name for s, _ in vec], printer.slots, derived)
+    width = max([grid.get(key, grid.get(key.replace("cov1_", "cov2_"), 1))
+                 for key in (k.split("scale_", 1)[1] if "scale_" in k else k for k in printer.slots)] + [1])
+    point_entries = max(grid.get(s.name, 1) for s in rows | cols)
     outer = free_after_last_use(statements)
     body = outer + [
         "    nngp = xp.empty((n1, n2), dtype=dtype)",
         "    ntk = xp.empty((n1, n2), dtype=dtype)",
-        f"    scratch = xp.zeros((THREADS, {count}, {block_pairs * pmax}))  # each thread's grids: (pairs, pixels), flat",
+        f"    scratch = xp.zeros((THREADS, {count}, {block_pairs * pmax}))  # each thread's grids: (pairs, entries), flat",
         f"    _in_threads(_pairs, same, {block_pairs}, x1.reshape(n1, {p0}, {channels}), x2.reshape(n2, {p0}, {channels}), "
         "rows, cols, scratch, nngp, ntk)",
         "    if same:",
@@ -304,75 +364,117 @@ Network (canonical form):
     if "xps" in vector.modules_used:
         imports.append("import scipy.special as xps")
     prologue = fused_support.SPATIAL_PROLOGUE.format(
-        shape=", ".join(map(str, net.input_shape)), channels=channels, count=max(len(printer.slots), 1), pmax=pmax,
-        shape_tuple=shape0)
-    per_point, fixed = memory_terms(p0 * channels, len(printer.slots), count, block_pairs * pmax, pmax)
+        shape=", ".join(map(str, net.input_shape)), channels=channels, count=max(len(printer.slots), 1), width=width,
+        layout=first.layout)
+    per_point, fixed = memory_terms(p0 * channels, len(printer.slots) * width, count, block_pairs * pmax, point_entries)
     memory = ("\n\n# peak bytes of kernels(x1, x2) ≈ PER_PAIR·N1·N2 + PER_POINT·(N1 + N2) + FIXED (fused_spatial.memory_terms)\n"
               f"MEMORY_MODEL = (16.0, {per_point:.1f}, THREADS * {fixed[0]:.1f} + {fixed[1]:.1f})\n")
     return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
-            + point_helpers(net.input_shape) + "\n\n" + fused_support.spatial_helpers(shape0, channels) + memory
+            + point_helpers(net.input_shape) + "\n\n" + fused_support.spatial_helpers(shape0, channels, full0) + memory
             + fused_support.scalar_helpers(printer.helpers) + "\n\n" + "".join(loops)
             + _driver_source(program, blocks, slots) + prologue + "\n".join(body) + "\n")
 
 
-def memory_terms(input_size: int, stacked: int, grids: int, grid_size: int, pixels: int) -> Tuple[float, Tuple[float, float]]:
+def memory_terms(input_size: int, stacked: int, grids: int, grid_size: int, entries: int) -> Tuple[float, Tuple[float, float]]:
     """Bytes per point and (bytes per thread, bytes) fixed of a fused image module, from what it
     allocates (all of it NumPy arrays, so tracemalloc sees it; the two outputs are 16 bytes a pair).
 
-    Per point: its rows of the stack (``stacked`` numbers of ``pixels`` each), the per-point arrays
-    of the variance statements alive at once (at most 8 of ``pixels``: a layer's variance, its
-    window sums' accumulator and padded copy, the scale's temporaries), and three float64 copies of
-    the input point (``input_size`` numbers: the float64 input, its pixel-major copy, its square).
-    Per thread: ``grids`` scratch grids of ``grid_size`` numbers. Plus 1 MiB of small change.
+    Per point: its ``stacked`` numbers in the stack, the per-point arrays of the variance
+    statements alive at once (at most 8 of ``entries``, P or P² in the full layout: a layer's
+    variance, its window sums' accumulator and padded copy, the scale's temporaries), and three
+    float64 copies of the input point (``input_size`` numbers: the float64 input, its pixel-major
+    copy, its square). Per thread: ``grids`` scratch grids of ``grid_size`` numbers. Plus 1 MiB.
     """
-    per_point = 8.0 * (max(stacked, 1) * pixels + 8 * pixels + 3 * input_size)
+    per_point = 8.0 * (max(stacked, 1) + 8 * entries + 3 * input_size)
     return per_point, (8.0 * grids * grid_size, float(2**20))
 
 
 BLOCK_ENTRIES = 16384  # pair-pixels per block: 128 KiB per grid, a layer's few grids within a 1 MiB L2 cache
 
 
-def _loop_lines(pixels: int, body: List[str]) -> List[str]:
-    """A loop over the block's pairs b and the grid's pixels p around a layer's statements."""
-    return ["for b in range(nb):", f"    for p in range({pixels}):", f"        at = b * {pixels} + p"] + body
+def _loop_lines(entries: int, side: int, body: List[str]) -> List[str]:
+    """A loop over the block's pairs b and the grid's pixels p (pixel pairs (p, q) in the full
+    layout, side = P) around a layer's statements."""
+    if side:
+        return (["for b in range(nb):", f"    for p in range({side}):", f"        for q in range({side}):",
+                 f"            at = b * {entries} + p * {side} + q"] + body)
+    return ["for b in range(nb):", f"    for p in range({entries}):", f"        at = b * {entries} + p"] + body
 
 
-def _materialize(step, k, argument, printer: PixelPrinter, grid) -> Tuple[str, Optional[_Block]]:
-    """The grid a window sum reads: the argument's own buffer, or one filled by a loop first."""
+def _materialize(step, k, argument, printer: PixelPrinter, grid, sides) -> Tuple[str, Optional[_Block]]:
+    """The grid a spatial operation reads: the argument's own buffer, or one filled by a loop first."""
     if isinstance(argument, sp.Symbol):
         return argument.name, None
     name = f"m{step.index}_{k}"
-    pixels = {grid.get(s.name, 1) for s in argument.free_symbols} - {1}
-    printer.loop = pixels.pop() if pixels else 1
-    grid[name] = printer.loop
+    found = {(grid[s.name], sides[s.name]) for s in argument.free_symbols
+             if s.name in grid and s not in printer._rows and s not in printer._cols} - {(1, 0)}
+    if len(found) > 1:
+        raise NotFusable(f"layer {step.index} ({step.label}): an argument mixes grids of {sorted(found)} entries")
+    printer.loop, printer.side = found.pop() if found else (1, 0)
+    grid[name], sides[name] = printer.loop, printer.side
+    printer.buffered.add(sp.Symbol(name))
     try:
         value = printer.doprint(argument)
     except CodegenError as exc:
         raise NotFusable(f"layer {step.index} ({step.label}): {exc}") from None
     reads = {s.name for s in argument.free_symbols if s in printer.buffered}
-    return name, _Block(_loop_lines(printer.loop, [f"        {name}[at] = {value}"]), writes={name}, reads=reads,
-                        compiled=True)
+    indent = " " * (12 if printer.side else 8)
+    return name, _Block(_loop_lines(printer.loop, printer.side, [f"{indent}{name}[at] = {value}"]), writes={name},
+                        reads=reads, compiled=True)
 
 
 def _op_lines(op, src: str, dst: str, temporaries: int) -> Tuple[List[str], int]:
-    """The calls of one spatial operation on the block's grids, and how many scratch grids it needs."""
-    if isinstance(op, flatten_mean):
+    """The calls of one spatial operation on the block's grids, and how many scratch grids it needs.
+
+    Window sums run one spatial axis at a time (``_window_pass``; a convolution in the full layout
+    moves p and q by the same tap: ``_window_pass2`` on their two axes at once), alternating
+    between two scratch grids, in the axis order and with the final division of the NumPy path's
+    routines (spatial_support.conv_taps, pool_window), so both round alike.
+    """
+    if isinstance(op, (flatten_mean, global_pool)):
         pixels = _pixels(op.settings[0])
-        return [f"_pixel_means({src}, {dst}, nb, {pixels})  # flatten: the mean over the {pixels} pixels"], temporaries
-    shape, kernel, stride, padding, _ = op.settings
-    lines = [f"# conv: the mean over the {'x'.join(map(str, kernel))} filter's shifted diagonal, one axis at a time"]
-    current = list(shape)
+        if isinstance(op, global_pool):
+            divisor = float(pixels * pixels) if op.settings[1] == "avg" else 1.0
+            return [f"_pixel_sums({src}, {dst}, nb, {pixels * pixels}, {divisor!r})  # global {op.settings[1]} pool"], temporaries
+        if op.settings[1] == FULL:
+            return [f"_pixel_traces({src}, {dst}, nb, {pixels})  # flatten: the mean of K(p, p) over the {pixels} pixels"], temporaries
+        return [f"_pixel_sums({src}, {dst}, nb, {pixels}, {float(pixels)!r})  # flatten: the mean over the {pixels} pixels"], temporaries
+    if isinstance(op, spatial_diagonal):
+        pixels = _pixels(op.settings[0])
+        return [f"_diagonals({src}, {dst}, nb, {pixels})  # the pixel pairs (p, p): the diagonal layout"], temporaries
+    if isinstance(op, pool_window):
+        shape, window, stride, padding, mode = op.settings
+        axes = [pair for d in range(len(shape)) for pair in ((d, d), (d, len(shape) + d))]
+        what = f"{mode} pool {'x'.join(map(str, window))}: each of the {2 * len(shape)} pixel axes of (p, q) on its own"
+        kernel, full, divisor = window, True, float(_pixels(window) ** 2) if mode == "avg" else None
+    else:
+        shape, kernel, stride, padding, layout = op.settings
+        full = layout == FULL
+        axes = [(d, None) for d in range(len(shape))]
+        what = f"conv: the mean over the {'x'.join(map(str, kernel))} filter's shifted diagonal, one axis at a time"
+        divisor = float(_pixels(kernel))
     n = len(shape)
-    for d in range(n):
+    current = list(shape) * (2 if full else 1)
+    lines = [f"# {what}"]
+    for k, (d, axis) in enumerate(axes):
         lo, _, size = window_geometry(shape[d], kernel[d], stride[d], padding)
-        outer, inner = _pixels(current[:d]), _pixels(current[d + 1:])
-        target = dst if d == n - 1 else f"tmp_{d % 2}"
-        lines.append(f"_window_pass({src}, {target}, nb * {outer}, {current[d]}, {inner}, {size}, {kernel[d]}, {stride[d]}, "
-                     f"{lo}, {padding == 'circular'})")
-        current[d] = size
+        target = dst if k == len(axes) - 1 else f"tmp_{k % 2}"
+        circular = padding == "circular"
+        if axis is None and full:  # the same tap on the axes of p and of q
+            outer, mid, inner = _pixels(current[:d]), _pixels(current[d + 1:n + d]), _pixels(current[n + d + 1:])
+            lines.append(f"_window_pass2({src}, {target}, nb * {outer}, {current[d]}, {mid}, {inner}, {size}, {kernel[d]}, "
+                         f"{stride[d]}, {lo}, {circular})")
+            current[d] = current[n + d] = size
+        else:
+            axis = d if axis is None else axis
+            outer, inner = _pixels(current[:axis]), _pixels(current[axis + 1:])
+            lines.append(f"_window_pass({src}, {target}, nb * {outer}, {current[axis]}, {inner}, {size}, {kernel[d]}, "
+                         f"{stride[d]}, {lo}, {circular})")
+            current[axis] = size
         src = target
-    lines.append(f"_divide({dst}, nb * {_pixels(current)}, {float(_pixels(kernel))!r})")
-    return lines, max(temporaries, min(n - 1, 2))
+    if divisor is not None:
+        lines.append(f"_divide({dst}, nb * {_pixels(current)}, {divisor!r})")
+    return lines, max(temporaries, min(len(axes) - 1, 2))
 
 
 def _allocate(blocks: List[_Block], temporaries: int) -> Tuple[Dict[str, int], int]:
@@ -402,21 +504,26 @@ def _allocate(blocks: List[_Block], temporaries: int) -> Tuple[Dict[str, int], i
     return slots, max(count, 1)
 
 
-def _put_statements(names, slots: Dict[str, int]) -> List[List[str]]:
-    """After per-point arrays ``names`` are computed: every stack row k that the loops read of them
-    (the variance itself, or its power-of-two scale or inverse scale), x2's only if x2 is not x1."""
+def _put_statements(names, slots: Dict[str, int], derived: Dict[str, Tuple[str, str]]) -> List[List[str]]:
+    """After per-point arrays ``names`` are computed: the pixel variances the loops read of a
+    full-layout one (``derived``: pv name -> (its array, the NumPy expression)), then every stack row
+    k that the loops read (a number itself, its power-of-two scale or its inverse scale); x2's only
+    if x2 is not x1."""
     out: List[List[str]] = []
     for name in names:
-        rows, cols = [], []
-        for key, k in slots.items():
-            base = key.split("scale_", 1)[1] if "scale_" in key else key
-            if base != name.replace("cov2_", "cov1_"):
-                continue
-            value = {key: name, f"scale_{base}": f"_pow2_scale({name})", f"inv_scale_{base}": f"1 / _pow2_scale({name})"}[key]
-            (cols if name.startswith("cov2_") else rows).append(f"_put({'cols' if name.startswith('cov2_') else 'rows'}, {k}, {value})")
-        out += [[f"    {line}"] for line in rows]
-        if cols:
-            out.append(["    if not same:"] + [f"        {line}" for line in cols])
+        extra = [pv for pv, (base, _) in derived.items() if base == name]
+        out += [[f"    {pv} = {derived[pv][1]}"] for pv in extra]
+        for quantity in [name] + extra:
+            puts = []
+            key = quantity.replace("cov2_", "cov1_")
+            for value, k in ((quantity, slots.get(key)), (f"_pow2_scale({quantity})", slots.get(f"scale_{key}")),
+                             (f"1 / _pow2_scale({quantity})", slots.get(f"inv_scale_{key}"))):
+                if k is not None:
+                    puts.append(f"_put({'cols' if 'cov2_' in quantity else 'rows'}, {k}, {value})")
+            if "cov2_" in quantity and puts:
+                out.append(["    if not same:"] + [f"        {line}" for line in puts])
+            else:
+                out += [[f"    {line}"] for line in puts]
     return out
 
 

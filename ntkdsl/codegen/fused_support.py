@@ -173,12 +173,12 @@ def kernels(x1, x2=None, dtype=xp.float64):
 
 # --- image and signal networks in the diagonal layout (fused_spatial.py): one pair's pixel grid at a time
 
-_SPATIAL_ARRAYS = '''def _pixel_variances(x, side):
-    """cov(x(p), x(p)) = |x(p)|²/{channels} per pixel, as (*S, N, 1) (side 0) or (*S, 1, N) (side 1):
+_SPATIAL_ARRAYS = '''def _input_variances(x, side):
+    """{what} of each point, as {layout} (side 0) or with (1, N) last (side 1):
     pixel axes first, points last, the layout of the NumPy path's per-point arrays (same rounding)."""
     n = x.shape[0]
     a = xp.ascontiguousarray(xp.moveaxis(x.reshape(n, {pixels}, {channels}), 1, 0))  # (P, N, C)
-    v = xp.sum(a * a, axis=2) / {channels}
+    v = {formula}
     return v.reshape({shape} + ((n, 1) if side == 0 else (1, n)))
 
 
@@ -258,6 +258,50 @@ def _window_pass(src, dst, outer, n, inner, size, window, stride, pad_lo, circul
 
 
 @numba.njit(inline="always", nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _window_pass2(src, dst, outer, n, mid, inner, size, window, stride, pad_lo, circular):
+    """dst[a, o, m, o', c] = Σ_{t < window} src[a, s(o, t), m, s(o', t), c], s(o, t) = stride·o + t − pad_lo,
+    on flat arrays viewed as (outer, n, mid, n, inner): a convolution's tap t moves both pixels of a
+    pair (p, q) (full layout), zeros outside (or the opposite edge when circular); taps in order."""
+    block_in = n * mid * n * inner
+    block_out = size * mid * size * inner
+    row_in = mid * n * inner
+    row_out = mid * size * inner
+    for q in range(outer * block_out):
+        dst[q] = 0.0
+    for a in range(outer):
+        for t in range(window):
+            if circular:
+                for o in range(size):
+                    s = (stride * o + t - pad_lo) % n
+                    for m in range(mid):
+                        d0 = a * block_out + o * row_out + m * size * inner
+                        s0 = a * block_in + s * row_in + m * n * inner
+                        for o2 in range(size):
+                            s2 = (stride * o2 + t - pad_lo) % n
+                            for c in range(inner):
+                                dst[d0 + o2 * inner + c] += src[s0 + s2 * inner + c]
+                continue
+            first = max(0, -((t - pad_lo) // stride))  # the outputs this tap reaches inside the input
+            last = min(size - 1, (n - 1 + pad_lo - t) // stride)
+            for o in range(first, last + 1):
+                s = stride * o + t - pad_lo
+                for m in range(mid):
+                    d0 = a * block_out + o * row_out + m * size * inner
+                    s0 = a * block_in + s * row_in + m * n * inner
+                    if stride == 1:  # one contiguous run of the q axis (and what follows it)
+                        dd = d0 + first * inner
+                        ss = s0 + (first + t - pad_lo) * inner
+                        for q in range((last - first + 1) * inner):
+                            dst[dd + q] += src[ss + q]
+                    else:
+                        for o2 in range(first, last + 1):
+                            dd = d0 + o2 * inner
+                            ss = s0 + (stride * o2 + t - pad_lo) * inner
+                            for c in range(inner):
+                                dst[dd + c] += src[ss + c]
+
+
+@numba.njit(inline="always", nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _divide(buf, pixels, divisor):
     """buf[p] /= divisor: the mean over a filter's taps (spatial_support.conv_taps divides last too)."""
     for p in range(pixels):
@@ -265,13 +309,44 @@ def _divide(buf, pixels, divisor):
 
 
 @numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def _pixel_means(src, dst, nb, pixels):
-    """dst[b] = mean_p src[b·P + p], summed in pixel order (as spatial_support.flatten_mean)."""
+def _pixel_sums(src, dst, nb, entries, divisor):
+    """dst[b] = Σ_e src[b·E + e] / divisor, summed in order (as spatial_support.flatten_mean and
+    global_pool: the mean over pixels, or over pixel pairs, or their sum for divisor 1)."""
+    for b in range(nb):
+        acc = 0.0
+        for e in range(entries):
+            acc += src[b * entries + e]
+        dst[b] = acc / divisor
+
+
+@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _pixel_traces(src, dst, nb, pixels):
+    """dst[b] = mean_p src[b, p, p] of full-layout grids (flatten after pooling)."""
     for b in range(nb):
         acc = 0.0
         for p in range(pixels):
-            acc += src[b * pixels + p]
+            acc += src[(b * pixels + p) * pixels + p]
         dst[b] = acc / pixels
+
+
+@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _diagonals(src, dst, nb, pixels):
+    """dst[b, p] = src[b, p, p]: the diagonal layout of full-layout grids."""
+    for b in range(nb):
+        for p in range(pixels):
+            dst[b * pixels + p] = src[(b * pixels + p) * pixels + p]
+
+
+@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
+def _input_pairs_full(a, block, out, pixels, channels):
+    """out[b, p, q] = Σ_c a[p, c]·block[b, q, c]/C: Σ⁰ of the pairs (i, j0 + b) at every pixel pair."""
+    for b in range(block.shape[0]):
+        for p in range(pixels):
+            for q in range(pixels):
+                acc = 0.0
+                for c in range(channels):
+                    acc += a[p, c] * block[b, q, c]
+                out[(b * pixels + p) * pixels + q] = acc / channels
 
 
 def _pair_blocks(n1, n2, same, size, first, step):
@@ -288,13 +363,20 @@ def _pair_blocks(n1, n2, same, size, first, step):
 '''
 
 
-def spatial_helpers(shape, channels: int) -> str:
+def spatial_helpers(shape, channels: int, full: bool) -> str:
     """The helpers of a fused image module: per-point arrays (NumPy), the pair routines (numba),
-    the scales, the mirror and the threads."""
+    the scales, the mirror and the threads. ``full``: the input is read in the full layout."""
     pixels = 1
     for n in shape:
         pixels *= int(n)
-    arrays = _SPATIAL_ARRAYS.format(pixels=pixels, channels=channels, shape=tuple(int(n) for n in shape))
+    shape = tuple(int(n) for n in shape)
+    if full:
+        fields = dict(what="Σ⁰(x, x)(p, q) = x(p)·x(q)/C for every pixel pair", layout="(*S, *S, N, 1)",
+                      formula=f"xp.einsum(\"pic,qic->pqi\", a, a) / {channels}", shape=shape + shape)
+    else:
+        fields = dict(what="The pixel variances |x(p)|²/C", layout="(*S, N, 1)", formula=f"xp.sum(a * a, axis=2) / {channels}",
+                      shape=shape)
+    arrays = _SPATIAL_ARRAYS.format(pixels=pixels, channels=channels, **fields)
     return arrays + "\n\n" + _COMMON + "\n" + _SPATIAL_ROUTINES
 
 
@@ -319,9 +401,9 @@ def kernels(x1, x2=None, dtype=xp.float64):
     x2 = x1 if same else _as_points(x2, "x2")
     n1, n2 = x1.shape[0], x2.shape[0]
     # per-point numbers, stacked as rows[i, k, p] (x1) and cols[j, k, p] (x2; the same array when x2 is x1)
-    rows = xp.empty((n1, {count}, {pmax}))
-    cols = rows if same else xp.empty((n2, {count}, {pmax}))
-    # input: the pixel variances of Σ⁰(x, x')(p, p) = x(p)·x'(p)/{channels} (kernel-math.md §1), pixel axes first
-    cov1_0 = _pixel_variances(x1, 0)
-    cov2_0 = cov1_0.reshape({shape_tuple} + (1, n1)) if same else _pixel_variances(x2, 1)
+    rows = xp.empty((n1, {count}, {width}))
+    cols = rows if same else xp.empty((n2, {count}, {width}))
+    # input: each point's Σ⁰(x, x)(p, p') = x(p)·x(p')/{channels} (kernel-math.md §1), {layout} layout, pixel axes first
+    cov1_0 = _input_variances(x1, 0)
+    cov2_0 = cov1_0.reshape(cov1_0.shape[:-2] + (1, n1)) if same else _input_variances(x2, 1)
 '''
