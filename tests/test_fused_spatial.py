@@ -217,7 +217,7 @@ def test_one_thread_gives_the_same_kernels():
 @needs_numba
 def test_memory_model_bounds_the_measured_peak():
     # everything the module allocates is a NumPy array, so tracemalloc sees it all
-    for name in ("image", "signal"):
+    for name in ("image", "signal", "pooled"):
         net = ntkdsl.loads(NETS[name])
         module = net._backend_module("numba")
         model = tiling.MemoryModel(*module.MEMORY_MODEL)

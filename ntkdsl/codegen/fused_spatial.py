@@ -1,16 +1,18 @@
 """The fused CPU backend of image and signal networks: blocks of input pairs, layer by layer, in cache.
 
-In the diagonal layout (convolutions, activations, flatten, layer norm, residual and parallel
-branches: every layer that needs only the pixel pairs (p, p)) the kernel of a pair (i, j) is a
-small pixel grid per layer, and no layer mixes two pairs. The NumPy backend nevertheless holds
-(P, N1, N2) arrays and crosses them a dozen times per layer (issue 7 measured the 21-layer CNN on
-32 x 32 images at 0.84x neural-tangents that way). Here the generated ``_pairs`` takes a block of
-pairs (i, j0 … j1), a few dozen, sized so that a layer's grids stay in the L2 cache, through the
-whole network: Σ⁰ of their pixels from the inputs, then per layer a separable window sum
-(``_window_pass``, one spatial axis at a time, the taps in the order of
-:func:`.spatial_support.conv_taps`) or one compiled loop over the block's pixels, printed from the
-layer's SSA statements by the shared scalar printer (:class:`PixelPrinter`); the flattened mean
-last. The work is arithmetic, not memory traffic.
+The kernel of an input pair (i, j) is a small grid per layer: its pixels p in the diagonal layout
+(convolutions, activations, flatten, layer norm, branches), its pixel pairs (p, q) in the full
+layout (pooling and global pooling need them), and no layer ever mixes two input pairs. The
+NumPy backend nevertheless holds (P, N1, N2) or (P, P, N1, N2) arrays and crosses them a dozen
+times per layer (issue 7 measured the 21-layer CNN on 32 x 32 images at 0.84x neural-tangents that
+way). Here the generated ``_pairs`` takes a block of pairs (i, j0 … j1), as many as keep a layer's
+grids in the L2 cache (one pair for a 32 x 32 image under pooling: 8 MiB grids), through the whole
+network: Σ⁰ of their pixels from the inputs, then per layer the window sums of convolution and
+pooling (``_window_pass``, one spatial axis at a time; ``_window_pass2`` moves p and q by the same
+tap, a convolution in the full layout; the taps and axes in the order of
+:mod:`.spatial_support`, so both paths round alike), the diagonal, the means, or one compiled
+loop over the block's grid, printed from the layer's SSA statements by the shared scalar printer
+(:class:`PixelPrinter`). The work is arithmetic, not memory traffic.
 
 The layer sequence itself is plain Python (``_pairs``), one call per layer and block; each loop is a
 numba function, one per distinct body (:func:`_outline`: the 20 relu layers of a deep CNN share
@@ -18,18 +20,21 @@ one). One compiled function holding every layer was measured at a second of comp
 (LLVM optimises each inlined body again); this way a network compiles in a few seconds, and the
 Python calls cost a few percent of a block's work.
 
-Around the blocks, in NumPy: the per-point numbers (the pixel variances of each layer, computed by
-the same printed statements as on the NumPy path, and the exact power-of-two scales of ``perp``),
-stacked as ``rows[i, k, p]`` and ``cols[j, k, p]``. Grids that outlive one loop get a slot of a
+Around the blocks, in NumPy: the per-point numbers (each layer's variances, computed by the same
+printed statements as on the NumPy path; in the full layout their pixel variances K(p, p), which
+the duals read; the exact power-of-two scales of ``perp``), stacked as ``rows[i, k, p]`` and
+``cols[j, k, p]``; with x2 None, x2's are x1's (not computed twice). Grids that outlive one loop get a slot of a
 per-thread scratch array, reused once dead (a linear scan over the layers). Threads take every
 THREADS-th block; with x2 None only pairs j ≥ i are computed and mirrored (exactly symmetric), and
-the pair (i, i) takes every layer's variance as its Σ, bit for bit, as the NumPy path does.
+the pair (i, i) takes every layer's variance as its Σ, bit for bit, as the NumPy path does (in the
+full layout on its pixel pairs (p, p), where θ = 0 would otherwise amplify a rounding).
 
-Memory: the two outputs, the stacked per-point numbers (O((N1 + N2)·P·layers)), the inputs, the
-scratch; no array of P·N1·N2 (:func:`memory_model`). Agreement with the NumPy backend: ~1e-15.
+Memory: the two outputs, the stacked per-point numbers (O((N1 + N2)·P·layers)), the per-point
+variance arrays of a layer (O(N·P²) in the full layout), the inputs, the scratch; no array of
+P·N1·N2 (:func:`memory_terms`). Agreement with the NumPy backend and neural-tangents: ~1e-15.
 
-Networks that need every pixel pair (pooling, global pooling: the full layout) or a numerical
-dual are :class:`.fused.NotFusable`; they run on NumPy.
+Networks with a numerical dual, or a dual without a scalar form (ELU's Owen's T), are
+:class:`.fused.NotFusable`; they run on NumPy.
 """
 
 from __future__ import annotations
@@ -273,9 +278,12 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         lines = [[f"    {comment}"]] + [[line] for line in _cse_lines(ones, values, vector, f"v{step.index}_", "    ")]
         if [t for t, _ in twos] == [step.state.cov2] and step.state.cov1 in dict(ones):
             # x2's variance is x1's when x2 is x1 (the same arithmetic on the same numbers): not computed twice
+            other = _cse_lines(twos, values, vector, f"u{step.index}_", "    ")
+            temporaries_ = sorted({n for line in other for n in re.findall(rf"\bu{step.index}_\d+\b", line)})
             lines.append(["    if same:"] + [f"        {t} = {step.state.cov1}.reshape({step.state.cov1}.shape[:-2] + (1, n1))"
                                                 for t, _ in twos]
-                         + ["    else:"] + ["    " + line for line in _cse_lines(twos, values, vector, f"w{step.index}_", "    ")])
+                         + ["    else:"] + ["    " + line for line in other]
+                         + ([f"        del {', '.join(temporaries_)}"] if temporaries_ else []))
         else:
             lines += [[line] for line in _cse_lines(twos, values, vector, f"w{step.index}_", "    ")]
         vector_lines[step.index] = lines
@@ -335,7 +343,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     width = max([grid.get(key, grid.get(key.replace("cov1_", "cov2_"), 1))
                  for key in (k.split("scale_", 1)[1] if "scale_" in k else k for k in printer.slots)] + [1])
     point_entries = max(grid.get(s.name, 1) for s in rows | cols)
-    outer = free_after_last_use(statements)
+    outer = free_after_last_use(statements, _OUTER_NAMES)
     body = outer + [
         "    nngp = xp.empty((n1, n2), dtype=dtype)",
         "    ntk = xp.empty((n1, n2), dtype=dtype)",
@@ -380,14 +388,17 @@ def memory_terms(input_size: int, stacked: int, grids: int, grid_size: int, entr
     allocates (all of it NumPy arrays, so tracemalloc sees it; the two outputs are 16 bytes a pair).
 
     Per point: its ``stacked`` numbers in the stack, the per-point arrays of the variance
-    statements alive at once (at most 8 of ``entries``, P or P² in the full layout: a layer's
-    variance, its window sums' accumulator and padded copy, the scale's temporaries), and three
+    statements alive at once (4 of ``entries``, P or P² in the full layout: a layer's variance,
+    its window sums' accumulator and padded copy, a dual's temporary; measured ≤ 3), and three
     float64 copies of the input point (``input_size`` numbers: the float64 input, its pixel-major
     copy, its square). Per thread: ``grids`` scratch grids of ``grid_size`` numbers. Plus 1 MiB.
     """
-    per_point = 8.0 * (max(stacked, 1) + 8 * entries + 3 * input_size)
+    per_point = 8.0 * (max(stacked, 1) + 4 * entries + 3 * input_size)
     return per_point, (8.0 * grids * grid_size, float(2**20))
 
+
+# per-point arrays of kernels(), freed after their last use: variances, their CSE temporaries, pixel variances
+_OUTER_NAMES = re.compile(r"\b(?:(?:pv_)?cov[12]_\d+|[vw]\d+_\d+)\b")
 
 BLOCK_ENTRIES = 16384  # pair-pixels per block: 128 KiB per grid, a layer's few grids within a 1 MiB L2 cache
 
