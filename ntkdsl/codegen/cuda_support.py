@@ -8,6 +8,8 @@ NVRTC, ``tests/cupy_standin.py``).
 
 from __future__ import annotations
 
+from .emit import POINTS_AND_DTYPE
+
 # NVRTC options of every fused kernel: no fused multiply-add contraction, so that q1·q2 − c² is
 # exactly 0 on the diagonal and the results agree with the NumPy backend to rounding (the kernels
 # are memory-bound: the separate multiply and add cost nothing measurable).
@@ -58,13 +60,7 @@ def kernels(x1, x2=None, dtype=xp.float64):
     Returns:
         (nngp, ntk): CuPy arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
     """
-    same = x2 is None
-    dtype = xp.dtype(dtype)
-    if dtype not in (xp.float64, xp.float32):
-        raise ValueError(f"dtype must be float64 or float32, got {{dtype}}")
-    x1 = _as_points(x1, "x1")
-    x2 = x1 if same else _as_points(x2, "x2")
-    n1, n2 = x1.shape[0], x2.shape[0]
+''' + POINTS_AND_DTYPE + '''    n1, n2 = x1.shape[0], x2.shape[0]
     # input: Σ⁰(x, x') = x·x'/d, Θ⁰ = 0 (kernel-math.md §1); cov1 is a column, cov2 a row
     cov1_0 = xp.sum(x1 * x1, axis=1, keepdims=True) / {d}
     cov2_0 = cov1_0.T if same else xp.sum(x2 * x2, axis=1, keepdims=True).T / {d}
@@ -90,13 +86,7 @@ def kernels(x1, x2=None, dtype=xp.float64):
     Returns:
         (nngp, ntk): CuPy arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
     """
-    same = x2 is None
-    dtype = xp.dtype(dtype)
-    if dtype not in (xp.float64, xp.float32):
-        raise ValueError(f"dtype must be float64 or float32, got {{dtype}}")
-    x1 = _as_points(x1, "x1")
-    x2 = x1 if same else _as_points(x2, "x2")
-    n1, n2 = x1.shape[0], x2.shape[0]
+''' + POINTS_AND_DTYPE + '''    n1, n2 = x1.shape[0], x2.shape[0]
     # input: Σ⁰(x, x')(p, p') = x(p)·x'(p')/{channels}, Θ⁰ = 0 (kernel-math.md §1), in the {layout} layout:
     # pixel axes first, points last: nngp_0 of shape {array}, cov1_0 (..., N1, 1), cov2_0 (..., 1, N2)
     cov1_0, cov2_0, nngp_0 = input_covariances(x1, x2, same, full={full})

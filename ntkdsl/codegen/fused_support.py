@@ -8,6 +8,8 @@ helpers are branch-free (conditional expressions become selects), so that LLVM v
 
 from __future__ import annotations
 
+from .emit import POINTS_AND_DTYPE
+
 from typing import Iterable
 
 # Cephes atan (Moshier, Cephes Math Library, atan.c): atan(u) = u + u·z·P(z)/Q(z), z = u², for
@@ -156,13 +158,7 @@ def kernels(x1, x2=None, dtype=xp.float64):
     Returns:
         (nngp, ntk): arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
     """
-    same = x2 is None
-    dtype = xp.dtype(dtype)
-    if dtype not in (xp.float64, xp.float32):
-        raise ValueError(f"dtype must be float64 or float32, got {{dtype}}")
-    x1 = _as_points(x1, "x1")
-    x2 = x1 if same else _as_points(x2, "x2")
-    # input: Σ⁰(x, x') = x·x'/d, Θ⁰ = 0 (kernel-math.md §1); cov1 is a column, cov2 a row
+''' + POINTS_AND_DTYPE + '''    # input: Σ⁰(x, x') = x·x'/d, Θ⁰ = 0 (kernel-math.md §1); cov1 is a column, cov2 a row
     cov1_0 = xp.sum(x1 * x1, axis=1, keepdims=True) / {d}
     cov2_0 = cov1_0.T if same else xp.sum(x2 * x2, axis=1, keepdims=True).T / {d}
     nngp_0 = _gram(x1, None if same else x2, dtype)
@@ -393,13 +389,7 @@ def kernels(x1, x2=None, dtype=xp.float64):
     Returns:
         (nngp, ntk): arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
     """
-    same = x2 is None
-    dtype = xp.dtype(dtype)
-    if dtype not in (xp.float64, xp.float32):
-        raise ValueError(f"dtype must be float64 or float32, got {{dtype}}")
-    x1 = _as_points(x1, "x1")
-    x2 = x1 if same else _as_points(x2, "x2")
-    n1, n2 = x1.shape[0], x2.shape[0]
+''' + POINTS_AND_DTYPE + '''    n1, n2 = x1.shape[0], x2.shape[0]
     # per-point numbers, stacked as rows[i, k, p] (x1) and cols[j, k, p] (x2; the same array when x2 is x1)
     rows = xp.empty((n1, {count}, {width}))
     cols = rows if same else xp.empty((n2, {count}, {width}))
