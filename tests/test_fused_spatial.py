@@ -298,3 +298,16 @@ def test_a_dual_without_a_scalar_form_is_found_before_running_and_falls_back(spe
         got = net.kernels(x, backend="numba", dtype=np.float32)
     assert got.ntk.dtype == np.float32
     np.testing.assert_array_equal(got.ntk, net.kernels(x, backend="numpy").ntk.astype(np.float32))
+
+
+@needs_numba
+@pytest.mark.parametrize("spec, shape", [("network a(input = 3) { dense(4); relu; dense(1) }", (3,)),
+                                         ("network b(input = [3, 3, 2]) { conv(3, kernel = 2); relu; global_avg_pool; dense(1) }",
+                                          (3, 3, 2))])
+def test_no_points_gives_empty_kernels(spec, shape, capfd):
+    net = ntkdsl.loads(spec)
+    x = np.random.default_rng(12).standard_normal((2,) + shape)
+    for args, expected in (((x, x[:0]), (2, 0)), ((x[:0], x), (0, 2)), ((x[:0],), (0, 0))):
+        k = net.kernels(*args, backend="numba", dtype=np.float32)
+        assert k.nngp.shape == k.ntk.shape == expected and k.ntk.dtype == np.float32
+    assert "illegal value" not in capfd.readouterr().err  # BLAS is not handed an empty matrix

@@ -158,7 +158,9 @@ def kernels(x1, x2=None, dtype=xp.float64):
     Returns:
         (nngp, ntk): arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
     """
-''' + POINTS_AND_DTYPE + '''    # input: Σ⁰(x, x') = x·x'/d, Θ⁰ = 0 (kernel-math.md §1); cov1 is a column, cov2 a row
+''' + POINTS_AND_DTYPE + '''    if x1.shape[0] == 0 or x2.shape[0] == 0:  # no pair (BLAS refuses empty matrices)
+        return xp.zeros((x1.shape[0], x2.shape[0]), dtype=dtype), xp.zeros((x1.shape[0], x2.shape[0]), dtype=dtype)
+    # input: Σ⁰(x, x') = x·x'/d, Θ⁰ = 0 (kernel-math.md §1); cov1 is a column, cov2 a row
     cov1_0 = xp.sum(x1 * x1, axis=1, keepdims=True) / {d}
     cov2_0 = cov1_0.T if same else xp.sum(x2 * x2, axis=1, keepdims=True).T / {d}
     nngp_0 = _gram(x1, None if same else x2, dtype)
@@ -390,6 +392,8 @@ def kernels(x1, x2=None, dtype=xp.float64):
         (nngp, ntk): arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
     """
 ''' + POINTS_AND_DTYPE + '''    n1, n2 = x1.shape[0], x2.shape[0]
+    if n1 == 0 or n2 == 0:  # no pair: nothing to stack or loop over
+        return xp.zeros((n1, n2), dtype=dtype), xp.zeros((n1, n2), dtype=dtype)
     # per-point numbers, stacked as rows[i, k, p] (x1) and cols[j, k, p] (x2; the same array when x2 is x1)
     rows = xp.empty((n1, {count}, {width}))
     cols = rows if same else xp.empty((n2, {count}, {width}))
