@@ -279,6 +279,27 @@ def _summary(net: CompiledNetwork) -> str:
                  + f"; {n} x {n} points: {format_bytes(model.peak(n, n))} in one piece"
                  + (f", more than the budget of {format_bytes(budget)} even in tiles" if tile == "over" else
                     f", tiles of {tile[0]} x {tile[1]} under the budget of {format_bytes(budget)}" if tile else ""))
+    lines.append(_fused_line(net, n))
     lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
                  f"the {ir.output_width} outputs share it (K ⊗ I_k)")
     return "\n".join(lines)
+
+
+def _fused_line(net: CompiledNetwork, n: int) -> str:
+    """Whether the fused CPU kernels (backend numba) can evaluate the network, and their memory."""
+    from .codegen.dispatch import module_available
+    from .codegen.fused import fusable
+    from .tiling import MemoryModel, format_bytes
+
+    head = "  fused CPU kernels (backend numba): "
+    reason = fusable(net.program)
+    if reason:
+        return head + f"no, the NumPy evaluator runs: {reason}"
+    if len(net.ir.input_shape) == 1:
+        memory = "about 2 N1 x N2 arrays (the Gram matrix overwritten in place)"
+    else:
+        model = MemoryModel(*net._backend_module("numba").MEMORY_MODEL)
+        memory = (f"{format_bytes(model.per_pair)} per input pair + {format_bytes(model.per_point)} per point; "
+                  f"{n} x {n} points: {format_bytes(model.peak(n, n))}")
+    installed = "" if module_available("numba") else " (numba is not installed: pip install 'ntkdsl[fast]')"
+    return head + f"yes{installed}; memory {memory}"

@@ -311,3 +311,17 @@ def test_no_points_gives_empty_kernels(spec, shape, capfd):
         k = net.kernels(*args, backend="numba", dtype=np.float32)
         assert k.nngp.shape == k.ntk.shape == expected and k.ntk.dtype == np.float32
     assert "illegal value" not in capfd.readouterr().err  # BLAS is not handed an empty matrix
+
+
+def test_check_says_whether_the_fused_kernels_apply(tmp_path, capsys):
+    from ntkdsl.cli import main
+
+    specs = {"image.ntk": NETS["pooled"], "tanh.ntk": "network t(input = [3, 3, 1]) { conv(2, kernel = 2); tanh; flatten; dense(1) }"}
+    for name, text in specs.items():
+        (tmp_path / name).write_text(text)
+    assert main(["check", str(tmp_path / "image.ntk")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "fused CPU kernels" in x)
+    assert line.strip().startswith("fused CPU kernels (backend numba): yes") and "per point" in line
+    assert main(["check", str(tmp_path / "tanh.ntk")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "fused CPU kernels" in x)
+    assert "no, the NumPy evaluator runs" in line and "numerical dual" in line
