@@ -325,3 +325,47 @@ def test_check_says_whether_the_fused_kernels_apply(tmp_path, capsys):
     assert main(["check", str(tmp_path / "tanh.ntk")]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "fused CPU kernels" in x)
     assert "no, the NumPy evaluator runs" in line and "numerical dual" in line
+
+
+@needs_numba
+@pytest.mark.parametrize("spec, n1, n2", [
+    ("network a(input = [4, 2]) { conv(2, kernel = 2); flatten; dense(3); rbf; dense(1) }", 3, None),
+    ("network b(input = [5, 4, 2]) { conv(3, kernel = 3, padding = same); rbf; conv(3, kernel = 3, padding = same); relu; "
+     "flatten; dense(1) }", 4, 3),
+    ("network c(input = [5, 4, 2]) { conv(3, kernel = 3, padding = same); parallel(merge = concat) "
+     "{ rbf; conv(3, kernel = 3, padding = same); relu } { conv(3, kernel = 1); relu }; flatten; dense(1) }", 4, 2),
+    ("network d(input = [4, 4, 1]) { conv(2, kernel = 2); gaussian(b = 0); avg_pool(2); conv(2, kernel = 1); relu; "
+     "global_avg_pool; dense(1) }", 5, None)])
+def test_variances_that_do_not_depend_on_the_point(spec, n1, n2):
+    # after rbf the variance K(x, x) is a constant (a number, or per pixel an array without a point
+    # axis): it fills every point's stack row. Found by a review: a crash, and for P = 20 pixels and
+    # N = 2 or 4 points a silently transposed stack
+    net = ntkdsl.loads(spec)
+    rng = np.random.default_rng(13)
+    x1 = rng.standard_normal((n1,) + net.ir.input_shape)
+    x2 = None if n2 is None else rng.standard_normal((n2,) + net.ir.input_shape)
+    fused, reference = net.kernels(x1, x2, backend="numba"), net.kernels(x1, x2, backend="numpy")
+    for a, b in zip(fused, reference):
+        close(a, b, 1e-12)
+    if x2 is not None:
+        for a, b in zip(net.kernels(x1, backend="numba"), net.kernels(x1, backend="numpy")):
+            close(a, b, 1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
+@pytest.mark.parametrize("spec, nngp, ntk", [
+    # gaussian(b = 0) is the constant 1: every later kernel is a number, the same for every pair (by hand:
+    # relu of a fully correlated GP of variance 1 is 1/2 with K̇ = 1/2; Θ before it is Σ = 1; dense adds Σ)
+    ("network d(input = [4, 4, 1]) { conv(2, kernel = 2); gaussian(b = 0); avg_pool(2); conv(2, kernel = 1); relu; "
+     "global_avg_pool; dense(1) }", 0.5, 1.0),
+    ("network e(input = 3) { dense(2); gaussian(b = 0); dense(1) }", 1.0, 1.0),
+    ("network g(input = [3, 3, 1]) { conv(2, kernel = 2); gaussian(b = 0); global_avg_pool }", 1.0, 0.0)])
+def test_a_constant_activation_gives_kernels_of_every_pair(spec, nngp, ntk, backend):
+    # found while fixing the above: the NumPy module returned a (1, 1) array, or failed on the int
+    net = ntkdsl.loads(spec)
+    x = np.random.default_rng(14).standard_normal((5,) + net.ir.input_shape)
+    for args, shape in (((x,), (5, 5)), ((x, x[:2]), (5, 2))):
+        k = net.kernels(*args, backend=backend)
+        assert k.nngp.shape == k.ntk.shape == shape and k.nngp.flags.writeable
+        np.testing.assert_allclose(k.nngp, nngp, rtol=1e-15)
+        np.testing.assert_allclose(k.ntk, ntk, rtol=1e-15)

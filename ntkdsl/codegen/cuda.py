@@ -46,7 +46,7 @@ from . import cuda_support
 from .backends import BACKENDS
 from .cuda_printer import CUDA_PRINTABLE, CudaPrinter, CupyArrayPrinter, c_comment
 from .emit import (_hide_quadratures, _support, free_after_last_use, layer_location, module_header, point_helpers,
-                   spatial_fields, step_statements)
+                   result_statements, spatial_fields, step_statements)
 from .printer import CodegenError
 
 # SSA names of the Python statements (kernel fields, CSE temporaries t*, per-point temporaries v*,
@@ -299,17 +299,7 @@ def emit_cupy_module(program: KernelProgram, source: Optional[str] = None, filen
         else:
             body += seg.statements
     printer = em.arrays
-    out = program.output
-    nngp = printer.doprint(out.nngp)
-    if out.ntk.is_number:
-        ntk = f"xp.full(nngp.shape, {printer.doprint(out.ntk)}, dtype=xp.float64)"
-    elif out.ntk == out.nngp:
-        ntk = f"{printer.doprint(out.ntk)}.copy()"
-    else:
-        ntk = printer.doprint(out.ntk)
-    body += [["    nngp = " + nngp], ["    ntk = " + ntk]]
-    body.append(["    if same:  # exact symmetry", "        nngp = nngp + nngp.T", "        nngp *= 0.5",
-                 "        ntk = ntk + ntk.T", "        ntk *= 0.5"])
+    body += result_statements(program, printer)
     lines = free_after_last_use(body, _NAME) + ["    return nngp.astype(dtype, copy=False), ntk.astype(dtype, copy=False)"]
 
     runs = sum(isinstance(s, _Run) for s in segments)

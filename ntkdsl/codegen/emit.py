@@ -37,8 +37,19 @@ def _as_points(x, name):
 
 def _exact_diagonal(nngp, cov1):
     """Where x2 is x1, set Σ(x, x) to the variance cov1 itself, bit for bit (cov1 has shape (..., N1, 1), or is a constant)."""
+    if xp.ndim(nngp) < 2:  # a constant kernel (after a constant activation): the same number for every pair
+        return
     index = xp.arange(nngp.shape[-1])
     nngp[..., index, index] = cov1[..., 0] if xp.ndim(cov1) else cov1
+
+
+def _per_pair(k, x1, x2):
+    """k as an (N1, N2) array: a kernel that does not depend on the inputs (after a constant
+    activation such as gaussian(b = 0)) comes out of the layers as a number or a (1, 1) array."""
+    shape = (x1.shape[0], x2.shape[0])
+    if getattr(k, "shape", ()) == shape:
+        return k
+    return xp.broadcast_to(xp.asarray(k, dtype=xp.float64), shape).copy()
 '''
 
 
@@ -154,19 +165,7 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         if step.state.shape:
             body.append([f"    #   kernel over pixels {list(step.state.shape)}, {step.state.layout} layout"])
         body += step_statements(before, step, values, printer, duals)
-    out = program.output
-    nngp = printer.doprint(out.nngp)
-    if out.ntk.is_number:  # e.g. no affine layer: Θ is the constant 0
-        ntk = f"xp.full(nngp.shape, {printer.doprint(out.ntk)}, dtype=xp.float64)"
-    elif out.ntk == out.nngp:  # a single dense layer: Θ = Σ; return two arrays, not one twice
-        ntk = f"{printer.doprint(out.ntk)}.copy()"
-    else:
-        ntk = printer.doprint(out.ntk)
-    body += [["    nngp = " + nngp], ["    ntk = " + ntk]]
-    # exact symmetry (the diagonal is unchanged: (a + a)/2 = a): floating-point sums such as c + q1/2 + q2/2
-    # in a dual, or pooling's sums over pixel pairs, round differently for (x, x') and (x', x)
-    body.append(["    if same:", "        nngp = nngp + nngp.T", "        nngp *= 0.5", "        ntk = ntk + ntk.T",
-                 "        ntk *= 0.5"])
+    body += result_statements(program, printer)
     lines = free_after_last_use(body) + ["    return nngp, ntk"]
 
     header = module_header(net, source, filename, backend)
@@ -224,6 +223,21 @@ def step_statements(before, step, values, printer, duals: List[str]) -> List[Lis
         if sym == step.state.nngp and step.state.cov1 in targets:
             body[-1] += ["    if same:", f"        _exact_diagonal({sym}, {step.state.cov1})"]
     return body
+
+
+def result_statements(program: KernelProgram, printer) -> List[List[str]]:
+    """The last statements of an array module: nngp and ntk as (N1, N2) arrays, exactly symmetric
+    for a self-kernel."""
+    out = program.output
+    if out.ntk == out.nngp and not out.ntk.is_number:  # a single dense layer: Θ = Σ; two arrays, not one twice
+        ntk = f"_per_pair({printer.doprint(out.ntk)}, x1, x2).copy()"
+    else:  # a number (e.g. no affine layer: Θ = 0) becomes a full array too
+        ntk = f"_per_pair({printer.doprint(out.ntk)}, x1, x2)"
+    return [["    nngp = " + f"_per_pair({printer.doprint(out.nngp)}, x1, x2)"], ["    ntk = " + ntk],
+            # exact symmetry (the diagonal is unchanged: (a + a)/2 = a): floating-point sums such as
+            # c + q1/2 + q2/2 in a dual, or pooling's sums over pixel pairs, round differently for (x, x') and (x', x)
+            ["    if same:  # exact symmetry", "        nngp = nngp + nngp.T", "        nngp *= 0.5",
+             "        ntk = ntk + ntk.T", "        ntk *= 0.5"]]
 
 
 def free_after_last_use(statements: List[List[str]], names: re.Pattern = _NAME) -> List[str]:

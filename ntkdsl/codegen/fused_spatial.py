@@ -233,10 +233,18 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
             swap[op] = result
             ops.append((result, op, argument))
         pair = [(s, e.xreplace(swap)) for s, e in pair]
-        for s, e in pair:
-            grid[s.name], sides[s.name] = grid_of(e)
-        for s, e in vec:
-            grid[s.name], sides[s.name] = grid_of(e.xreplace(values))
+        shape = tuple(step.state.shape)
+        pixels = _pixels(shape)
+        here = ((pixels * pixels, pixels) if step.state.layout == FULL else (pixels, 0)) if shape else (1, 0)
+        for s, e in pair:  # on the layer's grid, even where the value is one number (a constant activation)
+            found_grid = grid_of(e)
+            if found_grid not in ((1, 0), here):
+                raise NotFusable(f"layer {step.index} ({step.label}): {s} on a grid of {found_grid} entries, not {here}")
+            grid[s.name], sides[s.name] = here
+        for s, e in vec:  # per-point arrays on the layer's grid too (a constant broadcasts)
+            if grid_of(e.xreplace(values)) not in ((1, 0), here):
+                raise NotFusable(f"layer {step.index} ({step.label}): {s} on a grid of {grid_of(e)} entries, not {here}")
+            grid[s.name], sides[s.name] = here
             sides_shape[s.name] = tuple(step.state.shape)
         layers.append((step, ops, pair, vec))
 
@@ -277,7 +285,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
             # x2's variance is x1's when x2 is x1 (the same arithmetic on the same numbers): not computed twice
             other = _cse_lines(twos, values, vector, f"u{step.index}_", "    ")
             temporaries_ = sorted({n for line in other for n in re.findall(rf"\bu{step.index}_\d+\b", line)})
-            lines.append(["    if same:"] + [f"        {t} = {step.state.cov1}.reshape({step.state.cov1}.shape[:-2] + (1, n1))"
+            lines.append(["    if same:"] + [f"        {t} = _other_side({step.state.cov1})"
                                                 for t, _ in twos]
                          + ["    else:"] + ["    " + line for line in other]
                          + ([f"        del {', '.join(temporaries_)}"] if temporaries_ else []))

@@ -181,15 +181,21 @@ _SPATIAL_ARRAYS = '''def _input_variances(x, side):
 
 
 def _put(stack, k, v):
-    """Per-point numbers v (a constant, or an array of shape (*pixels, N, 1) or (*pixels, 1, N)) into
-    stack[:, k, :P]: points first, then the quantity, then its pixels (contiguous for the pair loops)."""
+    """Per-point numbers v into stack[:, k, :P]: points first, then the quantity, then its pixels
+    (contiguous for the pair loops). v is a constant, or an array (*pixels, N, 1) or (*pixels, 1, N),
+    or (*pixels, 1, 1) where it does not depend on the point (a variance after rbf, say)."""
     v = xp.asarray(v, dtype=xp.float64)
     if v.ndim == 0:
         stack[:, k, :] = v
         return
-    n = stack.shape[0]
-    pixels = v.reshape(-1, n)  # (P, N)
-    stack[:, k, :pixels.shape[0]] = pixels.T
+    pixels = v.reshape(v.shape[:-2] + (-1,))  # (*pixels, N) or (*pixels, 1)
+    pixels = pixels.reshape(-1, pixels.shape[-1])  # (P, N) or (P, 1)
+    stack[:, k, :pixels.shape[0]] = pixels.T  # a point-independent (1, P) broadcasts to every point
+
+
+def _other_side(v):
+    """x1's per-point array (..., N, 1) as x2's (..., 1, N) (a view; a constant stays itself)."""
+    return xp.swapaxes(v, -1, -2) if xp.ndim(v) >= 2 else v
 '''
 
 _SPATIAL_ROUTINES = '''
@@ -399,5 +405,5 @@ def kernels(x1, x2=None, dtype=xp.float64):
     cols = rows if same else xp.empty((n2, {count}, {width}))
     # input: each point's Σ⁰(x, x)(p, p') = x(p)·x(p')/{channels} (kernel-math.md §1), {layout} layout, pixel axes first
     cov1_0 = _input_variances(x1, 0)
-    cov2_0 = cov1_0.reshape(cov1_0.shape[:-2] + (1, n1)) if same else _input_variances(x2, 1)
+    cov2_0 = _other_side(cov1_0) if same else _input_variances(x2, 1)
 '''
