@@ -203,7 +203,8 @@ class CompiledNetwork:
 
     def _evaluate(self, x1, x2, backend, dtype, to_numpy):
         """One evaluation by the chosen backend (no tiling)."""
-        if dtype is None and (backend == "numpy" or (backend is None and _small(x1, x2))):
+        vector = len(self.ir.input_shape) == 1  # image networks: "auto" counts pixels (dispatch.resolve)
+        if dtype is None and (backend == "numpy" or (backend is None and vector and _small(x1, x2))):
             return self._module.kernels(x1, x2)  # the NumPy module: nothing to choose
         return self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy)
 

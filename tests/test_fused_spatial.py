@@ -256,6 +256,19 @@ def test_auto_counts_pixels_for_image_networks(monkeypatch):
     assert dispatch.resolve(net.program, None, small + 2) == ("numba", "")
 
 
+@needs_numba
+def test_auto_reaches_the_fused_image_kernels_below_the_vector_threshold(monkeypatch):
+    # 40 x 40 points are far below the vector threshold (4e6 pairs), but with 30 pixels each they
+    # count 48000 entries: above a threshold lowered to 40000, the request goes to the fused kernels
+    monkeypatch.setattr(dispatch, "AUTO_FUSED_PIXEL_ENTRIES", 40_000)
+    net = ntkdsl.loads(NETS["image"])
+    x = images(net, 36, 15)
+    got = net.kernels(x)
+    assert "numba" in net.__dict__.get("_backend_modules", {})
+    for a, b in zip(got, net.kernels(x, backend="numpy")):
+        close(a[np.ix_(well_conditioned(36), well_conditioned(36))], b[np.ix_(well_conditioned(36), well_conditioned(36))], 1e-12)
+
+
 def test_generated_source_is_readable_and_shares_identical_layers():
     deep = ntkdsl.loads("network deep(input = [8, 8, 3]) {\n    repeat 6 {\n        conv(8, kernel = 3, padding = same, b_std = 0.1)\n"
                         "        relu\n    }\n    flatten\n    dense(1)\n}\n", filename="deep.ntk")
