@@ -382,3 +382,18 @@ def test_a_constant_activation_gives_kernels_of_every_pair(spec, nngp, ntk, back
         assert k.nngp.shape == k.ntk.shape == shape and k.nngp.flags.writeable
         np.testing.assert_allclose(k.nngp, nngp, rtol=1e-15)
         np.testing.assert_allclose(k.ntk, ntk, rtol=1e-15)
+
+
+def test_a_failing_fused_generator_falls_back_instead_of_breaking_requests(monkeypatch):
+    from ntkdsl.codegen import fused, fused_spatial
+
+    def broken(*args, **kwargs):
+        raise KeyError("a defect")
+
+    monkeypatch.setattr(fused_spatial, "emit_fused_spatial_module", broken)
+    net = ntkdsl.loads("network n(input = [3, 3, 1]) { conv(2, kernel = 2); relu; flatten; dense(1) }")
+    assert "fused code generator failed (KeyError" in fused.fusable(net.program)
+    x = np.random.default_rng(16).standard_normal((3, 3, 3, 1))
+    with pytest.warns(BackendFallbackWarning, match="please report it"):
+        got = net.kernels(x, backend="numba")
+    np.testing.assert_array_equal(got.ntk, net.kernels(x, backend="numpy").ntk)

@@ -197,6 +197,8 @@ def fusable(program: KernelProgram) -> Optional[str]:
                 emit_fused_module(program)
             except NotFusable as exc:
                 reason = str(exc)
+            except Exception as exc:  # a defect of this generator must not break requests NumPy can serve
+                reason = f"the fused code generator failed ({type(exc).__name__}: {exc}); please report it"
         _FUSABLE[program] = reason
     return _FUSABLE[program]
 
