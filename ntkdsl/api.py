@@ -148,11 +148,18 @@ class CompiledNetwork:
         module = self._backend_module("numba")
         return tiling.MemoryModel(*module.MEMORY_MODEL) if hasattr(module, "MEMORY_MODEL") else None
 
+    @property
+    def _modules(self) -> dict:
+        """The loaded module of each backend by name (the NumPy one is :attr:`_module` once loaded)."""
+        modules = self.__dict__.setdefault("_backend_modules", {})
+        if "numpy" not in modules and "_module" in self.__dict__:
+            modules["numpy"] = self._module
+        return modules
+
     def _backend_module(self, backend: str):
         from .codegen.dispatch import module_for
 
-        modules = self.__dict__.setdefault("_backend_modules", {})
-        return module_for(modules, self.program, backend, self.source, self.filename, self.name)
+        return module_for(self._modules, self.program, backend, self.source, self.filename, self.name)
 
     def _preferred_peak(self, n1: int, n2: int) -> Optional[float]:
         """The peak of a cache-sized tile (:func:`ntkdsl.tiling.preferred_peak`) where an image network's
@@ -165,9 +172,9 @@ class CompiledNetwork:
 
     @cached_property
     def _largest_kernel(self) -> int:
-        from .symbolic.layout import entries_per_pair
+        from .symbolic.layout import largest_kernel
 
-        return max(entries_per_pair(step.state.shape, step.state.layout) for step in self.program.steps)
+        return largest_kernel(self.program)
 
     @cached_property
     def _static_memory_model(self):
@@ -211,10 +218,7 @@ class CompiledNetwork:
     def _run(self, x1, x2=None, **options):
         from .codegen.dispatch import run
 
-        modules = self.__dict__.setdefault("_backend_modules", {})
-        if "numpy" not in modules and "_module" in self.__dict__:
-            modules["numpy"] = self._module
-        return run(modules, self.program, x1, x2, source=self.source, filename=self.filename, name=self.name, **options)
+        return run(self._modules, self.program, x1, x2, source=self.source, filename=self.filename, name=self.name, **options)
 
     def nngp(self, x1, x2=None, **options) -> np.ndarray:
         """The NNGP kernel Σ(x1, x2) (see :meth:`kernels`)."""

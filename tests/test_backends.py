@@ -16,6 +16,7 @@ import ntkdsl
 from ntkdsl.codegen import dispatch
 from ntkdsl.codegen.backends import BACKENDS
 from ntkdsl.codegen.loader import load_module
+from shared import needs_gpu
 
 SPEC = """
 network mixed(input = 4) {
@@ -28,21 +29,10 @@ network mixed(input = 4) {
 """
 
 
-def _gpu() -> bool:
-    if not dispatch.module_available("cupy"):
-        return False
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - any CUDA failure means: no usable GPU
-        return False
-
-
 BACKEND_CASES = [
     pytest.param("numpy"),
     pytest.param("numba", marks=pytest.mark.skipif(not dispatch.module_available("numba"), reason="numba not installed")),
-    pytest.param("cupy", marks=pytest.mark.skipif(not _gpu(), reason="CuPy with a CUDA GPU not available")),
+    pytest.param("cupy", marks=needs_gpu),
     pytest.param("cupy-standin", marks=pytest.mark.skipif(cupy_standin.CXX is None, reason="no C++ compiler")),
 ]
 

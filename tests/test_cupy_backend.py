@@ -20,6 +20,7 @@ import sympy as sp
 
 import ntkdsl
 import cupy_standin
+from shared import EVERY, close, needs_gpu
 from ntkdsl.codegen import dispatch
 from ntkdsl.codegen.cuda import emit_cupy_module
 from ntkdsl.codegen.cuda_printer import CudaPrinter
@@ -36,12 +37,6 @@ def fcn(act: str, depth: int = 3, d: int = 5) -> str:
     return f"network fcn_{re.sub(r'[^a-z]', '', act)}(input = {d}) {{\n{layers}    dense(1, w_std = 1.4, b_std = 0.1)\n}}\n"
 
 
-ACTIVATIONS = ["relu", "abs", "leaky_relu", "abrelu(a = -0.5, b = 2)", "step", "sign", "rectified_monomial(n = 2)",
-               "erf", "erf(a = 2, b = 0.5, c = 0.1)", "sigmoid_like", "gelu", "gabor", "sin", "cos(b = 2)",
-               "monomial(n = 3)", "polynomial(1, 0.5, 0.25)", "hermite(k = 3)"]
-EVERY = ("network every_dual(input = 3) {\n"
-         + "".join(f"    dense(16, w_std = 1.1, b_std = 0.2)\n    {a}\n" for a in ACTIVATIONS)
-         + "    dense(1, w_std = 1, b_std = 0.1)\n}\n")
 CNN = """network cnn_{readout}(input = [6, 6, 2]) {{
     conv(8, kernel = 3, padding = same, w_std = 1.4, b_std = 0.1)
     relu
@@ -68,11 +63,6 @@ STANDARD = """network standard(input = 4, parameterization = standard) {
 """
 TANH = "network t(input = 2) {\n    dense(8, w_std = 1.2, b_std = 0.1)\n    tanh\n    dense(1)\n}\n"
 ELU = "network e(input = 3) {\n    dense(8, w_std = 1.2, b_std = 0.1)\n    elu\n    dense(4)\n    relu\n    dense(1)\n}\n"
-
-
-def _close(actual, expected, rtol=1e-12):
-    """Relative agreement, with an absolute floor at rtol times the largest entry (odd duals cross 0)."""
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.max(np.abs(expected)))
 
 
 def _kernel_bodies(source):
@@ -192,7 +182,7 @@ def _run_against_numpy(text, shape, standin, n=(9, 6), rtol=1e-12, seed=0):
         got, want = module.kernels(*args), net.kernels(*args, backend="numpy")
         for a, b in zip(got, want):
             assert a.dtype == np.float64 and a.shape == b.shape
-            _close(a, b, rtol)
+            close(a, b, rtol)
         if len(args) == 1:
             assert np.array_equal(got[0], got[0].T) and np.array_equal(got[1], got[1].T)
             np.testing.assert_allclose(np.diag(got[0]), np.diag(want[0]), rtol=1e-14)
@@ -212,7 +202,7 @@ def test_fcn_float32_and_float64(standin, act):
     single = module.kernels(x, dtype="float32")
     for a, b in zip(single, double):
         assert a.dtype == np.float32
-        _close(a, b, 1e-5)
+        close(a, b, 1e-5)
     assert np.array_equal(single.ntk if hasattr(single, "ntk") else single[1], single[1].T)
 
 
@@ -223,7 +213,7 @@ def test_fcn_diagonal_is_exact_and_huge_variances_do_not_overflow(standin):
     got, want = module.kernels(big), net.kernels(big, backend="numpy")
     assert np.all(np.isfinite(got[1]))
     for a, b in zip(got, want):
-        _close(a, b)
+        close(a, b)
 
 
 @pytest.mark.parametrize("readout", ["global_avg_pool", "flatten"])
@@ -264,7 +254,7 @@ def test_the_api_and_cli_run_the_cupy_backend(standin, tmp_path):
     x = np.random.default_rng(1).standard_normal((8, 5))
     k = net.kernels(x, backend="cupy", dtype="float32", to_numpy=True)
     assert isinstance(k.ntk, np.ndarray) and k.ntk.dtype == np.float32
-    _close(k.ntk, net.kernels(x, backend="numpy").ntk, 1e-5)
+    close(k.ntk, net.kernels(x, backend="numpy").ntk, 1e-5)
     from ntkdsl.cli import main
 
     spec = tmp_path / "erf.ntk"
@@ -274,7 +264,7 @@ def test_the_api_and_cli_run_the_cupy_backend(standin, tmp_path):
                  "-o", str(tmp_path / "k.npz")]) == 0
     with np.load(tmp_path / "k.npz") as saved:
         assert saved["ntk"].dtype == np.float32
-        _close(saved["ntk"], k.ntk, 1e-6)
+        close(saved["ntk"], k.ntk, 1e-6)
     out = tmp_path / "erf_cupy.py"
     assert main(["compile", str(spec), "--backend", "cupy", "-o", str(out)]) == 0
     assert "_layers_1_7 = xp.ElementwiseKernel(" in out.read_text()
@@ -294,18 +284,6 @@ def test_kernels_compile_with_nvcc(tmp_path):
 # ---------------------------------------------------------------- 3. on a GPU
 
 
-def _gpu() -> bool:
-    if not dispatch.module_available("cupy"):
-        return False
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - any CUDA failure means: no usable GPU
-        return False
-
-
-needs_gpu = pytest.mark.skipif(not _gpu(), reason="CuPy with a CUDA GPU not available")
 
 
 @needs_gpu
@@ -322,11 +300,11 @@ def test_on_the_gpu(text, shape):
         assert isinstance(got.ntk, cupy.ndarray) and got.ntk.dtype == np.float64
         want = net.kernels(*(cupy.asnumpy(a) for a in args), backend="numpy")
         for a, b in zip(got, want):
-            _close(cupy.asnumpy(a), b)
+            close(cupy.asnumpy(a), b)
     single = net.kernels(x, backend="cupy", dtype="float32", to_numpy=True)
     assert isinstance(single.ntk, np.ndarray) and single.ntk.dtype == np.float32
     assert np.array_equal(single.ntk, single.ntk.T)
-    _close(single.ntk, net.kernels(x, backend="numpy").ntk, 1e-5)
+    close(single.ntk, net.kernels(x, backend="numpy").ntk, 1e-5)
 
 
 # ---------------------------------------------------------------- 4. the kernel-flow solver on every backend

@@ -16,15 +16,8 @@ import ntkdsl
 from ntkdsl.codegen import dispatch
 from ntkdsl.codegen.dispatch import BackendFallbackWarning
 from ntkdsl.codegen.fused import NotFusable, emit_fused_module, fusable
+from shared import EVERY, close, needs_numba
 
-needs_numba = pytest.mark.skipif(not dispatch.module_available("numba"), reason="numba is not installed ([fast] extra)")
-
-ACTIVATIONS = ["relu", "abs", "leaky_relu", "abrelu(a = -0.5, b = 2)", "step", "sign", "rectified_monomial(n = 2)",
-               "erf", "erf(a = 2, b = 0.5, c = 0.1)", "sigmoid_like", "gelu", "gabor", "sin", "cos(b = 2)",
-               "monomial(n = 3)", "polynomial(1, 0.5, 0.25)", "hermite(k = 3)"]
-EVERY = ("network every_dual(input = 3) {\n"
-         + "".join(f"    dense(16, w_std = 1.1, b_std = 0.2)\n    {a}\n" for a in ACTIVATIONS)
-         + "    dense(1, w_std = 1, b_std = 0.1)\n}\n")
 RELU = """
 network relu5(input = 5) {
     repeat 3 {
@@ -35,11 +28,6 @@ network relu5(input = 5) {
 }
 """
 TANH = "network t(input = 2) {\n    dense(8)\n    tanh\n    dense(1)\n}\n"
-
-
-def _close(actual, expected, rtol=1e-12):
-    """Relative agreement, with an absolute floor at rtol times the largest entry (odd duals cross 0)."""
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.max(np.abs(expected)))
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +50,7 @@ def test_fused_agrees_with_numpy_on_every_closed_form_dual(every, points, pair):
     reference = every.kernels(*args, backend="numpy")
     for a, b in zip(fused, reference):
         assert a.dtype == np.float64 and a.shape == b.shape
-        _close(a, b)
+        close(a, b)
 
 
 @needs_numba
@@ -86,7 +74,7 @@ def test_float32_results(every, points):
         double = every.kernels(*args, backend="numba")
         for a, b in zip(single, double):
             assert a.dtype == np.float32
-            _close(a, b, rtol=1e-5)
+            close(a, b, rtol=1e-5)
     self_kernel = every.kernels(x, backend="numba", dtype=np.float32)
     assert np.array_equal(self_kernel.ntk, self_kernel.ntk.T)
 
@@ -99,7 +87,7 @@ def test_huge_variances_do_not_overflow_perp():
     fused, reference = net.kernels(x, backend="numba"), net.kernels(x, backend="numpy")
     assert np.all(np.isfinite(fused.ntk))
     for a, b in zip(fused, reference):
-        _close(a, b)
+        close(a, b)
 
 
 def test_fused_backend_falls_back_to_numpy_without_numba(monkeypatch):
@@ -181,4 +169,4 @@ def test_duals_whose_derivative_reads_the_kernel(name):
     if not dispatch.module_available("numba"):
         pytest.skip("numba is not installed")
     for a, b in zip(net.kernels(x, backend="numba"), reference):
-        _close(a, b)
+        close(a, b)

@@ -23,6 +23,7 @@ from ntkdsl.cli import main
 from ntkdsl.sampler.backend import array_module
 from ntkdsl.sampler.branch_layers import _drain, walk
 from oracles import fd_jacobian
+from shared import close_to_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Only smooth activations here: a kink within h of a pre-activation would break the expansion.
 H = 1e-5
 RTOL = 1e-7
+_close = functools.partial(close_to_scale, rtol=RTOL)
 
 NETWORKS = {
     "conv-valid-stride-ntk": "network t(input = [5, 6, 2]) { conv(3, kernel = (2, 3), stride = (1, 2), w_std = 1.3, "
@@ -86,11 +88,6 @@ def input_gradient(fnet, x):
     """∂f/∂x by the backward rules of every layer (one walk with the input cotangent)."""
     f, caches = fnet._forward(x)
     return _drain(walk(fnet.ir.layers, fnet.params, caches, fnet._output_cotangents(f), need_input=True))
-
-
-def _close(actual, expected, rtol=RTOL):
-    scale = max(np.abs(expected).max(), 1e-300)
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))

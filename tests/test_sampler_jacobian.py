@@ -8,6 +8,8 @@ Oracles:
   recursion f ← f − (η/Z)·Θ·(f − y) with Θ the (constant) empirical NTK: checks ``train``.
 """
 
+import functools
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -15,12 +17,14 @@ import sympy as sp
 import ntkdsl
 from ntkdsl.sampler.functions import compile_elementwise
 from oracles import fd_jacobian
+from shared import close_to_scale
 
 # Central differences: truncation error h²·|f'''|/6 ≈ 2e-11 and round-off eps·|f|/h ≈ 2e-11 for
 # h = 1e-5 and O(1) derivatives, so 1e-7 (relative to the largest entry) leaves a wide margin;
 # a real mistake (a wrong scale, a missing term) is O(1).
 H = 1e-5
 RTOL = 1e-7
+_close = functools.partial(close_to_scale, rtol=RTOL)
 
 # Layer kinds with parameters, each inside a small network with k = 2 outputs; new layer kinds
 # (conv, pooling, layer norm, residual, ...) add a line here.
@@ -38,11 +42,6 @@ NETWORKS = {
 
 def _inputs(n, d=3, seed=0):
     return np.random.default_rng(seed).standard_normal((n, d))
-
-
-def _close(actual, expected):
-    scale = max(np.abs(expected).max(), 1e-300)
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=RTOL * scale)
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))

@@ -15,7 +15,7 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from . import cuda_support
-from .printer import ArrayPrinter, CodegenError
+from .printer import ArrayPrinter, CodegenError, conditional_chain
 
 # sympy function classes that CudaPrinter prints (everything else is hoisted out of the kernel)
 _C_FUNCTIONS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tan": "tan", "atan": "atan",
@@ -118,14 +118,8 @@ class CudaPrinter(C99CodePrinter):
     _print_larger = _print_Max
     _print_smaller = _print_Min
 
-    def _print_Piecewise(self, expr):  # nested conditional expressions on one line
-        *pieces, (last, cond) = expr.args
-        if cond != sp.true:
-            raise CodegenError("a Piecewise without a default piece")
-        out = f"({self._print(last)})"
-        for value, condition in reversed(pieces):
-            out = f"(({self._print(condition)}) ? ({self._print(value)}) : {out})"
-        return out
+    def _print_Piecewise(self, expr):  # C's conditional expressions, nested on one line
+        return conditional_chain(self, expr, lambda condition, value, rest: f"(({condition}) ? ({value}) : {rest})")
 
 
 class CupyArrayPrinter(ArrayPrinter):

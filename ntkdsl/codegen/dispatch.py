@@ -61,9 +61,9 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0) ->
     if backend == AUTO:
         threshold = AUTO_FUSED_ENTRIES
         if len(program.network.input_shape) > 1:
-            from ..symbolic.layout import entries_per_pair
+            from ..symbolic.layout import largest_kernel
 
-            entries *= max(entries_per_pair(step.state.shape, step.state.layout) for step in program.steps)
+            entries *= largest_kernel(program)
             threshold = AUTO_FUSED_PIXEL_ENTRIES
         if entries >= threshold and module_available("numba") and fusable(program) is None:
             return "numba", ""

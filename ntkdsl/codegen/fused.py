@@ -46,7 +46,7 @@ from ..symbolic.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
 from . import fused_support
 from .emit import _support, layer_location, module_header, point_helpers
-from .printer import ArrayPrinter, CodegenError
+from .printer import ArrayPrinter, CodegenError, conditional_chain
 
 FASTMATH = "False"  # no FMA contraction: q1·q2 − c² must stay exactly 0 on the diagonal, as on the NumPy path
 
@@ -162,14 +162,8 @@ class ScalarPrinter(ArrayPrinter):
     def _print_larger(self, expr):
         return f"max({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
-    def _print_Piecewise(self, expr):  # nested conditional expressions, the last piece the default
-        *pieces, (last, cond) = expr.args
-        if cond != sp.true:
-            raise CodegenError("a Piecewise without a default piece")
-        out = f"({self._print(last)})"
-        for value, condition in reversed(pieces):
-            out = f"(({self._print(value)}) if {self._print(condition)} else {out})"
-        return out
+    def _print_Piecewise(self, expr):  # Python's conditional expressions, nested
+        return conditional_chain(self, expr, lambda condition, value, rest: f"(({value}) if {condition} else {rest})")
 
     def _print_Relational(self, expr):
         if expr.rel_op not in ("==", "!=", "<", "<=", ">", ">="):
@@ -204,16 +198,12 @@ def fusable(program: KernelProgram) -> Optional[str]:
 
 
 def structural_reason(program: KernelProgram) -> Optional[str]:
-    """Why the program's layers cannot be fused (a layer kind, a numerical dual), or None."""
-    net = program.network
-    shape = tuple(getattr(net, "input_shape", None) or (getattr(net, "input_dim", None),))
-    if len(shape) != 1 or not isinstance(shape[0], int):  # images and signals: one pair at a time
-        from .fused_spatial import spatial_fusable
-
-        return spatial_fusable(program)
+    """Why the program's layers cannot be fused (a numerical dual; for a vector network, a layer that
+    is not elementwise after the Gram matrix), or None. Image networks: every layer kind fuses."""
+    vector = len(program.network.input_shape) == 1
+    kinds = (nodes.Dense, nodes.Identity, *nodes.ELEMENTWISE)
     for step in program.steps[1:]:
-        kinds = (nodes.Dense, nodes.Identity, *nodes.ELEMENTWISE)
-        if not isinstance(step.layer, kinds) or any(not isinstance(m, kinds) for m in step.merged):
+        if vector and (not isinstance(step.layer, kinds) or any(not isinstance(m, kinds) for m in step.merged)):
             return f"layer {step.index} ({step.label}) is not elementwise after the input Gram matrix"
         if any(expr.has(GaussianExpectation) for _, expr in step.assignments):
             return f"layer {step.index} ({step.label}) has a numerical dual (quadrature)"

@@ -51,45 +51,30 @@ from typing import Dict, List, Optional, Set, Tuple
 import sympy as sp
 
 from ..ir.geometry import window_geometry
-from ..symbolic.functions import GaussianExpectation, to_atan2
+from ..symbolic.functions import to_atan2
 from ..symbolic.program import KernelProgram
 from ..symbolic.spatial import (FULL, variance_at, _SpatialOp, conv_taps, flatten_mean, global_pool, pixel_variance, pool_window,
                                 spatial_diagonal)
 from . import fused_support
 from .emit import _support, free_after_last_use, layer_location, module_header, point_helpers
-from .fused import FASTMATH, NotFusable, ScalarPrinter, _cse_lines
+from .fused import FASTMATH, NotFusable, ScalarPrinter, _cse_lines, structural_reason
 from .printer import ArrayPrinter, CodegenError
 
-_SUPPORTED = (conv_taps, flatten_mean, pool_window, global_pool, spatial_diagonal, pixel_variance)
-
-
-def spatial_fusable(program: KernelProgram) -> Optional[str]:
-    """None when :func:`emit_fused_spatial_module` can fuse this image network's layers, else why not
-    (:func:`.fused.fusable` also tries the emission)."""
-    for step in program.steps[1:]:
-        for _, expr in step.assignments:
-            if expr.has(GaussianExpectation):
-                return f"layer {step.index} ({step.label}) has a numerical dual (quadrature)"
-            for op in expr.atoms(_SpatialOp):
-                if not isinstance(op, _SUPPORTED):
-                    return f"layer {step.index} ({step.label}) uses {type(op).__name__}"
-    return None
-
-
 class PixelPrinter(ScalarPrinter):
-    """The scalar printer inside a loop over the pixels p of one pair (i, j).
+    """The scalar printer inside a loop over a block's pairs and their grids.
 
-    The loop runs over the pairs b of a block (i, j0 + b) and the pixels p of the layer's grid.
-    A per-point number of x1 prints as ``rows_i[k, p]``, of x2 as ``cols_b[b, k, p]``; a grid that
+    The loop runs over the pairs b of a block (i, j0 + b) and the pixels p of the layer's grid (the
+    pixel pairs (p, q) in the full layout). A per-point number of x1 prints as ``rows_i[k, p]``, of
+    x2 as ``cols_b[b, k, p]`` (``[b, k, q]`` in the full layout); a grid that
     outlives its loop as ``name[at]`` (at = b·P + p: the block's grids are (pairs, pixels) arrays,
     flat); a quantity without pixels (after flatten) at pixel 0. The index k of a per-point number
     is shared by its x1 and x2 versions (cov1_3 and cov2_3 are row k of rows and of cols), so that
     a self-kernel passes one stack for both.
     """
 
-    def __init__(self, rows, cols, grid: Dict[str, int]):
+    def __init__(self, rows, cols, grids: Dict[str, Tuple[int, int]]):
         super().__init__(rows, cols, ())
-        self.grid = grid  # name -> entries of its grid (P, or P² in the full layout)
+        self.grids = grids  # name -> (entries of its grid: P, or P² in the full layout; P there, else 0)
         self.loop = 1  # entries of the loop being printed
         self.side = 0  # in the full layout: the pixels P of each side of the loop's pairs (p, q)
         self.slots: Dict[str, int] = {}  # per-point key (the cov1 name) -> k
@@ -97,7 +82,7 @@ class PixelPrinter(ScalarPrinter):
     def _pixel(self, name: str, axis: str = "p") -> str:
         """The index of ``name`` in the loop: "0" without pixels; a per-point number of x1 at p, of
         x2 at q in a full-layout loop (pixel pairs (p, q)), both at p in a diagonal one."""
-        pixels = self.grid[name] if name in self.grid else self.grid[name.split("scale_", 1)[1]]
+        pixels = self.grids[name if name in self.grids else name.split("scale_", 1)[1]][0]
         if pixels == 1:
             return "0"
         if self.side and pixels == self.side:
@@ -111,11 +96,9 @@ class PixelPrinter(ScalarPrinter):
         return self.slots.setdefault(key, len(self.slots))
 
     def _row(self, name: str) -> str:
-        self.arrays[name] = "row"
         return f"rows_i[{self._slot(name)}, {self._pixel(name)}]"
 
     def _column(self, name: str) -> str:
-        self.arrays[name] = "col"
         return f"cols_b[b, {self._slot(name)}, {self._pixel(name, 'q')}]"
 
     def _print_Symbol(self, expr):
@@ -124,7 +107,7 @@ class PixelPrinter(ScalarPrinter):
         if expr in self._cols:
             return self._column(expr.name)
         if expr in self.buffered:
-            entries = self.grid[expr.name]
+            entries = self.grids[expr.name][0]
             if entries not in (1, self.loop):
                 raise CodegenError(f"{expr.name} has {entries} entries inside a loop over {self.loop}")
             return f"{expr.name}[{'b' if entries == 1 else 'at'}]"
@@ -137,16 +120,12 @@ class PixelPrinter(ScalarPrinter):
     _print_global_pool = _print_pixel_variance = _print_spatial_diagonal = _print_spatial
 
 
-def _pixels(shape) -> int:
-    return math.prod(int(n) for n in shape) if shape else 1
-
-
 def _op_grid(op) -> Tuple[int, int]:
     """(entries, side) of a spatial operation's output grid: side = P in the full layout, else 0."""
     if isinstance(op, (flatten_mean, global_pool)):
         return 1, 0
     if isinstance(op, (spatial_diagonal, pixel_variance)):
-        return _pixels(op.settings[0]), 0
+        return math.prod(op.settings[0]), 0
     shape, window, stride, padding = op.settings[:4]
     pixels = math.prod(window_geometry(n, k, s, padding)[2] for n, k, s in zip(shape, window, stride))
     full = isinstance(op, pool_window) or op.settings[4] == FULL
@@ -163,12 +142,12 @@ class _Block:
 
 def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = None, filename: str = "<string>") -> str:
     """The source of a module defining ``kernels(x1, x2=None, dtype=numpy.float64) -> (nngp, ntk)``
-    for an image or signal network in the diagonal layout.
+    for an image or signal network (either layout).
 
     Raises:
         NotFusable: a layer the pair loop cannot evaluate (the NumPy backend can).
     """
-    reason = spatial_fusable(program)
+    reason = structural_reason(program)
     if reason:
         raise NotFusable(reason)
     net, values = program.network, program.parameters
@@ -178,12 +157,12 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     channels = net.input_dim
     rows = {s.state.cov1 for s in program.steps if isinstance(s.state.cov1, sp.Symbol)}
     cols = {s.state.cov2 for s in program.steps if isinstance(s.state.cov2, sp.Symbol)}
-    p0 = _pixels(shape0)
-    grid: Dict[str, int] = {}  # name -> entries of its grid per pair or point (P, or P² in the full layout)
-    sides: Dict[str, int] = {}  # name -> P for a full-layout grid, else 0
+    p0 = math.prod(shape0)
+    # name -> (entries of its grid per pair or point, P for a full-layout grid of P x P pixel pairs else 0)
+    grids: Dict[str, Tuple[int, int]] = {}
     for sym in (first.nngp, first.cov1, first.cov2):
-        grid[sym.name], sides[sym.name] = (p0 * p0, p0) if full0 else (p0, 0)
-    printer = PixelPrinter(rows, cols, grid)
+        grids[sym.name] = (p0 * p0, p0) if full0 else (p0, 0)
+    printer = PixelPrinter(rows, cols, grids)
     vector = ArrayPrinter()
     variances: Dict[str, Tuple[str, sp.Expr]] = {}  # pv_<name> -> (<name>, its pixel variances as an expression)
 
@@ -193,7 +172,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         if name not in variances:
             side = 1 if sym in cols else 0
             variances[name] = (sym.name, expr if expr is not None else variance_at(sym, sides_shape[sym.name], side))
-            grid[name], sides[name] = sides[sym.name], 0
+            grids[name] = (grids[sym.name][1], 0)
             (printer._cols if sym in cols else printer._rows).add(sp.Symbol(name))
         return sp.Symbol(name)
 
@@ -201,7 +180,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         if isinstance(expr, _SpatialOp):
             return _op_grid(expr)
         if isinstance(expr, sp.Symbol):
-            return grid.get(expr.name, 1), sides.get(expr.name, 0)
+            return grids.get(expr.name, (1, 0))
         found = {grid_of(a) for a in expr.args} - {(1, 0)}
         full = {g for g in found if g[1]}
         if len(full) == 1 and all(g in full or g[0] == next(iter(full))[1] for g in found):
@@ -234,22 +213,23 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
             if not argument.free_symbols - rows - cols - set(values):
                 raise NotFusable(f"layer {step.index} ({step.label}): a window sum of per-point numbers only")
             result = sp.Symbol(f"s{step.index}_{k}")
-            grid[result.name], sides[result.name] = _op_grid(op)
+            grids[result.name] = _op_grid(op)
             swap[op] = result
             ops.append((result, op, argument))
         pair = [(s, e.xreplace(swap)) for s, e in pair]
         shape = tuple(step.state.shape)
-        pixels = _pixels(shape)
+        pixels = math.prod(shape)
         here = ((pixels * pixels, pixels) if step.state.layout == FULL else (pixels, 0)) if shape else (1, 0)
         for s, e in pair:  # on the layer's grid, even where the value is one number (a constant activation)
             found_grid = grid_of(e)
             if found_grid not in ((1, 0), here):
                 raise NotFusable(f"layer {step.index} ({step.label}): {s} on a grid of {found_grid} entries, not {here}")
-            grid[s.name], sides[s.name] = here
+            grids[s.name] = here
         for s, e in vec:  # per-point arrays on the layer's grid too (a constant broadcasts)
-            if grid_of(e.xreplace(values)) not in ((1, 0), here):
-                raise NotFusable(f"layer {step.index} ({step.label}): {s} on a grid of {grid_of(e)} entries, not {here}")
-            grid[s.name], sides[s.name] = here
+            found_grid = grid_of(e.xreplace(values))
+            if found_grid not in ((1, 0), here):
+                raise NotFusable(f"layer {step.index} ({step.label}): {s} on a grid of {found_grid} entries, not {here}")
+            grids[s.name] = here
             sides_shape[s.name] = tuple(step.state.shape)
         layers.append((step, ops, pair, vec))
 
@@ -263,22 +243,16 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         printer.buffered |= {result for result, _, _ in ops}
 
     # pass 2: the block's statements, layer by layer
-    if full0:
-        exact = printer._slot(pixel_variances(first.cov1).name)
-        blocks: List[_Block] = [_Block([
-            f"# input: Σ⁰(p, q) = x(p)·x'(q)/{channels} for the {p0} x {p0} pixel pairs; Σ(x, x)(p, p) is the variance, bit for bit",
-            f"_input_pairs_full(x1[i], x2[j0:j1], {first.nngp}, {p0}, {channels})",
-            "if diagonal >= 0:",
-            f"    {first.nngp}[diagonal * {p0 * p0}:(diagonal + 1) * {p0 * p0}:{p0 + 1}] = rows_i[{exact}, :{p0}]"],
-            writes={first.nngp.name})]
-    else:
-        blocks = [_Block([
-            f"# input: Σ⁰(p) = x(p)·x'(p)/{channels} at each of the {p0} pixels; Σ(x, x) is the variance, bit for bit",
-            f"_input_pairs(x1[i], x2[j0:j1], {first.nngp}, {p0}, {channels})",
-            "if diagonal >= 0:",
-            f"    {first.nngp}[diagonal * {p0}:(diagonal + 1) * {p0}] = rows_i[{printer._slot(first.cov1.name)}, :{p0}]"],
-            writes={first.nngp.name})]
-    vector_lines: Dict[int, List[List[str]]] = {}
+    entries0, step0 = (p0 * p0, p0 + 1) if full0 else (p0, 1)  # the pixel pairs (p, p) of a block's pair: every step0-th
+    exact = printer._slot((pixel_variances(first.cov1) if full0 else first.cov1).name)
+    blocks: List[_Block] = [_Block([
+        f"# input: Σ⁰ = x(p)·x'(q)/{channels} at each of the {entries0} {'pixel pairs' if full0 else 'pixels'}; "
+        "Σ(x, x)(p, p) is the variance, bit for bit",
+        f"{'_input_pairs_full' if full0 else '_input_pairs'}(x1[i], x2[j0:j1], {first.nngp}, {p0}, {channels})",
+        "if diagonal >= 0:",
+        f"    {first.nngp}[diagonal * {entries0}:(diagonal + 1) * {entries0}{f':{step0}' if full0 else ''}] = rows_i[{exact}, :{p0}]"],
+        writes={first.nngp.name})]
+    vector_lines: List[List[List[str]]] = []  # per layer: its per-point statements
     temporaries = 0
     for step, ops, pair, vec in layers:
         comment = f"# layer {step.index}: {step.label}{layer_location(step.layer)}"
@@ -289,16 +263,15 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         if [t for t, _ in twos] == [step.state.cov2] and step.state.cov1 in dict(ones):
             # x2's variance is x1's when x2 is x1 (the same arithmetic on the same numbers): not computed twice
             other = _cse_lines(twos, values, vector, f"u{step.index}_", "    ")
-            temporaries_ = sorted({n for line in other for n in re.findall(rf"\bu{step.index}_\d+\b", line)})
-            lines.append(["    if same:"] + [f"        {t} = _other_side({step.state.cov1})"
-                                                for t, _ in twos]
+            dead = sorted({n for line in other for n in re.findall(rf"\bu{step.index}_\d+\b", line)})  # freed in the branch
+            lines.append(["    if same:"] + [f"        {t} = _other_side({step.state.cov1})" for t, _ in twos]
                          + ["    else:"] + ["    " + line for line in other]
-                         + ([f"        del {', '.join(temporaries_)}"] if temporaries_ else []))
+                         + ([f"        del {', '.join(dead)}"] if dead else []))
         else:
             lines += [[line] for line in _cse_lines(twos, values, vector, f"w{step.index}_", "    ")]
-        vector_lines[step.index] = lines
+        vector_lines.append(lines)
         for k, (result, op, argument) in enumerate(ops):
-            source_name, pre = _materialize(step, k, argument, printer, grid, sides)
+            source_name, pre = _materialize(step, k, argument, printer, grids)
             if pre is not None:
                 blocks.append(pre)
             lines, temporaries = _op_lines(op, source_name, result.name, temporaries)
@@ -307,7 +280,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         pair = [(s, e) for s, e in pair if s in printer.buffered or any(e2.has(s) for _, e2 in pair)]  # no dead locals
         if not pair:
             continue
-        loop = {(grid[s.name], sides[s.name]) for s, _ in pair}
+        loop = {grids[s.name] for s, _ in pair}
         if len(loop) != 1:
             raise NotFusable(f"layer {step.index} ({step.label}): quantities on grids of {sorted(loop)} entries")
         printer.loop, printer.side = loop.pop()
@@ -341,18 +314,18 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     blocks.append(_Block(["# the results: the read-out kernels of the block's pairs"] + results,
                          reads={s.name for e in (out.nngp, out.ntk) for s in e.free_symbols if s in printer.buffered}))
     slots, count = _allocate(blocks, temporaries)
-    pmax = max(grid.values())
+    pmax = max(entries for entries, _ in grids.values())
     block_pairs = max(1, min(64, BLOCK_ENTRIES // pmax))
     loops = _outline(blocks, set(slots), {s.name for _, _, pair, _ in layers for s, _ in pair})
 
     # the per-point numbers: each layer's variances as on the NumPy path, then the rows of the stacks they fill
     derived = {pv: (base, vector.doprint(expr)) for pv, (base, expr) in variances.items()}
     statements = _put_statements([first.cov1.name, first.cov2.name], printer.slots, derived)
-    for step, _, _, vec in layers:
-        statements += vector_lines[step.index] + _put_statements([s.name for s, _ in vec], printer.slots, derived)
-    width = max([grid.get(key, grid.get(key.replace("cov1_", "cov2_"), 1))
+    for (_, _, _, vec), lines in zip(layers, vector_lines):
+        statements += lines + _put_statements([s.name for s, _ in vec], printer.slots, derived)
+    width = max([grids.get(key, grids.get(key.replace("cov1_", "cov2_"), (1, 0)))[0]
                  for key in (k.split("scale_", 1)[1] if "scale_" in k else k for k in printer.slots)] + [1])
-    point_entries = max(grid.get(s.name, 1) for s in rows | cols)
+    point_entries = max(grids.get(s.name, (1, 0))[0] for s in rows | cols)
     outer = free_after_last_use(statements, _OUTER_NAMES)
     body = outer + [
         "    nngp = xp.empty((n1, n2), dtype=dtype)",
@@ -410,17 +383,17 @@ def _loop_lines(entries: int, side: int, body: List[str]) -> List[str]:
     return ["for b in range(nb):", f"    for p in range({entries}):", f"        at = b * {entries} + p"] + body
 
 
-def _materialize(step, k, argument, printer: PixelPrinter, grid, sides) -> Tuple[str, Optional[_Block]]:
+def _materialize(step, k, argument, printer: PixelPrinter, grids) -> Tuple[str, Optional[_Block]]:
     """The grid a spatial operation reads: the argument's own buffer, or one filled by a loop first."""
     if isinstance(argument, sp.Symbol):
         return argument.name, None
     name = f"m{step.index}_{k}"
-    found = {(grid[s.name], sides[s.name]) for s in argument.free_symbols
-             if s.name in grid and s not in printer._rows and s not in printer._cols} - {(1, 0)}
+    found = {grids[s.name] for s in argument.free_symbols
+             if s.name in grids and s not in printer._rows and s not in printer._cols} - {(1, 0)}
     if len(found) > 1:
         raise NotFusable(f"layer {step.index} ({step.label}): an argument mixes grids of {sorted(found)} entries")
     printer.loop, printer.side = found.pop() if found else (1, 0)
-    grid[name], sides[name] = printer.loop, printer.side
+    grids[name] = (printer.loop, printer.side)
     printer.buffered.add(sp.Symbol(name))
     try:
         value = printer.doprint(argument)
@@ -441,7 +414,7 @@ def _op_lines(op, src: str, dst: str, temporaries: int) -> Tuple[List[str], int]
     routines (spatial_support.conv_taps, pool_window), so both round alike.
     """
     if isinstance(op, (flatten_mean, global_pool)):
-        pixels = _pixels(op.settings[0])
+        pixels = math.prod(op.settings[0])
         if isinstance(op, global_pool):
             divisor = float(pixels * pixels) if op.settings[1] == "avg" else 1.0
             return [f"_pixel_sums({src}, {dst}, nb, {pixels * pixels}, {divisor!r})  # global {op.settings[1]} pool"], temporaries
@@ -449,19 +422,19 @@ def _op_lines(op, src: str, dst: str, temporaries: int) -> Tuple[List[str], int]
             return [f"_pixel_traces({src}, {dst}, nb, {pixels})  # flatten: the mean of K(p, p) over the {pixels} pixels"], temporaries
         return [f"_pixel_sums({src}, {dst}, nb, {pixels}, {float(pixels)!r})  # flatten: the mean over the {pixels} pixels"], temporaries
     if isinstance(op, spatial_diagonal):
-        pixels = _pixels(op.settings[0])
+        pixels = math.prod(op.settings[0])
         return [f"_diagonals({src}, {dst}, nb, {pixels})  # the pixel pairs (p, p): the diagonal layout"], temporaries
     if isinstance(op, pool_window):
         shape, window, stride, padding, mode = op.settings
         axes = [pair for d in range(len(shape)) for pair in ((d, d), (d, len(shape) + d))]
         what = f"{mode} pool {'x'.join(map(str, window))}: each of the {2 * len(shape)} pixel axes of (p, q) on its own"
-        kernel, full, divisor = window, True, float(_pixels(window) ** 2) if mode == "avg" else None
+        kernel, full, divisor = window, True, float(math.prod(window) ** 2) if mode == "avg" else None
     else:
         shape, kernel, stride, padding, layout = op.settings
         full = layout == FULL
         axes = [(d, None) for d in range(len(shape))]
         what = f"conv: the mean over the {'x'.join(map(str, kernel))} filter's shifted diagonal, one axis at a time"
-        divisor = float(_pixels(kernel))
+        divisor = float(math.prod(kernel))
     n = len(shape)
     current = list(shape) * (2 if full else 1)
     lines = [f"# {what}"]
@@ -470,19 +443,19 @@ def _op_lines(op, src: str, dst: str, temporaries: int) -> Tuple[List[str], int]
         target = dst if k == len(axes) - 1 else f"tmp_{k % 2}"
         circular = padding == "circular"
         if axis is None and full:  # the same tap on the axes of p and of q
-            outer, mid, inner = _pixels(current[:d]), _pixels(current[d + 1:n + d]), _pixels(current[n + d + 1:])
+            outer, mid, inner = math.prod(current[:d]), math.prod(current[d + 1:n + d]), math.prod(current[n + d + 1:])
             lines.append(f"_window_pass2({src}, {target}, nb * {outer}, {current[d]}, {mid}, {inner}, {size}, {kernel[d]}, "
                          f"{stride[d]}, {lo}, {circular})")
             current[d] = current[n + d] = size
         else:
             axis = d if axis is None else axis
-            outer, inner = _pixels(current[:axis]), _pixels(current[axis + 1:])
+            outer, inner = math.prod(current[:axis]), math.prod(current[axis + 1:])
             lines.append(f"_window_pass({src}, {target}, nb * {outer}, {current[axis]}, {inner}, {size}, {kernel[d]}, "
                          f"{stride[d]}, {lo}, {circular})")
             current[axis] = size
         src = target
     if divisor is not None:
-        lines.append(f"_divide({dst}, nb * {_pixels(current)}, {divisor!r})")
+        lines.append(f"_divide({dst}, nb * {math.prod(current)}, {divisor!r})")
     return lines, max(temporaries, min(len(axes) - 1, 2))
 
 
@@ -613,4 +586,4 @@ def _driver_source(program: KernelProgram, blocks: List[_Block], slots: Dict[str
 '''
 
 
-__all__ = ["BLOCK_ENTRIES", "PixelPrinter", "emit_fused_spatial_module", "spatial_fusable"]
+__all__ = ["BLOCK_ENTRIES", "PixelPrinter", "emit_fused_spatial_module"]

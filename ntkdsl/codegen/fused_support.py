@@ -8,9 +8,11 @@ helpers are branch-free (conditional expressions become selects), so that LLVM v
 
 from __future__ import annotations
 
-from .emit import POINTS_AND_DTYPE
+import math
 
 from typing import Iterable
+
+from .emit import POINTS_AND_DTYPE
 
 # Cephes atan (Moshier, Cephes Math Library, atan.c): atan(u) = u + u·z·P(z)/Q(z), z = u², for
 # |u| ≤ tan(π/8) after the reduction atan(t) = π/4 + atan((t − 1)/(t + 1)); relative error ≈ 2e-16.
@@ -370,10 +372,8 @@ def _pair_blocks(n1, n2, same, size, first, step):
 def spatial_helpers(shape, channels: int, full: bool) -> str:
     """The helpers of a fused image module: per-point arrays (NumPy), the pair routines (numba),
     the scales, the mirror and the threads. ``full``: the input is read in the full layout."""
-    pixels = 1
-    for n in shape:
-        pixels *= int(n)
     shape = tuple(int(n) for n in shape)
+    pixels = math.prod(shape)
     if full:
         fields = dict(what="Σ⁰(x, x)(p, q) = x(p)·x(q)/C for every pixel pair", layout="(*S, *S, N, 1)",
                       formula=f"xp.einsum(\"pic,qic->pqi\", a, a) / {channels}", shape=shape + shape)

@@ -160,6 +160,18 @@ class ArrayPrinter(SciPyPrinter):
         return self._spatial_call(expr, ("shape",))
 
 
+def conditional_chain(printer, expr, choose) -> str:
+    """A Piecewise as nested conditional expressions, its default (last) piece innermost;
+    ``choose(condition, value, rest)`` writes one level in the target language."""
+    *pieces, (last, cond) = expr.args
+    if cond != sp.true:
+        raise CodegenError("a Piecewise without a default piece")
+    out = f"({printer._print(last)})"
+    for value, condition in reversed(pieces):
+        out = choose(printer._print(condition), printer._print(value), out)
+    return out
+
+
 def array_function(expr: sp.Expr, args):
     """A NumPy function of ``args`` (sympy symbols) evaluating ``expr`` through this printer.
 

@@ -48,6 +48,11 @@ def entries_per_pair(shape: Tuple[int, ...], layout: str) -> int:
     return p * p if shape and layout == "full" else p
 
 
+def largest_kernel(program) -> int:
+    """Entries per input pair of the program's largest kernel arrays (over every step's state)."""
+    return max(entries_per_pair(step.state.shape, step.state.layout) for step in program.steps)
+
+
 def _ranges(indices: Sequence[int]) -> str:
     """[0, 1, 2, 5] -> '0–2, 5'."""
     out, start, prev = [], None, None
@@ -83,9 +88,9 @@ def layout_report(program) -> List[str]:
                      + (f", for {why}" if why else " (forced)"))
     if diagonal:
         lines.append(f"  layout: diagonal (pixel pairs (p, p) only) after steps {_ranges(diagonal)}")
-    big = max(steps, key=lambda s: entries_per_pair(s.state.shape, s.state.layout))
+    entries = largest_kernel(program)
+    big = next(s for s in steps if entries_per_pair(s.state.shape, s.state.layout) == entries)
     dims = big.state.shape * (2 if big.state.layout == "full" else 1)
-    entries = entries_per_pair(big.state.shape, big.state.layout)
     lines.append(f"  largest kernel arrays: ({', '.join(map(str, dims))}, N1, N2) after step {big.index}, "
                  f"{format_bytes(8 * entries)} per input pair each")
     return lines

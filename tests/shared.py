@@ -1,0 +1,43 @@
+"""What several test files share: backend availability marks, the closed-form-dual network, and
+two ways of comparing arrays (each states what its tolerance is relative to)."""
+
+import numpy as np
+import pytest
+
+from ntkdsl.codegen import dispatch
+
+
+def gpu_available() -> bool:
+    """CuPy installed and a CUDA device present."""
+    if not dispatch.module_available("cupy"):
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - any CUDA failure means: no usable GPU
+        return False
+
+
+needs_numba = pytest.mark.skipif(not dispatch.module_available("numba"), reason="numba is not installed ([fast] extra)")
+needs_gpu = pytest.mark.skipif(not gpu_available(), reason="CuPy with a CUDA GPU not available")
+
+# one dense + activation pair per closed-form dual that the fused and CUDA kernels evaluate
+ACTIVATIONS = ["relu", "abs", "leaky_relu", "abrelu(a = -0.5, b = 2)", "step", "sign", "rectified_monomial(n = 2)",
+               "erf", "erf(a = 2, b = 0.5, c = 0.1)", "sigmoid_like", "gelu", "gabor", "sin", "cos(b = 2)",
+               "monomial(n = 3)", "polynomial(1, 0.5, 0.25)", "hermite(k = 3)"]
+EVERY = ("network every_dual(input = 3) {\n"
+         + "".join(f"    dense(16, w_std = 1.1, b_std = 0.2)\n    {a}\n" for a in ACTIVATIONS)
+         + "    dense(1, w_std = 1, b_std = 0.1)\n}\n")
+
+
+def close(actual, expected, rtol=1e-12):
+    """Relative agreement, with an absolute floor at rtol times the largest entry (odd duals cross 0)."""
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.max(np.abs(expected)))
+
+
+def close_to_scale(actual, expected, rtol):
+    """|actual − expected| ≤ rtol times the largest |expected| entry (finite differences: the
+    error of an entry scales with the largest derivative, not with the entry)."""
+    scale = max(np.abs(expected).max(), 1e-300)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
