@@ -78,11 +78,13 @@ class CompiledNetwork:
             :class:`Kernels` of arrays of shape (N1, N2) (CuPy arrays from the CuPy backend).
 
         Raises:
-            ValueError: an input whose shape does not match the network's input shape.
+            ValueError: an input that is not an array of finite real numbers of shape
+                (N, *input shape) (:func:`ntkdsl.validate.points`: the same rules as the CLI).
             MemoryBudgetError: not even tiles fit the budget (the message says how much is needed).
         """
         from . import tiling
 
+        x1, x2 = self._points(x1, "x1"), None if x2 is None else self._points(x2, "x2")
         tile = self._tile(x1, x2, backend, batch_size, memory_budget)
         if tile is not None and _covers(tile, x1, x2):
             tile = None  # one tile is the whole request: no second pair of (N1, N2) outputs to copy into
@@ -92,7 +94,7 @@ class CompiledNetwork:
             to_numpy = to_numpy or backend == "cupy"
             k = tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile, progress)
         on_host = not any(hasattr(x, "__cuda_array_interface__") for x in (x1, x2))
-        if isinstance(k[0], np.ndarray) and on_host and np.ndim(x1):  # identical points: exact, whatever the tiles
+        if isinstance(k[0], np.ndarray) and on_host:  # identical points: exact, whatever the tiles
             nngp, ntk = (a if a.flags.writeable else a.copy() for a in k)
             k = tiling.exact_duplicates(nngp, ntk, x1, x2, lambda a: self._evaluate(a, None, backend, dtype, True))
         return Kernels(*k)
@@ -118,13 +120,19 @@ class CompiledNetwork:
         return kernels_to_disk(self, x1, x2, directory, batch_size=batch_size, memory_budget=memory_budget,
                                backend=backend, dtype=dtype, progress=progress)
 
+    def _points(self, x, name: str):
+        """``x`` checked as input points of this network (:func:`ntkdsl.validate.points`)."""
+        from .validate import points
+
+        return points(x, self.ir.input_shape, name)
+
     def _tile(self, x1, x2, backend, batch_size, memory_budget):
         """The tile of a request: ``batch_size`` squared, or planned from the budget, or None (whole)."""
         from . import tiling
 
         if batch_size is not None:
             return tiling.batch_tile(batch_size)
-        if backend == "cupy" or not np.ndim(x1):
+        if backend == "cupy":
             return None  # device memory is not what /proc/meminfo reports; explicit batch_size only
         n1 = np.shape(x1)[0]
         n2 = n1 if x2 is None else np.shape(x2)[0]
@@ -280,18 +288,18 @@ class CompiledNetwork:
 
 def _covers(tile, x1, x2) -> bool:
     """Whether ``tile`` holds the whole request (a self-kernel's tiles are squares of the smaller side)."""
-    n1 = np.shape(x1)[0] if np.ndim(x1) else 0
+    n1 = x1.shape[0]
     if x2 is None:
         return min(tile) >= n1
-    return tile[0] >= n1 and tile[1] >= (np.shape(x2)[0] if np.ndim(x2) else 0)
+    return tile[0] >= n1 and tile[1] >= x2.shape[0]
 
 
 def _small(x1, x2) -> bool:
     """A request below the size from which backend "auto" considers the fused kernels."""
     from .codegen.dispatch import AUTO_FUSED_ENTRIES
 
-    n1 = np.shape(x1)[0] if np.ndim(x1) else 0
-    n2 = n1 if x2 is None else (np.shape(x2)[0] if np.ndim(x2) else 0)
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
     return n1 * n2 < AUTO_FUSED_ENTRIES
 
 

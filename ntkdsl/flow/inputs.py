@@ -6,6 +6,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ..validate import finite_array, number  # noqa: F401  (number: part of this module's interface)
 from .arrays import NUMPY
 
 # Codegen evaluates Θ(x, x') and Θ(x', x) by the same float64 operations in a different order;
@@ -30,30 +31,13 @@ class TestKernels(NamedTuple):
     nngp_test: Optional[np.ndarray] = None
 
 
-def number(value, name: str, condition: str, ok) -> float:
-    """``value`` as a finite float satisfying ``ok``; ValueError naming ``condition`` otherwise."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (np.isfinite(v) and ok(v)):
-        raise ValueError(f"{name} must be a finite number {condition}, not {value!r}")
-    return v
-
-
 def as_float_array(a, name: str, arrays=NUMPY) -> np.ndarray:
     """``a`` as a float64 array of finite numbers, in the array namespace ``arrays`` (:mod:`.arrays`).
 
     Raises:
-        ValueError: it is not numeric or holds NaN or infinity.
+        ValueError: as :func:`ntkdsl.validate.finite_array` (the rules of every entry point).
     """
-    try:
-        out = arrays.asarray(a)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers") from None
-    if not bool(arrays.xp.all(arrays.xp.isfinite(out))):
-        raise ValueError(f"{name} holds NaN or infinite values")
-    return out
+    return arrays.asarray(finite_array(a, name, keep_float32=False))
 
 
 def train_kernel(k, n: int, name: str, arrays=NUMPY) -> np.ndarray:
@@ -70,6 +54,43 @@ def train_kernel(k, n: int, name: str, arrays=NUMPY) -> np.ndarray:
     if asymmetry > SYMMETRY_RTOL * scale:
         raise ValueError(f"{name} is not symmetric (max |K - K^T| = {asymmetry:.3g})")
     return 0.5 * (k + k.T)
+
+
+# A kernel from ntkdsl is PSD up to the error of its own evaluation, far below 1e-8 of its largest
+# diagonal entry (the PSD tests); a matrix rounded to a coarser dtype moves its eigenvalues by at
+# most ‖E‖₂ ≤ N·ε·max|K| (Weyl's inequality; max|K| is the largest diagonal entry of a PSD K).
+INDEFINITE_RTOL = 1e-8
+
+
+def semidefinite(k, name: str, n_ulps_dtype=np.float64, arrays=NUMPY) -> None:
+    """Refuse a symmetric training kernel with an eigenvalue below −τ·max diag(K), where
+    τ = :data:`INDEFINITE_RTOL` + N·ε (ε of ``n_ulps_dtype``, the dtype the kernel came in).
+
+    One Cholesky factorisation of K + τ·max diag(K)·I, N³/3 flops: it succeeds iff every eigenvalue
+    of K is above −τ·max diag(K) (to round-off of order N·ε64·max diag, far below τ). Without this
+    check an indefinite matrix would be clipped to a PSD one and the flow would train another kernel.
+
+    Raises:
+        ValueError: naming ``name``, with the most negative eigenvalue.
+    """
+    n = k.shape[0]
+    if n == 0:
+        return
+    xp = arrays.xp
+    scale = float(xp.max(xp.diagonal(k)))
+    eps = np.finfo(n_ulps_dtype).eps if np.issubdtype(np.dtype(n_ulps_dtype), np.floating) else 0.0
+    tol = (INDEFINITE_RTOL + n * eps) * max(scale, 0.0)
+    shifted = k + tol * xp.eye(n)
+    try:
+        if scale < 0:
+            raise np.linalg.LinAlgError("negative diagonal")
+        arrays.cho_factor(shifted)
+        return
+    except np.linalg.LinAlgError:
+        pass
+    lowest = float(arrays.to_numpy(xp.linalg.eigvalsh(k))[0])
+    raise ValueError(f"{name} is not positive semi-definite: its smallest eigenvalue is {lowest:.3g}, below the "
+                     f"round-off tolerance −{tol:.3g} (= −(1e-8 + N·ε)·max diagonal); a kernel matrix must be PSD")
 
 
 def test_train_block(k, n_train: int, name: str, n_test: Optional[int] = None, arrays=NUMPY) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import numpy as np
 
 from .backend import to_numpy
+from ..validate import seed as valid_seed
 from .network import FiniteNetwork, as_inputs, override_widths
 
 
@@ -54,6 +55,7 @@ def monte_carlo(net, x1, x2=None, width: Optional[int] = None, n_samples: int = 
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer ≥ 2, not {n_samples!r}")
     ir = override_widths(getattr(net, "ir", net), width)
+    valid_seed(seed, root=True)
     a1 = as_inputs(x1, ir, "x1")
     a2 = None if x2 is None else as_inputs(x2, ir, "x2")
     nngp, ntk = [], []

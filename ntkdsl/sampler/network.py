@@ -14,6 +14,7 @@ import numpy as np
 
 from ..ir.branches import Parallel, Residual
 from ..ir.nodes import Network
+from ..validate import points, seed as valid_seed
 from .backend import array_module, namespace, to_numpy
 from .branch_layers import sequence_forward, sequence_init, walk
 from .layers import Params
@@ -90,15 +91,9 @@ def as_inputs(x, ir: Network, name: str = "x") -> np.ndarray:
     """``x`` as a float64 array of shape (N, *input_shape).
 
     Raises:
-        ValueError: the wrong shape or non-finite values.
+        ValueError: as :func:`ntkdsl.validate.points` (the rules of every entry point).
     """
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != len(ir.input_shape) + 1 or a.shape[1:] != tuple(ir.input_shape):
-        want = ", ".join(str(n) for n in ir.input_shape)
-        raise ValueError(f"{name} has shape {a.shape}; network {ir.name!r} needs (N, {want})")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} holds NaN or infinite values")
-    return a
+    return points(x, ir.input_shape, name).astype(np.float64, copy=False)
 
 
 class FiniteNetwork:
@@ -138,7 +133,7 @@ class FiniteNetwork:
             ImportError: backend "cupy" without CuPy.
         """
         xp = array_module(backend)
-        params, shape = sequence_init(ir.layers, np.random.default_rng(seed), ir.input_shape)
+        params, shape = sequence_init(ir.layers, np.random.default_rng(valid_seed(seed)), ir.input_shape)
         if xp is not np:
             params = [{name: xp.asarray(a) for name, a in p.items()} for p in params]
         return cls(ir, params, shape, backend)
