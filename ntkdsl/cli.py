@@ -14,7 +14,7 @@ from typing import List, Optional
 import numpy as np
 
 from . import __version__
-from ._files import write_npz, write_text
+from ._files import protecting, write_npz, write_text
 from .api import CompiledNetwork, load
 from .errors import SpecError, UserError
 from .flow import cli as flow_cli
@@ -23,6 +23,7 @@ from .frontend import parse
 from .ir import lower, lower_all, select_network
 
 USER_ERROR = 2
+INPUTS = ("spec", "x1", "x2", "train", "test")  # arguments of every command that name input files
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -30,7 +31,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        with protecting(getattr(args, name, None) for name in INPUTS):  # no output replaces an input
+            return args.run(args)
     except SpecError as exc:
         print(exc.format(), file=sys.stderr)
         return USER_ERROR

@@ -8,16 +8,21 @@ directory holds:
 * ``nngp.partial.npy``, ``ntk.partial.npy``: the arrays being filled (float64 or float32, (N1, N2));
 * ``progress.json``: the manifest, rewritten atomically after every tile: what is being computed
   (network name, SHA-256 of the canonical network text, shape, dtype and SHA-256 of each input, the
-  output dtype), the tile shape, the tiles done, and whether the result is complete;
+  output dtype), the tile shape, and each finished tile with the SHA-256 of its values (both
+  arrays, and the mirrored block of a self-kernel), and whether the result is complete;
 * when every tile is written, and only then: ``nngp.npy`` and ``ntk.npy`` (the partial files,
   flushed and renamed), and the manifest marked complete.
 
 A tile is recorded as done only after both arrays are flushed to disk (msync), so an interruption
 at any point (an exception, Ctrl-C, a killed process) loses at most the tile in flight, and a final
 file name never holds an incomplete result. Calling again with the same network, inputs and dtype
-resumes: only the missing tiles are computed, in the tile shape of the first call (the results equal
-the in-memory kernels to round-off either way). A directory holding any other request is refused
-(:class:`ResumeMismatchError`), never overwritten; a complete one is returned as it is.
+resumes: every recorded tile is read back and checked against its checksum (a truncated or
+damaged partial file, or a damaged final one, loses only the tiles whose bytes changed: they are
+computed again, with a :class:`ResumeWarning`), and only the missing tiles are computed, in the
+tile shape of the first call (the results equal the in-memory kernels to round-off either way).
+A directory holding any other request is refused (:class:`ResumeMismatchError`), never
+overwritten; so is a manifest that cannot be read (the message says what to remove to start
+over). Identical points get the exact value at (x, x) tile by tile, as in ``net.kernels``.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Optional, Tuple
+import warnings
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -34,12 +40,17 @@ from .errors import NtkdslError
 
 MANIFEST = "progress.json"
 NAMES = ("nngp", "ntk")
-FORMAT = 1
+FORMAT = 2  # 2: each done tile with its SHA-256 (format 1 had none: its tiles are computed again)
 DISK_TILE = 2048  # points: the default tile side at most (64 MiB of float64 output a tile; the resume granularity)
 
 
 class ResumeMismatchError(NtkdslError, ValueError):
-    """The output directory holds tiles or results of another request (network, inputs or dtype)."""
+    """The output directory holds tiles or results of another request (network, inputs or dtype),
+    or a manifest that cannot be read."""
+
+
+class ResumeWarning(UserWarning):
+    """Finished tiles on disk did not match their checksums (or could not be read): computed again."""
 
 
 def array_fingerprint(x: np.ndarray) -> dict:
@@ -80,16 +91,18 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
         :class:`ntkdsl.Kernels` of the two files opened read-only as memory maps.
 
     Raises:
-        ResumeMismatchError: ``directory`` holds a manifest or result of another request.
+        ResumeMismatchError: ``directory`` holds a manifest or result of another request, or a
+            manifest that cannot be read.
         ValueError: inputs whose shape does not match the network, a bad dtype or batch_size.
         MemoryBudgetError: not even a tile of one pair fits the budget.
         OSError: the directory or files cannot be created or written.
-    """
-    from numpy.lib.format import open_memmap
 
+    Warns:
+        ResumeWarning: recorded tiles whose bytes on disk no longer match their checksums.
+    """
     from .api import Kernels
     from .progress import tile_progress
-    from .tiling import exact_duplicates, tiles
+    from .tiling import tiles
 
     x1 = _points(net, x1, "x1")
     x2 = None if x2 is None else _points(net, x2, "x2")
@@ -108,22 +121,16 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
         if present:
             raise ResumeMismatchError(f"{directory} already holds {' and '.join(present)} but no {MANIFEST}: "
                                       "not a result of this request; use another directory or remove them")
-        tile, done = _disk_tile(net, n1, n2, batch_size, memory_budget), set()
+        tile, done = _disk_tile(net, n1, n2, batch_size, memory_budget), {}
     else:
         _check(manifest, ident, directory)
-        if manifest.get("complete") and all(os.path.exists(p) for p in final.values()):
-            return Kernels(*(np.load(final[name], mmap_mode="r") for name in NAMES))
-        tile, done = tuple(manifest["tile"]), {tuple(key) for key in manifest["done"]}
-        if not all(os.path.exists(p) for p in part.values()):
-            done = set()  # the partial arrays are gone: start over (same tile)
+        tile, done = tuple(manifest["tile"]), manifest["done"]
+        if manifest["complete"] and all(os.path.exists(p) for p in final.values()):
+            for name in NAMES:  # checked like partial files; a damaged one is repaired below
+                os.replace(final[name], part[name])
 
     blocks = tiles(n1, None if x2 is None else n2, tile)
-    if done:
-        out = {name: open_memmap(part[name], mode="r+") for name in NAMES}
-        if any(a.shape != (n1, n2) or a.dtype != dtype for a in out.values()):
-            raise ResumeMismatchError(f"{part['nngp']} does not hold a ({n1}, {n2}) {dtype} array; remove {directory}")
-    else:
-        out = {name: open_memmap(part[name], mode="w+", dtype=dtype, shape=(n1, n2)) for name in NAMES}
+    out, done = _open_partials(part, (n1, n2), dtype, done, blocks, x2 is None, directory)
     record = dict(ident, format=FORMAT, tile=list(tile), tiles=len(blocks), complete=False)
     _write_manifest(directory, record, done)
 
@@ -131,24 +138,12 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
                         desc=f"{net.name} -> {directory}")
     try:
         for a, b in blocks:
-            key = (a.start, b.start)
-            if key in done:
+            if (a.start, b.start) in done:
                 continue
-            if x2 is None:
-                k = net._evaluate(x1[a], None if a == b else x1[b], backend, dtype, True)
-            else:
-                k = net._evaluate(x1[a], x2[b], backend, dtype, True)
-            for name, value in zip(NAMES, k):
-                out[name][a, b] = value
-                if x2 is None and a != b:
-                    out[name][b, a] = np.asarray(value).T
-            for name in NAMES:
-                out[name].flush()
-            done.add(key)
+            _write_tile(net, out, x1, x2, a, b, backend, dtype)
+            done[a.start, b.start] = _tile_digest(out, a, b, x2 is None)
             _write_manifest(directory, record, done)
             bar.update(1)
-        # identical points get the exact value at (x, x), as in net.kernels (idempotent on a resume)
-        exact_duplicates(out["nngp"], out["ntk"], x1, x2, lambda a: net._evaluate(a, None, backend, dtype, True))
     finally:
         bar.close()
         for array in out.values():
@@ -159,6 +154,61 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     _fsync_directory(directory)
     _write_manifest(directory, dict(record, complete=True), done)
     return Kernels(*(np.load(final[name], mmap_mode="r") for name in NAMES))
+
+
+def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype) -> None:
+    """Evaluate one tile, give its identical points the exact value at (x, x)
+    (:func:`ntkdsl.tiling.exact_duplicates`, as ``net.kernels`` does), write it (and, for a
+    self-kernel, its mirror below the diagonal) and flush both files."""
+    from .tiling import exact_duplicates
+
+    right = (None if a == b else x1[b]) if x2 is None else x2[b]
+    k = [np.array(v) for v in net._evaluate(x1[a], right, backend, dtype, True)]
+    exact_duplicates(k[0], k[1], x1[a], right, lambda p: net._evaluate(p, None, backend, dtype, True))
+    for name, value in zip(NAMES, k):
+        out[name][a, b] = value
+        if x2 is None and a != b:
+            out[name][b, a] = value.T
+    for name in NAMES:
+        out[name].flush()
+
+
+def _tile_digest(out, a: slice, b: slice, mirrored: bool) -> str:
+    """SHA-256 of a tile's values in both arrays (and of its mirror below the diagonal)."""
+    h = hashlib.sha256()
+    for name in NAMES:
+        for block in ((out[name][a, b], out[name][b, a]) if mirrored and a != b else (out[name][a, b],)):
+            h.update(np.ascontiguousarray(block).reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def _open_partials(part: dict, shape, dtype, done: Dict[tuple, str], blocks, mirrored: bool, directory):
+    """The two partial arrays opened for writing, and the recorded tiles whose bytes match their
+    checksums. Missing or unreadable files (another shape, a damaged header) are created afresh;
+    numpy extends a truncated one with zeros, whose tiles then fail their checksum."""
+    from numpy.lib.format import open_memmap
+
+    out, lost = None, 0
+    if done:
+        try:
+            out = {name: open_memmap(part[name], mode="r+") for name in NAMES}
+            if any(a.shape != tuple(shape) or a.dtype != dtype for a in out.values()):
+                raise ValueError("another shape or dtype")
+        except (OSError, ValueError):
+            out, lost = None, len(done)
+    if out is None:
+        out = {name: open_memmap(part[name], mode="w+", dtype=dtype, shape=tuple(shape)) for name in NAMES}
+        done = {}
+    else:
+        keys = {(a.start, b.start): (a, b) for a, b in blocks}
+        good = {key: digest for key, digest in done.items()
+                if key in keys and digest is not None and _tile_digest(out, *keys[key], mirrored) == digest}
+        lost, done = len(done) - len(good), good
+    if lost:
+        warnings.warn(f"{lost} finished tile{'s' if lost > 1 else ''} in {directory} did not match the checksum "
+                      f"recorded in {MANIFEST} (a removed, damaged, truncated or older partial file): computing "
+                      f"{'them' if lost > 1 else 'it'} again", ResumeWarning, stacklevel=3)
+    return out, done
 
 
 def _points(net, x, name) -> np.ndarray:
@@ -199,17 +249,36 @@ def _largest_square(model, limit: float, cap: int) -> int:
 
 
 def _read_manifest(directory) -> Optional[dict]:
+    """The manifest with ``done`` as {(row, column): SHA-256 or None}, or None when there is none.
+
+    Raises:
+        ResumeMismatchError: it exists but cannot be read or is not a manifest of this format.
+    """
     path = os.path.join(directory, MANIFEST)
     if not os.path.exists(path):
         return None
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
-        if manifest.get("format") != FORMAT or not isinstance(manifest.get("done"), list):
-            raise ValueError("unknown format")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ResumeMismatchError(f"cannot read {path} ({exc}); remove {directory} to start over") from None
+        if not isinstance(manifest, dict) or manifest.get("format") not in (1, FORMAT):
+            raise ValueError("not a manifest of a known format")
+        tile, entries = manifest.get("tile"), manifest.get("done")
+        if not (isinstance(tile, list) and len(tile) == 2 and all(isinstance(t, int) and t > 0 for t in tile)):
+            raise ValueError("no valid tile shape")
+        if not isinstance(entries, list) or not all(_entry(e) for e in entries):
+            raise ValueError("no valid list of finished tiles")
+    except (OSError, ValueError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ResumeMismatchError(f"cannot resume in {directory}: {path} is damaged ({exc}); remove {path} and the "
+                                  "*.partial.npy files beside it (or the whole directory) to start over") from None
+    manifest["done"] = {(e[0], e[1]): (e[2] if len(e) == 3 else None) for e in entries}  # format 1: no checksums
+    manifest["complete"] = manifest.get("complete") is True
     return manifest
+
+
+def _entry(e) -> bool:
+    """Whether a manifest entry is [row, column] (format 1) or [row, column, SHA-256]."""
+    return (isinstance(e, list) and len(e) in (2, 3) and all(isinstance(v, int) and v >= 0 for v in e[:2])
+            and (len(e) == 2 or (isinstance(e[2], str) and len(e[2]) == 64)))
 
 
 def _check(manifest: dict, ident: dict, directory) -> None:
@@ -237,8 +306,8 @@ def _describe(value) -> str:
     return str(value)
 
 
-def _write_manifest(directory, record: dict, done) -> None:
-    data = dict(record, done=sorted(list(key) for key in done))
+def _write_manifest(directory, record: dict, done: Dict[tuple, str]) -> None:
+    data = dict(record, done=[[i, j, digest] for (i, j), digest in sorted(done.items())])
     with atomic_open(os.path.join(directory, MANIFEST)) as f:
         f.write((json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
