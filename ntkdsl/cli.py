@@ -39,6 +39,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as exc:
         print(f"ntkdsl: error: {exc}", file=sys.stderr)
         return USER_ERROR
+    except FloatingPointError as exc:  # a numerical dual refused at the inputs' variances (codegen/support.py)
+        print(f"ntkdsl: error: {exc}", file=sys.stderr)
+        return USER_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `ntkdsl sample ... | head`: the reader left; not an error of ours

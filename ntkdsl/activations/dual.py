@@ -6,9 +6,16 @@ Strategies, tried in order (kernel-math.md §3):
 2. a polynomial in x: the Hermite re-expansion, exact for every variance;
 3. α·A(β·x) + γ for a recognised catalog atom A (relu, abs, step, sign, erf, sin/cos, exp):
    K = α²·K_A(β²q1, β²q2, β²c) + αγ·(m_A(q1) + m_A(q2)) + γ², with m_A(q) = E[A(βu)];
-4. a sum of an odd and an even part that are each exact: the cross terms vanish, because
-   (u, v) and (−u, −v) have the same law, so E[f_odd(u)·g_even(v)] = 0;
-5. otherwise the numerical dual E[σ(u)σ(v)] by kink-aware Gauss–Legendre quadrature.
+4. a sum of odd terms and even terms that are each exact: the cross terms vanish, because
+   (u, v) and (−u, −v) have the same law, so E[f_odd(u)·g_even(v)] = 0 (each part has fewer terms
+   than the sum, so the split always makes progress);
+5. a piecewise-constant σ (step/sign of any function of x): exact through bivariate normal orthant
+   probabilities (:mod:`.steps`), its breakpoints found numerically (:mod:`.breakpoints`);
+6. otherwise the numerical dual E[σ(u)σ(v)] by kink-aware Gauss–Legendre quadrature, its kinks and
+   jumps located symbolically where sympy solves for them and numerically otherwise.
+
+An exact strategy that fails (an exception, an expression too large to manipulate) falls back to
+the numerical dual. Each Dual says how it was obtained and its error bound (``ntkdsl check``).
 
 K̇ is the row's published form, else ∂K/∂c (Price's theorem); for σ with jumps K̇ := 0 (what
 backpropagation sees), never a DiracDelta.
@@ -23,7 +30,14 @@ from typing import Optional, Tuple
 import sympy as sp
 
 from ..symbolic.functions import GaussianExpectation, angle
+from . import steps
+from .breakpoints import is_resolvable
 from .registry import REGISTRY, ActivationRow, price_derivative
+
+ROUNDING = "error: float64 rounding"
+QUADRATURE = ("numerical (kink-aware Gauss–Legendre quadrature); error ≤ 5e-7·(|K| + √(q1·q2)) for σ of "
+              "moderate growth, oscillation and variance (docs/numerical-duals.md)")
+MAX_OPS = 400  # larger custom expressions skip the symbolic strategies (sympy's cost grows fast)
 
 
 @dataclass(frozen=True)
@@ -39,7 +53,7 @@ def row_dual(row: ActivationRow, args: dict, q1, q2, c) -> Dual:
     """The dual of a catalog row: its closed form, or the numerical dual of its σ."""
     if row.exact:
         k, kdot = row.dual(q1, q2, c, **args)
-        return Dual(k, kdot, f"closed form ({row.citation.split(';')[0].split(',')[0]})")
+        return Dual(k, kdot, f"closed form ({row.citation.split(';')[0].split(',')[0]}); {ROUNDING}")
     x = sp.Symbol("x", real=True)
     return numerical_dual(sp.Lambda(x, row.fn(x, **args)), q1, q2, c, row.breakpoints, jumps=row.jumps)
 
@@ -48,18 +62,44 @@ def function_dual(fn: sp.Lambda, q1, q2, c) -> Dual:
     """The dual of an arbitrary one-variable σ (a custom or composed activation)."""
     (x,) = fn.variables
     expr = fn.expr
-    exact = _exact(expr, x, q1, q2, c)
+    try:
+        exact = _exact(expr, x, q1, q2, c) if sp.count_ops(expr) <= MAX_OPS else None
+    except Exception:  # noqa: BLE001 - a failed exact strategy costs speed, never correctness
+        exact = None
     if exact is not None:
-        return Dual(*exact)
+        k, kdot, method = exact
+        return Dual(k, kdot, f"{method}; {ROUNDING}")
+    locators = steps.jump_locators(expr, x)
+    if locators is not None:
+        return _step_dual(fn, locators, q1, q2, c)
     return numerical_dual(fn, q1, q2, c, kinks(expr, x), jumps=_has_jumps(expr))
 
 
+def _step_dual(fn: sp.Lambda, locators, q1, q2, c) -> Dual:
+    """A piecewise-constant σ: the orthant-probability closed form (:mod:`.steps`), now when its
+    breakpoints are numbers, else when the parameters get values (GaussianExpectation resolves it)."""
+    method = "exact (step functions of x: bivariate normal orthant probabilities, Owen's T)"
+    where = " at breakpoints found numerically" if any(not _polynomial(loc) for loc in locators) else ""
+    if is_resolvable(locators) and not fn.expr.free_symbols - set(fn.variables):
+        found = steps.pieces(fn, tuple(locators))
+        if found is not None:
+            return Dual(steps.step_dual(*found, q1, q2, c), sp.S.Zero, f"{method}{where}; {ROUNDING}")
+    dual = numerical_dual(fn, q1, q2, c, tuple(locators), jumps=True)
+    return Dual(dual.nngp, sp.S.Zero, f"{method}{where or ' at breakpoints'} found once parameters have values; {ROUNDING}")
+
+
+def _polynomial(loc: sp.Lambda) -> bool:
+    return loc.expr.is_polynomial(*loc.variables)
+
+
 def numerical_dual(fn: sp.Lambda, q1, q2, c, breakpoints=(), jumps: bool = False) -> Dual:
-    """E[σ(u)σ(v)] by quadrature; K̇ = E[σ'(u)σ'(v)] from the symbolic σ' (0 where σ jumps)."""
+    """E[σ(u)σ(v)] by quadrature; K̇ = E[σ'(u)σ'(v)] from the symbolic σ' (0 where σ jumps).
+
+    ``breakpoints``: numbers, expressions in parameters, or locators ``Lambda(x, a(x))`` whose sign
+    changes are breakpoints (resolved numerically once every parameter has a value)."""
     marks = sp.Tuple(*sorted({_number(b) for b in breakpoints}, key=sp.default_sort_key))
     k = GaussianExpectation(fn, fn, q1, q2, c, marks)
-    kdot = k.fdiff(5)
-    return Dual(k, kdot, "numerical (kink-aware Gauss–Legendre quadrature)")
+    return Dual(k, GaussianExpectation(*k.args).fdiff(5) if isinstance(k, GaussianExpectation) else sp.S.Zero, QUADRATURE)
 
 
 def _number(b) -> sp.Expr:
@@ -74,7 +114,8 @@ def _number(b) -> sp.Expr:
 
 
 # ---------------------------------------------------------------- exact strategies
-def _exact(expr: sp.Expr, x: sp.Symbol, q1, q2, c) -> Optional[Tuple[sp.Expr, str, bool]]:
+def _exact(expr: sp.Expr, x: sp.Symbol, q1, q2, c) -> Optional[Tuple[sp.Expr, sp.Expr, str]]:
+    """(K, K̇, how) by strategies 2–4 of the module docstring, or None."""
     if expr.is_polynomial(x):
         coeffs = sp.Poly(expr, x).all_coeffs()[::-1]
         k = hermite_dual(coeffs, q1, q2, c)
@@ -87,14 +128,29 @@ def _exact(expr: sp.Expr, x: sp.Symbol, q1, q2, c) -> Optional[Tuple[sp.Expr, st
             return None
         k = alpha**2 * k_atom + (alpha * gamma * (mean(q1) + mean(q2)) if gamma != 0 else 0) + gamma**2
         return k, alpha**2 * kdot_atom, f"exact ({name} with affine input and output)"
-    odd = sp.expand((expr - expr.subs(x, -x)) / 2)
-    even = sp.expand((expr + expr.subs(x, -x)) / 2)
-    if odd != 0 and even != 0 and sp.simplify(odd + even - expr) == 0:
-        parts = [_exact(part, x, q1, q2, c) for part in (odd, even)]
+    split = _odd_even(expr, x)
+    if split is not None:
+        parts = [_exact(part, x, q1, q2, c) for part in split]
         if all(p is not None for p in parts):
             return (parts[0][0] + parts[1][0], parts[0][1] + parts[1][1],
                     "exact (odd + even parts; their cross terms vanish by symmetry)")
     return None
+
+
+def _odd_even(expr: sp.Expr, x: sp.Symbol):
+    """(odd terms, even terms) of a sum whose every term is odd or even in x, both non-empty; else None."""
+    if not isinstance(expr, sp.Add):
+        return None
+    odd, even = [], []
+    for term in expr.args:
+        mirrored = term.xreplace({x: -x})
+        if mirrored == term or sp.expand(mirrored - term) == 0:
+            even.append(term)
+        elif sp.expand(mirrored + term) == 0:
+            odd.append(term)
+        else:
+            return None
+    return (sp.Add(*odd), sp.Add(*even)) if odd and even else None
 
 
 def hermite_dual(coeffs, q1, q2, c) -> sp.Expr:
@@ -140,14 +196,33 @@ def _atom(core: sp.Expr, x: sp.Symbol):
     if isinstance(core, sp.erf) and (beta := _linear(core.args[0], x)) is not None:
         row = REGISTRY.get("erf")
         return lambda q1, q2, c: (*row.dual(q1, q2, c, a=1, b=beta, c=0), lambda q: sp.S.Zero, "erf", False)
-    if isinstance(core, sp.exp) and (beta := _linear(core.args[0], x)) is not None:
-        # E[e^{βu}e^{βv}] = e^{β²(q1 + q2 + 2c)/2}, E[e^{βu}] = e^{β²q/2} (Gaussian moment generating function)
+    if isinstance(core, (sp.sin, sp.cos)) and (affine := _affine_argument(core.args[0], x)) is not None:
+        beta, phase = affine
+        row = REGISTRY.get(core.func.__name__)  # Pearce et al. 2019 (activations/trig.py)
+        params = {"a": sp.S.One, "b": beta, "c": phase}
+        return lambda q1, q2, c: (*row.dual(q1, q2, c, **params), lambda q: row.mean(q, **params),
+                                  core.func.__name__, False)
+    if isinstance(core, sp.exp) and (affine := _affine_argument(core.args[0], x)) is not None:
+        beta, shift = affine
+        # E[e^{βu+γ}e^{βv+γ}] = e^{2γ + β²(q1 + q2 + 2c)/2}, E[e^{βu+γ}] = e^{γ + β²q/2}
+        # (the Gaussian moment generating function)
         def exp_dual(q1, q2, c):
-            k = sp.exp(beta**2 * (q1 + q2 + 2 * c) / 2)
-            return k, beta**2 * k, lambda q: sp.exp(beta**2 * q / 2), "exp", False
+            k = sp.exp(2 * shift + beta**2 * (q1 + q2 + 2 * c) / 2)
+            return k, beta**2 * k, lambda q: sp.exp(shift + beta**2 * q / 2), "exp", False
 
         return exp_dual
     return None
+
+
+def _affine_argument(arg: sp.Expr, x: sp.Symbol):
+    """(β, γ) with arg = β·x + γ (β ≠ 0; β, γ numbers or parameter expressions), else None."""
+    if not arg.is_polynomial(x):
+        return None
+    poly = sp.Poly(arg, x)
+    if poly.degree() != 1:
+        return None
+    beta, gamma = poly.all_coeffs()
+    return beta, gamma
 
 
 def _scaled_abrelu(beta, a, b, name):
@@ -164,18 +239,23 @@ def _scaled_abrelu(beta, a, b, name):
 
 # ---------------------------------------------------------------- kinks and jumps
 def kinks(expr: sp.Expr, x: sp.Symbol) -> Tuple[sp.Expr, ...]:
-    """Real x where σ is not smooth: zeros of the arguments of Max/Min/Abs/Heaviside/sign."""
+    """Where σ is not smooth: the sign changes of the arguments of Max/Min/Abs/Heaviside/sign.
+
+    Exact zeros where the argument is a polynomial that sympy solves (possibly in parameter
+    symbols); otherwise the argument itself as a locator ``Lambda(x, a(x))``, resolved numerically
+    (:func:`ntkdsl.activations.breakpoints.sign_changes`) once every parameter has a value."""
     points = set()
     for node in sp.preorder_traversal(expr):
-        if isinstance(node, (sp.Max, sp.Min)):
-            args = [node.args[0] - a for a in node.args[1:]]
+        if isinstance(node, (sp.Max, sp.Min)):  # sympy flattens max(0, max(p, x)): every pair may cross
+            args = [a - b for i, a in enumerate(node.args) for b in node.args[i + 1:]]
         elif isinstance(node, (sp.Abs, sp.Heaviside, sp.sign)):
             args = [node.args[0]]
         else:
             continue
         for arg in args:
-            points.update(_real_zeros(arg, x))
-    return tuple(sorted(points, key=sp.default_sort_key))  # may depend on parameter symbols
+            if arg.has(x):
+                points.update(_real_zeros(arg, x))
+    return tuple(sorted(points, key=sp.default_sort_key))
 
 
 def _real_zeros(arg: sp.Expr, x: sp.Symbol):
@@ -185,13 +265,7 @@ def _real_zeros(arg: sp.Expr, x: sp.Symbol):
         return [sp.nsimplify(-gamma / beta) if (-gamma / beta).is_number else -gamma / beta]
     if poly is not None and poly.degree() <= 4 and not poly.free_symbols - {x}:
         return [sp.Float(float(r)) for r in sp.real_roots(poly)] if poly.degree() > 0 else []
-    try:
-        found = sp.solveset(arg, x, sp.S.Reals)
-    except Exception:  # noqa: BLE001 - an unsolvable kink equation only costs accuracy, not correctness
-        return []
-    if not isinstance(found, sp.FiniteSet):
-        return []
-    return [r for r in found if r.is_real is not False]
+    return [sp.Lambda(x, arg)]
 
 
 def _has_jumps(expr: sp.Expr) -> bool:

@@ -357,8 +357,8 @@ def _support(functions) -> str:
 def support_source() -> str:
     """The quadrature routine of :mod:`.support`, verbatim, with its constants."""
     constants = [f"{name} = {getattr(support, name)!r}" for name in
-                 ("GAUSS_PANEL_EDGES", "SIGMA_PANEL_EDGES", "GAUSS_TAIL", "GAUSS_NODES")]
+                 ("GAUSS_PANEL_EDGES", "SIGMA_PANEL_EDGES", "GAUSS_TAIL", "GAUSS_NODES", "TAIL_RATIO")]
     functions = [inspect.getsource(getattr(support, name)).rstrip("\n") for name in
-                 ("gaussian_expectation", "gaussian_expectations", "_panels", "_edges", "_expectation", "_Quiet",
+                 ("gaussian_expectation", "gaussian_expectations", "_panels", "_edges", "_expectation", "_decayed", "_Quiet",
                   "_leggauss")]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"

@@ -14,6 +14,7 @@ GAUSS_PANEL_EDGES = (-5.0, -2.0, 2.0, 5.0)
 SIGMA_PANEL_EDGES = (-1.0, 0.0, 1.0)
 GAUSS_TAIL = 9.0  # φ(9) ≈ 1e-18: beyond it nothing a float64 kernel can see
 GAUSS_NODES = 10
+TAIL_RATIO = 1e-7  # the integrand at |z| = 9 relative to its largest term (_decayed)
 
 
 def perp(c, q1, q2):
@@ -48,7 +49,10 @@ def perp(c, q1, q2):
 def symmetric_dual(dual, q1, q2, c):
     """``dual(q1, q2, c)`` for a self-kernel, from its upper triangle only: K and K̇ are symmetric in
     (x, x'), so the lower triangle is the mirror image, exactly. Used for numerical duals (quadrature
-    per entry), where it halves the work; memory: two index arrays of N(N+1)/2 entries."""
+    per entry), where it halves the work; memory: two index arrays of N(N+1)/2 entries. A covariance
+    that is one number for every pair (after a constant activation) is passed through as it is."""
+    if xp.ndim(c) < 2:
+        return dual(q1, q2, c)
     n = c.shape[0]
     i, j = xp.triu_indices(n)
     k, kdot = dual(xp.broadcast_to(q1, c.shape)[i, j], xp.broadcast_to(q2, c.shape)[i, j], c[i, j])
@@ -150,9 +154,33 @@ def _expectation(pairs, q1, q2, c, marks, kink_marks, gauss, x, w):
     v, u = mu[..., None] + s3 * z2, r1[:, None] * z1
     results = []
     for f, g in pairs:
-        inner = xp.sum(w2 * g(v), axis=-1) * density
-        results.append(xp.sum(w1 * f(u) * inner, axis=-1) * density)
+        with _Quiet():  # zero-width panels (coinciding edges) put nodes on a breakpoint, with weight 0
+            terms = xp.where((w2 != 0) & (w1 != 0)[..., None], w2 * g(v), 0.0)
+            outer = xp.where(w1 != 0, w1 * f(u), 0.0)
+        _decayed(outer, terms, q1, q2)
+        inner = xp.sum(terms, axis=-1) * density
+        results.append(xp.sum(outer * inner, axis=-1) * density)
     return results
+
+
+def _decayed(outer, terms, q1, q2):
+    """Refuse a 2-D integrand (outer[n, i]·terms[n, i, j]) that is not a finite number or has not decayed
+    at the edges of the box |z1|, |z2| ≤ 9 (its largest term there above TAIL_RATIO of its largest
+    term anywhere): E[f(u)g(v)] is then infinite (σ grows like e^{x²/(4q)} or faster, or is infinite at
+    a point the nodes reach) or not resolved by truncating at 9 standard deviations, and any number
+    returned would be wrong."""
+    with _Quiet():
+        a1, a2 = xp.abs(outer), xp.abs(terms)
+        rows = xp.max(a2, axis=-1)  # (n, i)
+        peak = xp.max(a1 * rows, axis=-1)
+        edge2 = xp.max(a1 * xp.maximum(a2[..., 0], a2[..., -1]), axis=-1)
+        edge1 = xp.maximum(a1[:, 0] * rows[:, 0], a1[:, -1] * rows[:, -1])
+        bad = ~xp.isfinite(peak) | (xp.maximum(edge1, edge2) > TAIL_RATIO * peak)
+    if bool(xp.any(bad)):
+        i = int(xp.nonzero(bad)[0][0])
+        raise FloatingPointError(f"E[σ(u)σ(v)] is infinite or undefined at the variances ({float(q1[i]):.6g}, "
+                                 f"{float(q2[i]):.6g}) of this activation's inputs (the integrand is not finite, "
+                                 "or does not decay within 9 standard deviations)")
 
 
 class _Quiet:

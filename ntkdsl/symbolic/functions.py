@@ -122,16 +122,34 @@ class GaussianExpectation(sp.Function):
     """E[f(u)·g(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]): a numerical dual kernel.
 
     Arguments: ``(f, g, q1, q2, c, kinks)`` with f, g one-variable ``sp.Lambda``s and ``kinks`` a
-    ``sp.Tuple`` of σ-argument values where f or g is not smooth. Price's theorem gives the
-    derivative in c: E[f'(u)·g'(v)] (derivatives of jumps taken as 0, as backpropagation sees them,
-    kernel-math.md §3). Printed as a call to the generated module's quadrature routine.
+    ``sp.Tuple`` of σ-argument values where f or g is not smooth: numbers, expressions in parameter
+    symbols, or locators ``Lambda(x, a(x))`` standing for the sign changes of a(x). Price's theorem
+    gives the derivative in c: E[f'(u)·g'(v)] (derivatives of jumps taken as 0, as backpropagation
+    sees them, kernel-math.md §3). Printed as a call to the generated module's quadrature routine.
+
+    Once f, g and the breakpoints hold no parameter symbols (the code generator substitutes their
+    values), it evaluates: to 0 when f or g is 0, to the exact orthant-probability form when f = g is
+    piecewise constant, and otherwise to itself with every locator replaced by the numbers it locates
+    (:func:`ntkdsl.activations.steps.resolve`).
     """
 
     nargs = 6
 
     @classmethod
     def eval(cls, f, g, q1, q2, c, kinks):
-        return None
+        if f.expr.is_zero or g.expr.is_zero:
+            return sp.S.Zero
+        if not any(isinstance(k, sp.Lambda) for k in kinks) and not kinks.has(sp.Heaviside, sp.sign) \
+                and not f.expr.has(sp.Heaviside, sp.sign):
+            return None  # nothing to resolve (the common case: no work at every rebuild)
+        from ..activations.steps import resolve
+
+        resolved = resolve(f, g, q1, q2, c, kinks)
+        if resolved is None or resolved == kinks:
+            return None
+        if isinstance(resolved, sp.Tuple):
+            return cls(f, g, q1, q2, c, resolved, evaluate=False)
+        return resolved
 
     def fdiff(self, argindex=1):
         f, g, q1, q2, c, kinks = self.args

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple
 
 import sympy as sp
 
+from ..activations import finiteness
 from ..activations.dual import function_dual
 from ..ir import nodes
 from ..ir.branches import BRANCHING, Residual
@@ -155,7 +156,9 @@ def derive(net: nodes.Network, layout: str = "auto") -> KernelProgram:
     first, state = input_state(net.input_dim, spatial, FULL if spatial and full_in else DIAGONAL)
     deriver = _Deriver(force, [first])
     deriver.sequence(net.layers, state, False, "")
-    return KernelProgram(net, tuple(deriver.steps)).check()
+    program = KernelProgram(net, tuple(deriver.steps)).check()
+    finiteness.verify(program)  # a numerical dual whose expectation is infinite: a located error
+    return program
 
 
 class _Deriver:
