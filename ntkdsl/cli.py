@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import __version__
+from . import __version__, progress
 from ._files import protecting, write_npz, write_text
 from .api import CompiledNetwork, load
 from .errors import SpecError, UserError
@@ -21,6 +21,7 @@ from .flow import cli as flow_cli
 from .sampler import cli as sampler_cli
 from .frontend import parse
 from .ir import lower, lower_all, select_network
+from .validate import points
 
 USER_ERROR = 2
 INPUTS = ("spec", "x1", "x2", "train", "test")  # arguments of every command that name input files
@@ -30,6 +31,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    progress.set_default(getattr(args, "progress", None))
     try:
         with protecting(getattr(args, name, None) for name in INPUTS):  # no output replaces an input
             return args.run(args)
@@ -48,31 +50,57 @@ def main(argv: Optional[List[str]] = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit-time flush does not fail again
         return 141
+    finally:
+        progress.set_default(None)
+
+
+def require_gpu() -> None:
+    """A UserError unless CuPy imports and runs a tiny array operation on a CUDA device.
+
+    CuPy reports a missing driver, device or runtime library by many exception types (CUDARuntimeError,
+    CompileException, RuntimeError, ...) at the first array operation; one probe turns them all into
+    one line instead of a long CUDA traceback.
+    """
+    try:
+        import cupy
+    except ImportError:
+        raise UserError("--backend cupy needs CuPy and a CUDA GPU: pip install 'ntkdsl[gpu]'") from None
+    try:
+        float((cupy.arange(2, dtype=cupy.float64) + 1.0).sum())
+    except Exception as exc:  # noqa: BLE001 (see the docstring: CuPy's failures have no common base)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"--backend cupy: no usable CUDA GPU ({type(exc).__name__}: {first}); "
+                        "use --backend numpy") from None
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ntkdsl", description="Compile .ntk network specs into NNGP/NTK kernel evaluators.")
     p.add_argument("--version", action="version", version=f"ntkdsl {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="what to do (ntkdsl COMMAND -h for its options)")
 
     c = sub.add_parser("compile", help="emit the kernel evaluator (Python), the recursion (LaTeX) or the canonical IR")
     c.add_argument("spec", help="a .ntk file")
     c.add_argument("--network", help="which network, when the file defines several")
-    c.add_argument("--emit", choices=("python", "latex", "ir"), default="python")
+    c.add_argument("--emit", choices=("python", "latex", "ir"), default="python",
+                   help="python: the kernel evaluator module (default); latex: the derived recursion; "
+                        "ir: the canonical network text")
     c.add_argument("-o", "--out", help="write here (atomically) instead of stdout")
     c.add_argument("--backend", choices=("numpy", "numba", "cupy"), default="numpy",
                    help="array module of the emitted Python: numpy, numba (fused CPU kernels) or cupy (GPU)")
     c.set_defaults(run=_compile)
 
     e = sub.add_parser("eval", help="evaluate the NNGP and NTK kernels on inputs stored as .npy")
-    e.add_argument("spec")
-    e.add_argument("--x1", required=True, help=".npy array of shape (N1, d)")
-    e.add_argument("--x2", help=".npy array of shape (N2, d); default: x1")
-    e.add_argument("--network")
+    e.add_argument("spec", help="a .ntk file")
+    e.add_argument("--x1", required=True, help="inputs: .npy array of shape (N1, *input shape), an .npz holding "
+                                               "one array, or FILE.npz:NAME")
+    e.add_argument("--x2", help="second inputs, as --x1, of shape (N2, *input shape); default: x1")
+    e.add_argument("--network", help="which network, when the file defines several")
     e.add_argument("-o", "--out", help=".npz to write with arrays nngp and ntk (atomically)")
     e.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"), default="auto",
                    help="evaluator: auto (fused numba kernels for large inputs when installed), numpy, numba, cupy")
-    e.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    e.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the kernels (default %(default)s)")
     e.add_argument("--batch-size", type=_positive, help="evaluate in tiles of at most this many x this many points "
                    "(default: tiles only when the estimate exceeds half the available memory)")
     e.add_argument("--memory-budget", type=_size, metavar="SIZE",
@@ -80,16 +108,16 @@ def _parser() -> argparse.ArgumentParser:
                         "available memory); larger requests run in tiles, or fail with a message")
     e.add_argument("--memmap", metavar="DIR", help="stream the kernels tile by tile into DIR/nngp.npy and DIR/ntk.npy "
                    "(memory-mapped .npy; for results larger than memory); resumes an interrupted run in DIR")
-    e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a progress bar over the tiles (default: only when stderr is a terminal)")
+    progress.add_option(e, "over the tiles of large requests")
     e.set_defaults(run=_eval)
 
     a = sub.add_parser("activations", help="list the activation catalog: σ, its dual kernels, exact or numerical")
+    a.add_argument("name", nargs="?", help="show only this activation (or those whose names contain NAME)")
     a.set_defaults(run=_activations)
 
     k = sub.add_parser("check", help="parse and verify every network of a spec and summarise it")
-    k.add_argument("spec")
-    k.add_argument("--network")
+    k.add_argument("spec", help="a .ntk file")
+    k.add_argument("--network", help="which network (default: every network of the file)")
     k.set_defaults(run=_check)
     flow_cli.register(sub)
     sampler_cli.register(sub)
@@ -135,21 +163,46 @@ def _compile(args) -> int:
     return 0
 
 
-def load_points(path: str, shape, name: str) -> np.ndarray:
-    """The .npy array of inputs at ``path`` with per-point ``shape`` (the network's input shape); a
-    UserError naming ``name`` (the option) when it cannot be read, has another shape or non-finite values."""
-    shape = tuple(shape)
+def load_array(path: str, name: str) -> np.ndarray:
+    """The array stored at ``path``: a .npy file, an .npz file holding one array, or ``FILE.npz:KEY``
+    (the array KEY of an .npz); a UserError naming ``name`` (the option) otherwise."""
+    key = None
+    if not os.path.exists(path) and ".npz:" in path:
+        path, key = path.rsplit(":", 1)
     try:
-        x = np.load(path, allow_pickle=False)
+        data = np.load(path, allow_pickle=False)
     except OSError as exc:
         raise UserError(f"cannot load {name} from {path!r}: {exc.strerror or exc}") from None
     except (ValueError, EOFError):  # numpy speaks of pickles and an option this CLI does not have; EOF: empty file
-        raise UserError(f"cannot load {name} from {path!r}: not a .npy file of numbers (write one with numpy.save)") from None
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-        raise UserError(f"{name} in {path!r} has shape {x.shape}; this network needs (N, {', '.join(map(str, shape))})")
-    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
-        raise UserError(f"{name} in {path!r} must hold finite numbers")
-    return x
+        raise UserError(f"cannot load {name} from {path!r}: not a .npy file of numbers (write one with numpy.save; "
+                        "numpy.savez files work too)") from None
+    if isinstance(data, np.ndarray):
+        if key is not None:
+            raise UserError(f"{name} {path!r} is a .npy file holding one array; drop ':{key}'")
+        return data
+    with data:
+        names = list(data.files)
+        if key is None and len(names) == 1:
+            key = names[0]
+        if key not in names:
+            held = ", ".join(names) or "no arrays"
+            ask = f"has no array {key!r}" if key is not None else "holds several arrays"
+            raise UserError(f"{name} {path!r} {ask} ({held}); choose one as {path}:NAME")
+        try:
+            return data[key]
+        except (ValueError, OSError, EOFError):
+            raise UserError(f"cannot load {name} from {path}:{key}: not an array of numbers") from None
+
+
+def load_points(path: str, shape, name: str) -> np.ndarray:
+    """The inputs at ``path`` (:func:`load_array`) with per-point ``shape`` (the network's input shape),
+    at least one point; a UserError naming ``name`` (the option) when they cannot be read, have
+    another shape or non-finite values."""
+    x = load_array(path, name)
+    try:
+        return points(x, tuple(shape), name, where=f" in {path!r}", allow_empty=False)  # the API's rules (ntkdsl.validate)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _eval(args) -> int:
@@ -159,6 +212,8 @@ def _eval(args) -> int:
     x2 = load_points(args.x2, shape, "--x2") if args.x2 else None
     if args.memmap is not None:
         return _eval_to_disk(args, net, x1, x2)
+    if args.backend == "cupy":
+        require_gpu()
     try:
         k = net.kernels(x1, x2, backend=args.backend, dtype=args.dtype, to_numpy=True, batch_size=args.batch_size,
                         memory_budget=args.memory_budget, progress=args.progress)
@@ -209,9 +264,17 @@ def _eval_to_disk(args, net: CompiledNetwork, x1, x2) -> int:
 
 
 def _activations(args) -> int:
-    from .activations.catalog import text_table
+    import shutil
 
-    sys.stdout.write(text_table())
+    from .activations.catalog import matching, text_table
+    from .activations.registry import REGISTRY
+
+    names = None if args.name is None else matching(args.name)
+    if names == []:
+        known = ", ".join(sorted(row.name for row in REGISTRY))
+        raise UserError(f"no activation named {args.name!r}; the catalog has: {known}")
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 100
+    sys.stdout.write(text_table(names, max(width, 40)))
     return 0
 
 

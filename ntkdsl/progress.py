@@ -15,18 +15,52 @@ with carriage returns.
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 Progress = Union[None, bool, Callable[[int, int], object]]
+
+_DEFAULT: Optional[bool] = None  # None: show progress and notes when stderr is a terminal
+
+
+def add_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """The command line's one ``--progress/--no-progress`` flag (same meaning on every command)."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"progress bar on stderr ({what}) and one-line notes before slow steps (a first "
+                             "numba compile, numerical duals); --no-progress: none (default: only when "
+                             "stderr is a terminal)")
+
+
+def set_default(show: Optional[bool]) -> None:
+    """What ``progress=None`` means in this process: None (stderr is a terminal), True or False."""
+    global _DEFAULT
+    _DEFAULT = show
+
+
+def wanted(progress: Progress = None) -> bool:
+    """Whether to draw a bar or write notes for ``progress`` (None: the default of :func:`set_default`)."""
+    if isinstance(progress, bool):
+        return progress
+    if progress is not None:  # a callable gets the counts; no bar, no notes
+        return False
+    return _DEFAULT if _DEFAULT is not None else _stderr_is_tty()
+
+
+def note(text: str, progress: Progress = None) -> None:
+    """A one-line note on stderr before a step that may take a while (``ntkdsl: TEXT``), when :func:`wanted`."""
+    if wanted(progress):
+        sys.stderr.write(f"ntkdsl: {text}\n")
+        sys.stderr.flush()
 
 
 class _Bar:
     """The minimal built-in bar: ``desc: 37% |#######       | 15/40 tiles [12 s < 20 s]`` on stderr."""
 
-    def __init__(self, total: int, initial: int, desc: str, stream=None):
-        self.total, self.n, self.desc = total, initial, desc
+    def __init__(self, total: int, initial: int, desc: str, stream=None, unit: str = "tile"):
+        self.total, self.n, self.desc, self.unit = total, initial, desc, unit
         self.stream = stream or sys.stderr
         self.start, self.initial = time.monotonic(), initial
         self._draw()
@@ -43,7 +77,7 @@ class _Bar:
         rate = (self.n - self.initial) / elapsed if elapsed > 0 else 0.0
         eta = f" < {(self.total - self.n) / rate:.0f} s" if rate > 0 and self.n < self.total else ""
         self.stream.write(f"\r{self.desc}: {100 * frac:3.0f}% |{'#' * filled}{' ' * (width - filled)}| "
-                          f"{self.n}/{self.total} tiles [{elapsed:.0f} s{eta}]")
+                          f"{self.n}/{self.total} {self.unit}s [{elapsed:.0f} s{eta}]")
         self.stream.flush()
 
     def close(self) -> None:
@@ -71,8 +105,9 @@ class _Silent:
         pass
 
 
-def tile_progress(progress: Progress, total: int, initial: int = 0, desc: str = "kernels"):
-    """An object with ``update(n=1)`` and ``close()`` for ``total`` tiles, ``initial`` already done.
+def tile_progress(progress: Progress, total: int, initial: int = 0, desc: str = "kernels", unit: str = "tile"):
+    """An object with ``update(n=1)`` and ``close()`` for ``total`` steps (tiles, or ``unit``s),
+    ``initial`` already done.
 
     Raises:
         TypeError: ``progress`` is none of None, a bool or a callable.
@@ -81,14 +116,45 @@ def tile_progress(progress: Progress, total: int, initial: int = 0, desc: str = 
         return _Callback(progress, total, initial)
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"progress must be None, True, False or a callable (done, total), not {progress!r}")
-    show = progress if progress is not None else (total > 1 and _stderr_is_tty())
+    show = progress if progress is not None else (total > 1 and wanted(None))
     if not show:
         return _Silent()
     try:
         from tqdm import tqdm
     except ImportError:
-        return _Bar(total, initial, desc)
-    return tqdm(total=total, initial=initial, desc=desc, unit="tile", file=sys.stderr)
+        return _Bar(total, initial, desc, unit=unit)
+    size = {} if _sized() else {"ncols": 80, "nrows": 24}
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, **size)
+
+
+def _sized() -> bool:
+    """Whether stderr's terminal has a size (a pseudo-terminal may have 0 x 0: tqdm would draw nothing)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return size.columns > 0 and size.lines > 0
+
+
+class time_progress:
+    """A bar over the integration time of an ODE, ``with time_progress(t_end, desc) as bar: ... bar.at(t)``:
+    percent of ``t_end`` reached (solvers step back and forth; the bar shows the furthest time)."""
+
+    def __init__(self, t_end: float, desc: str, progress: Progress = None):
+        self.t_end, self.done = t_end, 0
+        self.bar = tile_progress(progress, 100, desc=desc, unit="%") if t_end > 0 else _Silent()
+
+    def __enter__(self) -> "time_progress":
+        return self
+
+    def at(self, t: float) -> None:
+        percent = min(100, int(100 * t / self.t_end)) if self.t_end > 0 else 100
+        if percent > self.done:
+            self.bar.update(percent - self.done)
+            self.done = percent
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
 
 
 def _stderr_is_tty() -> bool:

@@ -34,10 +34,10 @@ def test_sample_with_inputs_and_progress_bar(capsys, tmp_path):
     x = tmp_path / "x.npy"
     np.save(x, np.random.default_rng(0).standard_normal((3, 2)))
     status, out, err = run(capsys, "sample", SPEC, "--widths", "16", "--samples", "3", "--x1", str(x),
-                           "--progress", "always")
+                           "--progress")
     assert status == 0, err
     assert f"3 inputs ({x})" in out and "slope" not in out  # one width: nothing to fit
-    assert "[" + "#" * 30 + "] 3/3 draws" in err
+    assert "3/3" in err and "draw" in err  # tqdm's bar or the built-in one
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -6,7 +6,8 @@ a test checks that the committed file is current.
 
 from __future__ import annotations
 
-from typing import List
+import textwrap
+from typing import Collection, List, Optional
 
 import sympy as sp
 
@@ -61,13 +62,16 @@ def _text(expr: sp.Expr) -> str:
     return text
 
 
-def rows() -> List[dict]:
-    """One dict per activation: name (with parameters), aliases, σ, K, K̇, exact?, reference."""
+def rows(names: Optional[Collection[str]] = None) -> List[dict]:
+    """One dict per activation (only those in ``names``, when given): name (with parameters),
+    aliases, σ, K, K̇, exact?, reference."""
     aliases = {}
     for alias, name in REGISTRY.aliases.items():
         aliases.setdefault(name, []).append(alias)
     out = []
     for row in sorted(REGISTRY, key=lambda r: r.name):
+        if names is not None and row.name not in names:
+            continue
         k, kdot = _formulas(row)
         out.append({
             "name": _signature(row),
@@ -100,15 +104,24 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def text_table() -> str:
-    """A compact listing for the terminal."""
+def matching(text: str) -> List[str]:
+    """Registry names for ``text``: the activation it names (or aliases), else every name containing it."""
+    name = REGISTRY.aliases.get(text, text)
+    if any(row.name == name for row in REGISTRY):
+        return [name]
+    return sorted(row.name for row in REGISTRY if text.lower() in row.name)
+
+
+def text_table(names: Optional[Collection[str]] = None, width: Optional[int] = None) -> str:
+    """A compact listing for the terminal (only ``names``, when given), lines wrapped at ``width``."""
     out = []
-    for r in rows():
+    for r in rows(names):
         alias = f" (alias {r['aliases']})" if r["aliases"] else ""
-        out.append(f"{r['name']}{alias}  [{r['kind']}]  σ = {r['sigma']}")
-        out.append(f"    K  = {r['nngp']}")
-        out.append(f"    K̇  = {r['nngp_dot']}")
-        out.append(f"    ref: {r['reference']}")
+        entries = [(f"{r['name']}{alias}  [{r['kind']}]  σ = {r['sigma']}", "    "),
+                   (f"    K  = {r['nngp']}", "         "), (f"    K̇  = {r['nngp_dot']}", "         "),
+                   (f"    ref: {r['reference']}", "         ")]
+        for text, indent in entries:
+            out.append(textwrap.fill(text, width, subsequent_indent=indent, break_on_hyphens=False) if width else text)
     return "\n".join(out) + "\n"
 
 

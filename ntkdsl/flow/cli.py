@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .. import progress
 from .._files import write_npz
 from .._plotting import pyplot, save_figure
 from ..errors import UserError
@@ -46,6 +47,7 @@ def register(subparsers) -> None:
     f.add_argument("--plot", help="image file for the loss and principal components over time (needs matplotlib)")
     f.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
                    help="where the kernels and the linear algebra run: numpy (default) or cupy (a CUDA GPU)")
+    progress.add_option(f, "over the tiles of the kernels")
     f.set_defaults(run=run)
 
 
@@ -73,15 +75,22 @@ def read_data(path: str, d: int, need_y: bool) -> Tuple[np.ndarray, Optional[np.
     Raises:
         UserError: unreadable file, missing arrays, wrong shapes or non-finite values.
     """
+    want = "x and y" if need_y else "x"
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            raise UserError(f"{path!r} is a .npy file (one array); flow reads an .npz with arrays {want}: "
+                            "numpy.savez(path, x=x, y=y)")
+        with data:
+            found = sorted(data.files)
             arrays = {k: data[k] for k in ("x", "y") if k in data.files}
     except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"cannot load {path!r} as .npz: {exc}") from None
+        raise UserError(f"cannot load {path!r} as .npz: {getattr(exc, 'strerror', None) or exc}") from None
     if "x" not in arrays or (need_y and "y" not in arrays):
-        want = "x and y" if need_y else "x"
-        raise UserError(f"{path!r} must hold arrays {want} (found {sorted(arrays) or 'none'})")
+        raise UserError(f"{path!r} must hold arrays {want} (found {', '.join(found) or 'none'})")
     x, y = arrays["x"], arrays.get("y")
+    if need_y and x.shape[:1] == (0,):
+        raise UserError(f"{path!r} holds no training points (x has shape {x.shape})")
     if x.ndim != 2 or x.shape[1] != d:
         raise UserError(f"x in {path!r} has shape {x.shape}; this network needs (N, {d})")
     for name, a in (("x", x), ("y", y)):
@@ -94,9 +103,19 @@ def read_data(path: str, d: int, need_y: bool) -> Tuple[np.ndarray, Optional[np.
     return x.astype(np.float64), None if y is None else y.astype(np.float64)
 
 
+class _WithProgress:
+    """The network with the CLI's --progress choice passed to every kernel request of the flow."""
+
+    def __init__(self, net, show):
+        self._net, self._show = net, show
+
+    def kernels(self, x1, x2=None, **options):
+        return self._net.kernels(x1, x2, progress=self._show, **options)
+
+
 def run(args) -> int:
     """Solve the flow and report; returns the exit status."""
-    from ..cli import _load   # the spec loader with readable errors for a missing file
+    from ..cli import _load, require_gpu   # the spec loader with readable errors for a missing file
     times = parse_times(args.times)
     if args.plot:
         pyplot(args.plot)   # fail early, before any work, when matplotlib is missing
@@ -104,25 +123,24 @@ def run(args) -> int:
     d = net.ir.input_dim
     x, y = read_data(args.train, d, need_y=True)
     x_test, y_test = read_data(args.test, d, need_y=False) if args.test else (None, None)
+    if y_test is not None and y_test.shape[1:] != y.shape[1:]:
+        raise UserError(f"test y has outputs {y_test.shape[1:]}; the training y has {y.shape[1:]}")
+    if args.backend == "cupy":
+        require_gpu()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            flow = KernelFlow(net, x, y, learning_rate=args.learning_rate, diag_reg=args.diag_reg,
-                              kernel=args.kernel, loss_normalization=args.loss_normalization,
-                              backend=args.backend)
+            flow = KernelFlow(_WithProgress(net, args.progress), x, y, learning_rate=args.learning_rate,
+                              diag_reg=args.diag_reg, kernel=args.kernel,
+                              loss_normalization=args.loss_normalization, backend=args.backend)
             loss = to_numpy(flow.loss(times))
             pred = to_numpy(flow.predict(x_test, times)) if x_test is not None else None
         except (ValueError, ImportError) as exc:  # ImportError: --backend cupy without CuPy
             raise UserError(str(exc)) from None
     for w in {str(w.message) for w in caught}:
         print(f"ntkdsl: warning: {w}", file=sys.stderr)
-    test_loss = None
-    if pred is not None and y_test is not None:
-        if y_test.shape[1:] != y.shape[1:]:
-            raise UserError(f"test y has outputs {y_test.shape[1:]}; the training y has {y.shape[1:]}")
-        per_point = flow.normaliser // flow.n_train       # 1, or k for "entries"
-        axes = tuple(range(1, pred.ndim))
-        test_loss = np.sum((pred - y_test[None]) ** 2, axis=axes) / (2.0 * per_point * len(y_test))
+    _warn_unstable(flow)
+    test_loss = None if pred is None or y_test is None else _test_loss(flow, pred, y_test)
     _report(net.name, flow, times, loss, pred, test_loss)
     if args.out:
         arrays = {"times": times, "train_loss": loss}
@@ -133,9 +151,26 @@ def run(args) -> int:
         _write(args.out, lambda: write_npz(args.out, **arrays))
         print(f"wrote {args.out}: {', '.join(arrays)}")
     if args.plot:
-        _plot(flow, times, args.plot)
+        _plot(flow, times, args.plot, x_test, y_test)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _test_loss(flow: KernelFlow, pred: np.ndarray, y_test: np.ndarray) -> np.ndarray:
+    """The test loss at each time, normalised as the training loss: (1/2M)·Σ‖f − y‖² (or 1/(2Mk))."""
+    per_point = flow.normaliser // flow.n_train       # 1, or k for "entries"
+    axes = tuple(range(1, pred.ndim))
+    return np.sum((pred - y_test[None]) ** 2, axis=axes) / (2.0 * per_point * len(y_test))
+
+
+def _warn_unstable(flow: KernelFlow) -> None:
+    """A warning when η exceeds 2n/λ_max: gradient descent with steps of that size diverges along the
+    top principal component (|1 − η·λ_max/n| > 1), while the continuous flow printed here does not."""
+    top = flow.max_learning_rate()
+    if flow.learning_rate > top:
+        print(f"ntkdsl: warning: learning rate {flow.learning_rate:g} exceeds the largest stable one, "
+              f"{top:.6g} (2n/λ_max): gradient descent with steps this large diverges; the results below "
+              f"are the continuous-time flow (times in units of steps of {flow.learning_rate:g})", file=sys.stderr)
 
 
 def _report(name, flow, times, loss, pred, test_loss) -> None:
@@ -167,23 +202,35 @@ def _write(path: str, writer) -> None:
         raise UserError(f"cannot write {path!r}: {exc.strerror or exc}") from None
 
 
-def _plot(flow: KernelFlow, times: np.ndarray, path: str) -> None:
-    """Training loss (log-log) and the first principal components of the residual over time."""
+def _plot(flow: KernelFlow, times: np.ndarray, path: str, x_test=None, y_test=None) -> None:
+    """Training (and test) loss and the first principal components of the residual against time, on
+    log-log axes from 1/100 of the fastest decay time to past the slowest shown one."""
     plt = pyplot()
     eig = flow.eigen()
     rates = to_numpy(eig.rates)
-    finite = times[np.isfinite(times) & (times > 0)]
     shown = min(5, flow.n_train)
-    top = float(finite.max()) if finite.size else 5.0 / max(rates[shown - 1], 1e-300)
-    grid = np.linspace(0.0, top, 201)
+    positive = rates[:shown][rates[:shown] > 0]
+    finite = times[np.isfinite(times) & (times > 0)]
+    first = 1e-2 / positive[0] if positive.size else (finite.min() if finite.size else 1e-2)
+    last = max(10.0 / positive[-1] if positive.size else 1.0, finite.max() if finite.size else 0.0)
+    grid = np.geomspace(first, max(last, 10 * first), 200)
     comps = np.abs(to_numpy(eig.components(grid))).reshape(grid.size, flow.n_train, -1).max(axis=2)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.loglog(grid[1:], to_numpy(flow.loss(grid[1:])))
-    a.set(xlabel="t (gradient steps)", ylabel="training loss", title="loss")
+    train = to_numpy(flow.loss(grid))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    a.loglog(grid, train, label="training loss")
+    curves = [train]
+    if x_test is not None and y_test is not None:
+        test = _test_loss(flow, to_numpy(flow.predict(x_test, grid)), y_test)
+        a.loglog(grid, test, label="test loss")
+        curves.append(test)
+    start = max(float(c[0]) for c in curves)
+    a.set_ylim(bottom=max(min(float(c.min()) for c in curves), 1e-8 * start) / 2, top=2 * start)
+    a.set(xlabel="t (gradient steps)", ylabel="loss", title=f"loss ({flow.kernel} flow)")
+    a.legend(fontsize="small")
     for i in range(shown):
-        b.semilogy(grid, comps[:, i], label=f"component {i + 1} (rate {rates[i]:.3g})")
-    floor = 1e-8 * max(float(comps[0, :shown].max()), 1e-300)   # 8 decades below the start
-    b.set_ylim(bottom=floor)
+        b.loglog(grid, comps[:, i], label=f"component {i + 1} (rate {rates[i]:.3g})")
+    top = max(float(comps[0, :shown].max()), 1e-300)
+    b.set_ylim(bottom=1e-8 * top, top=2 * top)   # 8 decades below the start
     b.set(xlabel="t (gradient steps)", ylabel="|residual along eigenvector|",
           title="kernel principal components")
     b.legend(fontsize="small")

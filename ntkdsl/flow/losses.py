@@ -17,6 +17,8 @@ import numpy as np
 import scipy.integrate
 from scipy.special import log_softmax, softmax
 
+from ..progress import time_progress
+
 
 @dataclass(frozen=True)
 class Loss:
@@ -138,7 +140,8 @@ def integrate(loss: Loss, k_train: np.ndarray, k_test: np.ndarray, y: np.ndarray
     kk = np.concatenate([k_train, k_test], axis=0)            # (N + N_test, N)
     s0 = np.concatenate([f0_train.reshape(n, size), f0_test.reshape(-1, size)], axis=0)
 
-    def rhs(_, s):
+    def rhs(time, s):
+        bar.at(time)
         s = s.reshape(-1, size)
         g = np.asarray(loss.grad(s[:n].reshape(y.shape), y), dtype=np.float64)
         if g.shape != y.shape:
@@ -154,9 +157,10 @@ def integrate(loss: Loss, k_train: np.ndarray, k_test: np.ndarray, y: np.ndarray
     if t_sorted[-1] == 0.0:
         states[:] = s0
     else:
-        sol = scipy.integrate.solve_ivp(rhs, (0.0, float(t_sorted[-1])), s0.ravel(),
-                                        method=options.method, t_eval=t_sorted,
-                                        rtol=options.rtol, atol=options.atol)
+        with time_progress(float(t_sorted[-1]), f"{loss.name} flow ODE") as bar:
+            sol = scipy.integrate.solve_ivp(rhs, (0.0, float(t_sorted[-1])), s0.ravel(),
+                                            method=options.method, t_eval=t_sorted,
+                                            rtol=options.rtol, atol=options.atol)
         if not sol.success:
             raise ValueError(f"the ODE integration of loss {loss.name!r} failed: {sol.message}")
         states[order] = sol.y.T.reshape((t.size,) + s0.shape)

@@ -11,12 +11,14 @@ Gaussian at every width): its spread is printed, not fitted.
 
 from __future__ import annotations
 
-import sys
-import time
-from typing import List, TextIO
+import argparse
+from typing import List
 
 import numpy as np
 
+from .. import progress
+from .._files import write_npz
+from ..progress import tile_progress
 from .._plotting import pyplot, save_figure
 from ..errors import UserError
 from .montecarlo import WidthStudy, loglog_slope, width_study
@@ -37,31 +39,64 @@ def register(subparsers) -> None:
     s.add_argument("--x1", help=".npy inputs (N, *input shape); default: random points on the unit sphere "
                                 "(random normalised images for image inputs)")
     s.add_argument("--points", type=int, default=8, help="number of random inputs without --x1 (default %(default)s)")
-    s.add_argument("--seed", type=int, default=0, help="root random seed (default %(default)s)")
+    s.add_argument("--seed", type=_seed, default=0, help="root random seed, an integer >= 0 (default %(default)s)")
     s.add_argument("--plot", help="image file for spread and error vs width (needs matplotlib)")
     s.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
                    help="array module of the finite networks (default %(default)s; cupy needs a GPU)")
-    s.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
-                   help="progress bar on stderr: auto = when stderr is a terminal (default)")
+    s.add_argument("-o", "--out", help=".npz to write (atomically): widths, nngp_error, ntk_error, nngp_spread, "
+                                       "ntk_spread, n_samples, x")
+    progress.add_option(s, "over the draws of every width")
     s.set_defaults(run=run)
 
 
-class ProgressBar:
-    """A one-line progress bar on a text stream: ``[#######.......] 35/80 draws  12.3 s``."""
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
-    def __init__(self, stream: TextIO, enabled: bool, width: int = 30, label: str = "draws"):
-        self.stream, self.enabled, self.width, self.label = stream, enabled, width, label
-        self.start = time.perf_counter()
+
+class _Draws:
+    """``progress(done, total)`` for width_study, drawing one bar over all draws of all widths."""
+
+    def __init__(self, show, total: int):
+        self.bar, self.done = tile_progress(show, total, desc="finite networks", unit="draw"), 0
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        filled = int(self.width * done / max(total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {done}/{total} {self.label}  {time.perf_counter() - self.start:.1f} s")
+        self.bar.update(done - self.done)
+        self.done = done
         if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
+            self.bar.close()
+
+
+def parameter_count(ir, width: int) -> int:
+    """The number of parameters of the spec's finite network with every hidden width ``width``.
+
+    The count is a polynomial of degree ≤ 2 in the width (products of two widths in dense and conv
+    weights, one width in biases and norms), so Newton's forward differences through widths 1, 2 and 3
+    give it exactly at any width without allocating it.
+    """
+    from .network import FiniteNetwork, override_widths
+
+    p1, p2, p3 = (FiniteNetwork.initialise(override_widths(ir, w), 0).num_params for w in (1, 2, 3))
+    return p1 + (width - 1) * (p2 - p1) + (width - 1) * (width - 2) // 2 * (p3 - 2 * p2 + p1)
+
+
+def refuse_oversized(ir, widths: List[int]) -> None:
+    """A UserError, before any work, when the parameters of the widest network alone (float64) exceed
+    the memory budget (:func:`ntkdsl.tiling.memory_budget`: half the available memory)."""
+    from ..tiling import format_bytes, memory_budget
+
+    widest = max(widths)
+    need = 8 * parameter_count(ir, widest)
+    budget = memory_budget()
+    if need > budget:
+        raise UserError(f"--widths: a network of width {widest} has {need // 8:.3g} parameters, "
+                        f"{format_bytes(need)} in float64 before any activation; the memory budget is "
+                        f"{format_bytes(budget)} (half the available memory): use smaller widths")
 
 
 def parse_widths(text: str) -> List[int]:
@@ -73,8 +108,9 @@ def parse_widths(text: str) -> List[int]:
     out = []
     for part in text.split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise UserError(f"--widths: {part!r} is not a positive integer (use e.g. 64,256,1024)")
+        if not part.isdigit() or len(part) > 18 or int(part) < 1:  # 18 digits: far beyond any memory, within int64
+            shown = part if len(part) <= 20 else part[:20] + "..."
+            raise UserError(f"--widths: {shown!r} is not a positive integer below 10^18 (use e.g. 64,256,1024)")
         out.append(int(part))
     if len(set(out)) != len(out):
         raise UserError(f"--widths: {text!r} repeats a width")
@@ -95,7 +131,7 @@ def default_inputs(input_shape, n: int, seed: int) -> np.ndarray:
 
 def run(args) -> int:
     """Run the width study and report; returns the exit status."""
-    from ..cli import _load, load_points  # the spec and input loaders with readable errors
+    from ..cli import _load, load_points, require_gpu  # the spec and input loaders with readable errors
 
     widths = parse_widths(args.widths)
     if args.samples < 2:
@@ -110,7 +146,7 @@ def run(args) -> int:
         x, where = load_points(args.x1, shape, "--x1").astype(np.float64), args.x1
     else:
         x, where = default_inputs(shape, args.points, args.seed), "random, unit sphere" if len(shape) == 1 else "random images"
-    enabled = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    refuse_oversized(net.ir, widths)
     if args.backend != "numpy":
         from .backend import array_module
 
@@ -118,9 +154,18 @@ def run(args) -> int:
             array_module(args.backend)
         except ImportError as exc:
             raise UserError(str(exc)) from None
+        require_gpu()
     study = width_study(net, x, widths, n_samples=args.samples, seed=args.seed,
-                        progress=ProgressBar(sys.stderr, enabled), backend=args.backend)
+                        progress=_Draws(args.progress, len(widths) * args.samples), backend=args.backend)
     print(_report(net, study, len(x), where))
+    if args.out:
+        try:
+            write_npz(args.out, widths=study.widths, nngp_error=study.nngp_error, ntk_error=study.ntk_error,
+                      nngp_spread=study.nngp_spread, ntk_spread=study.ntk_spread,
+                      n_samples=np.array(study.n_samples), x=x)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}: widths, nngp_error, ntk_error, nngp_spread, ntk_spread, n_samples, x")
     if args.plot:
         _plot(study, args.plot)
         print(f"wrote {args.plot}")
@@ -157,8 +202,14 @@ def _plot(study: WidthStudy, path: str) -> None:
     a.legend(fontsize="small")
     b.loglog(w, study.ntk_error, "o-", label="NTK")
     b.loglog(w, study.nngp_error, "s-", label="NNGP")
+    root = np.sqrt(study.n_samples)   # the standard error of a mean over S draws: spread/√S
+    b.loglog(w, study.ntk_spread / root, "C0:", label="NTK noise floor (spread/√S)")
+    b.loglog(w, study.nngp_spread / root, "C1:", label="NNGP noise floor (spread/√S)")
     b.set(xlabel="hidden width", ylabel="||mean - analytic|| / ||analytic||",
           title=f"Monte Carlo mean ({study.n_samples} draws)")
     b.legend(fontsize="small")
+    for ax in (a, b):  # one labelled tick per width, no minor width labels
+        ax.set_xticks(w, [str(int(v)) for v in w])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
     fig.tight_layout()
     save_figure(plt, fig, path)
