@@ -6,9 +6,10 @@
 """
 
 from .inputs import TestKernels
+from .krylov import KrylovOptions, NotConvergedError
 from .losses import Loss, ODEOptions, cross_entropy, squared
 from .solver import FlowEigen, KernelFlow
 from .spectral import IllConditionedWarning
 
-__all__ = ["FlowEigen", "IllConditionedWarning", "KernelFlow", "Loss", "ODEOptions", "TestKernels",
+__all__ = ["FlowEigen", "IllConditionedWarning", "KernelFlow", "KrylovOptions", "Loss", "NotConvergedError", "ODEOptions", "TestKernels",
            "cross_entropy", "squared"]

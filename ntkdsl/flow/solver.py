@@ -13,6 +13,7 @@ from . import inputs
 from .arrays import arrays as array_namespace
 from .ensemble import direct_covariance, spectral_covariance
 from .inputs import TestKernels
+from .krylov import KrylovOptions, is_lazy
 from .losses import Loss, ODEOptions, integrate, resolve
 from .spectral import CholeskySolver, Spectrum, relative_ridge, try_cholesky
 
@@ -131,12 +132,18 @@ class KernelFlow:
     @classmethod
     def from_kernels(cls, ntk_train, y_train, nngp_train=None, *, learning_rate: float = 1.0,
                      diag_reg: float = 0.0, kernel: str = "ntk", loss_normalization: str = "points",
-                     loss="mse", ode: ODEOptions = ODEOptions(), backend: str = "numpy") -> "KernelFlow":
+                     loss="mse", ode: ODEOptions = ODEOptions(), backend: str = "numpy",
+                     krylov: Optional[KrylovOptions] = None) -> "KernelFlow":
         """A flow from precomputed training kernels; its methods then take test kernel blocks.
 
         ``predict`` takes the (N_test, N) test-train block of the training kernel (or a
         :class:`TestKernels`); ``ensemble`` a :class:`TestKernels` with Σ(x*, X), Σ(x*, x*) and,
         for ``kernel="ntk"``, Θ(x*, X). Other arguments as for :class:`KernelFlow`.
+
+        A training kernel held as a dask array (e.g. from :func:`ntkdsl.distributed.kernels`) gives a
+        :class:`ntkdsl.flow.tiled.KrylovFlow` instead (squared loss; ``predict``, ``predict_train``,
+        ``loss``): iterative solvers over its tiles with the tolerances of ``krylov``
+        (:class:`ntkdsl.flow.krylov.KrylovOptions`), never the whole kernel in one process.
 
         Args:
             ntk_train: Θ(X, X), (N, N); may be None when ``kernel="nngp"``.
@@ -147,6 +154,14 @@ class KernelFlow:
             ValueError: as for :class:`KernelFlow`, or a training kernel with an eigenvalue below
                 the round-off tolerance of :func:`ntkdsl.flow.inputs.semidefinite` (not PSD).
         """
+        if is_lazy(ntk_train) or is_lazy(nngp_train):
+            if loss != "mse" or backend != "numpy":
+                raise ValueError("a training kernel held as a dask array takes the squared loss (loss='mse') "
+                                 "and backend='numpy'")
+            from .tiled import KrylovFlow
+
+            return KrylovFlow(ntk_train, y_train, nngp_train, learning_rate=learning_rate, diag_reg=diag_reg,
+                              kernel=kernel, loss_normalization=loss_normalization, options=krylov)
         self = cls.__new__(cls)
         self._arrays = array_namespace(backend)
         self._net, self._x_train = None, None
