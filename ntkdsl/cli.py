@@ -109,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--memmap", metavar="DIR", help="stream the kernels tile by tile into DIR/nngp.npy and DIR/ntk.npy "
                    "(memory-mapped .npy; for results larger than memory); resumes an interrupted run in DIR")
     progress.add_option(e, "over the tiles of large requests")
+    e.add_argument("--zarr", metavar="STORE", help="compute on a dask cluster, one task per tile, into the zarr store "
+                   "STORE (arrays nngp, ntk); resumes an interrupted run in STORE (pip install 'ntkdsl[dask]')")
+    e.add_argument("--scheduler", metavar="ADDRESS", help="with --zarr: the dask scheduler, e.g. tcp://host:8786 "
+                   "(default: a local cluster of this machine's cores)")
+    e.add_argument("--tile", type=_positive, metavar="N", help="with --zarr: tiles of N x N points (default 2048 or "
+                   "fewer, to fit the memory budget)")
     e.set_defaults(run=_eval)
 
     a = sub.add_parser("activations", help="list the activation catalog: σ, its dual kernels, exact or numerical")
@@ -210,6 +216,10 @@ def _eval(args) -> int:
     shape = net.ir.input_shape
     x1 = load_points(args.x1, shape, "--x1")
     x2 = load_points(args.x2, shape, "--x2") if args.x2 else None
+    if args.zarr is not None:
+        return _eval_distributed(args, net, x1, x2)
+    if args.scheduler is not None or args.tile is not None:
+        raise UserError("--scheduler and --tile go with --zarr STORE (the dask cluster's output)")
     if args.memmap is not None:
         return _eval_to_disk(args, net, x1, x2)
     if args.backend == "cupy":
@@ -260,6 +270,41 @@ def _eval_to_disk(args, net: CompiledNetwork, x1, x2) -> int:
                         f"{os.path.join(args.memmap, MANIFEST)} and a rerun resumes") from None
     print(f"wrote {os.path.join(args.memmap, 'nngp.npy')} and {os.path.join(args.memmap, 'ntk.npy')}: "
           f"{k.nngp.dtype} arrays of shape {k.nngp.shape} (load with numpy.load(..., mmap_mode='r'))")
+    return 0
+
+
+def _eval_distributed(args, net: CompiledNetwork, x1, x2) -> int:
+    """``eval --zarr STORE``: tiles computed on a dask cluster into a zarr store (ntkdsl.distributed)."""
+    from . import distributed
+    from .streaming import ResumeMismatchError
+
+    if args.out or args.memmap:
+        raise UserError("--zarr STORE writes the arrays nngp and ntk into STORE; it cannot be combined with -o or --memmap")
+    if args.backend == "cupy":
+        raise UserError("--zarr runs CPU tiles on the workers; use --backend auto, numpy or numba with it")
+    try:
+        client = distributed.connect(args.scheduler)
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UserError(f"cannot reach the dask scheduler at {args.scheduler!r}: {exc}") from None
+    try:
+        print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
+        k = distributed.kernels(net, x1, x2, args.zarr, client, tile=args.tile, dtype=args.dtype,
+                                backend=args.backend, progress=args.progress)
+    except ResumeMismatchError as exc:
+        raise UserError(str(exc)) from None
+    except KeyboardInterrupt:
+        print(f"\nntkdsl: interrupted; the finished tiles are in {args.zarr}: run the same command again to resume",
+              file=sys.stderr)
+        raise
+    except OSError as exc:
+        raise UserError(f"cannot write to {args.zarr!r}: {exc.strerror or exc}; finished tiles are kept and a rerun "
+                        "resumes") from None
+    finally:
+        client.close()
+    print(f"wrote {args.zarr}: arrays nngp and ntk, {k.nngp.dtype}, shape {k.nngp.shape} "
+          "(open with dask.array.from_zarr or zarr.open)")
     return 0
 
 
