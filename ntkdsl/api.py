@@ -220,7 +220,9 @@ class CompiledNetwork:
         """One evaluation by the chosen backend (no tiling)."""
         vector = len(self.ir.input_shape) == 1  # image networks: "auto" counts pixels (dispatch.resolve)
         if dtype is None and (backend == "numpy" or (backend is None and vector and _small(x1, x2))):
-            return self._module.kernels(x1, x2)  # the NumPy module: nothing to choose
+            from .codegen.dispatch import runtime_values
+
+            return self._module.kernels(x1, x2, params=runtime_values(self.program))  # the NumPy module: nothing to choose
         return self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy)
 
     def _run(self, x1, x2=None, **options):
@@ -271,6 +273,21 @@ class CompiledNetwork:
         from .sampler import FiniteNetwork, override_widths
 
         return FiniteNetwork.initialise(override_widths(self.ir, width), seed, backend)
+
+    def with_hyperparameters(self, **values) -> "CompiledNetwork":
+        """This network with other values of its hyperparameters, sharing its compiled modules.
+
+        Names: a ``let`` of the spec (``beta = 0.2``), or a layer parameter's kind set on every layer
+        that has it (``w_std``, ``b_std``, ``scale``, ``erf_a``, ...; :mod:`ntkdsl.hyperparameters`).
+        The numbers are run-time arguments of the generated modules, so a sweep compiles once per
+        structure: ``[net.with_hyperparameters(w_std=w).kernels(x) for w in (1.2, 1.4, 1.6)]``.
+
+        Raises:
+            ValueError: an unknown name or a value that is not a finite real number.
+        """
+        from .hyperparameters import with_hyperparameters
+
+        return with_hyperparameters(self, values)
 
     def with_width(self, n: Optional[int]) -> "CompiledNetwork":
         """The analytic network with every hidden width set to ``n`` (the output width stays).

@@ -104,7 +104,9 @@ def test_cupy_module_golden_lines(net):
     assert "    nngp_0 = (a1 @ a2.T) / 4  # the GEMM (cuBLAS), in dtype" in lines
     assert "_layers_1_5 = xp.ElementwiseKernel(" in lines  # the five layers after the GEMM: one kernel
     assert "    const double t2_0 = perp(nngp_1, cov1_1, cov2_1);" in lines
-    assert "    _layers_1_5(nngp_0, cov1_0, cov1_1, cov2_1, cov1_2, cov1_3, cov2_3, cov1_4, cov1_5, n1, n2, same, nngp_5, ntk_5)" in lines
+    # arrays, per-point arrays, then the run-time parameters (scalars)
+    assert ("    _layers_1_5(nngp_0, cov1_0, cov1_1, cov2_1, cov1_2, cov1_3, cov2_3, cov1_4, cov1_5, b_std_1, w_std_1, "
+            "b_std_3, w_std_3, erf_a_4, erf_b_4, erf_c_4, b_std_5, w_std_5, n1, n2, same, nngp_5, ntk_5)") in lines
 
 
 def test_cupy_module_runs_with_the_cpu_standin(net, data, reference, monkeypatch):

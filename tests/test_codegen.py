@@ -37,9 +37,13 @@ def test_generated_module_names_only_the_array_modules():
 def test_generated_lines_follow_the_dense_and_relu_rules():
     source = ntkdsl.loads(TINY).to_python()
     body = _body(source)
-    # σ_w² = 9/4 and σ_b² = 1/100 substituted exactly (kernel-math.md §2)
-    assert "    cov1_1 = (9/4)*cov1_0 + 1/100\n" in body
-    assert "    nngp_1 = (9/4)*nngp_0 + 1/100\n" in body
+    # σ_w and σ_b are run-time parameters, the spec's values their defaults (kernel-math.md §2:
+    # Σ' = σ_w²·Σ + σ_b², with σ_w² and σ_b² computed once and shared)
+    assert "    'w_std_1': 1.5,\n    'b_std_1': 0.1,\n" in source
+    assert "    w_std_1, b_std_1, w_std_3 = _parameters(params)\n" in body
+    assert "    t1_0 = b_std_1**2\n    t1_1 = w_std_1**2\n" in body
+    assert "    cov1_1 = cov1_0*t1_1 + t1_0\n" in body
+    assert "    nngp_1 = nngp_0*t1_1 + t1_0\n" in body
     # the ReLU layer is one dual function: √max(q1·q2 − c², 0) by the overflow-safe support routine,
     # then θ = atan2(that, c), each computed once (CSE); variances and covariances go through it alike
     dual = source[source.index("def dual_2(q1, q2, c):"):source.index("def _as_points")]

@@ -137,7 +137,9 @@ def test_image_networks_fuse_between_the_structural_operations():
     # conv: the sum over the filter's taps as array operations, the affine map and the activation fused
     assert "    h3_0 = conv_taps(nngp_2, shape=(6, 6), kernel=(3, 3), stride=(1, 1), padding='same', full=True)" in lines
     assert "    h5_0 = global_pool(nngp_4, shape=(6, 6), mode='avg')" in lines
-    assert "double nngp_3 = (49.0/25.0)*h3_0 + 1.0/100.0;" in _kernel_bodies(source)["_layers_3_4"]
+    # σ_w and σ_b are run-time parameters: scalar arguments of the kernel (after the arrays)
+    assert "double nngp_3 = (b_std_3*b_std_3) + h3_0*t3_0;" in _kernel_bodies(source)["_layers_3_4"]
+    assert "float64 h4_1, float64 b_std_3, float64 w_std_3, float64 erf_a_4, " in source
     assert "pixel_variance(" in source  # per-point inputs of the full-layout activations
 
 

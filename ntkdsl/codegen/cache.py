@@ -1,18 +1,25 @@
 """Generated modules that numba compiles, kept as files so that its on-disk cache can find them.
 
 numba caches compiled functions beside their source file (``__pycache__``) and refuses ``cache=True``
-for source that has no file. :func:`load_cached_module` writes the text once, named by its digest,
-into a cache folder (atomically), and imports it from there: the second process that evaluates the
-same network loads the machine code instead of compiling it again.
+for source that has no file. :func:`load_cached_module` writes the text once, named by its
+structure (:func:`structure_digest`), into a cache folder (atomically), and imports it from there:
+the second process that evaluates the same network loads the machine code instead of compiling it
+again, and so does every network of the same structure, whatever the values of its run-time
+parameters (σ_w, σ_b, ...: arguments of ``kernels(..., params=)``). The file keeps the text of the
+first network of its structure: its comments and PARAMETERS show that network's numbers, and
+ntkdsl passes each network's own parameters at every call.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import os
+import re
 import sys
 import tempfile
+import tokenize
 import types
 from pathlib import Path
 from typing import Optional
@@ -24,8 +31,38 @@ def default_cache_dir() -> Path:
     return Path(base) / "ntkdsl"
 
 
+_C_COMMENT = re.compile(r"//[^\n]*")  # inside the CUDA source strings of the CuPy backend
+_LINE_START = (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING, tokenize.NL)
+
+
+def structure_digest(source: str) -> str:
+    """The sha256 (16 hex digits) of a generated module's code: its tokens without comments,
+    docstrings (which name the network, its file and its numbers), C comments in CUDA strings and
+    the ``PARAMETERS`` table (the run-time parameters' default values). Two networks that differ
+    only in run-time parameters have the same digest, so they share one compiled module."""
+    kept, skip, previous = [], False, tokenize.NEWLINE
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    for k, tok in enumerate(tokens):
+        following = tokens[k + 1] if k + 1 < len(tokens) else tok
+        if skip:  # the rest of a dropped statement, up to and with its NEWLINE
+            skip = tok.type != tokenize.NEWLINE
+            continue
+        if previous in _LINE_START and (
+                (tok.type == tokenize.NAME and tok.string == "PARAMETERS" and following.string == "=")
+                or (tok.type == tokenize.STRING and following.type == tokenize.NEWLINE)):  # the table; a docstring
+            skip = True
+            continue
+        if tok.type in (tokenize.COMMENT, tokenize.NL):
+            continue
+        text = _C_COMMENT.sub("", tok.string) if tok.type == tokenize.STRING else tok.string
+        kept.append(f"{tok.type}:{text}")
+        previous = tok.type
+    return hashlib.sha256("\n".join(kept).encode("utf-8")).hexdigest()[:16]
+
+
 def load_cached_module(source: str, name: str, cache_dir: Optional[os.PathLike] = None) -> types.ModuleType:
-    """Import generated source from ``cache_dir/kernels/<name>_<digest>.py`` (written if missing).
+    """Import generated source from ``cache_dir/kernels/<name>_<digest>.py`` (written if missing;
+    digest: :func:`structure_digest`, so a module of the same structure already there is used as it is).
 
     Only ntkdsl-generated source comes here (built from validated names and numbers).
 
@@ -34,12 +71,12 @@ def load_cached_module(source: str, name: str, cache_dir: Optional[os.PathLike] 
         name: a readable name (the network's); becomes part of the file name.
         cache_dir: where to keep it; default :func:`default_cache_dir`.
     """
-    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    digest = structure_digest(source)
     stem = "".join(ch if ch.isalnum() else "_" for ch in name)[:40] + f"_{digest}"
     for folder in (Path(cache_dir) if cache_dir else default_cache_dir(), Path(tempfile.gettempdir()) / "ntkdsl-cache"):
         path = folder / "kernels" / f"{stem}.py"
         try:
-            if not path.exists() or path.read_text(encoding="utf-8") != source:
+            if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
                 with os.fdopen(fd, "w", encoding="utf-8") as f:

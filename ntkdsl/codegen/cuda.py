@@ -45,8 +45,8 @@ from ..symbolic.program import KernelProgram
 from . import cuda_support
 from .backends import BACKENDS
 from .cuda_printer import CUDA_PRINTABLE, CudaPrinter, CupyArrayPrinter, c_comment
-from .emit import (_hide_quadratures, _support, free_after_last_use, layer_location, module_header, point_helpers,
-                   result_statements, spatial_fields, step_statements)
+from .emit import (_hide_quadratures, _support, free_after_last_use, layer_location, module_header, parameter_binding,
+                   parameter_table, point_helpers, result_statements, spatial_fields, step_statements)
 from .printer import CodegenError
 
 # SSA names of the Python statements (kernel fields, CSE temporaries t*, per-point temporaries v*,
@@ -96,7 +96,8 @@ class _Run:
 class _Emitter:
     def __init__(self, program: KernelProgram):
         self.program = program
-        self.values = program.parameters
+        self.values = program.fixed_parameters  # the run-time parameters stay names: scalar kernel arguments
+        self.parameter_names = {str(s) for s in program.runtime_parameters}
         self.spatial = len(program.network.input_shape) > 1
         self.arrays = CupyArrayPrinter()
         self.cuda = CudaPrinter()
@@ -169,7 +170,7 @@ class _Emitter:
             out.append(_Python([[f"    # {comment}: the variances"]] + self._vector_lines(step, vector)))
         for e, sym in hoisted.items():
             what = "CuPy array operations between the kernels"
-            if e.free_symbols <= self.per_point:
+            if {str(s) for s in e.free_symbols} <= self.point_names | self.parameter_names:
                 what = "per point, an input of the kernel"
                 self.point_hoisted.add(sym.name)
             out.append(_Python([[f"    # layer {step.index}: {type(e).__name__}, {what}"],
@@ -256,7 +257,7 @@ class _Emitter:
         first, last = run.steps[0].index, run.steps[-1].index
         what = f"layer {first}" if first == last else f"layers {first}–{last}"
         diagonal = "same" in run.inputs
-        matrices = [n for n in run.inputs if n != "same" and n not in self.point_names | self.point_hoisted]
+        matrices = [n for n in run.inputs if n != "same" and n not in self.point_names | self.point_hoisted | self.parameter_names]
         shape = f"{matrices[0]}.shape" if matrices else "(n1, n2)"
         out = [[f"    # {what}: fused CUDA kernel {run.name} (one pass over the entries)"]]
         for n in run.outputs:
@@ -266,10 +267,11 @@ class _Emitter:
         return out
 
     def _input_order(self, name: str):
-        """Kernel arguments: the kernel-shaped arrays, then the per-point ones, each by layer."""
+        """Kernel arguments: the kernel-shaped arrays, then the per-point ones, each by layer, then the
+        run-time parameters (scalars)."""
         number = re.search(r"(\d+)(?:_\d+)?$", name) if name.startswith("h") else re.search(r"(\d+)$", name)
         point = name in self.point_names or name in self.point_hoisted
-        return (point, int(number.group(1)) if number else 0, name)
+        return (2 if name in self.parameter_names else int(point), int(number.group(1)) if number else 0, name)
 
     def _final(self) -> Set[str]:
         out = self.program.output
@@ -313,7 +315,8 @@ def emit_cupy_module(program: KernelProgram, source: Optional[str] = None, filen
         printer.functions.setdefault("input_covariances", "")
     else:
         prologue = cuda_support.PROLOGUE.format(d=net.input_dim)
-    prologue = point_helpers(net.input_shape, "CuPy array (from a NumPy or CuPy one)") + prologue
+    prologue = (point_helpers(net.input_shape, "CuPy array (from a NumPy or CuPy one)") + parameter_table(program)
+                + prologue + parameter_binding(program))
     imports = BACKENDS["cupy"].imports(printer.modules_used | {"xp"})
     helpers = cuda_support.device_helpers(em.cuda.helpers)
     cuda = ""

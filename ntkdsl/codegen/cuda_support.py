@@ -48,7 +48,7 @@ OWENS_T = '''def owens_t(h, a):
 
 PROLOGUE = '''
 
-def kernels(x1, x2=None, dtype=xp.float64):
+def kernels(x1, x2=None, dtype=xp.float64, params=None):
     """The NNGP and NTK kernels of the network between two sets of inputs, on the GPU.
 
     Args:
@@ -56,6 +56,7 @@ def kernels(x1, x2=None, dtype=xp.float64):
         x2: inputs, shape (N2, {d}); None means x1 (the kernel is then exactly symmetric).
         dtype: float64 (default) or float32: the Gram matrix (a cuBLAS GEMM) and the results;
             the fused kernels compute in float64 either way.
+        params: run-time parameters by name (see PARAMETERS); None: the spec's values.
 
     Returns:
         (nngp, ntk): CuPy arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
@@ -75,13 +76,14 @@ def kernels(x1, x2=None, dtype=xp.float64):
 
 SPATIAL_PROLOGUE = '''
 
-def kernels(x1, x2=None, dtype=xp.float64):
+def kernels(x1, x2=None, dtype=xp.float64, params=None):
     """The NNGP and NTK kernels of the network between two sets of inputs, on the GPU.
 
     Args:
         x1: inputs, shape (N1, {shape}) (channels last): a NumPy array (copied to the GPU) or a CuPy array.
         x2: inputs, shape (N2, {shape}); None means x1 (the kernel is then exactly symmetric).
         dtype: float64 (default) or float32: the results (everything is computed in float64).
+        params: run-time parameters by name (see PARAMETERS); None: the spec's values.
 
     Returns:
         (nngp, ntk): CuPy arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).

@@ -97,21 +97,34 @@ def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional
     return emit_module(program, backend=backend, source=source, filename=filename)
 
 
+_SHARED: dict = {}  # (backend, structure digest) -> the loaded NumPy or CuPy module of that structure
+
+
 def module_for(modules: dict, program: KernelProgram, backend: str, source: Optional[str] = None,
                filename: str = "<string>", name: str = "network"):
     """The loaded module of a backend (emitted and imported once, kept in ``modules``; numba compiles
-    its functions at their first call, not here)."""
+    its functions at their first call, not here). Networks of the same structure share one module
+    (:func:`.cache.structure_digest`: only their run-time parameters differ, passed at each call):
+    the fused ones through the disk cache, the NumPy and CuPy ones in this process."""
     if backend not in modules:
+        from .cache import load_cached_module, structure_digest
+
         text = emit_source(program, backend, source, filename)
         if BACKENDS[backend].fused:
-            from .cache import load_cached_module
-
             modules[backend] = load_cached_module(text, name)
         else:
             from .loader import load_module
 
-            modules[backend] = load_module(text, name)
+            key = (backend, structure_digest(text))
+            if key not in _SHARED:
+                _SHARED[key] = load_module(text, name)
+            modules[backend] = _SHARED[key]
     return modules[backend]
+
+
+def runtime_values(program: KernelProgram) -> dict:
+    """The ``params`` of a module call: each run-time parameter's name and value (a float)."""
+    return {str(sym): float(value) for sym, value in program.runtime_parameters.items()}
 
 
 def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional[str] = None, dtype=None,
@@ -134,10 +147,11 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     module = module_for(modules, program, chosen, source, filename, name)
+    params = runtime_values(program)
     if BACKENDS[chosen].fused or BACKENDS[chosen].cuda:
-        nngp, ntk = module.kernels(x1, x2, dtype=dtype)
+        nngp, ntk = module.kernels(x1, x2, dtype=dtype, params=params)
     else:
-        nngp, ntk = module.kernels(x1, x2)
+        nngp, ntk = module.kernels(x1, x2, params=params)
         if dtype != np.float64:
             nngp, ntk = nngp.astype(dtype), ntk.astype(dtype)
     if to_numpy:

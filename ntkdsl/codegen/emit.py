@@ -53,6 +53,37 @@ def _per_pair(k, x1, x2):
 '''
 
 
+_PARAMETER_HELPER = '''
+
+def _parameters(params):
+    """The run-time parameters in the order of PARAMETERS: its values, overridden by params (name -> number)."""
+    values = dict(PARAMETERS)
+    for name, value in (params or {}).items():
+        if name not in values:
+            raise ValueError(f"unknown parameter {name!r}; this module's are: {', '.join(values) or 'none'}")
+        values[name] = float(value)
+    return tuple(values.values())
+'''
+
+
+def parameter_table(program: KernelProgram) -> str:
+    """``PARAMETERS`` (name -> the spec's value) and ``_parameters`` of a generated module (every
+    backend): the numbers it takes at run time (:attr:`KernelProgram.runtime_parameters`)."""
+    values = program.runtime_parameters
+    table = "".join(f"    {str(sym)!r}: {float(val)!r},\n" for sym, val in values.items())
+    return ("\n\n# the run-time parameters and the spec's values; kernels(..., params={name: value}) overrides them\n"
+            + ("PARAMETERS = {\n" + table + "}\n" if values else "PARAMETERS = {}\n") + _PARAMETER_HELPER)
+
+
+def parameter_binding(program: KernelProgram, indent: str = "    ", source: str = "_parameters(params)") -> str:
+    """The line that binds the run-time parameters to their names, from ``source`` (a tuple in
+    the order of PARAMETERS)."""
+    names = [str(sym) for sym in program.runtime_parameters]
+    if not names:
+        return f"{indent}{source}  # no run-time parameters: only checks params\n" if source.endswith("(params)") else ""
+    return f"{indent}{', '.join(names)}{',' if len(names) == 1 else ''} = {source}\n"
+
+
 # the first lines of kernels(x1, x2=None, dtype=...) of every backend that takes a dtype (a .format template)
 POINTS_AND_DTYPE = '''    same = x2 is None
     dtype = xp.dtype(dtype)
@@ -80,12 +111,13 @@ def spatial_fields(program: KernelProgram) -> Dict[str, object]:
 
 _PROLOGUE = '''
 
-def kernels(x1, x2=None):
+def kernels(x1, x2=None, params=None):
     """The NNGP and NTK kernels of the network between two sets of inputs.
 
     Args:
         x1: inputs, shape (N1, {d}).
         x2: inputs, shape (N2, {d}); None means x1 (the kernel is then exactly symmetric).
+        params: run-time parameters by name (see PARAMETERS); None: the spec's values.
 
     Returns:
         (nngp, ntk): float64 arrays of shape (N1, N2): Σ(x1, x2) and Θ(x1, x2).
@@ -105,12 +137,13 @@ def kernels(x1, x2=None):
 
 _SPATIAL_PROLOGUE = '''
 
-def kernels(x1, x2=None):
+def kernels(x1, x2=None, params=None):
     """The NNGP and NTK kernels of the network between two sets of inputs.
 
     Args:
         x1: inputs, shape (N1, {shape}) (channels last).
         x2: inputs, shape (N2, {shape}); None means x1 (the kernel is then exactly symmetric).
+        params: run-time parameters by name (see PARAMETERS); None: the spec's values.
 
     Returns:
         (nngp, ntk): float64 arrays of shape (N1, N2): Σ(x1, x2) and Θ(x1, x2).
@@ -154,7 +187,7 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
     printer = ArrayPrinter()
     body: List[List[str]] = []  # statements (an `if` with its body is one), each a list of lines
     duals: List[str] = []  # module-level dual functions of the activation layers
-    values = program.parameters
+    values = program.fixed_parameters  # the run-time ones stay names, bound from params in kernels()
     net = program.network
     spatial = len(net.input_shape) > 1
     for prev, step in zip(program.steps, program.steps[1:]):
@@ -174,7 +207,7 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         printer.functions.setdefault("input_covariances", "")
     else:
         prologue = _PROLOGUE.format(d=net.input_dim)
-    prologue = point_helpers(net.input_shape) + prologue
+    prologue = point_helpers(net.input_shape) + parameter_table(program) + prologue + parameter_binding(program)
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
     return (header + imports + "\n" + _support(printer.functions) + "".join("\n\n" + d for d in duals)
             + prologue + "\n".join(lines) + "\n")
@@ -280,10 +313,11 @@ def _elementwise_step(before, step, values, printer):
     k = exprs[step.state.nngp].xreplace(values).xreplace(rename)
     kdot = step.state.nngp_dot
     kdot = exprs[kdot].xreplace(values).xreplace(rename) if kdot in exprs else (kdot if kdot is not None else sp.S.Zero)
+    extra = "".join(f", {p}" for p in sorted(map(str, (k.free_symbols | kdot.free_symbols) - {q1, q2, c})))  # run-time parameters
     hidden, restore = _hide_quadratures([to_atan2(k), to_atan2(kdot)])
     shared, (k, kdot) = sp.cse(hidden, symbols=sp.numbered_symbols("t"), order="none")
     name = f"dual_{step.index}"
-    lines = [f"def {name}(q1, q2, c):",
+    lines = [f"def {name}(q1, q2, c{extra}):",
              f'    """{step.label}: K = E[σ(u)σ(v)] and K̇ = E[σ\'(u)σ\'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]])."""']
     lines += [f"    {sym} = {printer.doprint(restore(e))}" for sym, e in shared]
     k, kdot = restore(k), restore(kdot)
@@ -300,11 +334,12 @@ def _elementwise_step(before, step, values, printer):
         arguments = ", ".join(printer.doprint(a) for a in args)
         if target == state.nngp and not before.shape and any(e.has(GaussianExpectation) for e in exprs.values()):
             printer.functions.setdefault("symmetric_dual", inspect.getsource(support.symmetric_dual))
+            assert not extra, "a numerical dual's parameters are compile-time (KernelProgram.fixed_parameters)"
             call.append(["    if same:  # quadrature per entry: the upper triangle, mirrored",
                          f"        {target}, {dot} = symmetric_dual({name}, {arguments})",
                          "    else:", f"        {target}, {dot} = {name}({arguments})"])
             continue
-        call.append([f"    {target}, {dot} = {name}({arguments})"])
+        call.append([f"    {target}, {dot} = {name}({arguments}{extra})"])
     if state.ntk in exprs:
         ntk = exprs[state.ntk]
         if state.nngp_dot in exprs:  # Θ·K̇ reads K̇ from the dual's result instead of computing θ again

@@ -45,7 +45,7 @@ from ..ir import nodes
 from ..symbolic.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
 from . import fused_support
-from .emit import _support, layer_location, module_header, point_helpers
+from .emit import _support, layer_location, module_header, parameter_binding, parameter_table, point_helpers
 from .printer import ArrayPrinter, CodegenError, conditional_chain
 
 FASTMATH = "False"  # no FMA contraction: q1·q2 − c² must stay exactly 0 on the diagonal, as on the NumPy path
@@ -232,7 +232,7 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     if reason:
         raise NotFusable(reason)
     net = program.network
-    values = program.parameters
+    values = program.fixed_parameters  # the run-time ones stay names: locals of kernels() and of the loops
     rows = {s.state.cov1 for s in program.steps if isinstance(s.state.cov1, sp.Symbol)}
     cols = {s.state.cov2 for s in program.steps if isinstance(s.state.cov2, sp.Symbol)}
     scalar = ScalarPrinter(rows, cols, {program.steps[0].state.nngp})
@@ -244,7 +244,7 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     for step in program.steps[1:]:  # a quantity read outside its own layer lives in a row buffer
         later = [e for k, assigned in entries.items() if k > step.index for _, e in assigned] + [out.nngp, out.ntk]
         scalar.buffered |= {s for s, _ in entries[step.index] if any(e.has(s) for e in later)}
-    outer: List[str] = []  # module-level lines of kernels(): the variances, layer by layer
+    outer: List[str] = [parameter_binding(program).rstrip("\n")]  # lines of kernels(): the variances, layer by layer
     loop: List[str] = []  # the body of the loop over rows i: one loop over j per layer
     indent = " " * 8
     for step in program.steps[1:]:
@@ -292,7 +292,8 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
              "    ntk = xp.empty_like(nngp_0)",
              f"    rows = _stack([{', '.join(by_kind['row'])}], nngp.shape[0])",
              f"    cols = _stack([{', '.join(by_kind['col'])}], nngp.shape[1])",
-             f"    _in_threads(_fused_layers, same, {''.join(n + ', ' for n in by_kind['matrix'])}rows, cols, nngp, ntk)",
+             f"    parameters = xp.array([{', '.join(map(str, program.runtime_parameters))}], dtype=xp.float64)",
+             f"    _in_threads(_fused_layers, same, {''.join(n + ', ' for n in by_kind['matrix'])}rows, cols, nngp, ntk, parameters)",
              "    if same:",
              "        _in_threads(_mirror_upper, nngp, ntk)",
              "    return nngp, ntk"]
@@ -307,7 +308,7 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     helpers = fused_support.scalar_helpers(scalar.helpers)
     prologue = fused_support.PROLOGUE.format(d=net.input_dim)
     return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
-            + point_helpers(net.input_shape) + "\n\n" + fused_support.array_helpers(net.input_dim)
+            + point_helpers(net.input_shape) + parameter_table(program) + "\n\n" + fused_support.array_helpers(net.input_dim)
             + helpers + "\n\n" + kernel + prologue + "\n".join(body) + "\n")
 
 
@@ -334,8 +335,9 @@ def _kernel_source(program: KernelProgram, by_kind, buffers, loop) -> str:
     labels = ", ".join(s.label.split("(")[0] for s in program.steps[1:])
     allocate = "".join(f"    {name} = xp.empty(n2)\n" for name in buffers)
     at_i = "".join(f"        {name}_i = rows[{k}, i]\n" for k, name in enumerate(by_kind["row"]))
+    unpack = "".join(f"    {sym} = parameters[{k}]\n" for k, sym in enumerate(program.runtime_parameters))
     return (f'''@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"])}rows, cols, nngp, ntk):
+def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"])}rows, cols, nngp, ntk, parameters):
     """Layers 1–{last} ({labels}) for the rows i = first, first + step, ... of nngp and ntk.
 
     nngp_0 is the Gram matrix x1·x2ᵀ/d; rows holds the per-point numbers of x1 (cov1_L: the variance
@@ -344,8 +346,9 @@ def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"
     loops that LLVM vectorises and overlaps, where one loop through every layer would wait on each
     layer's latency. With same (x2 is None) only j ≥ i is computed (the caller mirrors), the rows
     taken from both ends of the triangle in turn so that every thread gets long and short rows alike.
+    parameters: the run-time parameters, in the order of PARAMETERS.
     """
-    n1, n2 = nngp.shape
+{unpack}    n1, n2 = nngp.shape
     hi = numba.uint64(n2)
 {allocate}    for row in range(first, n1, step):
         i = (row // 2 if row % 2 == 0 else n1 - 1 - row // 2) if same else row

@@ -56,7 +56,7 @@ from ..symbolic.program import KernelProgram
 from ..symbolic.spatial import (FULL, variance_at, _SpatialOp, conv_taps, flatten_mean, global_pool, pixel_variance, pool_window,
                                 spatial_diagonal)
 from . import fused_support
-from .emit import _support, free_after_last_use, layer_location, module_header, point_helpers
+from .emit import _support, free_after_last_use, layer_location, module_header, parameter_binding, parameter_table, point_helpers
 from .fused import FASTMATH, NotFusable, ScalarPrinter, _cse_lines, structural_reason
 from .printer import ArrayPrinter, CodegenError
 
@@ -150,7 +150,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     reason = structural_reason(program)
     if reason:
         raise NotFusable(reason)
-    net, values = program.network, program.parameters
+    net, values = program.network, program.fixed_parameters  # the run-time parameters stay names (arguments of the loops)
     first = program.steps[0].state
     shape0 = tuple(first.shape)
     full0 = first.layout == FULL
@@ -210,7 +210,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
                 continue
             if argument.free_symbols & {t for t, _ in pair}:
                 raise NotFusable(f"layer {step.index} ({step.label}): a window sum of the layer's own result")
-            if not argument.free_symbols - rows - cols - set(values):
+            if not argument.free_symbols - rows - cols - set(program.parameters):
                 raise NotFusable(f"layer {step.index} ({step.label}): a window sum of per-point numbers only")
             result = sp.Symbol(f"s{step.index}_{k}")
             grids[result.name] = _op_grid(op)
@@ -316,11 +316,14 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     slots, count = _allocate(blocks, temporaries)
     pmax = max(entries for entries, _ in grids.values())
     block_pairs = max(1, min(64, BLOCK_ENTRIES // pmax))
-    loops = _outline(blocks, set(slots), {s.name for _, _, pair, _ in layers for s, _ in pair})
+    loops = _outline(blocks, set(slots), {s.name for _, _, pair, _ in layers for s, _ in pair},
+                     {str(sym) for sym in program.runtime_parameters})
 
     # the per-point numbers: each layer's variances as on the NumPy path, then the rows of the stacks they fill
     derived = {pv: (base, vector.doprint(expr)) for pv, (base, expr) in variances.items()}
-    statements = _put_statements([first.cov1.name, first.cov2.name], printer.slots, derived)
+    statements = [["    parameters = _parameters(params)"]]
+    statements += [[parameter_binding(program, source="parameters").rstrip("\n")]] if program.runtime_parameters else []
+    statements += _put_statements([first.cov1.name, first.cov2.name], printer.slots, derived)
     for (_, _, _, vec), lines in zip(layers, vector_lines):
         statements += lines + _put_statements([s.name for s, _ in vec], printer.slots, derived)
     width = max([grids.get(key, grids.get(key.replace("cov1_", "cov2_"), (1, 0)))[0]
@@ -332,7 +335,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         "    ntk = xp.empty((n1, n2), dtype=dtype)",
         f"    scratch = xp.zeros((THREADS, {count}, {block_pairs * pmax}))  # each thread's grids: (pairs, entries), flat",
         f"    _in_threads(_pairs, same, {block_pairs}, x1.reshape(n1, {p0}, {channels}), x2.reshape(n2, {p0}, {channels}), "
-        "rows, cols, scratch, nngp, ntk)",
+        "rows, cols, scratch, nngp, ntk, parameters)",
         "    if same:",
         "        _in_threads(_mirror_upper, nngp, ntk)",
         "    return nngp, ntk"]
@@ -349,7 +352,8 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     memory = ("\n\n# peak bytes of kernels(x1, x2) ≈ PER_PAIR·N1·N2 + PER_POINT·(N1 + N2) + FIXED (fused_spatial.memory_terms)\n"
               f"MEMORY_MODEL = (16.0, {per_point:.1f}, THREADS * {fixed[0]:.1f} + {fixed[1]:.1f})\n")
     return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
-            + point_helpers(net.input_shape) + "\n\n" + fused_support.spatial_helpers(shape0, channels, full0) + memory
+            + point_helpers(net.input_shape) + parameter_table(program) + "\n\n"
+            + fused_support.spatial_helpers(shape0, channels, full0) + memory
             + fused_support.scalar_helpers(printer.helpers) + "\n\n" + "".join(loops)
             + _driver_source(program, blocks, slots) + prologue + "\n".join(body) + "\n")
 
@@ -512,12 +516,13 @@ def _put_statements(names, slots: Dict[str, int], derived: Dict[str, Tuple[str, 
 _TOKEN = re.compile(r"\brows_i\[(\d+)|\bcols_b\[b, (\d+)|\b([A-Za-z_]\w*)\b")
 
 
-def _outline(blocks: List[_Block], grids: Set[str], locals_: Set[str]) -> List[str]:
+def _outline(blocks: List[_Block], grids: Set[str], locals_: Set[str], parameters: Set[str] = frozenset()) -> List[str]:
     """Each loop and each window sum becomes a call of a compiled function, one per distinct body.
 
     The body is made generic: its grids become arguments g0, g1, ..., its stack rows arguments
-    k0, k1, ..., its temporaries and locals v0, v1, ... So the 20 identical relu layers of a deep
-    CNN share one function (a layer's constants, such as σ_w², stay in its text). Returns the
+    k0, k1, ..., its run-time parameters (σ_w, σ_b, ...) arguments c0, c1, ..., its temporaries and
+    locals v0, v1, ... So the 20 identical relu layers of a deep CNN share one function, whatever
+    their parameters (compile-time constants stay in its text). Returns the
     functions' sources; rewrites the blocks to their calls. A window sum's function fixes its
     geometry as constants, so that LLVM unrolls the taps and vectorises the runs of ``_window_pass``.
     """
@@ -530,6 +535,7 @@ def _outline(blocks: List[_Block], grids: Set[str], locals_: Set[str]) -> List[s
         arguments: List[str] = []
         stack: Dict[str, str] = {}
         stack_arguments: List[str] = []
+        constants: List[str] = []
 
         def generic(match):
             row, col, word = match.groups()
@@ -544,6 +550,11 @@ def _outline(blocks: List[_Block], grids: Set[str], locals_: Set[str]) -> List[s
                     names[word] = f"g{len(arguments)}"
                     arguments.append(word)
                 return names[word]
+            if word in parameters:
+                if word not in names:
+                    names[word] = f"c{len(constants)}"
+                    constants.append(word)
+                return names[word]
             if word in locals_ or re.fullmatch(r"t\d+_\d+", word):
                 if word not in names:
                     names[word] = f"v{sum(1 for v in names.values() if v.startswith('v'))}"
@@ -555,10 +566,11 @@ def _outline(blocks: List[_Block], grids: Set[str], locals_: Set[str]) -> List[s
         if key not in functions:
             functions[key] = f"_loop_{len(functions)}"
             params = ", ".join([f"g{k}" for k in range(len(arguments))] + ["rows_i", "cols_b"]
-                               + [f"k{k}" for k in range(len(stack))] + ["nb", "diagonal"])
+                               + [f"k{k}" for k in range(len(stack))] + [f"c{k}" for k in range(len(constants))]
+                               + ["nb", "diagonal"])
             sources.append(f"@numba.njit(nogil=True, fastmath=FASTMATH, error_model=\"numpy\", cache=True)\n"
                            f"def {functions[key]}({params}):\n" + "".join(f"    {line}\n" for line in body) + "\n\n")
-        call = ", ".join(arguments + ["rows_i", "cols_b"] + stack_arguments + ["nb", "diagonal"])
+        call = ", ".join(arguments + ["rows_i", "cols_b"] + stack_arguments + constants + ["nb", "diagonal"])
         block.lines = [f"{functions[key]}({call})"]
     return sources
 
@@ -568,13 +580,14 @@ def _driver_source(program: KernelProgram, blocks: List[_Block], slots: Dict[str
     labels = ", ".join(s.label.split("(")[0] for s in program.steps[1:])
     names = sorted(slots, key=lambda name: (slots[name], name))
     bind = "".join(f"    {name} = grids[{slots[name]}]\n" for name in names)
+    bind += parameter_binding(program, source="parameters")
     body = "\n".join("        " + line for block in blocks for line in block.lines)
-    return f'''def _pairs(first, step, same, size, x1, x2, rows, cols, scratch, nngp, ntk):
+    return f'''def _pairs(first, step, same, size, x1, x2, rows, cols, scratch, nngp, ntk, parameters):
     """Layers 1–{last} ({labels}) for this thread's blocks of at most ``size`` pairs (i, j0 … j1 − 1).
 
     x1, x2: inputs as (N, P, C); rows[i, k, p], cols[j, k, p]: per-point numbers (variances, scales);
-    scratch[first]: this thread's grids, each reused once dead (the names bound below); diagonal:
-    the block's pair (i, i) of a self-kernel, or −1. Each call below runs compiled, without the GIL.
+    scratch[first]: this thread's grids, each reused once dead (the names bound below); parameters:
+    the run-time parameters (PARAMETERS' order); diagonal: the block's pair (i, i) of a self-kernel, or −1. Each call below runs compiled, without the GIL.
     """
     grids = scratch[first]
 {bind}    n1, n2 = nngp.shape

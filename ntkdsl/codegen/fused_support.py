@@ -149,13 +149,14 @@ def array_helpers(d: int) -> str:
 
 PROLOGUE = '''
 
-def kernels(x1, x2=None, dtype=xp.float64):
+def kernels(x1, x2=None, dtype=xp.float64, params=None):
     """The NNGP and NTK kernels of the network between two sets of inputs.
 
     Args:
         x1: inputs, shape (N1, {d}).
         x2: inputs, shape (N2, {d}); None means x1 (the kernel is then exactly symmetric).
         dtype: float64 (default) or float32: the Gram matrix and the results (the layers compute in float64).
+        params: run-time parameters by name (see PARAMETERS); None: the spec's values.
 
     Returns:
         (nngp, ntk): arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
@@ -386,13 +387,14 @@ def spatial_helpers(shape, channels: int, full: bool) -> str:
 
 SPATIAL_PROLOGUE = '''
 
-def kernels(x1, x2=None, dtype=xp.float64):
+def kernels(x1, x2=None, dtype=xp.float64, params=None):
     """The NNGP and NTK kernels of the network between two sets of inputs.
 
     Args:
         x1: inputs, shape (N1, {shape}) (channels last).
         x2: inputs, shape (N2, {shape}); None means x1 (the kernel is then exactly symmetric).
         dtype: float64 (default) or float32 results (every layer computes in float64).
+        params: run-time parameters by name (see PARAMETERS); None: the spec's values.
 
     Returns:
         (nngp, ntk): arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).

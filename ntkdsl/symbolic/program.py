@@ -10,6 +10,7 @@ code is generated: the recursion can be differentiated with respect to them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Dict, Optional, Tuple
 
 import sympy as sp
@@ -86,6 +87,38 @@ class KernelProgram:
     def parameters(self) -> Dict[sp.Symbol, sp.Expr]:
         """Every parameter symbol and its exact value."""
         return {sym: val for step in self.steps for sym, val in step.parameters}
+
+    @cached_property
+    def runtime_parameters(self) -> Dict[sp.Symbol, sp.Expr]:
+        """The parameters that generated code takes at run time (``kernels(..., params=)``), in order.
+
+        Every real parameter (σ_w, σ_b, activation parameters, a residual's scale) enters the
+        derivation as a symbol (the formulas never branch on its value), so one compiled module
+        evaluates the network at any of its values. The exception stays compile-time
+        (:attr:`fixed_parameters`): the parameters of a step with a numerical dual, whose σ is
+        printed into the quadrature as a function with its numbers. Structural numbers (widths,
+        window sizes, a monomial's degree, ``b_std`` absent or present) are not parameters at all.
+        """
+        fixed = self.fixed_parameters
+        return {sym: val for sym, val in self.parameters.items() if sym not in fixed}
+
+    @cached_property
+    def fixed_parameters(self) -> Dict[sp.Symbol, sp.Expr]:
+        """The parameters that generated code has as numbers (substituted exactly): those of steps
+        with a numerical dual (a quadrature over σ)."""
+        from .functions import GaussianExpectation
+
+        return {sym: val for step in self.steps if any(e.has(GaussianExpectation) for _, e in step.assignments)
+                for sym, val in step.parameters}
+
+    def same_structure(self, other: "KernelProgram") -> bool:
+        """Whether ``other`` has the same recursion as this program, its run-time parameters' values
+        aside: then one compiled module evaluates both."""
+        if len(self.steps) != len(other.steps) or self.fixed_parameters != other.fixed_parameters:
+            return False
+        return self.output == other.output and all(
+            a.assignments == b.assignments and a.state == b.state and [s for s, _ in a.parameters] == [s for s, _ in b.parameters]
+            for a, b in zip(self.steps, other.steps))
 
     @property
     def output(self) -> nodes.KernelState:
