@@ -124,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("check", help="parse and verify every network of a spec and summarise it")
     k.add_argument("spec", help="a .ntk file")
     k.add_argument("--network", help="which network (default: every network of the file)")
+    k.add_argument("--n", type=_positive, default=10_000, metavar="N",
+                   help="estimate memory and time for N x N points (default %(default)s; a static model, nothing is run)")
     k.set_defaults(run=_check)
     flow_cli.register(sub)
     sampler_cli.register(sub)
@@ -333,7 +335,7 @@ def _check(args) -> int:
         if not nets:
             select_network(module, None)  # raises the "file defines no network" error
     for net in nets:
-        print(_summary(CompiledNetwork(net, text, args.spec)))  # verifies and derives
+        print(_summary(CompiledNetwork(net, text, args.spec), args.n))  # verifies and derives
     return 0
 
 
@@ -363,9 +365,10 @@ def _positive(text: str) -> int:
     return n
 
 
-def _summary(net: CompiledNetwork) -> str:
+def _summary(net: CompiledNetwork, n: int = 10_000) -> str:
+    from .cost import report
     from .symbolic.layout import layout_report
-    from .tiling import MemoryBudgetError, format_bytes, memory_budget, plan
+    from .tiling import memory_budget
 
     ir = net.ir
     shape = ir.input_dim if len(ir.input_shape) == 1 else list(ir.input_shape)
@@ -380,39 +383,7 @@ def _summary(net: CompiledNetwork) -> str:
         if step.note:
             lines.append(f"                dual: {step.note}")
     lines += layout_report(net.program)
-    model, budget, n = net.memory_model, memory_budget(), 10_000
-    try:
-        tile = plan(n, n, model, budget)
-    except MemoryBudgetError:
-        tile = "over"
-    how = "measured" if net.memory_measured else "upper bound; numerical duals are not measured"
-    stage = model.input_per_point
-    lines.append(f"  memory ({how}): {format_bytes(model.per_pair)} per input pair + {format_bytes(model.per_point)} "
-                 f"per point" + (f" (at least {format_bytes(stage)} per point: input stage, thin requests)" if stage else "")
-                 + f"; {n} x {n} points: {format_bytes(model.peak(n, n))} in one piece"
-                 + (f", more than the budget of {format_bytes(budget)} even in tiles" if tile == "over" else
-                    f", tiles of {tile[0]} x {tile[1]} under the budget of {format_bytes(budget)}" if tile else ""))
-    lines.append(_fused_line(net, n))
+    lines += report(net.program, n, memory_budget())  # ntkdsl/cost.py: nothing is run
     lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
                  f"the {ir.output_width} outputs share it (K ⊗ I_k)")
     return "\n".join(lines)
-
-
-def _fused_line(net: CompiledNetwork, n: int) -> str:
-    """Whether the fused CPU kernels (backend numba) can evaluate the network, and their memory."""
-    from .codegen.dispatch import module_available
-    from .codegen.fused import fusable
-    from .tiling import MemoryModel, format_bytes
-
-    head = "  fused CPU kernels (backend numba): "
-    reason = fusable(net.program)
-    if reason:
-        return head + f"no, the NumPy evaluator runs: {reason}"
-    if len(net.ir.input_shape) == 1:
-        memory = "about 2 N1 x N2 arrays (the Gram matrix overwritten in place)"
-    else:
-        model = MemoryModel(*net._backend_module("numba").MEMORY_MODEL)
-        memory = (f"{format_bytes(model.per_pair)} per input pair + {format_bytes(model.per_point)} per point; "
-                  f"{n} x {n} points: {format_bytes(model.peak(n, n))}")
-    installed = "" if module_available("numba") else " (numba is not installed: pip install 'ntkdsl[fast]')"
-    return head + f"yes{installed}; memory {memory}"

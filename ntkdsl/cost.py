@@ -1,0 +1,246 @@
+"""A static cost model of a kernel request: memory and time from the derived program, nothing run.
+
+``ntkdsl check --n N`` reports, for N x N points and each backend, the peak memory and an estimate
+of the time, in a fraction of a second whatever the network and N (the program is walked once; no
+evaluator is imported, compiled or run).
+
+Memory (NumPy evaluator): the generated module frees every kernel array after its last use
+(``del``, :func:`ntkdsl.codegen.emit.free_after_last_use`), so its peak is the largest, over the
+steps, of the kernel arrays alive across the step, those the step assigns, and the temporaries of
+its expressions: one per array-sized common subexpression (sympy's ``cse``, as the emitter) plus
+:data:`EXPRESSION_TEMPORARIES`. Each array holds, per input pair, the entries of its step's layout
+(1; P pixels; P² pixel pairs). The fused numba kernels of vector networks hold about two N1 x N2
+arrays (the Gram matrix overwritten in place); those of image networks the ``MEMORY_MODEL`` line
+of their module (:func:`ntkdsl.codegen.fused_spatial.memory_terms`), read from its emitted text.
+
+Time: operation counts times per-operation costs, documented constants fitted on real runs on the
+development machine (2 cores, AVX2; ``python benchmarks/cost_model.py`` measures hot-loop costs and
+compares the estimates with real runs on the machine it runs on): the input Gram matrix at
+:data:`GEMM_FLOPS` (2·N1·N2·d flops); per entry of an array-sized operation :data:`NS_PER_OP`
+nanoseconds for arithmetic, :data:`NS_PER_TRANSCENDENTAL` for a transcendental function (atan2,
+sqrt, erf, exp, ...), :data:`NS_PER_TAP` per tap of a convolution or pooling window; numerical
+duals :data:`NS_PER_QUADRATURE` per entry. The fused kernels run the same operations in cache, on
+all cores: :data:`FUSED_SPEEDUP`. Accuracy against real runs: :data:`ACCURACY_SHORT`
+(benchmarks/cost_model.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import sympy as sp
+
+from .symbolic.functions import GaussianExpectation
+from .symbolic.layout import entries_per_pair, largest_kernel
+from .symbolic.spatial import conv_taps, flatten_mean, global_pool, pixel_variance, pool_window, spatial_diagonal
+from .tiling import MemoryModel
+
+EXPRESSION_TEMPORARIES = 2  # arrays NumPy allocates while evaluating one statement (a binary op's operands)
+INPUT_PIXEL_ARRAYS = 8  # per point, image networks' input stage: pixel(-pair) Gram rows and variances (measured)
+PAIR_FIELDS = ("nngp", "nngp_dot", "ntk")  # SSA names of per-pair arrays; cov1/cov2 are per point
+
+# Effective per-operation costs, fitted on the real runs of benchmarks/cost_model.py on the 2-core
+# development machine (float64, arrays far larger than the caches, fresh allocations, OpenBLAS).
+GEMM_FLOPS = 2.0e10  # flop/s of the input Gram matrix (dgemm, 2 threads)
+NS_PER_OP = 4.0  # one arithmetic pass (+, *, -, /) over an array, per entry
+NS_PER_TRANSCENDENTAL = 12.0  # atan2/arccos, erf, exp, log, sin, cos, sqrt-of-expression, per entry
+NS_PER_TAP = 2.0  # one tap of a convolution or pooling window, per output entry
+NS_PER_QUADRATURE = 2.5e5  # a numerical dual's 2-D quadrature (tanh, SiLU: 240–290 µs an entry), per entry
+FUSED_SPEEDUP = 4.0  # fused numba kernels against the NumPy evaluator, same operations (measured 2.5–6x)
+# benchmarks/cost_model.py on the development machine (2 cores shared with other jobs): the memory
+# model over tracemalloc's peak 1.16–2.08 on 7 networks at N = 16–1000 (never below); measured over
+# estimated time 0.37–1.38 on the NumPy evaluator, 0.11–7.8 on the fused kernels (their small
+# requests are dominated by per-call overheads, their large ones by how much a layer fuses).
+ACCURACY_SHORT = "against real runs: memory 1.2–2x over, time 0.4–1.4x NumPy, 0.1–8x numba"
+
+_QUADRATURE = sp.Function("quadrature")  # a numerical dual's quadrature, by its arguments (q1, q2, c)
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """One step's array entries per input pair and its operations per entry."""
+
+    entries: int
+    arithmetic: float
+    transcendental: float
+    taps: float
+    quadrature: float
+    assigned: Tuple[Tuple[str, int], ...]  # (symbol, entries per pair) of the per-pair arrays it assigns
+    temporaries: int  # array-sized common subexpressions
+
+
+def _symbol_entries(program) -> Dict[sp.Symbol, Tuple[bool, int]]:
+    """Each assigned symbol: (per pair?, entries per pair or per point)."""
+    out = {}
+    for step in program.steps:
+        e = entries_per_pair(step.state.shape, step.state.layout)
+        for sym, _ in step.assignments:
+            out[sym] = (sym.name.rsplit("_", 1)[0] in PAIR_FIELDS, e)
+    first = program.steps[0].state
+    e0 = entries_per_pair(first.shape, first.layout)
+    out[first.nngp] = (True, e0)
+    for sym in (first.cov1, first.cov2):
+        out[sym] = (False, e0)
+    return out
+
+
+def _count(expr, sizes, entries: int) -> Tuple[float, float, float, float]:
+    """(arithmetic, transcendental, taps, quadrature) operations per entry of ``expr``."""
+    arithmetic = transcendental = taps = quadrature = 0.0
+    for node in sp.preorder_traversal(expr):
+        if node.is_Atom:
+            continue
+        if isinstance(node, (sp.Add, sp.Mul)):
+            arithmetic += len(node.args) - 1
+        elif isinstance(node, sp.Pow):
+            arithmetic += 1 if node.exp.is_Integer else 0
+            transcendental += 0 if node.exp.is_Integer else 1
+        elif node.func == _QUADRATURE:
+            quadrature += 1
+        elif isinstance(node, (conv_taps, pool_window)):
+            taps += math.prod(int(v) for v in node.args[2]) ** (2 if isinstance(node, pool_window) else 1)
+        elif isinstance(node, (global_pool, flatten_mean, pixel_variance, spatial_diagonal)):
+            arithmetic += 1
+        elif isinstance(node, sp.Function):  # angle, perp, erf, exp, owens_t_angle, ...: transcendental
+            transcendental += 1
+    return arithmetic, transcendental, taps, quadrature
+
+
+def step_costs(program) -> Tuple[StepCost, ...]:
+    """The cost of every step after the input (cached per program)."""
+    sizes = _symbol_entries(program)
+    out: List[StepCost] = []
+    for step in program.steps[1:]:
+        e = entries_per_pair(step.state.shape, step.state.layout)
+        pair = [(sym, expr.replace(GaussianExpectation, lambda *a: _QUADRATURE(*a[2:5])))  # cse stays out of
+                for sym, expr in step.assignments if sizes[sym][0]]                         # its Lambdas
+        replacements, reduced = sp.cse([expr for _, expr in pair]) if pair else ([], [])
+        counts = [_count(x, sizes, e) for x in [r for _, r in replacements] + list(reduced)]
+        totals = [sum(c[i] for c in counts) for i in range(4)]
+        assigned = tuple((sym.name, sizes[sym][1]) for sym, _ in pair)
+        out.append(StepCost(e, *totals, assigned, len(replacements)))
+    return tuple(out)
+
+
+def numpy_memory(program, costs=None) -> MemoryModel:
+    """Peak bytes of the NumPy evaluator (module docstring): kernel arrays alive across each step,
+    those it assigns and its temporaries; per point the variances (the larger of two steps' worth),
+    and the input stage (the inputs, their squares and the first layout's variances)."""
+    sizes = _symbol_entries(program)
+    last_use: Dict[sp.Symbol, int] = {}
+    for index, step in enumerate(program.steps):
+        for _, expr in step.assignments:
+            for sym in expr.free_symbols:
+                last_use[sym] = index
+    out = program.output
+    for sym in (out.nngp, out.ntk):
+        for s in getattr(sym, "free_symbols", ()):
+            last_use[s] = len(program.steps)
+    defined: Dict[sp.Symbol, int] = {program.steps[0].state.nngp: 0}
+    for index, step in enumerate(program.steps):
+        for sym, _ in step.assignments:
+            defined[sym] = index
+    costs = costs or step_costs(program)
+    peak_pair, peak_point = 0.0, 0.0
+    for index, cost in enumerate(costs, start=1):
+        alive = sum(sizes[s][1] for s, d in defined.items() if sizes[s][0] and d < index <= last_use.get(s, -1))
+        new = sum(e for _, e in cost.assigned)
+        peak_pair = max(peak_pair, alive + max(new, (cost.temporaries + EXPRESSION_TEMPORARIES) * cost.entries))
+        points = sum(sizes[s][1] for s, d in defined.items() if not sizes[s][0] and d <= index <= last_use.get(s, -1))
+        peak_point = max(peak_point, points)
+    first = program.steps[0].state
+    size = math.prod(program.network.input_shape)
+    e0 = entries_per_pair(first.shape, first.layout)
+    pixel_arrays = INPUT_PIXEL_ARRAYS * e0 if first.shape else 0
+    return MemoryModel(8.0 * max(peak_pair, 2 * largest_kernel(program)), 4.0 * peak_point, 2.0**20,
+                       8.0 * (size + 1 + pixel_arrays), 2.0**20)
+
+
+_MEMORY_LINE = re.compile(r"^MEMORY_MODEL = \(([\d.]+), ([\d.]+), THREADS \* ([\d.]+) \+ ([\d.]+)\)$", re.M)
+
+
+def fused_memory(program) -> MemoryModel:
+    """Peak bytes of the fused numba kernels. Vector networks: the two outputs (the Gram matrix is
+    overwritten in place) and the inputs. Image networks: the ``MEMORY_MODEL`` line of their
+    module's text (:func:`ntkdsl.codegen.fused_spatial.memory_terms`: outputs, per-point stacks,
+    per-thread scratch grids), emitted but neither imported nor compiled."""
+    size = math.prod(program.network.input_shape)
+    if len(program.network.input_shape) == 1:
+        return MemoryModel(16.0, 8.0 * (size + 4), 2.0**20)
+    from .codegen.dispatch import emit_source
+
+    found = _MEMORY_LINE.search(emit_source(program, "numba"))
+    if found is None:
+        raise RuntimeError("the fused image module has no MEMORY_MODEL line of the expected form")
+    per_pair, per_point, per_thread, fixed = map(float, found.groups())
+    return MemoryModel(per_pair, per_point, threads() * per_thread + fixed)
+
+
+def threads() -> int:
+    """The CPU threads the fused kernels use (their THREADS: the cores this process may run on)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def seconds(program, n1: int, n2: int, backend: str = "numpy", costs=None) -> float:
+    """Estimated seconds of one evaluation of n1 x n2 points (module docstring; no compile time)."""
+    pairs = float(n1) * float(n2)
+    first = program.steps[0].state
+    d = program.network.input_dim
+    gram = 2.0 * pairs * entries_per_pair(first.shape, first.layout) * d / GEMM_FLOPS
+    ns = 0.0
+    for c in costs or step_costs(program):
+        ns += c.entries * (c.arithmetic * NS_PER_OP + c.transcendental * NS_PER_TRANSCENDENTAL
+                           + c.taps * NS_PER_TAP + c.quadrature * NS_PER_QUADRATURE)
+    layers = pairs * ns * 1e-9
+    if backend == "numba":
+        layers /= FUSED_SPEEDUP
+    return gram + layers
+
+
+def format_seconds(t: float) -> str:
+    """A duration for messages: ms, s, min, h or days."""
+    if t < 1:
+        return f"{t * 1000:.3g} ms"
+    if t < 120:
+        return f"{t:.3g} s"
+    if t < 7200:
+        return f"{t / 60:.3g} min"
+    return f"{t / 3600:.3g} h" if t < 172800 else f"{t / 86400:.3g} days"
+
+
+def report(program, n: int, budget: int) -> List[str]:
+    """Lines for ``ntkdsl check``: memory and time of n x n points on each backend, nothing run."""
+    from .codegen.dispatch import module_available
+    from .codegen.fused import fusable
+    from .tiling import MemoryBudgetError, format_bytes, plan
+
+    costs = step_costs(program)
+    model = numpy_memory(program, costs)
+    try:
+        tile = plan(n, n, model, budget)
+    except MemoryBudgetError:
+        tile = "over"
+    where = (f", more than the budget of {format_bytes(budget)} even in tiles" if tile == "over" else
+             f", tiles of {tile[0]} x {tile[1]} under the budget of {format_bytes(budget)}" if tile else "")
+    lines = [f"  cost of {n} x {n} points (a static model, nothing is run; {ACCURACY_SHORT}):",
+             f"  numpy evaluator: memory {format_bytes(model.per_pair)} per input pair + "
+             f"{format_bytes(model.per_point)} per point; {format_bytes(model.peak(n, n))} in one piece{where}; "
+             f"time about {format_seconds(seconds(program, n, n, 'numpy', costs))}"]
+    head = "  fused CPU kernels (backend numba): "
+    reason = fusable(program)
+    if reason:
+        lines.append(head + f"no, the NumPy evaluator runs: {reason}")
+    else:
+        fused = fused_memory(program)
+        installed = "" if module_available("numba") else " (numba is not installed: pip install 'ntkdsl[fast]')"
+        lines.append(head + f"yes{installed}; memory {format_bytes(fused.per_pair)} per input pair + "
+                     f"{format_bytes(fused.per_point)} per point; {n} x {n} points: {format_bytes(fused.peak(n, n))}; "
+                     f"time about {format_seconds(seconds(program, n, n, 'numba', costs))} after a compile of "
+                     "seconds (once per machine, cached)")
+    lines.append(f"  cupy (GPU): the NumPy evaluator's arrays in device memory, about {format_bytes(model.peak(n, n))} "
+                 "in one piece; time not estimated (no GPU measurements yet)")
+    return lines
