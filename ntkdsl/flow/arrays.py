@@ -33,6 +33,9 @@ class NumpyArrays:
     def __init__(self):
         self.xp = np
 
+    def __reduce__(self):  # a pickled flow refers to its namespace by name (modules do not pickle)
+        return arrays, (self.name,)
+
     def asarray(self, a):
         """``a`` as a float64 array of this namespace (CuPy arrays are copied to the host)."""
         if _is_cupy(a):
