@@ -56,6 +56,29 @@ def note(text: str, progress: Progress = None) -> None:
         sys.stderr.flush()
 
 
+SLOW_QUADRATURE_PAIRS = 10_000   # numerical duals: quadrature per pair per layer (docs/numerical-duals.md)
+SLOW_IMAGE_ENTRIES = 10 ** 8     # image networks: input pairs x entries of the largest pixel grid
+
+
+def request_note(net, n1: int, n2: int, progress: Progress = None) -> None:
+    """A one-line note before a kernel request of ``net`` (a CompiledNetwork) that may take a while:
+    numerical duals on many pairs, or an image network whose pixel grids hold many entries
+    (:func:`note`; nothing for small requests, and nothing is inspected for them)."""
+    pairs, name = n1 * n2, net.name
+    if pairs < SLOW_QUADRATURE_PAIRS or not wanted(progress):
+        return
+    from .symbolic.functions import GaussianExpectation
+
+    numerical = any(expr.has(GaussianExpectation) for step in net.program.steps for _, expr in step.assignments)
+    grid = net._largest_kernel if len(net.ir.input_shape) > 1 else 1
+    if numerical:
+        note(f"network {name}: numerical duals by quadrature on {n1} x {n2} input pairs: this can take "
+             "minutes (docs/numerical-duals.md)", progress)
+    elif grid > 1 and pairs * grid >= SLOW_IMAGE_ENTRIES:
+        note(f"network {name}: {n1} x {n2} image pairs, {grid} grid entries each ({pairs * grid:.2g} in all): "
+             "this can take a while", progress)
+
+
 class _Bar:
     """The minimal built-in bar: ``desc: 37% |#######       | 15/40 tiles [12 s < 20 s]`` on stderr."""
 

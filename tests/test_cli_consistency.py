@@ -230,3 +230,69 @@ def test_progress_is_shown_in_a_terminal_and_only_there(files):
     assert status == 0 and err == ""
     status = subprocess.run([sys.executable, "-m", "ntkdsl", *argv], capture_output=True, text=True, cwd=ROOT)
     assert status.returncode == 0 and status.stderr == ""  # stderr not a terminal: no bar
+
+
+def test_slow_requests_say_so(capsys):
+    from ntkdsl import progress
+
+    tanh = ntkdsl.loads("network t(input = 3) {\n dense(8)\n tanh\n dense(1)\n}\n")
+    progress.request_note(tanh, 150, 150, True)
+    assert "numerical duals by quadrature on 150 x 150 input pairs" in capsys.readouterr().err
+    progress.request_note(tanh, 150, 150, False)   # --no-progress
+    progress.request_note(tanh, 20, 20, True)      # small: quick
+    relu = ntkdsl.loads(SMALL)
+    progress.request_note(relu, 1000, 1000, True)  # closed-form duals: fast
+    assert capsys.readouterr().err == ""
+
+
+def test_the_flow_ode_shows_its_time(capsys):
+    from ntkdsl import progress
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 3))
+    y = np.eye(2)[rng.integers(0, 2, 6)]
+    flow = ntkdsl.KernelFlow(ntkdsl.loads(SMALL.replace("dense(1)", "dense(2)")), x, y, loss="cross_entropy")
+    progress.set_default(True)
+    try:
+        flow.loss([0.0, 5.0])
+    finally:
+        progress.set_default(None)
+    err = capsys.readouterr().err
+    assert "flow ODE" in err and "100%" in err
+
+
+def _captured_figure(monkeypatch, module):
+    pytest.importorskip("matplotlib")
+    figures = []
+    monkeypatch.setattr(module, "save_figure", lambda plt, fig, path: figures.append(fig))
+    return figures
+
+
+def test_flow_plot_has_log_time_from_early_times_and_the_test_loss(files, monkeypatch, capsys):
+    from ntkdsl.flow import cli as flow_cli
+
+    figures = _captured_figure(monkeypatch, flow_cli)
+    rng = np.random.default_rng(3)
+    xt = rng.normal(size=(4, 3))
+    np.savez(files / "test.npz", x=xt, y=np.sin(xt[:, 0]))
+    assert main(["flow", str(files / "small.ntk"), "--train", str(files / "train.npz"), "--test",
+                 str(files / "test.npz"), "--plot", str(files / "f.png")]) == 0
+    (fig,) = figures
+    loss, components = fig.axes
+    assert loss.get_xscale() == "log" and loss.get_yscale() == "log" and components.get_xscale() == "log"
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["training loss", "test loss"]
+    net = ntkdsl.load(str(files / "small.ntk"))
+    x = np.load(files / "x.npy")
+    fastest = np.linalg.eigvalsh(net.ntk(x))[-1] / len(x)   # the top decay rate per step, η = 1
+    assert loss.get_xlim()[0] <= 0.01 / fastest              # starts before the fastest component moves
+
+
+def test_sampler_plot_shows_the_noise_floor(files, monkeypatch, capsys):
+    from ntkdsl.sampler import cli as sampler_cli
+
+    figures = _captured_figure(monkeypatch, sampler_cli)
+    assert main(["sample", str(files / "small.ntk"), "--widths", "4,16", "--samples", "3", "--points", "3",
+                 "--plot", str(files / "s.png")]) == 0
+    (fig,) = figures
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "NTK noise floor (spread/√S)" in labels and "NNGP noise floor (spread/√S)" in labels

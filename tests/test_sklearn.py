@@ -11,15 +11,15 @@ import scipy.linalg
 
 pytest.importorskip("sklearn")
 
-from sklearn.base import clone  # noqa: E402
-from sklearn.gaussian_process import GaussianProcessRegressor  # noqa: E402
-from sklearn.gaussian_process.kernels import WhiteKernel  # noqa: E402
-from sklearn.kernel_ridge import KernelRidge  # noqa: E402
-from sklearn.svm import SVC  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from sklearn.base import clone
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import WhiteKernel
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.svm import SVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import ntkdsl  # noqa: E402
-from ntkdsl.sklearn import NTKClassifier, NTKKernel, NTKRegressor  # noqa: E402
+import ntkdsl
+from ntkdsl.sklearn import NTKClassifier, NTKKernel, NTKRegressor
 
 RELU = """\
 let w = 1.5
