@@ -100,6 +100,11 @@ class ShapeSpecError(StructureSpecError):
     of different shapes, a network that does not end in a vector."""
 
 
+class LimitSpecError(SpecError):
+    """A spec beyond one of the documented resource limits (docs/language.md, "Limits"): file size,
+    nesting depth, number size, layer count, polynomial degree, window or input size."""
+
+
 class BranchSpecError(StructureSpecError):
     """Branches whose sum or product has no simple kernel: correlated outputs (kernel-math.md §2)."""
 

@@ -6,16 +6,16 @@ Nothing outside this module ever sees a ``lark.Tree``.
 from __future__ import annotations
 
 import functools
-from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
 import lark
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
-from ..errors import Span, SyntaxSpecError
-from . import ast
+from ..errors import SpecError, Span, SyntaxSpecError
+from . import ast, limits
 
 _OPEN = {"LPAR", "LSQB"}
 _CLOSE = {"RPAR", "RSQB"}
@@ -69,15 +69,24 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
 
     Raises:
         SyntaxSpecError: the text does not follow the grammar; the message names what was expected.
+        LimitSpecError: a file, a number or a nesting beyond the limits of :mod:`ntkdsl.frontend.limits`.
     """
+    limits.check_source_size(text, filename)
     if not text.endswith("\n"):
         text += "\n"
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, filename) from None
-    items = _ToAst(filename, text).transform(tree)
-    return ast.Module(tuple(items), filename=filename, text=text)
+    try:
+        items = _ToAst(filename, text).transform(tree)  # iterative: any depth
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SpecError):
+            raise exc.orig_exc from None
+        raise
+    module = ast.Module(tuple(items), filename=filename, text=text)
+    limits.check_nesting(module)
+    return module
 
 
 # ---------------------------------------------------------------- syntax errors
@@ -148,7 +157,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SyntaxSpecE
 
 # ---------------------------------------------------------------- tree -> AST
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     def __init__(self, filename: str, text: str):
         super().__init__()
         self.filename = filename
@@ -206,7 +215,8 @@ class _ToAst(Transformer):
     # expressions
     def number(self, meta, children):
         (tok,) = children
-        return ast.Number(Fraction(str(tok)), str(tok), self._tok(tok))
+        span = self._tok(tok)
+        return ast.Number(limits.literal(str(tok), span), str(tok), span)
 
     def name(self, meta, children):
         (tok,) = children

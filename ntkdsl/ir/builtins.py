@@ -9,12 +9,14 @@ function that builds its IR node from a call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 from typing import Callable, Optional, Sequence, Tuple
 
 import sympy as sp
 
-from ..errors import ArgumentSpecError, NameSpecError, StructureSpecError, did_you_mean
+from ..errors import ArgumentSpecError, LimitSpecError, NameSpecError, StructureSpecError, did_you_mean
 from ..frontend import ast
+from ..frontend.limits import MAX_DEGREE, MAX_INPUT_SIZE
 from . import nodes
 from .spatial import PADDINGS
 
@@ -53,8 +55,8 @@ def natural(low, v, span, name: str, env=()) -> sp.Expr:
     n = low.as_number(v, span, env, f"'{name}' (an integer ≥ 0)")
     if not (n.is_integer and n >= 0):
         raise ArgumentSpecError(f"{name} must be an integer ≥ 0, got {n}", span)
-    if n > 64:
-        raise ArgumentSpecError(f"{name} = {n} is too large (at most 64)", span)
+    if n > MAX_DEGREE:  # a degree (monomial, hermite, rectified_monomial): the limit of polynomial activations
+        raise LimitSpecError(f"{name} = {n} is too large (at most {MAX_DEGREE})", span)
     return n
 
 
@@ -95,7 +97,11 @@ def input_shape(low, v, span, name: str, env=()) -> Tuple[int, ...]:
     dims = v if isinstance(v, tuple) else (v,)
     if not dims:
         raise ArgumentSpecError("input needs at least one dimension", span)
-    return tuple(positive_int(low, d, span, "each input dimension", env) for d in dims)
+    shape = tuple(positive_int(low, d, span, "each input dimension", env) for d in dims)
+    if prod(shape) > MAX_INPUT_SIZE:
+        raise LimitSpecError(f"an input of shape {list(shape)} has {prod(shape)} numbers per point "
+                             f"(at most {MAX_INPUT_SIZE})", span)
+    return shape
 
 
 def per_dimension(low, v, span, name: str, env=()) -> Tuple[int, ...]:

@@ -1,6 +1,6 @@
 """AST -> IR: resolve names, evaluate constants exactly, bind arguments, expand blocks and repeats.
 
-Values during lowering are exact sympy numbers, tuples (sequences) or :class:`Word` (a bare name
+Values during lowering (:mod:`ntkdsl.ir.expressions`) are exact sympy numbers, tuples (sequences) or :class:`Word` (a bare name
 that is not a ``let`` or parameter: legal only where a parameter takes a fixed set of words, such as
 ``parameterization = standard`` or ``b_std = none``). Every mistake raises a SpecError with a span.
 """
@@ -8,50 +8,20 @@ that is not a ``let`` or parameter: legal only where a parameter takes a fixed s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import sympy as sp
 
 from ..activations import REGISTRY
-from ..errors import ArgumentSpecError, NameSpecError, Span, SpecError, StructureSpecError, did_you_mean
+from ..errors import ArgumentSpecError, LimitSpecError, NameSpecError, Span, SpecError, StructureSpecError, did_you_mean
 from ..frontend import ast
+from ..frontend.limits import MAX_ACTIVATION_NESTING, MAX_DEGREE, MAX_LAYERS, MAX_NESTING
 from . import nodes
-from .builtins import BODY_LAYERS, LAYERS, REQUIRED, Spec, Word, enum, input_shape, natural, positive_int, real
+from .builtins import BODY_LAYERS, LAYERS, REQUIRED, Spec, enum, input_shape, natural, positive_int, real
+from .checks import check_degree
+from .expressions import ACTIVATION_FUNCTIONS, FUNCTIONS, Expressions, Value
 
 MAX_REPEAT = 10_000  # a repeat beyond this is a typo, not a network
-MAX_EXPONENT = 1_024  # keeps `10**10**10` from hanging exact arithmetic
-
-_FUNCTIONS: Dict[str, Callable[[sp.Expr], sp.Expr]] = {
-    "sqrt": sp.sqrt,
-    "exp": sp.exp,
-    "log": sp.log,
-    "sin": sp.sin,
-    "cos": sp.cos,
-}
-_CONSTANTS = {"pi": sp.pi}
-
-# Functions an activation body may call besides the above, each built from sympy constructors.
-_ACTIVATION_FUNCTIONS: Dict[str, Callable[..., sp.Expr]] = {
-    **_FUNCTIONS,
-    "tanh": sp.tanh,
-    "erf": sp.erf,
-    "abs": sp.Abs,
-    "sign": sp.sign,
-    "sigmoid": lambda a: 1 / (1 + sp.exp(-a)),
-    "softplus": lambda a: sp.log(1 + sp.exp(a)),
-    "relu": lambda a: sp.Max(a, 0),
-    "step": sp.Heaviside,
-    "max": sp.Max,
-    "min": sp.Min,
-    "Phi": lambda a: (1 + sp.erf(a / sp.sqrt(2))) / 2,  # the standard normal CDF
-}
-_ARITY = {"max": 2, "min": 2}
-
-
-Value = Union[sp.Expr, Tuple["Value", ...], Word]
-
-
-
 @dataclass(frozen=True)
 class _Bound:
     value: Value
@@ -118,16 +88,19 @@ def _file_span(module: ast.Module) -> Span:
     return Span(module.filename, 0, 0, 0, 0, module.text)
 
 
-class _Lowerer:
+class _Lowerer(Expressions):
     def __init__(self, module: ast.Module):
         self.module = module
         self.lets: Dict[str, ast.LetDef] = {}
         self.blocks: Dict[str, ast.BlockDef] = {}
         self.activations: Dict[str, ast.ActivationDef] = {}
-        self.functions = _FUNCTIONS  # the calls expressions may make (more inside activation bodies)
+        self.functions = FUNCTIONS  # the calls expressions may make (more inside activation bodies)
         self.let_values: Dict[str, sp.Expr] = {}
         self.visiting: List[str] = []  # lets being evaluated: a cycle if one comes back
         self.block_stack: List[str] = []
+        self.depth = 0  # nesting of the evaluation in progress: bodies, block calls, lets, expressions
+        self.max_depth = MAX_NESTING
+        self.layer_count = 0  # layers of the network being lowered so far, repeats expanded
         self.rank = 0  # spatial dimensions of the network being lowered (set by `network`)
         seen: Dict[str, Span] = {}
         builtin = set(LAYERS) | set(REGISTRY.names())
@@ -152,79 +125,6 @@ class _Lowerer:
         if "pi" in self.lets:
             raise NameSpecError("'pi' is a built-in constant and cannot be redefined", self.lets["pi"].span)
 
-    # ------------------------------------------------------------ expressions
-    def let_value(self, name: str) -> sp.Expr:
-        if name in self.let_values:
-            return self.let_values[name]
-        let = self.lets[name]
-        if name in self.visiting:
-            cycle = self.visiting[self.visiting.index(name):] + [name]
-            raise NameSpecError(f"the let '{name}' depends on itself ({' -> '.join(cycle)})", let.span)
-        self.visiting.append(name)
-        try:
-            value = self.number(let.value, {}, "a number")
-        finally:
-            self.visiting.pop()
-        self.let_values[name] = value
-        return value
-
-    def evaluate(self, e: ast.Expr, env: Mapping[str, Value]) -> Value:
-        if isinstance(e, ast.Number):
-            return sp.Rational(e.value.numerator, e.value.denominator)
-        if isinstance(e, ast.Name):
-            if e.id in env:
-                return env[e.id]
-            if e.id in self.lets:
-                return self.let_value(e.id)
-            if e.id in _CONSTANTS:
-                return _CONSTANTS[e.id]
-            return Word(e.id, e.span)
-        if isinstance(e, ast.Sequence):
-            return tuple(self.evaluate(i, env) for i in e.items)
-        if isinstance(e, ast.Neg):
-            return self._finite(-self.number(e.operand, env), e.span)
-        if isinstance(e, ast.BinOp):
-            left, right = self.number(e.left, env), self.number(e.right, env)
-            if e.op == "**" and right.is_number and abs(right) > MAX_EXPONENT:
-                raise ArgumentSpecError(f"exponent {right} is too large (at most {MAX_EXPONENT})", e.right.span)
-            if e.op == "/" and right == 0:
-                raise ArgumentSpecError("division by zero", e.span)
-            ops = {"+": sp.Add, "-": lambda a, b: a - b, "*": sp.Mul, "/": lambda a, b: a / b, "**": sp.Pow}
-            return self._finite(ops[e.op](left, right), e.span)
-        if isinstance(e, ast.Call):
-            if e.func not in self.functions:
-                where = "activation bodies" if self.functions is _ACTIVATION_FUNCTIONS else "expressions"
-                raise NameSpecError(
-                    f"unknown function '{e.func}'{did_you_mean(e.func, self.functions)} ({where} may call "
-                    + ", ".join(self.functions) + ")",
-                    e.func_span,
-                )
-            arity = _ARITY.get(e.func, 1)
-            if len(e.args) != arity or any(isinstance(a, ast.Keyword) for a in e.args):
-                count = "one positional argument" if arity == 1 else f"{arity} positional arguments"
-                raise ArgumentSpecError(f"{e.func} takes exactly {count}", e.span)
-            return self._finite(self.functions[e.func](*(self.number(a, env) for a in e.args)), e.span)
-        raise TypeError(f"not an expression: {e!r}")  # pragma: no cover - the parser builds only the above
-
-    def number(self, e: ast.Expr, env: Mapping[str, Value], what: str = "a number") -> sp.Expr:
-        """Evaluate ``e`` and insist on a real, finite number."""
-        return self.as_number(self.evaluate(e, env), e.span, env, what)
-
-    def as_number(self, v: Value, span: Optional[Span], env: Mapping[str, Value] = (), what: str = "a number") -> sp.Expr:
-        if isinstance(v, Word):
-            visible = list(env) + list(self.lets) + list(_CONSTANTS)
-            raise NameSpecError(f"undefined name '{v.name}'{did_you_mean(v.name, visible)}", v.span)
-        if isinstance(v, tuple):
-            raise ArgumentSpecError(f"expected {what}, got a sequence", span)
-        return v
-
-    def _finite(self, v: sp.Expr, span: Optional[Span]) -> sp.Expr:
-        if v.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
-            raise ArgumentSpecError("the expression is not a finite number", span)
-        if v.is_real is False or v.has(sp.I):
-            raise ArgumentSpecError("the expression is not a real number", span)
-        return v
-
     # ------------------------------------------------------------ statements
     def network(self, net: ast.NetworkDef) -> nodes.Network:
         specs = [
@@ -234,34 +134,50 @@ class _Lowerer:
         args = self.bind(f"network '{net.name}'", specs, net.args, {}, net.span)
         values = {s.name: s.convert(self, args[s.name].value, args[s.name].span, s.name) for s in specs}
         self.rank = len(values["input"]) - 1  # spatial dimensions: an int window broadcasts to them
+        self.layer_count = 0
         layers = self.body(net.body, {}, values["parameterization"])
         return nodes.Network(net.name, values["input"], values["parameterization"], tuple(layers), net.span)
 
     def body(self, body: ast.Body, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
         out: List[nodes.Layer] = []
-        for st in body.statements:
-            if isinstance(st, ast.Repeat):
-                count = positive_int(self, self.evaluate(st.count, env), st.count.span, "the repeat count", env)
-                if count > MAX_REPEAT:
-                    raise ArgumentSpecError(f"repeat count {count} is too large (at most {MAX_REPEAT})", st.count.span)
-                once = self.body(st.body, env, param)
-                out.extend(once * count)
-            else:
-                out.extend(self.call(st, env, param))
+        with self.deeper(body.span):
+            for st in body.statements:
+                if isinstance(st, ast.Repeat):
+                    count = positive_int(self, self.evaluate(st.count, env), st.count.span, "the repeat count", env)
+                    if count > MAX_REPEAT:
+                        raise ArgumentSpecError(f"repeat count {count} is too large (at most {MAX_REPEAT})", st.count.span)
+                    before = self.layer_count
+                    once = self.body(st.body, env, param)
+                    self.add_layers((self.layer_count - before) * (count - 1), st.count.span)
+                    out.extend(once * count)
+                else:
+                    out.extend(self.call(st, env, param))
         return out
+
+    def add_layers(self, n: int, span: Optional[Span]) -> None:
+        """Count ``n`` more layers of the network; a LimitSpecError past :data:`MAX_LAYERS`."""
+        self.layer_count += n
+        if self.layer_count > MAX_LAYERS:
+            raise LimitSpecError(f"the network has more than {MAX_LAYERS} layers once repeats and blocks are "
+                                 "expanded (layers inside residual and parallel bodies count)", span)
 
     def call(self, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
         if st.bodies and st.name not in BODY_LAYERS:
             raise StructureSpecError(f"'{st.name}' takes no {{ }} body", st.bodies[0].span)
-        if st.name in LAYERS:
-            return [LAYERS[st.name](self, st, env, param)]
-        row = REGISTRY.get(st.name)
-        if row is not None:
-            return [self.activation(row, st, env)]
-        if st.name in self.activations:
-            return [self.custom_activation(self.activations[st.name], st, env)]
         if st.name in self.blocks:
             return self.block(self.blocks[st.name], st, env, param)
+        row = REGISTRY.get(st.name)
+        if st.name in LAYERS:
+            layer = LAYERS[st.name](self, st, env, param)
+        elif row is not None:
+            layer = self.activation(row, st, env)
+        elif st.name in self.activations:
+            layer = self.custom_activation(self.activations[st.name], st, env)
+        else:
+            layer = None
+        if layer is not None:
+            self.add_layers(1, st.name_span)
+            return [layer]
         known = list(LAYERS) + REGISTRY.names() + list(self.blocks) + list(self.activations)
         raise NameSpecError(f"unknown layer or activation '{st.name}'{did_you_mean(st.name, known)}", st.name_span)
 
@@ -275,6 +191,9 @@ class _Lowerer:
             positional = [a for a in args if not isinstance(a, ast.Keyword)]
             if not positional:
                 raise ArgumentSpecError(f"{what} needs at least one {row.variadic} value", st.name_span)
+            if len(positional) > MAX_DEGREE + 1:
+                raise LimitSpecError(f"{what} has {len(positional)} {row.variadic}: degree {len(positional) - 1} "
+                                     f"(at most {MAX_DEGREE})", positional[MAX_DEGREE + 1].span)
             values.append((row.variadic, tuple(self.number(a, env, "a coefficient") for a in positional)))
             args = [a for a in args if isinstance(a, ast.Keyword)]
         bound = self.bind(what, specs, args, env, st.name_span)
@@ -292,11 +211,13 @@ class _Lowerer:
             if names.count(p.name) > 1:
                 raise NameSpecError(f"activation '{d.name}' has two parameters named '{p.name}'", p.span)
         env = {p.name: sp.Symbol(p.name, real=True) for p in d.params}
-        self.functions = _ACTIVATION_FUNCTIONS
+        self.functions, self.max_depth = ACTIVATION_FUNCTIONS, self.depth + MAX_ACTIVATION_NESTING
         try:
-            return self.number(d.body, env, "an expression")
+            body = self.number(d.body, env, "an expression")
         finally:
-            self.functions = _FUNCTIONS
+            self.functions, self.max_depth = FUNCTIONS, MAX_NESTING
+        check_degree(body, env[variable.name], d.body.span, f"activation '{d.name}'")
+        return body
 
     def custom_activation(self, d: ast.ActivationDef, st: ast.LayerCall, env: Mapping[str, Value]) -> nodes.CustomActivation:
         specs = [Spec(p.name, REQUIRED if p.default is None else p.default, None) for p in d.params[1:]]
@@ -321,11 +242,13 @@ class _Lowerer:
             inner[p.name] = self.evaluate(b.value.expr, inner) if isinstance(b.value, _Default) else b.value
         self.block_stack.append(block.name)
         try:
-            return self.body(block.body, inner, param)
+            with self.deeper(st.name_span):
+                return self.body(block.body, inner, param)
         except SpecError as exc:  # the mistake is in the body; say which call supplied its values
             where = st.name_span
             if where is not None and not isinstance(exc, _SelfCall):  # (a self-call names its chain)
-                exc.notes += (f"note: in block '{block.name}' called at {where.file}:{where.line}:{where.col}",)
+                exc.notes += _call_note(exc.notes, f"note: in block '{block.name}' called at "
+                                                   f"{where.file}:{where.line}:{where.col}")
             raise
         finally:
             self.block_stack.pop()
@@ -380,6 +303,16 @@ class _Default:
     """A block parameter's default expression, evaluated once the earlier parameters are bound."""
 
     expr: ast.Expr
+
+
+_MAX_NOTES = 8  # block-call notes under one error: the innermost calls, then "..."
+
+
+def _call_note(notes: Tuple[str, ...], note: str) -> Tuple[str, ...]:
+    """The note to add below ``notes``: itself, "..." once the list is long, or nothing after that."""
+    if len(notes) < _MAX_NOTES:
+        return (note,)
+    return () if notes[-1] == "note: ..." else ("note: ...",)
 
 
 def _count(n: int) -> str:

@@ -15,7 +15,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import sympy as sp
 
-from ..errors import ShapeSpecError, Span
+from ..errors import LimitSpecError, ShapeSpecError, Span
 from ..symbolic import spatial as ops
 from .geometry import window_geometry
 from .nodes import KernelState, SamplerRules, affine_kernel, weight_parameters
@@ -44,6 +44,11 @@ def _windowed(what: str, spatial, window, stride, padding, span) -> Tuple[int, .
     """The output spatial shape of a sliding window; an error where it does not fit."""
     out = []
     for axis, (n, w, s) in enumerate(zip(spatial, window, stride)):
+        if padding != "valid" and w > 2 * n - 1:
+            raise LimitSpecError(
+                f"{what}: the window ({w} along spatial axis {axis + 1}) is larger than 2·{n} − 1 = {2 * n - 1}, twice "
+                f"its input ({n} pixels) less one: with padding = {padding}, its outer taps would only ever see "
+                "padding", span)
         size = window_geometry(n, w, s, padding)[2]
         if size < 1:
             raise ShapeSpecError(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Sequence, Tuple
 
 from ..activations import REGISTRY
-from ..errors import ArgumentSpecError, ShapeSpecError, StructureSpecError
+from ..errors import ArgumentSpecError, LimitSpecError, ShapeSpecError, StructureSpecError
+from ..frontend.limits import MAX_DEGREE
 from . import nodes
 from .branches import MERGES, Parallel, Residual
+from .checks import activation_degree
 from .printer import format_header
 from .spatial import PADDINGS, POOL_MODES, Conv, Flatten, GlobalPool, LayerNorm, Pool
 
@@ -43,6 +45,7 @@ def verify(net: nodes.Network) -> nodes.Network:
 def _sequence(layers: Sequence, shape: Tuple[int, ...], gaussian: bool, why: str):
     """Check ``layers`` from features of ``shape``; return (shape, gaussian, why not gaussian)."""
     composing = False  # the previous layer (identities skipped) was an activation with Gaussian input
+    run_degree = 1  # the structural degree of the composition σₖ∘…∘σ₁ so far
     for layer in layers:
         shape_in = shape
         _check_arguments(layer)
@@ -51,6 +54,11 @@ def _sequence(layers: Sequence, shape: Tuple[int, ...], gaussian: bool, why: str
                 raise StructureSpecError(
                     f"activation '{layer.name}' needs a Gaussian input (an affine layer such as dense before it), but "
                     f"its input is {why}", layer.span)
+            run_degree = activation_degree(layer) * (run_degree if composing else 1)
+            if run_degree > MAX_DEGREE:
+                raise LimitSpecError(f"the activations composed up to '{layer.name}' have degree {run_degree} "
+                                     f"(at most {MAX_DEGREE}; a dense or conv layer between them ends a composition)",
+                                     layer.span)
             gaussian, why, composing = False, f"the output of activation '{layer.name}'", True
             shape = layer.out_shape(shape)
             continue
