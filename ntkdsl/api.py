@@ -140,10 +140,7 @@ class CompiledNetwork:
         fused = self._fused_image_model(backend, n1, n2)
         if fused is not None:  # one block of pairs at a time: tiles only for the budget, none for the caches
             return tiling.plan(n1, n2, fused, budget)
-        preferred = self._preferred_peak(n1, n2)
-        if self._static_memory_model.peak(n1, n2) <= min(budget, preferred or budget):
-            return None  # far below the budget: nothing to measure
-        return tiling.plan(n1, n2, self.memory_model, budget, preferred)
+        return tiling.plan(n1, n2, self.memory_model, budget, self._preferred_peak(n1, n2))
 
     def _fused_image_model(self, backend, n1: int, n2: int):
         """The memory model of the fused image module (its MEMORY_MODEL) when it will run this
@@ -190,22 +187,21 @@ class CompiledNetwork:
 
         return tiling.static_model(self._largest_kernel, int(np.prod(self.ir.input_shape)))
 
-    @property
-    def memory_measured(self) -> bool:
-        """Whether :attr:`memory_model` is measured (False: a static bound, for numerical duals)."""
-        from .symbolic.functions import GaussianExpectation
-
-        return not any(expr.has(GaussianExpectation) for step in self.program.steps for _, expr in step.assignments)
-
     @cached_property
     def memory_model(self):
-        """The :class:`ntkdsl.tiling.MemoryModel` of this network's NumPy evaluator: measured once
-        (:func:`ntkdsl.tiling.calibrate`), or a static bound when the network has numerical duals."""
+        """The :class:`ntkdsl.tiling.MemoryModel` of this network's NumPy evaluator, nothing run: the
+        static model of :func:`ntkdsl.cost.numpy_memory` (the kernel arrays alive at each step and
+        their temporaries) times :data:`ntkdsl.tiling.SAFETY`; for networks with numerical duals
+        (whose quadrature works in chunks of its own) the generous :func:`ntkdsl.tiling.static_model`."""
         from . import tiling
+        from .cost import numpy_memory
+        from .symbolic.functions import GaussianExpectation
 
-        if not self.memory_measured:
+        if any(expr.has(GaussianExpectation) for step in self.program.steps for _, expr in step.assignments):
             return self._static_memory_model
-        return tiling.calibrate(self._module.kernels, self.ir.input_shape, self._largest_kernel)
+        m = numpy_memory(self.program)
+        return tiling.MemoryModel(*(tiling.SAFETY * v for v in (m.per_pair, m.per_point, m.fixed,
+                                                                   m.input_per_point, m.input_fixed)))
 
     def memory_estimate(self, n1: int, n2: Optional[int] = None, batch_size: Optional[int] = None) -> int:
         """Estimated peak bytes of evaluating the kernels of ``n1`` x ``n2`` points (``n2`` None: a

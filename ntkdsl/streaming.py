@@ -241,9 +241,7 @@ def _disk_tile(net, n1: int, n2: int, batch_size, memory_budget) -> Tuple[int, i
     preferred = net._preferred_peak(n1, n2)
     limit = budget if preferred is None else min(budget, preferred)
     cap = min(DISK_TILE, max(n1, n2))
-    t = _largest_square(net._static_memory_model, limit, cap)  # an upper bound: no measuring
-    if t < cap:
-        t = _largest_square(net.memory_model, limit, cap)
+    t = _largest_square(net.memory_model, limit, cap)
     if t < 1:
         raise tiling.MemoryBudgetError(f"one pair of points needs about {tiling.format_bytes(net.memory_model.peak(1, 1))}"
                                        f", more than the budget of {tiling.format_bytes(limit)}")

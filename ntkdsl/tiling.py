@@ -4,11 +4,10 @@ The memory of one evaluation is a :class:`MemoryModel`, the larger of two phases
 a·N1·N2 + b·(N1 + N2) + c bytes (a per pair: the kernel arrays of every pixel pair, the temporaries
 of the dual functions; b per point: variances; c fixed: quadrature chunks), and the input stage,
 e·(N1 + N2) + f (temporaries of the size of the inputs, such as x·x for the variances: 8·d bytes a
-point, which outweigh a small kernel: 300 x 50 points of 784 features; measured on thin requests of
-(m, 1) points, so it also covers what the square fit of the layers misses there). Both are measured once per
-network by running its evaluator on a few points under ``tracemalloc`` (NumPy reports its
-allocations there). Image networks in the full layout cost P² array entries per pair, so a model
-beats any formula kept by hand.
+point, which outweigh a small kernel: 300 x 50 points of 784 features). The NumPy evaluator's model
+is static (:func:`ntkdsl.cost.numpy_memory`: the kernel arrays alive at each step of the derived
+program and their temporaries, nothing run; measured at 1.2–2x tracemalloc's peak), scaled by
+:data:`SAFETY`; image networks in the full layout cost P² array entries per pair.
 
 A request whose estimate exceeds the budget (default: :data:`BUDGET_FRACTION` of the memory the
 kernel reports available, ``MemAvailable`` in /proc/meminfo; settable per call or with
@@ -32,7 +31,7 @@ from .errors import NtkdslError
 
 BUDGET_FRACTION = 0.5  # of MemAvailable, when no budget is given
 FALLBACK_BUDGET = 4 * 2**30  # bytes, where /proc/meminfo cannot be read
-SAFETY = 1.25  # the measured coefficients are scaled by this before planning
+SAFETY = 1.25  # the models' coefficients are scaled by this before planning
 
 _budget: Optional[int] = None
 
@@ -91,7 +90,8 @@ class MemoryModel:
 
 
 def _peak(run: Callable[[], object]) -> int:
-    """Peak bytes allocated (per tracemalloc) while ``run`` executes, above what was held before."""
+    """Peak bytes allocated (per tracemalloc) while ``run`` executes, above what was held before
+    (the oracle of the memory models' tests)."""
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()
@@ -105,40 +105,6 @@ def _peak(run: Callable[[], object]) -> int:
             tracemalloc.stop()
 
 
-def calibrate(evaluate: Callable, input_shape: Tuple[int, ...], entries_per_pair: int = 1) -> MemoryModel:
-    """Measure ``evaluate(x1, x2)`` at (N1, N2) = (n, n), (2n, n), (2n, 2n) and fit a :class:`MemoryModel`.
-
-    n is the smallest size whose kernel arrays hold about 2^16 entries (n = 256 for a vector
-    network, 1 for a 32 x 32 image in the full layout), so the per-pair term dominates the
-    allocator's noise and the measurement stays cheap. Three exact equations give the three
-    coefficients; negative fits become 0, the per-pair one at least the two output arrays of the
-    largest kernel (16 bytes an entry). The input stage is measured at (m, 1) and (2m, 1) with m
-    points of about 2^18 input numbers (capped so that m pairs stay as cheap as the first
-    measurement): its slope per point, and its offset. Then all scale by :data:`SAFETY`.
-
-    Args:
-        evaluate: the kernel function of one network.
-        input_shape: the shape of one input point.
-        entries_per_pair: array entries per input pair of the network's largest kernel arrays.
-    """
-    n = max(1, math.ceil(math.sqrt(2**16 / max(entries_per_pair, 1))))
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((4 * n,) + tuple(input_shape))
-    p11, p21, p22 = (_peak(lambda: evaluate(x[:a * n], x[2 * n:(2 + b) * n])) for a, b in ((1, 1), (2, 1), (2, 2)))
-    a = max((p22 - 2 * p21 + p11) / n**2, 16.0 * entries_per_pair)
-    b = max((p21 - p11 - a * n * n) / n, 0.0)
-    c = max(p11 - a * n * n - 2 * b * n, 0.0)
-    size = max(math.prod(input_shape), 1)
-    m = max(1, min(2**18 // size, 2**16 // max(entries_per_pair, 1)))
-    y = rng.standard_normal((2 * m + 1,) + tuple(input_shape))
-    q1, q2 = (_peak(lambda: evaluate(y[:k * m], y[-1:])) for k in (1, 2))
-    e = max((q2 - q1) / m, 0.0)
-    f = max(q1 - e * (m + 1), 0.0)
-    if a * 2 * m + b * (2 * m + 1) + c >= q2:
-        e = f = 0.0  # the layers dominate there too: no separate input stage
-    return MemoryModel(SAFETY * a, SAFETY * b, SAFETY * c, SAFETY * e, SAFETY * f)
-
-
 STATIC_ARRAYS = 24  # kernel-sized arrays a static bound allows for: live states and a dual's temporaries
 STATIC_FIXED = 256 * 2**20  # bytes: the quadrature routine's chunks and the interpreter's small change
 
@@ -147,8 +113,7 @@ def static_model(entries_per_pair: int, input_size: int = 1) -> MemoryModel:
     """A generous bound without running anything: :data:`STATIC_ARRAYS` float64 arrays of the
     largest kernel's size per pair and per point, plus :data:`STATIC_FIXED`; the input stage at
     four float64 copies of an input point per point (the input, x·x, contiguous copies).
-    Requests below it are not measured; networks with numerical duals (whose quadrature makes
-    measuring slow) keep it."""
+    Networks with numerical duals (whose quadrature works in chunks of its own) use it."""
     per = 8.0 * STATIC_ARRAYS * entries_per_pair
     return MemoryModel(per, per, float(STATIC_FIXED), 32.0 * input_size + per, float(STATIC_FIXED))
 

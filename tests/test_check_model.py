@@ -74,7 +74,6 @@ def test_check_runs_nothing_and_is_fast_for_large_images(tmp_path, capsys, monke
     def trap(*args, **kwargs):
         raise AssertionError("check ran the network")
 
-    monkeypatch.setattr(ntkdsl.tiling, "calibrate", trap)
     monkeypatch.setattr(ntkdsl.api.CompiledNetwork, "_evaluate", trap)
     monkeypatch.setattr(ntkdsl.api.CompiledNetwork, "_backend_module", trap)
     spec = tmp_path / "gap96.ntk"
