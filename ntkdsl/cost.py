@@ -49,7 +49,9 @@ GEMM_FLOPS = 2.0e10  # flop/s of the input Gram matrix (dgemm, 2 threads)
 NS_PER_OP = 4.0  # one arithmetic pass (+, *, -, /) over an array, per entry
 NS_PER_TRANSCENDENTAL = 12.0  # atan2/arccos, erf, exp, log, sin, cos, sqrt-of-expression, per entry
 NS_PER_TAP = 2.0  # one tap of a convolution or pooling window, per output entry
-NS_PER_QUADRATURE = 2.5e5  # a numerical dual's 2-D quadrature (tanh, SiLU: 240–290 µs an entry), per entry
+# A numerical dual, per entry: tanh and SiLU through their Mehler series take 3–6 µs an entry; the
+# 2-D quadrature that the series falls back to took 240–290 µs (the estimate is then ~60x low).
+NS_PER_QUADRATURE = 4.0e3
 FUSED_SPEEDUP = 4.0  # fused numba kernels against the NumPy evaluator, same operations (measured 2.5–6x)
 # benchmarks/cost_model.py on the development machine (2 cores shared with other jobs): the memory
 # model over tracemalloc's peak 1.16–2.08 on 7 networks at N = 16–1000 (never below); measured over
