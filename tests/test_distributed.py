@@ -162,6 +162,17 @@ def test_a_store_of_another_request_is_refused(client, change, named, tmp_path):
                             dtype=other["dtype"], progress=False)
 
 
+def test_non_finite_inputs_are_refused(client, tmp_path):
+    net = ntkdsl.loads(MLP)
+    x = points(net, 12, 0)
+    x[5, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):  # NumPy inputs: on the driver, before any task
+        distributed.kernels(net, x, None, tmp_path / "a.zarr", client, tile=6, progress=False)
+    with pytest.raises(ValueError, match="rows 0..5 hold NaN"):  # lazy inputs: by the worker reading them
+        distributed.kernels(net, da.from_array(x, chunks=6), None, tmp_path / "b.zarr", client, tile=6,
+                            progress=False, retries=0)
+
+
 def test_a_foreign_store_is_refused(client, tmp_path):
     root = zarr.open_group(str(tmp_path / "k.zarr"), mode="w")
     root.create_array("data", shape=(3,), dtype="f8")

@@ -131,7 +131,9 @@ def nystrom(op: KernelOperator, rank: int, seed: int):
     rank = min(rank, n)
     omega, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, rank)))
     y = op(omega) - sigma * omega  # K·Ω without the ridge
-    nu = np.sqrt(n) * np.finfo(np.float64).eps * np.linalg.norm(y, 2)  # Alg. 2.1, step 3: a stabilising shift
+    # Alg. 2.1, step 3: a stabilising shift √N·ε·‖Y‖, with the Frobenius norm (≥ the 2-norm: a
+    # slightly larger shift, no SVD of Y)
+    nu = np.sqrt(n) * np.finfo(np.float64).eps * np.linalg.norm(y)
     y_nu = y + nu * omega
     c = scipy.linalg.cholesky(0.5 * (omega.T @ y_nu + (omega.T @ y_nu).T), lower=False, check_finite=False)
     b = scipy.linalg.solve_triangular(c, y_nu.T, trans="T", lower=False, check_finite=False).T  # Y_ν C⁻¹
