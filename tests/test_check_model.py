@@ -58,7 +58,7 @@ def test_time_estimate_scales_with_the_pairs_and_the_fused_kernels_are_cheaper()
     assert math.isclose(t2 / t1, 4.0, rel_tol=1e-12)  # every term is proportional to N1·N2
     assert cost.seconds(net.program, 1000, 1000, "numba") < t1
     tanh = ntkdsl.loads("network t(input = 4) { dense(8); tanh; dense(1) }")
-    assert cost.seconds(tanh.program, 100, 100) > 100 * cost.seconds(net.program, 100, 100)  # a quadrature per entry
+    assert cost.seconds(tanh.program, 100, 100) >= 100**2 * cost.NS_PER_QUADRATURE * 1e-9  # a numerical dual per entry
 
 
 @needs_numba
