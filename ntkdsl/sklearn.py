@@ -53,12 +53,10 @@ _LOG_STEP = 1e-4
 _OWN = ("spec", "kind", "network", "hyperparameter_bounds")
 
 
-def _compile(spec: str, network: Optional[str], lets: Optional[Dict[str, float]] = None) -> CompiledNetwork:
-    """The network of ``spec`` (a path or the text of a .ntk file) with ``lets`` set to new values."""
+def _compile(spec: str, network: Optional[str]) -> CompiledNetwork:
+    """The network of ``spec`` (a path or the text of a .ntk file)."""
     text, filename = _source(spec)
-    if lets:
-        text = _substitute(text, filename, lets)
-    return loads(text, network, filename=filename) if lets or filename == "<string>" else load(spec, network)
+    return loads(text, network) if filename == "<string>" else load(spec, network)
 
 
 def _source(spec: str):
@@ -87,25 +85,6 @@ def numeric_lets(spec: str) -> Dict[str, float]:
     return out
 
 
-def _substitute(text: str, filename: str, lets: Dict[str, float]) -> str:
-    """``text`` with the literal of each let in ``lets`` replaced by the new value (by its span)."""
-    from .frontend import ast, parse
-
-    lines = text.splitlines(keepends=True)
-    edits = []
-    for item in parse(text, filename).items:
-        if isinstance(item, ast.LetDef) and item.name in lets:
-            node = item.value.operand if isinstance(item.value, ast.Neg) else item.value
-            start = item.value.span if isinstance(item.value, ast.Neg) else node.span
-            edits.append((start.line, start.col, node.span.end_line, node.span.end_col, repr(float(lets[item.name]))))
-    for line, col, end_line, end_col, new in sorted(edits, reverse=True):
-        if line != end_line:
-            raise ValueError("a let literal spans several lines")
-        row = lines[line - 1]
-        lines[line - 1] = row[:col - 1] + new + row[end_col - 1:]
-    return "".join(lines)
-
-
 class NTKKernel(Kernel):
     """The NTK Θ or the NNGP Σ of a spec as a scikit-learn kernel.
 
@@ -132,7 +111,7 @@ class NTKKernel(Kernel):
                              f"{', '.join(known) or 'none'})")
         self._lets = {**known, **lets}   # the passed objects themselves (sklearn's clone checks identity)
         self._integer = {name for name, v in known.items() if float(v).is_integer()}
-        self._nets: Dict[tuple, CompiledNetwork] = {}
+        self._nets: Dict[object, CompiledNetwork] = {}   # "spec": as written; a key of let values: with them
 
     def get_params(self, deep=True):
         return {**super().get_params(deep), **self._lets}
@@ -157,11 +136,14 @@ class NTKKernel(Kernel):
         return state
 
     def _net(self) -> CompiledNetwork:
+        """The network at the current lets: the spec's, with the changed lets as run-time values
+        (``with_hyperparameters``: the compiled modules are shared, nothing compiles again)."""
         key = tuple(sorted((k, float(v)) for k, v in self._lets.items()))
         if key not in self._nets:
+            base = self._nets.get("spec") or _compile(self.spec, self.network)
             defaults = numeric_lets(self.spec)
             changed = {k: float(v) for k, v in self._lets.items() if float(v) != defaults.get(k)}
-            self._nets = {key: _compile(self.spec, self.network, changed)}   # keep one: a GP optimiser visits many
+            self._nets = {"spec": base, key: base.with_hyperparameters(**changed) if changed else base}
         return self._nets[key]
 
     def _points(self, net: CompiledNetwork, X) -> np.ndarray:
