@@ -69,15 +69,15 @@ def with_hyperparameters(net, values: Mapping[str, object]):
             raise ValueError(f"{name!r} is both a let of the spec and a layer parameter; rename the let")
         if name not in lets and name not in kinds:
             known = sorted(set(lets) | set(kinds))
-            raise ValueError(f"unknown hyperparameter {name!r}{did_you_mean(name, known)}; "
-                             f"this network has: {', '.join(known) or 'none'}")
+            raise ValueError(f"unknown hyperparameter {name!r}{did_you_mean(name, known)} "
+                             f"(this network has: {', '.join(known) or 'none'})")
     overrides = dict(getattr(net, "_let_overrides", {}))
     overrides.update({k: v for k, v in numbers.items() if k in lets})
     ir = net.ir
     if any(k in lets for k in numbers):
         module = parse(net.source, net.filename)
-        items = tuple(dataclasses.replace(item, value=ast.Number(overrides[item.name], str(overrides[item.name]), item.value.span))
-                      if isinstance(item, ast.LetDef) and item.name in overrides else item for item in module.items)
+        items = tuple(_with_value(item, overrides[item.name]) if isinstance(item, ast.LetDef) and item.name in overrides
+                      else item for item in module.items)
         ir = lower(dataclasses.replace(module, items=items), ir.name)
     per_kind = {k: sp.Rational(v.numerator, v.denominator) for k, v in numbers.items() if k in kinds}
     if per_kind:
@@ -91,6 +91,11 @@ def with_hyperparameters(net, values: Mapping[str, object]):
                 new.__dict__[attr] = net.__dict__[attr]
         new.__dict__["_backend_modules"] = net._modules
     return new
+
+
+def _with_value(let: ast.LetDef, value: Fraction) -> ast.LetDef:
+    """The let with its expression replaced by the number ``value`` (at the expression's place)."""
+    return dataclasses.replace(let, value=ast.Number(value, str(value), getattr(let.value, "span", None)))
 
 
 def _number(name: str, value) -> Fraction:

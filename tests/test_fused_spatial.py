@@ -247,20 +247,21 @@ def test_numerical_duals_in_images_stay_on_numpy():
     assert "numerical dual" in fusable(tanh.program)
 
 
-def test_auto_counts_pixels_for_image_networks(monkeypatch):
+def test_auto_counts_pixels_for_image_networks(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cold disk cache: numba would compile first
     net = ntkdsl.loads(NETS["image"])
     monkeypatch.setattr(dispatch, "module_available", lambda name: True)
-    pixels = 30  # the largest kernel array: the 6 x 5 input's pixels (diagonal layout)
-    small = dispatch.AUTO_FUSED_PIXEL_ENTRIES // pixels - 1
-    assert dispatch.resolve(net.program, None, small) == ("numpy", "")
-    assert dispatch.resolve(net.program, None, small + 2) == ("numba", "")
+    assert dispatch.resolve(net.program, None, 10) == ("numpy", "")
+    assert dispatch.resolve(net.program, None, 10**8) == ("numba", "")  # NumPy: ~30 pixels a pair, far over a compile
 
 
 @needs_numba
-def test_auto_reaches_the_fused_image_kernels_below_the_vector_threshold(monkeypatch):
-    # 40 x 40 points are far below the vector threshold (4e6 pairs), but with 30 pixels each they
-    # count 48000 entries: above a threshold lowered to 40000, the request goes to the fused kernels
-    monkeypatch.setattr(dispatch, "AUTO_FUSED_PIXEL_ENTRIES", 40_000)
+def test_auto_reaches_the_fused_image_kernels(monkeypatch):
+    # 36 x 36 points take NumPy a few ms: with the compile and the fused call's overheads counted as
+    # free, the request goes to the fused kernels
+    monkeypatch.setattr(dispatch, "compile_seconds", lambda program: 0.0)
+    monkeypatch.setattr(dispatch, "NUMBA_LOAD_SECONDS", 0.0)
+    monkeypatch.setattr(dispatch, "SMALL_SECONDS", 0.0)
     net = ntkdsl.loads(NETS["image"])
     x = images(net, 36, 15)
     got = net.kernels(x)

@@ -10,6 +10,8 @@ from shared import needs_numba
 from test_kernel_oracles import RTOL, reference
 
 import ntkdsl
+from ntkdsl.codegen import dispatch
+from ntkdsl.codegen.cache import compiled_on_disk
 
 # one dense, ReLU, dense, a·erf(b·x) + c, dense: every kind of run-time parameter of a vector network
 SPEC = """
@@ -83,6 +85,7 @@ def test_a_sweep_compiles_once(points, tmp_path, monkeypatch):
         fresh = ntkdsl.loads(small.format(w=1.7)).kernels(points, backend="numba")
         assert compiled.count("_fused_layers") == 1
     assert not np.allclose(results[0].ntk, results[1].ntk)  # the values did reach the kernels
+    assert compiled_on_disk(base.to_python("numba"), "sweep_probe")  # "auto" would load it, not compile it
     ref_k, ref_t = reference([("dense", 8, 1.7, 0.1), ("relu",), ("dense", 1, 1.7, None)], 5, "ntk", points)
     np.testing.assert_allclose(fresh.ntk, ref_t, rtol=RTOL, atol=0)  # same closed forms (test_kernel_oracles.RTOL)
 
@@ -108,3 +111,33 @@ def test_unknown_or_bad_hyperparameters_are_clear_errors():
     with pytest.raises(ValueError, match="unknown parameter 'nope'"):
         net._module.kernels(np.ones((2, 5)), params={"nope": 1.0})
     assert net.with_hyperparameters() is net
+
+
+# the 2-conv GAP CNN on 8 x 8 x 3 images of benchmarks/workloads.py (cnn2-gap-8x8)
+GAP_CNN = """network cnn2_gap(input = [8, 8, 3]) {
+    conv(64, kernel = 3, padding = same, w_std = sqrt(2), b_std = 0.1)
+    relu
+    conv(64, kernel = 3, padding = same, w_std = sqrt(2), b_std = 0.1)
+    relu
+    global_avg_pool
+    dense(1, w_std = sqrt(2), b_std = 0.1)
+}
+"""
+
+
+def test_auto_pays_for_a_compile_only_where_numpy_would_take_longer(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cold disk cache
+    monkeypatch.setattr(dispatch, "module_available", lambda name: True)
+    net = ntkdsl.loads(GAP_CNN)
+    pairs, modules = 64 * 64, {}
+    # a one-off mid-size request: NumPy (0.57 s on the development machine) beats a compile (~4 s)
+    assert dispatch.resolve(net.program, None, pairs, modules)[0] == "numpy"
+    # the NumPy seconds spent on this structure count towards the compile (ski rental)
+    dispatch._record_numpy(modules, net.program, pairs, 0.5 * dispatch.compile_seconds(net.program))
+    assert dispatch.resolve(net.program, None, pairs, modules)[0] == "numpy"
+    dispatch._record_numpy(modules, net.program, pairs, 0.5 * dispatch.compile_seconds(net.program))
+    assert dispatch.resolve(net.program, None, pairs, modules)[0] == "numba"
+    # compiled in this process: the fused kernels (0.13 s) for this request, NumPy for a tiny one
+    compiled = {"numba": type("Module", (), {"_loop_0": type("Dispatcher", (), {"signatures": [("float64",)]})})}
+    assert dispatch.resolve(net.program, None, pairs, compiled)[0] == "numba"
+    assert dispatch.resolve(net.program, None, 4, compiled)[0] == "numpy"

@@ -1,11 +1,14 @@
 """Which evaluator runs a kernel request: the backend choice, its fallbacks, and the result's dtype.
 
 ``backend="auto"`` (the default of :meth:`ntkdsl.CompiledNetwork.kernels`) takes the fused numba
-kernels (:mod:`.fused`) when numba is installed, the network is fusable and the request has at
-least :data:`AUTO_FUSED_ENTRIES` entries (image networks: kernel entries of every pixel,
-:data:`AUTO_FUSED_PIXEL_ENTRIES`); otherwise NumPy. Below that size NumPy is fast enough and the
-first use of a network would spend longer compiling (seconds, once per network and machine: the
-compiled code is cached on disk) than the fused loop saves. ``backend="numba"`` asks for the fused
+kernels (:mod:`.fused`) when numba is installed, the network is fusable and they pay for
+themselves on this request (:func:`fused_pays`): the NumPy time it saves (from the static cost
+model :func:`ntkdsl.cost.seconds`, calibrated by the NumPy runs of the same structure) exceeds
+what numba must do first. That is nothing once the module is compiled in this process, a load of
+:data:`NUMBA_LOAD_SECONDS` when numba's disk cache holds it, or a compile (:func:`compile_seconds`)
+on a cold cache. On a cold cache a mid-size request therefore runs on NumPy; the NumPy seconds
+spent on a structure count towards the compile (ski rental: a sweep or a loop of such requests
+compiles once it has spent about a compile's time on NumPy). ``backend="numba"`` asks for the fused
 kernels at any size; without numba, or for a network they cannot evaluate (numerical duals), it
 warns and uses NumPy. ``backend="cupy"`` runs on the GPU: the Gram matrix on cuBLAS and each run of
 elementwise layers as one fused CUDA kernel (:mod:`.cuda`); it never falls back to the CPU silently.
@@ -14,7 +17,9 @@ elementwise layers as one fused CUDA kernel (:mod:`.cuda`); it never falls back 
 from __future__ import annotations
 
 import importlib.util
+import time
 import warnings
+import weakref
 from typing import Optional, Tuple
 
 import numpy as np
@@ -24,8 +29,12 @@ from .backends import BACKENDS
 from .emit import emit_module
 
 AUTO = "auto"
-AUTO_FUSED_ENTRIES = 4_000_000  # N1·N2 from which "auto" compiles (about 2000 x 2000 points)
-AUTO_FUSED_PIXEL_ENTRIES = 64_000_000  # N1·N2·P for image networks (256 x 256 images of 32 x 32 pixels)
+# measured by benchmarks/sweeps.py (results/sweeps.json) on the 2-core development machine, CPU seconds
+NUMBA_LOAD_SECONDS = 0.4  # the first call of a module that numba's disk cache holds (0.22–0.36 s)
+MODEL_NUMPY_OVERESTIMATE = 6.0  # ntkdsl.cost.seconds over measured NumPy CPU time: 1.2–6.0x on 5 workloads
+SMALL_SECONDS = 0.01  # below this much NumPy time the fused call's overheads (threads, stacks) eat the gain
+RATIO_SECONDS = 0.05  # NumPy calls at least this long calibrate the cost model for their structure
+TIMING = "_numpy_timing"  # key of a modules dict: NumPy seconds spent and measured/model ratio of its structure
 
 
 class BackendFallbackWarning(UserWarning):
@@ -40,14 +49,16 @@ def module_available(name: str) -> bool:
         return False
 
 
-def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0) -> Tuple[str, str]:
+def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0,
+            modules: Optional[dict] = None) -> Tuple[str, str]:
     """The backend that will run, and why it differs from the one asked for ("" if it does not).
 
     Args:
         program: the network's recursion.
         backend: "auto", None (= "auto") or a key of :data:`BACKENDS`.
-        entries: N1·N2 of the request (only "auto" looks at it; for an image network it counts
-            each pixel of the largest kernel array).
+        entries: N1·N2 of the request (only "auto" looks at it).
+        modules: the network's loaded modules (:func:`module_for`) and NumPy timings; "auto"
+            takes numba more readily where its module is loaded or NumPy was measured slow.
 
     Raises:
         ValueError: an unknown backend name.
@@ -59,13 +70,7 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0) ->
     if backend != AUTO and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
     if backend == AUTO:
-        threshold = AUTO_FUSED_ENTRIES
-        if len(program.network.input_shape) > 1:
-            from ..symbolic.layout import largest_kernel
-
-            entries *= largest_kernel(program)
-            threshold = AUTO_FUSED_PIXEL_ENTRIES
-        if entries >= threshold and module_available("numba") and fusable(program) is None:
+        if module_available("numba") and fusable(program) is None and fused_pays(program, entries, modules or {}):
             return "numba", ""
         return "numpy", ""
     spec = BACKENDS[backend]
@@ -78,6 +83,62 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0) ->
         if reason:
             return "numpy", f"the fused kernels cannot evaluate this network ({reason}); using NumPy"
     return backend, ""
+
+
+def compile_seconds(program: KernelProgram) -> float:
+    """Estimated CPU seconds of numba's first compile of the program's fused module. Measured (CPU
+    seconds, benchmarks/sweeps.py): vector networks 1.7 s (3 layers), 3.9 s (11), 16.8 s (41);
+    image networks 4.3 s (2 convolutions), 6.0 s (21: their identical layers share a function)."""
+    layers = len(program.steps) - 1
+    if len(program.network.input_shape) > 1:
+        return 4.0 + 0.05 * layers
+    return max(1.5, 0.5 + 0.4 * layers)
+
+
+def _numpy_seconds_per_pair(program: KernelProgram) -> float:
+    if program not in _PER_PAIR:
+        from ..cost import seconds
+
+        _PER_PAIR[program] = seconds(program, 1, 1, "numpy")
+    return _PER_PAIR[program]
+
+
+_PER_PAIR: "weakref.WeakKeyDictionary[KernelProgram, float]" = weakref.WeakKeyDictionary()
+_FUSED_TEXT: "weakref.WeakKeyDictionary[KernelProgram, str]" = weakref.WeakKeyDictionary()
+
+
+def fused_pays(program: KernelProgram, pairs: int, modules: dict) -> bool:
+    """Whether the fused kernels are the faster way to evaluate ``pairs`` input pairs, counting
+    what numba must do before its first call (the module docstring gives the rule)."""
+    timing = modules.get(TIMING, {})
+    model = pairs * _numpy_seconds_per_pair(program) * timing.get("ratio", 1.0)  # calibrated where measured
+    fused = modules.get("numba")
+    if fused is not None and any(getattr(f, "signatures", None) for f in vars(fused).values()):
+        return model >= SMALL_SECONDS  # compiled in this process: only the call's overheads to beat
+    lower = model if "ratio" in timing else model / MODEL_NUMPY_OVERESTIMATE  # NumPy's time, or a lower bound
+    saving = lower * (1 - 1 / _fused_speedup()) + timing.get("spent", 0.0)
+    if saving < NUMBA_LOAD_SECONDS:
+        return False
+    from .cache import compiled_on_disk
+
+    if program not in _FUSED_TEXT:  # emitted once per program: a request may ask again and again
+        _FUSED_TEXT[program] = emit_source(program, "numba")
+    ready = compiled_on_disk(_FUSED_TEXT[program], program.network.name)
+    return saving >= (NUMBA_LOAD_SECONDS if ready else compile_seconds(program))
+
+
+def _fused_speedup() -> float:
+    from ..cost import FUSED_SPEEDUP
+
+    return FUSED_SPEEDUP
+
+
+def _record_numpy(modules: dict, program: KernelProgram, pairs: int, seconds: float) -> None:
+    """Remember a NumPy evaluation of this structure: the seconds spent, and measured over model."""
+    timing = modules.setdefault(TIMING, {})
+    timing["spent"] = timing.get("spent", 0.0) + seconds
+    if seconds >= RATIO_SECONDS:  # a shorter call measures per-call overheads more than the layers
+        timing["ratio"] = seconds / (pairs * _numpy_seconds_per_pair(program))
 
 
 def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional[str] = None,
@@ -140,7 +201,7 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
     """
     n1 = np.shape(x1)[0] if np.ndim(x1) else 0
     entries = n1 * (n1 if x2 is None else (np.shape(x2)[0] if np.ndim(x2) else 0))
-    chosen, note = resolve(program, backend, entries)
+    chosen, note = resolve(program, backend, entries, modules)
     if note:
         warnings.warn(f"backend {backend!r}: {note}", BackendFallbackWarning, stacklevel=3)
     dtype = np.dtype(np.float64 if dtype is None else dtype)
@@ -151,7 +212,10 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
     if BACKENDS[chosen].fused or BACKENDS[chosen].cuda:
         nngp, ntk = module.kernels(x1, x2, dtype=dtype, params=params)
     else:
+        start = time.perf_counter()
         nngp, ntk = module.kernels(x1, x2, params=params)
+        if backend in (None, AUTO):
+            _record_numpy(modules, program, entries, time.perf_counter() - start)
         if dtype != np.float64:
             nngp, ntk = nngp.astype(dtype), ntk.astype(dtype)
     if to_numpy:
