@@ -101,6 +101,10 @@ CASES = [
     pytest.param(net(ACT, before="activation a(x) = exp(800) * tanh(x)"), r"exp\(800\).*beyond the float64 range",
                  id="activation-constant"),
     pytest.param(net("dense(2); polynomial(1, 1e309); dense(1)"), r"beyond the float64 range", id="coefficient"),
+    pytest.param(net("dense(2, w_std = 1e300); relu; dense(1)"), r"w_std = 1\.0000E\+300: its square is beyond",
+                 id="w_std-square"),
+    pytest.param(net("residual(scale = -1e200) { dense(3) }; dense(1)"), r"scale = -1\.0000E\+200: its square",
+                 id="scale-square"),
 ]
 
 

@@ -21,6 +21,7 @@ from . import nodes
 from .spatial import PADDINGS
 
 MAX_WIDTH = 10**9
+MAX_SCALE = sp.Integer(10)**154  # squares of standard deviations and scales stay below the float64 maximum 1.8e308
 REQUIRED = object()
 
 
@@ -68,6 +69,15 @@ def std(low, v, span, name: str, env=()) -> sp.Expr:
     x = real(low, v, span, name, env)
     if x.is_negative:
         raise ArgumentSpecError(f"{name} is a standard deviation and must be non-negative, got {x}", span)
+    return scale(low, x, span, name, env)
+
+
+def scale(low, v, span, name: str, env=()) -> sp.Expr:
+    """A number the kernel rules square (a standard deviation, a residual scale): its square must be a float64."""
+    x = real(low, v, span, name, env)
+    if x.is_number and abs(x) > MAX_SCALE:
+        raise LimitSpecError(f"{name} = {x.evalf(5)}: its square is beyond the float64 range (at most "
+                             f"{float(MAX_SCALE):.4g} in magnitude)", span)
     return x
 
 
@@ -190,7 +200,7 @@ def _layer_norm(low, st: ast.LayerCall, env, param: str):
 def _residual(low, st: ast.LayerCall, env, param: str):
     from .branches import Residual
 
-    v = _values(low, "residual", [Spec("scale", sp.S.One, real)], st, env)
+    v = _values(low, "residual", [Spec("scale", sp.S.One, scale)], st, env)
     if len(st.bodies) != 1:
         where = st.bodies[1].span if len(st.bodies) > 1 else st.span
         raise StructureSpecError(f"residual takes exactly one {{ body }} (x + scale·f(x)), got {len(st.bodies)}", where)
