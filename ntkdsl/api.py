@@ -8,9 +8,11 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .codegen import load_module
 from .frontend import parse
 from .ir import format_network, lower, verify
 from .ir.nodes import Network
+from .progress import request_note
 from .symbolic.latex import program_to_latex
 from .symbolic.program import KernelProgram, derive
 
@@ -48,7 +50,7 @@ class CompiledNetwork:
 
     @cached_property
     def _module(self):
-        return self._backend_module("numpy")
+        return load_module(self.to_python(), self.name)
 
     def kernels(self, x1, x2=None, *, backend: Optional[str] = None, dtype=None, to_numpy: bool = False,
                 batch_size: Optional[int] = None, memory_budget: Optional[int] = None, progress=None) -> Kernels:
@@ -84,6 +86,7 @@ class CompiledNetwork:
         from . import tiling
 
         x1, x2 = self._points(x1, "x1"), None if x2 is None else self._points(x2, "x2")
+        request_note(self, len(x1), len(x1 if x2 is None else x2), progress)  # slow requests say so on stderr
         tile = self._tile(x1, x2, backend, batch_size, memory_budget)
         if tile is not None and _covers(tile, x1, x2):
             tile = None  # one tile is the whole request: no second pair of (N1, N2) outputs to copy into
@@ -147,7 +150,7 @@ class CompiledNetwork:
         from . import tiling
         from .codegen.dispatch import resolve
 
-        if len(self.ir.input_shape) < 2 or resolve(self.program, backend, n1 * n2, self._modules)[0] != "numba":
+        if len(self.ir.input_shape) < 2 or resolve(self.program, backend, n1 * n2)[0] != "numba":
             return None
         module = self._backend_module("numba")
         return tiling.MemoryModel(*module.MEMORY_MODEL) if hasattr(module, "MEMORY_MODEL") else None
@@ -213,7 +216,8 @@ class CompiledNetwork:
 
     def _evaluate(self, x1, x2, backend, dtype, to_numpy):
         """One evaluation by the chosen backend (no tiling)."""
-        if dtype is None and backend == "numpy":
+        vector = len(self.ir.input_shape) == 1  # image networks: "auto" counts pixels (dispatch.resolve)
+        if dtype is None and (backend == "numpy" or (backend is None and vector and _small(x1, x2))):
             from .codegen.dispatch import runtime_values
 
             return self._module.kernels(x1, x2, params=runtime_values(self.program))  # the NumPy module: nothing to choose
@@ -303,6 +307,15 @@ def _covers(tile, x1, x2) -> bool:
     if x2 is None:
         return min(tile) >= n1
     return tile[0] >= n1 and tile[1] >= x2.shape[0]
+
+
+def _small(x1, x2) -> bool:
+    """A request below the size from which backend "auto" considers the fused kernels."""
+    from .codegen.dispatch import AUTO_FUSED_ENTRIES
+
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    return n1 * n2 < AUTO_FUSED_ENTRIES
 
 
 def loads(text: str, network: Optional[str] = None, filename: str = "<string>", layout: str = "auto") -> CompiledNetwork:

@@ -232,6 +232,19 @@ def test_progress_is_shown_in_a_terminal_and_only_there(files):
     assert status.returncode == 0 and status.stderr == ""  # stderr not a terminal: no bar
 
 
+def test_a_first_numba_compile_says_so_once(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("numba")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = tmp_path / "note.ntk"
+    spec.write_text(SMALL.replace("network small", f"network compile_note_{os.getpid()}"))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(5, 3)))
+    argv = ["eval", str(spec), "--x1", str(tmp_path / "x.npy"), "--backend", "numba", "--progress"]
+    assert main(argv) == 0
+    assert "ntkdsl: compiling the numba kernels of network compile_note_" in capsys.readouterr().err
+    assert main(argv) == 0
+    assert "compiling" not in capsys.readouterr().err   # loaded: nothing to say
+
+
 def test_slow_requests_say_so(capsys):
     from ntkdsl import progress
 
