@@ -8,7 +8,6 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .codegen import load_module
 from .frontend import parse
 from .ir import format_network, lower, verify
 from .ir.nodes import Network
@@ -50,7 +49,7 @@ class CompiledNetwork:
 
     @cached_property
     def _module(self):
-        return load_module(self.to_python(), self.name)
+        return self._backend_module("numpy")
 
     def kernels(self, x1, x2=None, *, backend: Optional[str] = None, dtype=None, to_numpy: bool = False,
                 batch_size: Optional[int] = None, memory_budget: Optional[int] = None, progress=None) -> Kernels:
@@ -150,7 +149,7 @@ class CompiledNetwork:
         from . import tiling
         from .codegen.dispatch import resolve
 
-        if len(self.ir.input_shape) < 2 or resolve(self.program, backend, n1 * n2)[0] != "numba":
+        if len(self.ir.input_shape) < 2 or resolve(self.program, backend, n1 * n2, self._modules)[0] != "numba":
             return None
         module = self._backend_module("numba")
         return tiling.MemoryModel(*module.MEMORY_MODEL) if hasattr(module, "MEMORY_MODEL") else None
@@ -216,8 +215,7 @@ class CompiledNetwork:
 
     def _evaluate(self, x1, x2, backend, dtype, to_numpy):
         """One evaluation by the chosen backend (no tiling)."""
-        vector = len(self.ir.input_shape) == 1  # image networks: "auto" counts pixels (dispatch.resolve)
-        if dtype is None and (backend == "numpy" or (backend is None and vector and _small(x1, x2))):
+        if dtype is None and backend == "numpy":
             from .codegen.dispatch import runtime_values
 
             return self._module.kernels(x1, x2, params=runtime_values(self.program))  # the NumPy module: nothing to choose
@@ -307,15 +305,6 @@ def _covers(tile, x1, x2) -> bool:
     if x2 is None:
         return min(tile) >= n1
     return tile[0] >= n1 and tile[1] >= x2.shape[0]
-
-
-def _small(x1, x2) -> bool:
-    """A request below the size from which backend "auto" considers the fused kernels."""
-    from .codegen.dispatch import AUTO_FUSED_ENTRIES
-
-    n1 = x1.shape[0]
-    n2 = n1 if x2 is None else x2.shape[0]
-    return n1 * n2 < AUTO_FUSED_ENTRIES
 
 
 def loads(text: str, network: Optional[str] = None, filename: str = "<string>", layout: str = "auto") -> CompiledNetwork:

@@ -60,6 +60,21 @@ def structure_digest(source: str) -> str:
     return hashlib.sha256("\n".join(kept).encode("utf-8")).hexdigest()[:16]
 
 
+def _stem(source: str, name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name)[:40] + f"_{structure_digest(source)}"
+
+
+def _folders(cache_dir: Optional[os.PathLike]):
+    return (Path(cache_dir) if cache_dir else default_cache_dir(), Path(tempfile.gettempdir()) / "ntkdsl-cache")
+
+
+def compiled_on_disk(source: str, name: str, cache_dir: Optional[os.PathLike] = None) -> bool:
+    """Whether numba's disk cache holds compiled code of this module's structure (its index files,
+    ``__pycache__/<stem>.*.nbi``): loading it takes a fraction of a second, compiling it seconds."""
+    stem = _stem(source, name)
+    return any(any((folder / "kernels" / "__pycache__").glob(f"{stem}.*.nbi")) for folder in _folders(cache_dir))
+
+
 def load_cached_module(source: str, name: str, cache_dir: Optional[os.PathLike] = None) -> types.ModuleType:
     """Import generated source from ``cache_dir/kernels/<name>_<digest>.py`` (written if missing;
     digest: :func:`structure_digest`, so a module of the same structure already there is used as it is).
@@ -71,9 +86,8 @@ def load_cached_module(source: str, name: str, cache_dir: Optional[os.PathLike] 
         name: a readable name (the network's); becomes part of the file name.
         cache_dir: where to keep it; default :func:`default_cache_dir`.
     """
-    digest = structure_digest(source)
-    stem = "".join(ch if ch.isalnum() else "_" for ch in name)[:40] + f"_{digest}"
-    for folder in (Path(cache_dir) if cache_dir else default_cache_dir(), Path(tempfile.gettempdir()) / "ntkdsl-cache"):
+    stem = _stem(source, name)
+    for folder in _folders(cache_dir):
         path = folder / "kernels" / f"{stem}.py"
         try:
             if not path.exists():
