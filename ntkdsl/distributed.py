@@ -4,8 +4,8 @@
 only the tiles on and above the block diagonal, each mirrored below it) and submits one
 ``dask.distributed`` task per tile. A task runs on a worker: it rebuilds the network from its
 canonical text (once per worker process), evaluates the tile with the network's evaluator (the
-fused numba kernels when the whole request is large enough for backend "auto" to choose them and
-numba is installed: :func:`ntkdsl.codegen.dispatch.resolve`), writes the tile (and its mirror)
+fused numba kernels where backend "auto" would choose them for the whole request:
+:func:`ntkdsl.codegen.dispatch.resolve`, decided once on the driver), writes the tile (and its mirror)
 into the store, and only then sets the tile's done flag. The store is a zarr group:
 
 * ``nngp``, ``ntk``: (N1, N2) arrays, float64 or float32, chunked by the tile (each chunk written
