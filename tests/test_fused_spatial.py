@@ -300,16 +300,40 @@ def test_compiled_module_file_is_standalone(tmp_path):
         close(a, b, AGREE)
 
 
-@pytest.mark.parametrize("spec, shape", [("network e(input = 3) { dense(4); elu; dense(1) }", (3,)),
-                                         ("network s(input = [3, 3, 1]) { conv(4, kernel = 2); selu; flatten; dense(1) }",
-                                          (3, 3, 1))])
-def test_a_dual_without_a_scalar_form_is_found_before_running_and_falls_back(spec, shape):
-    # ELU's dual needs Owen's T (no scalar translation): fusable() says so from a trial emission, and
-    # backend="numba" warns and runs the NumPy module (it used to call it with the fused signature)
+ELU_NETS = [("network e(input = 3) { dense(4, w_std = 3); elu; dense(3); elu(alpha = 2.5); dense(1) }", (3,)),
+            ("network s(input = [3, 3, 1]) { conv(4, kernel = 2, w_std = 3); selu; flatten; dense(1) }", (3, 3, 1))]
+
+
+@needs_numba
+@pytest.mark.parametrize("spec, shape", ELU_NETS)
+def test_elu_and_selu_fuse(spec, shape):
+    # the wedge integrals of the ELU dual (codegen/wedge_support.py) compile as numba scalar routines;
+    # agreement 1e-12: the scalar and array routines differ by ≤ 6e-14 (erfc vs erfcx near x = 5)
     net = ntkdsl.loads(spec)
-    assert "owens_t" in fusable(net.program)
+    assert fusable(net.program) is None
+    x = np.random.default_rng(11).standard_normal((5,) + shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BackendFallbackWarning)
+        for args in ((x,), (x, 1.7 * x[:3])):
+            for a, b in zip(net.kernels(*args, backend="numba"), net.kernels(*args, backend="numpy")):
+                close(a, b, AGREE)
+
+
+@pytest.mark.parametrize("spec, shape", ELU_NETS)
+def test_a_dual_without_a_scalar_form_is_found_before_running_and_falls_back(spec, shape, monkeypatch):
+    # a function without a scalar translation (simulated: the wedge routine): fusable() finds it
+    # from a trial emission, and backend="numba" warns and runs the NumPy module
+    from ntkdsl.codegen.fused import ScalarPrinter
+    from ntkdsl.codegen.printer import CodegenError
+
+    def refuse(self, expr):
+        raise CodegenError("wedge has no scalar translation")
+
+    monkeypatch.setattr(ScalarPrinter, "_print_wedge", refuse)
+    net = ntkdsl.loads(spec)
+    assert "wedge" in fusable(net.program)
     x = np.random.default_rng(11).standard_normal((4,) + shape)
-    with pytest.warns(BackendFallbackWarning, match="owens_t"):
+    with pytest.warns(BackendFallbackWarning, match="wedge"):
         got = net.kernels(x, backend="numba", dtype=np.float32)
     assert got.ntk.dtype == np.float32
     np.testing.assert_array_equal(got.ntk, net.kernels(x, backend="numpy").ntk.astype(np.float32))

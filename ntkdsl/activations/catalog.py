@@ -93,6 +93,8 @@ def markdown() -> str:
         "do not edit by hand. K = E[σ(u)σ(v)], K̇ = E[σ'(u)σ'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]),",
         "θ = arccos(c/√(q1q2)). Conventions: kernel-math.md §3. Custom activations",
         "(`activation NAME(x) = EXPR`) get exact duals when ntkdsl can derive them, numerical ones otherwise.",
+        "`mills`, `mills_rem`, `wedge`, `wedge_rem` (ELU, SELU): Mills' ratio Φ(−x)/φ(x) and Owen's T scaled by its",
+        "exponential, with their expansions past first order (ntkdsl/activations/elu.py, ntkdsl/codegen/wedge_support.py).",
         "",
         "| activation | σ | K | K̇ | dual | reference |",
         "|---|---|---|---|---|---|",

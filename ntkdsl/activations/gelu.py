@@ -6,13 +6,24 @@ Dual (Tsuchida et al. 2021, eq. for the GELU NNGP kernel), with P = (1 + q1)(1 +
     K = c/4 + [c·A + (c² + q1q2·Δ²)/(P·Δ)]/(2π)
     K̇ = 1/4 + A/(2π) + (c/(2πΔ))·[1 + 1/Δ² + (1 − q1q2)/P]
 
-Δ² ≥ 1 + q1 + q2, so nothing divides by zero at ρ = ±1 or at zero-norm inputs.
+evaluated in a form that neither overflows nor cancels at large variances (P ~ q² overflows float64
+for q ≳ 1e154): Δ = hypot(√(1 + q1 + q2), √(q1q2)·sin θ) (P − c² = 1 + q1 + q2 + q1q2 − c²), π/2 + A =
+atan2(Δ, −c), q1q2/P = (q1/(1 + q1))·(q2/(1 + q2)), c²/P = (c/(√(1 + q1)√(1 + q2)))² and
+1 + 1/P − q1q2/P = 1/(1 + q1) + 1/(1 + q2):
+
+    K = [c·atan2(Δ, −c) + (c/(√(1 + q1)√(1 + q2)))²/Δ + (q1/(1 + q1))·(q2/(1 + q2))·Δ]/(2π)
+    K̇ = atan2(Δ, −c)/(2π) + (c/(2πΔ))·[1/Δ² + 1/(1 + q1) + 1/(1 + q2)]
+
+Δ² ≥ 1 + q1 + q2, so nothing divides by zero at ρ = ±1 or at zero-norm inputs. Near ρ = −1 at large
+variances K and K̇ are small differences of terms of size √(q1q2) and 1: the error bound there is
+absolute (tests/test_dual_extremes.py).
 """
 
 from __future__ import annotations
 
 import sympy as sp
 
+from ..symbolic.functions import hypot, ordered_variances, perp
 from .registry import REGISTRY, ActivationRow
 
 _TSUCHIDA_2021 = ("Tsuchida, Pearce, van der Heide, Roosta & Gallagher 2021, 'Avoiding kernel fixed points: "
@@ -20,19 +31,21 @@ _TSUCHIDA_2021 = ("Tsuchida, Pearce, van der Heide, Roosta & Gallagher 2021, 'Av
 
 
 def _parts(q1, q2, c):
-    P = (1 + q1) * (1 + q2)
-    delta = sp.sqrt(P - c**2)
-    return P, delta, sp.atan2(c, delta)
+    """(q1, q2) ordered (bitwise-symmetric evaluation), Δ and π/2 + A = atan2(Δ, −c)."""
+    q1, q2 = ordered_variances(q1, q2)
+    delta = hypot(sp.sqrt(1 + q1 + q2), perp(c, q1 * q2))
+    return q1, q2, delta, sp.atan2(delta, -c)
 
 
 def _nngp(q1, q2, c):
-    P, delta, A = _parts(q1, q2, c)
-    return c / 4 + (c * A + (c**2 + q1 * q2 * delta**2) / (P * delta)) / (2 * sp.pi)
+    q1, q2, delta, angle = _parts(q1, q2, c)
+    ratio = c / (sp.sqrt(1 + q1) * sp.sqrt(1 + q2))
+    return (c * angle + ratio**2 / delta + q1 / (1 + q1) * (q2 / (1 + q2)) * delta) / (2 * sp.pi)
 
 
 def _nngp_dot(q1, q2, c):
-    P, delta, A = _parts(q1, q2, c)
-    return sp.Rational(1, 4) + A / (2 * sp.pi) + c / (2 * sp.pi * delta) * (1 + 1 / delta**2 + (1 - q1 * q2) / P)
+    q1, q2, delta, angle = _parts(q1, q2, c)
+    return angle / (2 * sp.pi) + c / (2 * sp.pi * delta) * (1 / delta**2 + 1 / (1 + q1) + 1 / (1 + q2))
 
 
 REGISTRY.add(

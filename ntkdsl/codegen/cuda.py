@@ -185,7 +185,11 @@ class _Emitter:
         shared, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(f"v{step.index}_"), order="none")
         shared, reduced = [(s, restore(e)) for s, e in shared], [restore(e) for e in reduced]
         lines = [[f"    {s} = {self.arrays.doprint(e)}"] for s, e in shared]
-        return lines + [[f"    {s} = {self.arrays.doprint(e)}"] for (s, _), e in zip(vector, reduced)]
+        lines += [[f"    {s} = {self.arrays.doprint(e)}"] for (s, _), e in zip(vector, reduced)]
+        if step.state.cov1 in dict(vector) and step.state.cov2 in dict(vector):  # sympy may order the terms of
+            lines.append([f"    if same:  # the two formulas differently: x2 is x1, so its numbers are x1's, bit for bit",
+                          f"        {step.state.cov2} = xp.swapaxes({step.state.cov1}, -1, -2)"])
+        return lines
 
     # ------------------------------------------------------------------ runs
 

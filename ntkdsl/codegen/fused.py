@@ -170,6 +170,13 @@ class ScalarPrinter(ArrayPrinter):
             raise CodegenError(f"relation {expr.rel_op}")
         return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
 
+    def _print_wedge_routine(self, expr):  # the ELU dual's wedge integrals: numba versions (wedge_support)
+        self.helpers.add("wedge_support")
+        self.modules_used.add("math")
+        return f"{type(expr).__name__}_scalar({', '.join(self._print(a) for a in expr.args)})"
+
+    _print_mills = _print_mills_rem = _print_wedge = _print_wedge_rem = _print_wedge_routine
+
     def _print_GaussianExpectation(self, expr):
         raise CodegenError("a numerical dual (quadrature) stays on the NumPy path")
 
@@ -258,6 +265,9 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
             continue
         vec = [(s, e) for s, e in step.assignments if s in rows or s in cols]
         outer += _cse_lines(vec, values, vector, f"v{step.index}_", "    ")  # K(q, q, q), simplified
+        if step.state.cov2 in dict(vec) and step.state.cov1 in dict(vec):  # sympy may order the two formulas'
+            outer.append(f"    if same:  # terms differently: x2 is x1, so its numbers are x1's, bit for bit")
+            outer.append(f"        {step.state.cov2} = {step.state.cov1}.T")
         if not entries[step.index]:
             continue
         scalar.cols_used = []

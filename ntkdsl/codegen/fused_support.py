@@ -12,6 +12,7 @@ import math
 
 from typing import Iterable
 
+from . import wedge_support
 from .emit import POINTS_AND_DTYPE
 
 # Cephes atan (Moshier, Cephes Math Library, atan.c): atan(u) = u + u·z·P(z)/Q(z), z = u², for
@@ -75,7 +76,8 @@ def pow2_scale(q):
     return 2.0 ** -math.floor(math.log2(q) / 2) if q > 0.0 else 1.0
 '''
 
-_SOURCES = {"atan2": _ATAN2, "asin": _ASIN, "hypot": _HYPOT, "perp_scaled": _PERP, "pow2_scale": _POW2_SCALE_SCALAR}
+_SOURCES = {"atan2": _ATAN2, "asin": _ASIN, "hypot": _HYPOT, "perp_scaled": _PERP, "pow2_scale": _POW2_SCALE_SCALAR,
+            "wedge_support": wedge_support.scalar_source()}  # the ELU dual's wedge integrals (not vectorised: loops)
 _NEEDS = {"asin": ("atan2",)}
 
 
