@@ -124,6 +124,15 @@ class ArrayPrinter(SciPyPrinter):
         h, phi = (self._print(a) for a in expr.args)
         return f"{self._module_format('scipy.special.owens_t')}({h}, {self._module_format('numpy.tan')}({phi}))"
 
+    def _print_wedge_routine(self, expr):  # the scaled wedge integrals of the ELU dual (codegen/wedge_support.py)
+        from . import wedge_support
+
+        self.functions["wedge_support"] = wedge_support.array_source()
+        self.modules_used.update(("xp", "xps"))
+        return f"{type(expr).__name__}({', '.join(self._print(a) for a in expr.args)})"
+
+    _print_mills = _print_mills_rem = _print_wedge = _print_wedge_rem = _print_wedge_routine
+
 
     # structural operations of image kernels (ntkdsl.symbolic.spatial): calls of the run-time
     # routines of ntkdsl.codegen.spatial_support, their static settings as Python literals
