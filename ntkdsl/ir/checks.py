@@ -40,7 +40,7 @@ def in_float_range(v: sp.Expr, span: Optional[Span], what: str = "the value") ->
     except (ArithmeticError, ValueError, TypeError):  # mpmath cannot even represent its magnitude
         approx, big = None, True
     if big:
-        about = f" ≈ {approx.evalf(5)}" if approx is not None and approx.is_finite else ""
+        about = _approximately(approx)
         raise LimitSpecError(f"{label}{about} is beyond the float64 range (±{FLOAT_MAX:.4g})", span)
     return v
 
@@ -87,6 +87,15 @@ def degree(expr: sp.Expr, x: sp.Symbol) -> int:
         scale = math.ceil(abs(float(exponent))) if exponent.is_number else 1
         return d * max(scale, 1)
     return max(degree(a, x) for a in expr.args)
+
+
+def _approximately(approx) -> str:
+    """' ≈ 1.9701E+434' for a sympy Float, '' when there is none or it cannot be printed."""
+    try:
+        text = str(approx.evalf(5)) if approx is not None and approx.is_finite else ""
+        return f" ≈ {text}" if text and len(text) <= 24 else ""  # not exponents of a thousand digits
+    except (ArithmeticError, ValueError, TypeError):
+        return ""
 
 
 def _source(span: Optional[Span]) -> str:
