@@ -1,133 +1,290 @@
-"""Accuracy and cost of ntkdsl's numerical duals (the quadrature of ntkdsl/codegen/support.py).
+"""Accuracy and cost of ntkdsl's numerical duals (Mehler series, quadrature fallback) against mpmath
+and neural-tangents' ``ElementwiseNumerical(fn, deg=25)``.
 
-For every numerical catalog row (tanh, sigmoid, softplus, silu, mish) and two kinked custom functions,
-compares K = E[σ(u)σ(v)] and K̇ = E[σ'(u)σ'(v)] with a reference and reports the error
-|K − K_ref| / (|K_ref| + √(q1·q2)) (absolute and relative parts, kernel-math.md §3) over variances
-q1, q2 ∈ {0.01, 0.1, 1, 10, 100} and correlations ρ ∈ {−1, −0.99, −0.5, 0, 0.5, 0.9, 0.999, 1}.
-The reference is nested adaptive quadrature (scipy.integrate.quad with breakpoints at the kinks
-and at σ's transition, tolerances 1e-13), itself spot-checked against mpmath at 30 digits.
+    python benchmarks/numerical_duals.py reference   # the mpmath table of tests/data/numerical_duals_mpmath.json (~1 h)
+    python benchmarks/numerical_duals.py accuracy    # single entries against that table
+    python benchmarks/numerical_duals.py fallback    # share of entries integrated by quadrature, depth 1-3
+    python benchmarks/numerical_duals.py speed       # depth-3 FCNs: ntkdsl (NumPy, numba) and neural-tangents, one run
 
-Run: python benchmarks/numerical_duals.py [--quick] [--json out.json]
+The reference is nested composite Gauss–Legendre in mpmath at 25 digits (panels every 2 units of z
+and at the preimages of σ-arguments 0, ±1, ±3, ±10, ±30), accepted where 12 and 16 nodes a panel
+agree (the table records that difference); it shares no code with ntkdsl. Errors are
+|K − K_ref| / √(E[σ(u)²]·E[σ(v)²]): relative to the Cauchy–Schwarz scale of the entry (relative error
+alone means nothing where K ≈ 0). ``speed`` writes benchmarks/numerical_duals.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
+import os
+import subprocess
+import sys
 import time
 
 import mpmath
 import numpy as np
-from scipy import integrate
 
-from ntkdsl.codegen.support import gaussian_expectation, gaussian_expectations
+HERE = os.path.dirname(os.path.abspath(__file__))
+TABLE = os.path.join(HERE, "..", "tests", "data", "numerical_duals_mpmath.json")
+MARKS = (0, 1, -1, 3, -3, 10, -10, 30, -30)
 
-SMOOTH = {
-    "tanh": (np.tanh, lambda x: 1 - np.tanh(x) ** 2, mpmath.tanh),
-    "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), lambda x: np.exp(-x) / (1 + np.exp(-x)) ** 2,
-                lambda x: 1 / (1 + mpmath.exp(-x))),
-    "softplus": (lambda x: np.logaddexp(0, x), lambda x: 1 / (1 + np.exp(-x)), lambda x: mpmath.log(1 + mpmath.exp(x))),
-    "silu": (lambda x: x / (1 + np.exp(-x)), lambda x: (1 + np.exp(-x) + x * np.exp(-x)) / (1 + np.exp(-x)) ** 2,
-             lambda x: x / (1 + mpmath.exp(-x))),
-    "mish": (lambda x: x * np.tanh(np.logaddexp(0, x)), None, lambda x: x * mpmath.tanh(mpmath.log(1 + mpmath.exp(x)))),
+
+def _sig(x):
+    return 1 / (1 + mpmath.exp(-x))
+
+
+MP = {  # σ and σ' in mpmath
+    "tanh": mpmath.tanh, "dtanh": lambda x: 1 - mpmath.tanh(x) ** 2,
+    "silu": lambda x: x * _sig(x), "dsilu": lambda x: _sig(x) * (1 + x * (1 - _sig(x))),
+    "softplus": lambda x: mpmath.log(1 + mpmath.exp(x)), "dsoftplus": _sig,
 }
-KINKED = {
-    "relu(x) + tanh(x)": (lambda x: np.maximum(x, 0) + np.tanh(x), (0.0,)),
-    "abs(x - 0.5)": (lambda x: np.abs(x - 0.5), (0.5,)),
-}
+_GL = {}
 
 
-def reference(f, g, q1, q2, c, points=(-1.0, 0.0, 1.0)):
-    """Nested adaptive quadrature in (z1, z2) with breakpoints mapped from σ's special points."""
-    r1, r2 = np.sqrt(q1), np.sqrt(q2)
-    rho = np.clip(c / np.sqrt(q1 * q2), -1, 1)
-    s = r2 * np.sqrt(max(1 - rho * rho, 0.0))
-    phi = lambda z: np.exp(-z * z / 2) / np.sqrt(2 * np.pi)  # noqa: E731
+def _gauss_legendre(n):
+    """Gauss–Legendre nodes and weights on [−1, 1] in mpmath (Newton on the three-term recurrence)."""
+    if n not in _GL:
+        xs, ws = [], []
+        for k in range(1, n + 1):
+            t = mpmath.cos(mpmath.pi * (k - mpmath.mpf(1) / 4) / (n + mpmath.mpf(1) / 2))
+            for _ in range(100):
+                p0, p1 = mpmath.mpf(1), t
+                for j in range(2, n + 1):
+                    p0, p1 = p1, ((2 * j - 1) * t * p1 - (j - 1) * p0) / j
+                dp = n * (t * p1 - p0) / (t * t - 1)
+                step = p1 / dp
+                t -= step
+                if abs(step) < mpmath.mpf(10) ** (-mpmath.mp.dps - 2):
+                    break
+            xs.append(t)
+            ws.append(2 / ((1 - t * t) * dp * dp))
+        _GL[n] = (xs, ws)
+    return _GL[n]
 
-    def inner(z1):
-        mu = r2 * rho * z1
-        if s == 0:
-            return g(mu)
-        pts = [(t - mu) / s for t in points if -12 < (t - mu) / s < 12]
-        return integrate.quad(lambda z2: phi(z2) * g(mu + s * z2), -12, 12, points=pts or None,
-                              epsabs=1e-15, epsrel=1e-13, limit=500)[0]
 
-    pts = [t / r1 for t in points if -12 < t / r1 < 12]
-    return integrate.quad(lambda z1: phi(z1) * f(r1 * z1) * inner(z1), -12, 12, points=pts or None,
-                          epsabs=1e-15, epsrel=1e-13, limit=500)[0]
+def _panels(cuts, n, tail=9):
+    edges = sorted({mpmath.mpf(e) for e in range(-tail, tail + 1, 2)} | {t for t in cuts if -tail < t < tail})
+    xs, ws = _gauss_legendre(n)
+    return [(a + (b - a) / 2 * (x + 1), (b - a) / 2 * w) for a, b in itertools.pairwise(edges) for x, w in zip(xs, ws)]
 
 
-def mp_reference(f, q, rho):
-    """E[f(u)f(v)] at q1 = q2 = q to 30 digits (mpmath, nested tanh-sinh quadrature)."""
-    mpmath.mp.dps = 30
-    q, rho = mpmath.mpf(q), mpmath.mpf(rho)
-    s = mpmath.sqrt(1 - rho**2)
-    r = mpmath.sqrt(q)
-    phi = lambda z: mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
-    inner = lambda z1: mpmath.quad(lambda z2: phi(z2) * f(r * (rho * z1 + s * z2)), [-14, -1, 0, 1, 14])  # noqa: E731
-    return float(mpmath.quad(lambda z1: phi(z1) * f(r * z1) * inner(z1), [-14, -1 / r, 0, 1 / r, 14]))
+def mp_expectation(f, g, q1, q2, c, n=16):
+    """E[f(u)·g(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]) in mpmath (25 digits): u = √q1·z1,
+    v = √q2·(ρ·z1 + √(1 − ρ²)·z2), nested composite Gauss–Legendre in z1 and z2 on [−9, 9]."""
+    with mpmath.workdps(25):
+        q1, q2, c = mpmath.mpf(q1), mpmath.mpf(q2), mpmath.mpf(c)
+        r1, r2 = mpmath.sqrt(q1), mpmath.sqrt(q2)
+        rho = max(-1, min(1, c / (r1 * r2))) if q1 * q2 > 0 else mpmath.mpf(0)
+        s = r2 * mpmath.sqrt(1 - rho * rho)
+        marks = [mpmath.mpf(m) for m in MARKS]
+        cuts = ([m / r1 for m in marks] if r1 > 0 else []) + ([m / (r2 * rho) for m in marks] if r2 * rho != 0 else [])
+        total = mpmath.mpf(0)
+        for z1, w1 in _panels(cuts, n):
+            mu = r2 * rho * z1
+            inner = g(mu) if s == 0 else mpmath.fsum(
+                w2 * mpmath.exp(-z2 * z2 / 2) * g(mu + s * z2) for z2, w2 in _panels([(m - mu) / s for m in marks], n)
+            ) / mpmath.sqrt(2 * mpmath.pi)
+            total += w1 * mpmath.exp(-z1 * z1 / 2) * f(r1 * z1) * inner
+        return float(total / mpmath.sqrt(2 * mpmath.pi))
+
+
+def mp_network(act, x1, x2, depth=3, w_var=2.0, b_var=0.01):
+    """NNGP and NTK of the depth-`depth` FCN (dense + act, then dense; NTK parameterization) at one
+    pair of inputs, every layer's expectation by :func:`mp_expectation` (n = 12: agrees with n = 16
+    to ~1e-14 on the table's entries)."""
+    f, df = MP[act], MP["d" + act]
+    q1, q2, c = (float(np.dot(a, b)) / len(x1) for a, b in ((x1, x1), (x2, x2), (x1, x2)))
+    ntk = 0.0
+    for _ in range(depth):
+        q1, q2, c = w_var * q1 + b_var, w_var * q2 + b_var, w_var * c + b_var
+        ntk = w_var * ntk + c
+        kdot = mp_expectation(df, df, q1, q2, c, n=12)
+        c = mp_expectation(f, f, q1, q2, c, n=12)
+        q1, q2 = mp_expectation(f, f, q1, q1, q1, n=12), mp_expectation(f, f, q2, q2, q2, n=12)
+        ntk *= kdot
+    c = w_var * c + b_var
+    return c, w_var * ntk + c
+
+
+SAMPLE = ((0, 1), (2, 3), (5, 7), (0, 0))  # kernel entries compared with mp_network (as nt_numerical.SAMPLE)
+ACTS = ("tanh", "silu", "softplus")
+
+
+def network_source(act, depth=3):
+    """The benchmark network as .ntk text (the same as nt_numerical.py builds with stax)."""
+    body = f"    dense(512, w_std = sqrt(2), b_std = 0.1)\n    {act}\n" * depth
+    return f"network fcn_{act}(input = 784) {{\n{body}    dense(1, w_std = sqrt(2), b_std = 0.1)\n}}\n"
+
+
+def _errors(nngp, ntk, ref):
+    return max(max(abs(a - b) / abs(b) for a, b in zip(got, ref[key][:len(SAMPLE)]))
+               for got, key in ((nngp, "nngp"), (ntk, "ntk")))
+
+
+def speed(sizes, nt_rows, repeat, reference, out):
+    """Depth-3 FCNs: ntkdsl (NumPy module) and neural-tangents' ElementwiseNumerical(deg = 25),
+    one after the other in this run; relative errors at SAMPLE against the mpmath network kernels."""
+    import ntkdsl
+
+    with open(reference) as fh:
+        ref = json.load(fh)
+    rows = []
+    for act in ACTS:
+        net = ntkdsl.loads(network_source(act))
+        for n in sizes:
+            x = np.random.default_rng(0).standard_normal((n, 784))
+            net.kernels(x[:8], backend="numpy")  # warm-up (module generation)
+            times, load = [], [os.getloadavg()[0]]
+            reps = repeat if n <= 500 else 1  # neural-tangents takes minutes a call at N = 2000
+            for _ in range(reps):
+                t = time.perf_counter()
+                k = net.kernels(x, backend="numpy")
+                times.append(time.perf_counter() - t)
+            load.append(os.getloadavg()[0])
+            ours = float(np.median(times))
+            err = _errors([k.nngp[i, j] for i, j in SAMPLE], [k.ntk[i, j] for i, j in SAMPLE], ref[act])
+            strip = nt_rows if n > 500 else n
+            cmd = [os.path.join(HERE, "..", ".bench-nt", "bin", "python"), os.path.join(HERE, "nt_numerical.py"),
+                   act, str(n), str(reps), "250" if strip < n else "0", str(strip)]
+            nt_out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+            nt_time = float(np.median(nt_out["times"])) * n / strip
+            nt_err = _errors(nt_out["sample"]["nngp"][:len(SAMPLE)], nt_out["sample"]["ntk"][:len(SAMPLE)], ref[act])
+            row = {"act": act, "n": n, "ntkdsl_numpy_s": ours, "ntkdsl_error": err, "nt_s": nt_time,
+                   "nt_measured_rows": strip, "nt_error": nt_err, "speedup": nt_time / ours,
+                   "load_ntkdsl": load, "load_nt": nt_out["load"]}
+            rows.append(row)
+            print(f"{act:9s} N={n:5d}  ntkdsl {ours:8.2f} s (error {err:.1e})   neural-tangents {nt_time:8.1f} s"
+                  f"{'' if strip == n else f' (x{n // strip} of a {strip} x {n} strip)'} (error {nt_err:.1e})"
+                  f"   {nt_time / ours:5.1f}x   load {load[0]:.1f}/{nt_out['load'][0][0]:.1f}", flush=True)
+            with open(out, "w") as fh:
+                json.dump({"rows": rows, "command": " ".join(sys.argv)}, fh, indent=1)
+    return rows
+
+
+def sample_entries(rng, count):
+    """Random (q1, q2, c): variances log-uniform in [1e-6, 1e6] (a quarter of them nearly equal), ρ
+    uniform in [−1, 1], in [−0.5, 0.5], in [0.8, 1], within 1e-8…1e-1 of ±1, or exactly ±1; some
+    exact diagonals q1 = q2 = c."""
+    out = []
+    for k in range(count):
+        q1, q2 = 10 ** rng.uniform(-6, 6, 2)
+        if k % 4 == 0:
+            q2 = q1 * 10 ** rng.uniform(-0.3, 0.3)
+        kind = k % 5
+        rho = (rng.uniform(-1, 1) if kind == 0 else rng.choice([-1, 1]) * (1 - 10 ** rng.uniform(-8, -1)) if kind == 1
+               else float(rng.choice([-1.0, 1.0])) if kind == 2 else rng.uniform(0.8, 1) if kind == 3 else rng.uniform(-0.5, 0.5))
+        if k % 7 == 3:
+            q1 = q2 = 10 ** rng.uniform(-6, 6)
+            if k % 2:
+                rho = 1.0
+        out.append((float(q1), float(q2), float(rho * math.sqrt(q1) * math.sqrt(q2))))
+    return out
+
+
+def make_reference(path, count=14):
+    """The mpmath table of the tests: for each σ and σ', ``count`` entries of :func:`sample_entries`
+    (seed 1: tanh, dtanh, silu; seed 2: dsilu, softplus, dsoftplus), each with the difference between
+    12 and 16 nodes a panel (``check``) and the Cauchy–Schwarz scale √(E[σ(u)²]·E[σ(v)²])."""
+    rows = []
+    for seed, names in ((1, ("tanh", "dtanh", "silu")), (2, ("dsilu", "softplus", "dsoftplus"))):
+        rng = np.random.default_rng(seed)
+        for name in names:
+            f = MP[name]
+            for q1, q2, c in sample_entries(rng, count):
+                coarse, value = mp_expectation(f, f, q1, q2, c, n=12), mp_expectation(f, f, q1, q2, c, n=16)
+                scale = math.sqrt(mp_expectation(f, f, q1, q1, q1) * mp_expectation(f, f, q2, q2, q2))
+                rows.append({"sigma": name, "q1": q1, "q2": q2, "c": c, "value": value,
+                             "check": abs(coarse - value) / scale, "scale": scale})
+                print(json.dumps(rows[-1]), flush=True)
+    with open(path, "w") as fh:
+        json.dump({"about": "E[σ(u)σ(v)] by benchmarks/numerical_duals.py reference (mpmath, 25 digits)", "rows": rows}, fh, indent=1)
+
+
+def accuracy(path):
+    """Worst error per σ of the Mehler evaluator and of the 2-D quadrature against the table."""
+    from ntkdsl.codegen.mehler import mehler_expectations
+    from ntkdsl.codegen.support import gaussian_expectations
+
+    def sig(x):
+        return 0.5 * (1 + np.tanh(x / 2))
+
+    funcs = {"tanh": np.tanh, "dtanh": lambda x: 1 - np.tanh(x) ** 2, "silu": lambda x: x * sig(x),
+             "dsilu": lambda x: sig(x) * (1 + x * (1 - sig(x))), "softplus": lambda x: np.logaddexp(0, x), "dsoftplus": sig}
+    with open(path) as fh:
+        rows = json.load(fh)["rows"]
+    result = {}
+    for name, f in funcs.items():
+        rs = [r for r in rows if r["sigma"] == name]
+        args = [np.array([r[k] for r in rs]) for k in ("q1", "q2", "c")]
+        scale, ref = np.array([r["scale"] for r in rs]), np.array([r["value"] for r in rs])
+        result[name] = {"entries": len(rs),
+                        "mehler": float(np.max(np.abs(mehler_expectations(((f, f),), *args)[0] - ref) / scale)),
+                        "quadrature": float(np.max(np.abs(gaussian_expectations(((f, f),), *args)[0] - ref) / scale))}
+        print(f"{name:10s} {len(rs)} entries   worst error: Mehler {result[name]['mehler']:.1e}   2-D quadrature {result[name]['quadrature']:.1e}")
+    return result
+
+
+def _counting(fallback, counts):
+    def counted(pairs, q1, *rest):
+        counts[-1] += q1.size
+        return fallback(pairs, q1, *rest)
+
+    return counted
+
+
+def _per_layer(evaluate, counts):
+    def layer(pairs, q1, q2, c, kinks=()):
+        if np.ndim(c) == 2 and min(np.shape(c)) > 1:  # a layer's kernel (not its variances): a new count
+            counts.append(0)
+        return evaluate(pairs, q1, q2, c, kinks)
+
+    return layer
+
+
+def fallback_share(n=1000):
+    """Entries of each numerical layer that the Mehler evaluator integrates by quadrature, for random
+    Gaussian inputs (d = 784) and the scikit-learn digits (8 x 8 images scaled to [0, 1])."""
+    from sklearn.datasets import load_digits
+
+    import ntkdsl
+    from ntkdsl.codegen.loader import load_module
+
+    out = {}
+    for act in ACTS:
+        for data in ("gaussian", "digits"):
+            x = np.random.default_rng(0).standard_normal((n, 784)) if data == "gaussian" else load_digits().data[:n] / 16
+            module = load_module(ntkdsl.loads(network_source(act).replace("784", str(x.shape[1]))).to_python(), act)
+            counts = []
+            module._fallback = _counting(module._fallback, counts)
+            module.mehler_expectations = _per_layer(module.mehler_expectations, counts)
+            module.kernels(x)
+            out[f"{act}/{data}"] = [c / (n * n) for c in counts]
+            print(f"{act:9s} {data:9s} share of entries by quadrature, layers 1-3: " + ", ".join(f"{c / n / n:.1e}" for c in counts))
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer variances and correlations")
-    ap.add_argument("--json", help="write the results here")
+    sub = ap.add_subparsers(dest="what", required=True)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
+    sp.add_argument("--nt-rows", type=int, default=250, help="N > 500: time neural-tangents on a strip of this many rows")
+    sp.add_argument("--repeat", type=int, default=3, help="timed calls of each tool at N <= 500 (median); 1 above")
+    sp.add_argument("--reference", default=os.path.join(HERE, "results", "numerical_duals_network_mpmath.json"))
+    sp.add_argument("--out", default=os.path.join(HERE, "numerical_duals.json"))
+    sub.add_parser("reference")
+    sub.add_parser("accuracy")
+    sub.add_parser("fallback")
     args = ap.parse_args()
-    qs = (0.01, 1.0, 10.0) if args.quick else (0.01, 0.1, 1.0, 10.0, 100.0)
-    rhos = (-0.99, 0.0, 0.999, 1.0) if args.quick else (-1.0, -0.99, -0.5, 0.0, 0.5, 0.9, 0.999, 1.0)
-    results = {}
-    cases = [(name, f, df, ()) for name, (f, df, _) in SMOOTH.items()] + [(n, f, None, k) for n, (f, k) in KINKED.items()]
-    for name, f, df, kinks in cases:
-        worst_in, worst_out = 0.0, 0.0
-        for q1 in qs:
-            for q2 in (q1, q1 * 0.3):
-                for rho in rhos:
-                    c = rho * np.sqrt(q1 * q2)
-                    pts = tuple(sorted({-1.0, 0.0, 1.0, *kinks}))
-                    for a, b in ([(f, f)] + ([(df, df)] if df is not None else [])):
-                        ref = reference(a, b, q1, q2, c, pts)
-                        got = float(gaussian_expectation(a, b, q1, q2, c, kinks=kinks))
-                        err = abs(got - ref) / (abs(ref) + np.sqrt(q1 * q2))
-                        if 1e-2 <= min(q1, q2) and max(q1, q2) <= 10:
-                            worst_in = max(worst_in, err)
-                        else:
-                            worst_out = max(worst_out, err)
-        results[name] = {"worst_error_q_in_[1e-2,10]": worst_in, "worst_error_outside": worst_out}
-        print(f"{name:20s} worst error, q in [1e-2, 10]: {worst_in:.1e}   outside (q = 1e-2·0.3 or 100): {worst_out:.1e}")
-    # the reference itself against mpmath at 30 digits
-    spot = []
-    for name in ("tanh", "softplus"):
-        f, _, fm = SMOOTH[name]
-        for q, rho in ((1.0, 0.5), (10.0, 0.999)):
-            ref = reference(f, f, q, q, rho * q)
-            spot.append(abs(ref - mp_reference(fm, q, rho)) / (abs(ref) + q))
-    print(f"reference vs mpmath (30 digits), worst: {max(spot):.1e}")
-    results["reference_vs_mpmath"] = max(spot)
-    # cost per kernel entry (median of 3 runs over 20 000 random entries)
-    rng = np.random.default_rng(0)
-    n = 20_000
-    q1, q2 = rng.uniform(0.1, 10, n), rng.uniform(0.1, 10, n)
-    c = rng.uniform(-1, 1, n) * np.sqrt(q1 * q2)
-    def dtanh(x):
-        return 1.0 - np.tanh(x) ** 2
-
-    def median_time(fn):
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return float(np.median(times))
-
-    per_entry = median_time(lambda: gaussian_expectation(np.tanh, np.tanh, q1, q2, c)) / n
-    both = median_time(lambda: gaussian_expectations(((np.tanh, np.tanh), (dtanh, dtanh)), q1, q2, c)) / n
-    print(f"cost: {per_entry * 1e6:.1f} µs per kernel entry (tanh, K only); K and K̇ together on shared nodes "
-          f"(what a layer computes): {both * 1e6:.1f} µs")
-    results["microseconds_per_entry"] = per_entry * 1e6
-    results["microseconds_per_entry_k_and_kdot"] = both * 1e6
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+    if args.what == "speed":
+        speed(args.sizes, args.nt_rows, args.repeat, args.reference, args.out)
+    elif args.what == "reference":
+        make_reference(TABLE)
+    else:
+        print(json.dumps(accuracy(TABLE) if args.what == "accuracy" else fallback_share(), indent=1))
 
 
 if __name__ == "__main__":

@@ -103,9 +103,9 @@ def test_tracebacks_show_generated_lines():
 
 
 @pytest.mark.parametrize("activation", ["tanh", "softplus", "relu(x) + tanh(x)"])
-def test_numerical_self_kernel_from_its_upper_triangle_equals_the_cross_kernel(activation):
-    """Self-kernels of numerical duals compute only the upper triangle (half the quadratures) and
-    mirror it: the result must be what the full evaluation gives for x2 = a copy of x1."""
+def test_numerical_self_kernel_equals_the_cross_kernel(activation):
+    """Self-kernels of numerical duals are exactly symmetric and agree with the cross kernel of x
+    and a copy of x (zero-norm and duplicate inputs included)."""
     custom = "activation act(x) = " + activation + "\n" if "(" in activation else ""
     name = "act" if custom else activation
     net = ntkdsl.loads(custom + f"network n(input = 3) {{ dense(5, b_std = 0.1); {name}; dense(4); {name}; dense(1) }}")
@@ -114,6 +114,8 @@ def test_numerical_self_kernel_from_its_upper_triangle_equals_the_cross_kernel(a
     x[6] = x[2]  # two identical inputs
     same, cross = net.kernels(x), net.kernels(x, x.copy())
     assert np.array_equal(same.nngp, same.nngp.T) and np.array_equal(same.ntk, same.ntk.T)
-    # The same quadrature per entry in both evaluations; only the outer layers' round-off orders differ.
+    # Both within the documented bound of the numerical dual (docs/numerical-duals.md: 1e-9 of the
+    # entry's scale): the Mehler series picks its degree per block of entries, and the duplicate
+    # inputs are exactly diagonal (ρ = 1) only in the self-kernel, so the two may differ by twice that.
     for a, b in ((same.nngp, cross.nngp), (same.ntk, cross.ntk)):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * np.abs(b).max())
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-9 * np.abs(b).max())

@@ -145,9 +145,9 @@ def test_image_networks_fuse_between_the_structural_operations():
 
 def test_numerical_duals_and_wedge_integrals_fall_back_to_array_operations():
     tanh = ntkdsl.loads(TANH).to_python(backend="cupy")
-    assert "gaussian_expectation(_sigma_0, _sigma_0, " in tanh and "class _Quiet:" in tanh
+    assert "mehler_expectations(((_sigma_0, _sigma_0),), " in tanh and "class _Quiet:" in tanh
     assert "_layer_1 = xp.ElementwiseKernel(" in tanh and "_layers_2_3 = xp.ElementwiseKernel(" in tanh
-    assert "    h2_0 = gaussian_expectation(_sigma_0, _sigma_0, cov1_1, cov2_1, nngp_1, kinks=())" in tanh
+    assert "    h2_0 = mehler_expectations(((_sigma_0, _sigma_0),), cov1_1, cov2_1, nngp_1, kinks=())[0]" in tanh
     elu = ntkdsl.loads(ELU).to_python(backend="cupy")  # the ELU dual's wedge integrals: CuPy array routines
     assert "def wedge(a, beta):" in elu and "xps.erfcx(" in elu
     assert "wedge(" not in "".join(_kernel_bodies(elu).values())  # never inside a CUDA kernel

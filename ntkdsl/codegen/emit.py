@@ -21,7 +21,7 @@ from ..ir.printer import format_network
 from ..symbolic.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
 from ..symbolic.spatial import dual_arguments
-from . import spatial_support, support
+from . import mehler, spatial_support, support
 from .backends import BACKENDS
 from .printer import ArrayPrinter
 
@@ -332,13 +332,6 @@ def _elementwise_step(before, step, values, printer):
             continue
         dot = state.nngp_dot if target == state.nngp and state.nngp_dot in exprs else "_"
         arguments = ", ".join(printer.doprint(a) for a in args)
-        if target == state.nngp and not before.shape and any(e.has(GaussianExpectation) for e in exprs.values()):
-            printer.functions.setdefault("symmetric_dual", inspect.getsource(support.symmetric_dual))
-            assert not extra, "a numerical dual's parameters are compile-time (KernelProgram.fixed_parameters)"
-            call.append(["    if same:  # quadrature per entry: the upper triangle, mirrored",
-                         f"        {target}, {dot} = symmetric_dual({name}, {arguments})",
-                         "    else:", f"        {target}, {dot} = {name}({arguments})"])
-            continue
         call.append([f"    {target}, {dot} = {name}({arguments}{extra})"])
     if state.ntk in exprs:
         ntk = exprs[state.ntk]
@@ -380,7 +373,7 @@ def _support(functions) -> str:
     if "perp" in functions:
         parts.append(inspect.getsource(support.perp))
     if "gaussian_expectation" in functions:
-        parts.append(support_source())
+        parts += [support_source(), mehler.source()]  # the quadrature routines (_Quiet) and the Mehler series modules call
     spatial = [name for name in functions if name in spatial_support.ROUTINES]
     if spatial:
         parts.append(spatial_support.routine_sources(spatial))

@@ -29,23 +29,18 @@ class ArrayPrinter(SciPyPrinter):
         self.modules_used: Set[str] = set()
         self.functions: Dict[str, str] = {}  # support definitions the printed code calls: name -> source
 
-    def _print_GaussianExpectation(self, expr):  # a numerical dual: quadrature over σ's printed code
-        f, g, q1, q2, c, kinks = expr.args
-        names = [self._elementwise(h) for h in (f, g)]
-        self.functions.setdefault("gaussian_expectation", "")
-        marks = ", ".join(repr(float(k)) for k in kinks)
-        return (f"gaussian_expectation({names[0]}, {names[1]}, {self._print(q1)}, {self._print(q2)}, "
-                f"{self._print(c)}, kinks=({marks}{',' if len(kinks) == 1 else ''}))")
+    def _print_GaussianExpectation(self, expr):  # a numerical dual: Mehler series, quadrature where it is not within bound
+        return f"{self.expectations(expr)}[0]"
 
     def expectations(self, *exprs) -> str:
-        """One ``gaussian_expectations`` call for numerical duals over the same (q1, q2, c, kinks), e.g.
-        K and K̇ of one activation: they share the quadrature nodes and weights (a list of arrays)."""
+        """One ``mehler_expectations`` call for numerical duals over the same (q1, q2, c, kinks), e.g.
+        K and K̇ of one activation: they share the per-point coefficient integrals (a list of arrays)."""
         q1, q2, c, kinks = exprs[0].args[2:]
         assert all(e.args[2:] == exprs[0].args[2:] for e in exprs)
         pairs = "".join(f"({self._elementwise(e.args[0])}, {self._elementwise(e.args[1])}), " for e in exprs)
         self.functions.setdefault("gaussian_expectation", "")
         marks = ", ".join(repr(float(k)) for k in kinks)
-        return (f"gaussian_expectations(({pairs.rstrip(' ')}), {self._print(q1)}, {self._print(q2)}, {self._print(c)}, "
+        return (f"mehler_expectations(({pairs.rstrip(' ')}), {self._print(q1)}, {self._print(q2)}, {self._print(c)}, "
                 f"kinks=({marks}{',' if len(kinks) == 1 else ''}))")
 
     def _elementwise(self, fn: sp.Lambda) -> str:
