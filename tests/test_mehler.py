@@ -121,3 +121,14 @@ def test_table_reproduces_from_mpmath():
     for r in _rows()[::20]:
         f = MP[r["sigma"]]
         assert abs(mp_expectation(f, f, r["q1"], r["q2"], r["c"]) - r["value"]) <= 1e-14 * r["scale"]
+
+
+def test_infinite_expectations_are_refused_finite_ones_integrate():
+    """E[exp(u²)·exp(v²)] = ((1 − 2q1)(1 − 2q2) − 4c²)^(−1/2) for q < 1/4 (Gaussian integral of a
+    quadratic form); infinite for q ≥ 1/4: a FloatingPointError naming the variance, never a number."""
+    f = lambda x: np.exp(x * x)
+    q1, q2, c = 0.05, 0.08, 0.03
+    exact = ((1 - 2 * q1) * (1 - 2 * q2) - 4 * c * c) ** -0.5
+    assert abs(mehler_expectations(((f, f),), q1, q2, c)[0] - exact) <= BOUND * exact
+    with pytest.raises(FloatingPointError, match="variance 0.3"):
+        mehler_expectations(((f, f),), np.array([0.05, 0.3]), np.array([0.05, 0.3]), np.array([0.01, 0.2]))

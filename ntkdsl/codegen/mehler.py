@@ -47,7 +47,7 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
 
     Same arguments and results as ``support.gaussian_expectations``; ``kinks`` (σ-arguments where
     some f or g is not smooth) become panel edges of every integral. An expectation that is not
-    finite at some variance (σ growing too fast) is a FloatingPointError naming that variance."""
+    finite at some variance (σ growing like e^{x²/(4q)} or faster) is a FloatingPointError naming it."""
     q1, q2, c = (xp.asarray(a, dtype=xp.float64) for a in (q1, q2, c))
     shape = _broadcast_shapes(q1.shape, q2.shape, c.shape)
     points, inverse = xp.unique(xp.concatenate([q1.reshape(-1), q2.reshape(-1)]), return_inverse=True)
@@ -59,9 +59,6 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
         cross = mehler_coefficients(funcs, pairs, points, kinks, degree=0)[2]
         return [value[inverse[:q1.size]].reshape(shape) for value in cross]
     coef, logtail, cross = mehler_coefficients(funcs, pairs, points, kinks)
-    bad = ~xp.isfinite(sum(xp.sum(a, axis=0) for a in coef))
-    if bad.any():
-        raise FloatingPointError(f"E[σ(u)²] is not finite at the pre-activation variance {float(points[bad][0])!r}")
     index = [[next(k for k, h in enumerate(funcs) if h is fn) for fn in pair] for pair in pairs]
     i1 = inverse[:q1.size].reshape(q1.shape)
     i2 = inverse[q1.size:].reshape(q2.shape)
@@ -148,7 +145,9 @@ def mehler_coefficients(funcs, pairs, q, kinks, degree=MEHLER_DEGREES[-1]):
         values = [h(r * z) for h in funcs]
         weighted = [weight * v for v in values]  # φ(z)·dz·h(√q z)
         for k, (v, wv) in enumerate(zip(values, weighted)):
-            energy[k][sl] = xp.sum(wv * v, axis=1)
+            terms = xp.abs(wv * v)
+            energy[k][sl] = xp.sum(terms, axis=1)
+            _decays(terms, z, q[sl])
         for k, (f, g) in enumerate(pairs):
             cross[k][sl] = xp.sum(weighted[funcs.index(f)] * values[funcs.index(g)], axis=1)
         hermite = xp.empty((degree + 1,) + z.shape)  # He_ℓ(z): He_{ℓ+1} = z·He_ℓ − ℓ·He_{ℓ−1}; ÷√ℓ! below
@@ -168,6 +167,20 @@ def mehler_coefficients(funcs, pairs, q, kinks, degree=MEHLER_DEGREES[-1]):
         with _Quiet():
             logtail.append(xp.where(e > 0, 0.5 * xp.log(tail / xp.where(e > 0, e, 1.0)), -xp.inf))
     return coef, logtail, cross
+
+
+def _decays(terms, z, q):
+    """Refuse E[h(√q·z)²] when its integrand (terms at the nodes z: rows of points) is not finite or
+    has not decayed by the outermost unit of z (a term there above 1e-7 of the largest): h grows
+    like e^{z²/4} or faster, the expectation is infinite or not resolved, any number would be wrong."""
+    with _Quiet():
+        peak = xp.max(terms, axis=1)
+        edge = xp.max(xp.where(xp.abs(z) >= MEHLER_TAIL - 1, terms, 0.0), axis=1)
+        bad = ~xp.isfinite(peak) | (edge > 1e-7 * peak)
+    if bool(xp.any(bad)):
+        raise FloatingPointError(f"E[σ(u)²] is infinite or undefined at the variance {float(q[bad][0]):.6g} of this "
+                                 f"activation's inputs (the integrand is not finite, or does not decay within "
+                                 f"{MEHLER_TAIL:g} standard deviations)")
 
 
 def _marks(kinks):
@@ -250,5 +263,5 @@ def source() -> str:
     names = ("MEHLER_TOLERANCE", "MEHLER_DEGREES", "MEHLER_TAIL", "MEHLER_NODES", "MEHLER_MARKS", "MEHLER_BLOCK")
     constants = [f"{name} = {globals()[name]!r}" for name in names]
     functions = [inspect.getsource(f).rstrip("\n") for f in
-                 (mehler_expectations, _fallback, mehler_coefficients, _marks, _preimages, _legendre, _nodes, _block, _matrix, _broadcast_shapes)]
+                 (mehler_expectations, _fallback, mehler_coefficients, _decays, _marks, _preimages, _legendre, _nodes, _block, _matrix, _broadcast_shapes)]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"
