@@ -10,7 +10,8 @@ in the angle of the wedge's apex):
 
     W(A, β) = (1/2π)·∫₀^β M(A·cos b) db = e^{A²/2}·[T(A·sin β, ∞) − T(A·sin β, cot β)],   |β| ≤ π/2
 
-(odd in β). W is bounded (|W| ≤ |β|/2π) for every A ≥ 0, where the unscaled Owen's T underflows
+(odd in β; |β| ≥ float(π/2) is read as π/2 exactly, so that W(A, ±π/2) = ±R(A)/(2√(2π)), the
+half-plane, for every A). W is bounded (|W| ≤ |β|/2π) for every A ≥ 0, where the unscaled Owen's T underflows
 (A ≳ 38) and its exponential factor overflows. The routines:
 
 * ``mills(x)`` = R(x); ``mills_rem(x)`` = (R(x) + x)/(2√(2π)) − 1/4, R's expansion past first order
@@ -123,7 +124,7 @@ def _wedge_scalar(a, beta, rem):
             t = 0.5 * top * (_GL_X[k] + 1.0)
             upper += _GL_W[k] * _g_scalar(a / math.sqrt(1.0 + t * t))
         total = 0.5 * top * upper / a / a
-        low = a * math.cos(b)
+        low = a * math.cos(b) if b < 1.5707963267948966 else 0.0  # |β| ≥ float(π/2) reads as π/2 exactly
         if low < _SPLIT:
             lower = 0.0
             for k in range(_NODES):
@@ -214,7 +215,7 @@ def _wedge(a, beta, rem):
     big = xp.where(large, a, 2.0 * _LARGE)
     limit = xp.sqrt((big / _SPLIT - 1.0) * (big / _SPLIT + 1.0))
     top = xp.where(b < xp.arctan(limit), xp.tan(b), limit)
-    low = xp.minimum(big * xp.cos(b), _SPLIT)
+    low = xp.where(b < 1.5707963267948966, xp.minimum(big * xp.cos(b), _SPLIT), 0.0)  # |β| ≥ float(π/2): π/2
     upper, lower = 0.0 * a, 0.0 * a
     for node, weight in zip(_GL_X, _GL_W):
         t = 0.5 * top * (node + 1.0)
