@@ -24,6 +24,7 @@ import random
 import re
 import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -31,7 +32,8 @@ import pytest
 
 import ntkdsl
 
-EXAMPLES = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "*.ntk")))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.ntk")))
 CASE_SECONDS = 20.0  # per case: compile + 4-point kernels take ≲ 3 s; slack for a loaded 2-core CI machine
 HARD_SECONDS = 60.0  # a case still running then is a hang: interrupted and reported
 MAX_EVAL_SIZE = 4096  # numbers per input point up to which kernels are evaluated (larger: compile only)
@@ -140,7 +142,8 @@ class _Gen:
 
 
 # ---------------------------------------------------------------- the mutator
-_HOSTILE = ["(", ")", "{", "}", "[", "]", ",", ";", "\n", "=", "**", "-", "1e999", "10**1000", "0", "-1", "repeat 9999 {",
+_HOSTILE = ["(", ")", "{", "}", "[", "]", ",", ";", "\n", "=", "**", "-", "1e999", "10**1000", "0", "-1",
+            "repeat 9999 {",
             "residual {", "x", "network", "let", "block", "activation", "dense", "relu", "# comment", "\t", "é", "\0",
             "sqrt(-1)", "1/0", "log(0)", "exp(1000)", "((((((((", "---------", "nan", "inf", "9" * 500, "input = 10**9",
             "kernel = 100", "merge = prod", "b_std = none", "parameterization = standard"]
@@ -192,7 +195,7 @@ class _Hang(Exception):
 @contextlib.contextmanager
 def _deadline(seconds: float):
     """Interrupts the block after ``seconds`` (POSIX main thread; elsewhere only the time check applies)."""
-    usable = hasattr(signal, "setitimer") and __import__("threading").current_thread() is __import__("threading").main_thread()
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     if not usable:
         yield
         return

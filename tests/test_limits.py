@@ -116,7 +116,8 @@ def test_refused_with_a_located_error(text, pattern):
 
 def test_file_size_is_refused_before_parsing():
     text = net("dense(2)") + "#" * limits.MAX_SOURCE_BYTES
-    error = refused(text, r"at most 1048576 \(1 MiB\)", where=r"t\.ntk: error: the file has \d+ bytes")
+    error = refused(text, rf"at most {limits.MAX_SOURCE_BYTES} \({limits.MAX_SOURCE_BYTES >> 10} KiB\)",
+                    where=r"t\.ntk: error: the file has \d+ bytes")
     assert isinstance(error, LimitSpecError)
 
 
@@ -124,6 +125,15 @@ def test_limit_errors_are_limit_spec_errors_with_a_caret():
     error = refused(net("dense(2, w_std = 1e99999999)"), r"too long")
     assert isinstance(error, LimitSpecError)
     assert str(error).splitlines()[1:] == ["    dense(2, w_std = 1e99999999)", "                     ^^^^^^^^^^"]
+
+
+def test_the_largest_file_parses_in_seconds():
+    """A file of the largest size made of the most expensive tokens (a 64-Ki-term sum) still compiles quickly."""
+    terms = (limits.MAX_SOURCE_BYTES - 100) // 2
+    text = net("dense(2, w_std = " + "+".join(["1"] * terms) + "); dense(1)")
+    start = time.perf_counter()
+    ntkdsl.loads(text)
+    assert time.perf_counter() - start < 4 * SECONDS  # ~3 s idle (lark: ~40 µs a token); slack for a loaded machine
 
 
 def test_long_sums_and_products_are_not_nesting():

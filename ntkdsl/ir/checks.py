@@ -17,7 +17,7 @@ from typing import Optional
 import sympy as sp
 
 from ..errors import LimitSpecError, Span
-from ..frontend.limits import MAX_DEGREE, check_exact
+from ..frontend.limits import MAX_DEGREE, MAX_DIGITS, check_exact
 
 FLOAT_MAX = sys.float_info.max
 _FLOAT_MAX_INT = int(FLOAT_MAX)
@@ -28,11 +28,14 @@ def in_float_range(v: sp.Expr, span: Optional[Span], what: str = "the value") ->
     number beyond the float64 range, or an exact rational with too many digits."""
     if not v.is_number:
         return v
-    label = f"{what} {_source(span) or _short(v)}"
+    def label() -> str:  # only for an error: quoting the source splits the text into lines
+        return f"{what} {_source(span) or _short(v)}"
+
     if v.is_Rational:
         if abs(v.p) > _FLOAT_MAX_INT * v.q:
-            raise LimitSpecError(f"{label} is beyond the float64 range (±{FLOAT_MAX:.4g})", span)
-        check_exact(v.p, v.q, span, label)
+            raise LimitSpecError(f"{label()} is beyond the float64 range (±{FLOAT_MAX:.4g})", span)
+        if max(abs(v.p), v.q).bit_length() > 3 * MAX_DIGITS:  # 2^(3·400) < 10^400: only then can it fail
+            check_exact(v.p, v.q, span, label())
         return v
     try:
         approx = v.evalf(15)
@@ -41,7 +44,7 @@ def in_float_range(v: sp.Expr, span: Optional[Span], what: str = "the value") ->
         approx, big = None, True
     if big:
         about = _approximately(approx)
-        raise LimitSpecError(f"{label}{about} is beyond the float64 range (±{FLOAT_MAX:.4g})", span)
+        raise LimitSpecError(f"{label()}{about} is beyond the float64 range (±{FLOAT_MAX:.4g})", span)
     return v
 
 

@@ -144,7 +144,8 @@ class Expressions:
         """Evaluate ``e`` and insist on a real, finite number."""
         return self.as_number(self.evaluate(e, env), e.span, env, what)
 
-    def as_number(self, v: Value, span: Optional[Span], env: Mapping[str, Value] = (), what: str = "a number") -> sp.Expr:
+    def as_number(self, v: Value, span: Optional[Span], env: Mapping[str, Value] = (),
+                  what: str = "a number") -> sp.Expr:
         if isinstance(v, Word):
             visible = list(env) + list(self.lets) + list(_CONSTANTS)
             raise NameSpecError(f"undefined name '{v.name}'{did_you_mean(v.name, visible)}", v.span)
