@@ -122,7 +122,7 @@ def test_fcn_is_one_readable_kernel(act):
     assert "(double) nngp_0_in" in body  # the Gram matrix (float32 or float64), read in float64
     assert '"R nngp_7_out, R ntk_7_out"' in source and '"G nngp_0_in, float64 cov1_0, ' in source
     assert "_CUDA_OPTIONS = ('--fmad=false',)" in source
-    assert ("__device__ double perp(" in source) == (act != "gelu")  # GELU's dual needs no perp
+    assert "__device__ double perp(" in source  # GELU's Δ too: hypot(√(1 + q1 + q2), perp)
     assert {"relu": "perp(nngp_", "erf": "hypot(", "gelu": "atan2("}[act] in body
     assert "xp." not in body and "**" not in body and "M_PI" not in body
     call = next(line for line in source.splitlines() if line.startswith("    _layers_1_7("))

@@ -74,9 +74,12 @@ def _gabor_parts(q1, q2, c):
 
 
 def _gabor_nngp(q1, q2, c):
-    """e^{−m/(2d)}·(e^{2c/d} − 1)/(2√d) = (E₋ − E₊)/(2√d), E∓ = e^{−(S + D ∓ 2c)/(2d)}."""
+    """e^{−m/(2d)}·(e^{2c/d} − 1)/(2√d) = (E₋ − E₊)/(2√d) = −E₋·expm1(−2c/d)/(2√d), E∓ = e^{−(S + D ∓ 2c)/(2d)}
+    (expm1: E₋ − E₊ cancels to O(c) at small variances)."""
+    from sympy.codegen.cfunctions import expm1
+
     S, D, d, e_minus, e_plus = _gabor_parts(q1, q2, c)
-    return (e_minus - e_plus) / (2 * sp.sqrt(d))
+    return -e_minus * expm1(-2 * c / d) / (2 * sp.sqrt(d))
 
 
 def _gabor_nngp_dot(q1, q2, c):

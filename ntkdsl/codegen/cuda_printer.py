@@ -18,12 +18,12 @@ from . import cuda_support
 from .printer import ArrayPrinter, CodegenError, conditional_chain
 
 # sympy function classes that CudaPrinter prints (everything else is hoisted out of the kernel)
-_C_FUNCTIONS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tan": "tan", "atan": "atan",
+_C_FUNCTIONS = {"exp": "exp", "expm1": "expm1", "log": "log", "sin": "sin", "cos": "cos", "tan": "tan", "atan": "atan",
                 "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "erf": "erf", "erfc": "erfc",
                 "floor": "floor", "ceiling": "ceil", "gamma": "tgamma", "loggamma": "lgamma",
                 "Abs": "fabs", "atan2": "atan2"}
 CUDA_PRINTABLE = set(_C_FUNCTIONS) | {"perp", "angle", "asin", "hypot", "Max", "Min", "smaller", "larger",
-                                      "cos_angle", "sin_angle", "Piecewise", "ExprCondPair"}
+                                      "cos_angle", "sin_angle", "polar_cos", "polar_sin", "Piecewise", "ExprCondPair"}
 
 
 class CudaPrinter(C99CodePrinter):
@@ -65,6 +65,8 @@ class CudaPrinter(C99CodePrinter):
             return f"sqrt({self._print(base)})"
         if e == -sp.S.Half:
             return f"(1.0/sqrt({self._print(base)}))"
+        if e.is_Integer and 2 <= int(e) <= 4 and isinstance(base, sp.Function):  # not the call written twice
+            return f"pow({self._print(base)}, {int(e)}.0)"
         if e.is_Integer and 2 <= int(e) <= 4:
             b = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
             return "(" + "*".join([b] * int(e)) + ")"
@@ -98,6 +100,12 @@ class CudaPrinter(C99CodePrinter):
         from ..symbolic.functions import angle
 
         return f"sin({self._print_angle(angle(*expr.args))})"
+
+    def _print_polar_cos(self, expr):  # cos(atan2(y, x)) (symbolic.functions.to_atan2)
+        return f"cos(atan2({self._print(expr.args[0])}, {self._print(expr.args[1])}))"
+
+    def _print_polar_sin(self, expr):
+        return f"sin(atan2({self._print(expr.args[0])}, {self._print(expr.args[1])}))"
 
     def _print_asin(self, expr):
         return f"asin(fmin(fmax({self._print(expr.args[0])}, -1.0), 1.0))"

@@ -119,6 +119,14 @@ class ArrayPrinter(SciPyPrinter):
         h, phi = (self._print(a) for a in expr.args)
         return f"{self._module_format('scipy.special.owens_t')}({h}, {self._module_format('numpy.tan')}({phi}))"
 
+    def _print_polar_cos(self, expr):  # cos θ = cos(atan2(perp, c)) (symbolic.functions.to_atan2)
+        y, x = (self._print(a) for a in expr.args)
+        return f"{self._module_format('numpy.cos')}({self._module_format('numpy.arctan2')}({y}, {x}))"
+
+    def _print_polar_sin(self, expr):
+        y, x = (self._print(a) for a in expr.args)
+        return f"{self._module_format('numpy.sin')}({self._module_format('numpy.arctan2')}({y}, {x}))"
+
     def _print_wedge_routine(self, expr):  # the scaled wedge integrals of the ELU dual (codegen/wedge_support.py)
         from . import wedge_support
 

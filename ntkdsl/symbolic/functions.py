@@ -114,8 +114,39 @@ class hypot(sp.Function):  # noqa: N801
 
 
 def to_atan2(expr: sp.Expr) -> sp.Expr:
-    """Rewrite every ``angle(c, p)`` as ``atan2(perp(c, p), c)`` so that CSE can share ``perp``."""
+    """Rewrite every ``angle(c, p)`` as ``atan2(perp(c, p), c)`` (and cos θ, sin θ likewise) so that CSE
+    shares ``perp(c, p)`` whole: were p = q1·q2 left as an argument of several functions, CSE would
+    name it, and perp could no longer rescale q1 and q2 (q1·q2 underflows below q ~ 1e-154)."""
+    expr = expr.replace(cos_angle, lambda c, p: polar_cos(perp(c, p), c))
+    expr = expr.replace(sin_angle, lambda c, p: polar_sin(perp(c, p), c))
     return expr.replace(angle, lambda c, p: sp.atan2(perp(c, p), c))
+
+
+class polar_cos(sp.Function):  # noqa: N801
+    """cos(atan2(y, x)) as printed (sympy would rewrite it to x/√(x² + y²): 0/0 at the origin, and
+    x², y² overflow for |x|, |y| ≳ 1e154)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        y, x = self.args
+        return (-1 if argindex == 1 else 1) * polar_sin(y, x) * (x if argindex == 1 else y) / (x**2 + y**2)
+
+    def _eval_evalf(self, prec):
+        return sp.cos(sp.atan2(*self.args)).evalf(prec) if all(a.is_number for a in self.args) else None
+
+
+class polar_sin(sp.Function):  # noqa: N801
+    """sin(atan2(y, x)) as printed (y/√(x² + y²) without overflow or 0/0)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        y, x = self.args
+        return polar_cos(y, x) * (x if argindex == 1 else -y) / (x**2 + y**2)
+
+    def _eval_evalf(self, prec):
+        return sp.sin(sp.atan2(*self.args)).evalf(prec) if all(a.is_number for a in self.args) else None
 
 
 class GaussianExpectation(sp.Function):
