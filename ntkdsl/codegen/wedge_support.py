@@ -148,31 +148,55 @@ def wedge_rem_scalar(a, beta):
 
 
 # ---------------------------------------------------------------- array versions (NumPy, CuPy)
+def _where(cond, x, when_true, when_false):
+    """when_true(x[cond]) and when_false(x[~cond]) into one array: each branch only where it applies."""
+    if cond.ndim == 0:
+        return when_true(x) if bool(cond) else when_false(x)
+    out = xp.empty(cond.shape)
+    inside = xp.nonzero(cond)
+    outside = xp.nonzero(~cond)
+    if inside[0].size:
+        out[inside] = when_true(x[inside])
+    if outside[0].size:
+        out[outside] = when_false(x[outside])
+    return out
+
+
 def _fraction(x):
-    """(C₁, C₂) of the continued fraction (meaningful where x ≥ 5; x is clipped there)."""
-    x = xp.maximum(x, _CF_START)
+    """(C₁, C₂) of the continued fraction C_k = x + k/C_{k+1} (x ≥ 5)."""
     c = x
     for k in range(_CF_TERMS, 1, -1):
         c = x + k / c
     return x + 1.0 / c, c
 
 
+def _fraction_m(x):
+    c1, c2 = _fraction(x)
+    return 1.0 / (c1 * c2)
+
+
+def _fraction_g(y):
+    c1, c2 = _fraction(y)
+    return (y / c1) * (y / c2)
+
+
 def mills(x):
     """R(x) = Φ(−x)/φ(x) = √(π/2)·erfcx(x/√2), elementwise, x ≥ 0."""
     x = xp.asarray(x, dtype=xp.float64)
-    c1, c2 = _fraction(x)
-    return xp.where(x < _CF_START, _HALF_PI_ROOT * xps.erfcx(x / 1.4142135623730951), 1.0 / c1)
+    return _where(x < _CF_START, x, lambda v: _HALF_PI_ROOT * xps.erfcx(v / 1.4142135623730951),
+                  lambda v: 1.0 / _fraction(v)[0])
+
+
+def _m_small(x):
+    return 1.0 - x * _HALF_PI_ROOT * xps.erfcx(x / 1.4142135623730951)
 
 
 def _m(x):
-    c1, c2 = _fraction(x)
-    small = xp.minimum(x, _CF_START)
-    return xp.where(x < _CF_START, 1.0 - small * _HALF_PI_ROOT * xps.erfcx(small / 1.4142135623730951), 1.0 / (c1 * c2))
+    return _where(x < _CF_START, x, _m_small, _fraction_m)
 
 
 def _g(y):
-    c1, c2 = _fraction(y)
-    return xp.where(y < _CF_START, y * y * _m(xp.minimum(y, _CF_START)), (y / c1) * (y / c2))
+    return _where(y < _CF_START, y, lambda v: v * v * _m_small(v), _fraction_g)
 
 
 def _series(x, first):
@@ -187,46 +211,49 @@ def _series(x, first):
 
 
 def _m_rem(x):
-    small = xp.minimum(x, 1.0)
-    series = small * _series(small, 0) - _HALF_PI_ROOT * small * xp.expm1(0.5 * small * small)
-    return xp.where(x < 1.0, series, _m(x) - 1.0 + _HALF_PI_ROOT * x)
+    return _where(x < 1.0, x, lambda v: v * _series(v, 0) - _HALF_PI_ROOT * v * xp.expm1(0.5 * v * v),
+                  lambda v: _m(v) - 1.0 + _HALF_PI_ROOT * v)
 
 
 def mills_rem(x):
     """(R(x) + x)/(2√(2π)) − 1/4, elementwise, x ≥ 0."""
     x = xp.asarray(x, dtype=xp.float64)
-    small = xp.minimum(x, 1.0)
-    series = (_HALF_PI_ROOT * xp.expm1(0.5 * small * small) - _series(small, 1)) / (2.0 * _TWO_PI_ROOT)
-    return xp.where(x < 1.0, series, (mills(x) + x) / (2.0 * _TWO_PI_ROOT) - 0.25)
+    return _where(x < 1.0, x, lambda v: (_HALF_PI_ROOT * xp.expm1(0.5 * v * v) - _series(v, 1)) / (2.0 * _TWO_PI_ROOT),
+                  lambda v: (mills(v) + v) / (2.0 * _TWO_PI_ROOT) - 0.25)
 
 
 def _wedge(a, beta, rem):
     a, beta = xp.broadcast_arrays(xp.asarray(a, dtype=xp.float64), xp.asarray(beta, dtype=xp.float64))
     b = xp.minimum(xp.abs(beta), 1.5707963267948966)
-    large = a > _LARGE
-    # A ≤ 4: Gauss–Legendre in b on [0, |β|]
-    small_a = xp.where(large, 0.0, a)
+    pairs = xp.stack([a, b], axis=-1)
+    total = _where(a <= _LARGE, pairs, lambda ab: _wedge_near(ab[..., 0], ab[..., 1], rem),
+                   lambda ab: _wedge_far(ab[..., 0], ab[..., 1], rem))
+    total = total / (2.0 * xp.pi)
+    return xp.where(beta < 0.0, -total, total)
+
+
+def _wedge_near(a, b, rem):
+    """A ≤ 4: Gauss–Legendre in b on [0, |β|] (times 2π)."""
     total = 0.0 * a
     for node, weight in zip(_GL_X, _GL_W):
-        x = small_a * xp.cos(0.5 * b * (node + 1.0))
+        x = a * xp.cos(0.5 * b * (node + 1.0))
         total = total + weight * (_m_rem(x) if rem else _m(x))
-    total = 0.5 * b * total
-    # A > 4: t = tan b up to the split, then x = A·cos b below it
-    big = xp.where(large, a, 2.0 * _LARGE)
-    limit = xp.sqrt((big / _SPLIT - 1.0) * (big / _SPLIT + 1.0))
+    return 0.5 * b * total
+
+
+def _wedge_far(a, b, rem):
+    """A > 4: t = tan b up to the split, then x = A·cos b below it (times 2π)."""
+    limit = xp.sqrt((a / _SPLIT - 1.0) * (a / _SPLIT + 1.0))
     top = xp.where(b < xp.arctan(limit), xp.tan(b), limit)
-    low = xp.where(b < 1.5707963267948966, xp.minimum(big * xp.cos(b), _SPLIT), 0.0)  # |β| ≥ float(π/2): π/2
+    low = xp.where(b < 1.5707963267948966, xp.minimum(a * xp.cos(b), _SPLIT), 0.0)  # |β| ≥ float(π/2): π/2
     upper, lower = 0.0 * a, 0.0 * a
     for node, weight in zip(_GL_X, _GL_W):
         t = 0.5 * top * (node + 1.0)
-        upper = upper + weight * _g(big / xp.sqrt(1.0 + t * t))
+        upper = upper + weight * _g(a / xp.sqrt(1.0 + t * t))
         x = low + 0.5 * (_SPLIT - low) * (node + 1.0)
-        lower = lower + weight * _m(x) / xp.sqrt((big - x) * (big + x))
-    far = 0.5 * top * upper / big / big + 0.5 * (_SPLIT - low) * lower
-    if rem:
-        far = far - (b - _HALF_PI_ROOT * big * xp.sin(b))
-    total = xp.where(large, far, total) / (2.0 * xp.pi)
-    return xp.where(beta < 0.0, -total, total)
+        lower = lower + weight * _m(x) / xp.sqrt((a - x) * (a + x))
+    far = 0.5 * top * upper / a / a + 0.5 * (_SPLIT - low) * lower
+    return far - (b - _HALF_PI_ROOT * a * xp.sin(b)) if rem else far
 
 
 def wedge(a, beta):
@@ -241,7 +268,8 @@ def wedge_rem(a, beta):
 
 # ---------------------------------------------------------------- the text generated modules carry
 _CONSTANTS = ("_NODES", "_GL_X", "_GL_W", "_SPLIT", "_LARGE", "_CF_START", "_CF_TERMS", "_HALF_PI_ROOT", "_TWO_PI_ROOT")
-_ARRAY = ("_fraction", "mills", "_m", "_g", "_series", "_m_rem", "mills_rem", "_wedge", "wedge", "wedge_rem")
+_ARRAY = ("_where", "_fraction", "_fraction_m", "_fraction_g", "mills", "_m_small", "_m", "_g", "_series", "_m_rem",
+          "mills_rem", "_wedge", "_wedge_near", "_wedge_far", "wedge", "wedge_rem")
 _SCALAR = ("_fraction_scalar", "mills_scalar", "_m_scalar", "_g_scalar", "_m_rem_scalar", "mills_rem_scalar",
            "_wedge_scalar", "wedge_scalar", "wedge_rem_scalar")
 # the names printed expressions call
