@@ -46,28 +46,6 @@ def perp(c, q1, q2):
     return d if e1 is None else d / e1 / e2
 
 
-def symmetric_dual(dual, q1, q2, c):
-    """``dual(q1, q2, c)`` for a self-kernel, from its upper triangle only: K and K̇ are symmetric in
-    (x, x'), so the lower triangle is the mirror image, exactly. Used for numerical duals (quadrature
-    per entry), where it halves the work; memory: two index arrays of N(N+1)/2 entries. A covariance
-    that is one number for every pair (after a constant activation) is passed through as it is."""
-    if xp.ndim(c) < 2:
-        return dual(q1, q2, c)
-    n = c.shape[0]
-    i, j = xp.triu_indices(n)
-    k, kdot = dual(xp.broadcast_to(q1, c.shape)[i, j], xp.broadcast_to(q2, c.shape)[i, j], c[i, j])
-    out = []
-    for values in (k, kdot):
-        full = xp.empty((n, n), dtype=xp.float64)
-        if xp.ndim(values) == 0:  # a constant, e.g. K̇ = 0 of a function with jumps
-            full[...] = values
-        else:
-            full[i, j] = values
-            full[j, i] = values
-        out.append(full)
-    return out[0], out[1]
-
-
 def gaussian_expectation(f, g, q1, q2, c, kinks=()):
     """E[f(u)·g(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]), elementwise over broadcast arrays.
 
