@@ -158,28 +158,22 @@ def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional
     return emit_module(program, backend=backend, source=source, filename=filename)
 
 
-_SHARED: dict = {}  # (backend, structure digest) -> the loaded NumPy or CuPy module of that structure
-
-
 def module_for(modules: dict, program: KernelProgram, backend: str, source: Optional[str] = None,
                filename: str = "<string>", name: str = "network"):
     """The loaded module of a backend (emitted and imported once, kept in ``modules``; numba compiles
-    its functions at their first call, not here). Networks of the same structure share one module
-    (:func:`.cache.structure_digest`: only their run-time parameters differ, passed at each call):
-    the fused ones through the disk cache, the NumPy and CuPy ones in this process."""
+    its functions at their first call, not here). Fused networks of the same structure share one
+    compiled module through the disk cache (:func:`.cache.structure_digest`: only their run-time
+    parameters differ, passed at each call); NumPy and CuPy modules are each network's own text."""
     if backend not in modules:
-        from .cache import load_cached_module, structure_digest
-
         text = emit_source(program, backend, source, filename)
         if BACKENDS[backend].fused:
+            from .cache import load_cached_module
+
             modules[backend] = load_cached_module(text, name)
-        else:
+        else:  # a Python compile of its own text (milliseconds): tracebacks show this network's lines
             from .loader import load_module
 
-            key = (backend, structure_digest(text))
-            if key not in _SHARED:
-                _SHARED[key] = load_module(text, name)
-            modules[backend] = _SHARED[key]
+            modules[backend] = load_module(text, name)
     return modules[backend]
 
 
