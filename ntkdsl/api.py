@@ -9,6 +9,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .frontend import parse
+from .frontend.limits import read_source
 from .ir import format_network, lower, verify
 from .ir.nodes import Network
 from .progress import request_note
@@ -328,9 +329,8 @@ def load(path, network: Optional[str] = None, layout: str = "auto") -> CompiledN
     """Compile a network from a .ntk file (see :func:`loads`).
 
     Raises:
-        SpecError: any mistake in the file.
+        SpecError: any mistake in the file; a file over the size limit is refused before it is read whole.
         OSError: the file cannot be read.
     """
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_source(path)
     return loads(text, network, os.fspath(path), layout=layout)

@@ -20,8 +20,9 @@ from .errors import SpecError, UserError
 from .flow import cli as flow_cli
 from .sampler import cli as sampler_cli
 from .frontend import parse
+from .frontend.limits import read_source
 from .ir import lower, lower_all, select_network
-from .validate import points
+from .validate import npy_header, points
 
 USER_ERROR = 2
 INPUTS = ("spec", "x1", "x2", "train", "test")  # arguments of every command that name input files
@@ -134,8 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _read(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        return read_source(path)  # at most the size limit + 1 characters are read
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {path!r}: {getattr(exc, 'strerror', None) or exc}") from None
 
@@ -171,13 +171,20 @@ def _compile(args) -> int:
     return 0
 
 
-def load_array(path: str, name: str) -> np.ndarray:
+def load_array(path: str, name: str, shape=None) -> np.ndarray:
     """The array stored at ``path``: a .npy file, an .npz file holding one array, or ``FILE.npz:KEY``
-    (the array KEY of an .npz); a UserError naming ``name`` (the option) otherwise."""
+    (the array KEY of an .npz); a UserError naming ``name`` (the option) otherwise. Its header is
+    checked first (:func:`ntkdsl.validate.npy_header`; ``shape``: the per-point shape the array must
+    have, or None), so a wrong, forged or truncated array is refused before its data is read."""
     key = None
     if not os.path.exists(path) and ".npz:" in path:
         path, key = path.rsplit(":", 1)
+    where = f" in {path!r}"
     try:
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                f.seek(0)
+                _header(f, os.fstat(f.fileno()).st_size, name, where, shape)
         data = np.load(path, allow_pickle=False)
     except OSError as exc:
         raise UserError(f"cannot load {name} from {path!r}: {exc.strerror or exc}") from None
@@ -196,17 +203,28 @@ def load_array(path: str, name: str) -> np.ndarray:
             held = ", ".join(names) or "no arrays"
             ask = f"has no array {key!r}" if key is not None else "holds several arrays"
             raise UserError(f"{name} {path!r} {ask} ({held}); choose one as {path}:NAME")
+        member = key + ".npy" if key + ".npy" in data.zip.namelist() else key
         try:
+            with data.zip.open(member) as f:
+                _header(f, data.zip.getinfo(member).file_size, name, f" in {path}:{key}", shape)
             return data[key]
         except (ValueError, OSError, EOFError):
             raise UserError(f"cannot load {name} from {path}:{key}: not an array of numbers") from None
+
+
+def _header(f, size: int, name: str, where: str, shape) -> None:
+    """:func:`ntkdsl.validate.npy_header` with its ValueError as a UserError."""
+    try:
+        npy_header(f, size, name, where=where, shape=shape, allow_empty=False)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def load_points(path: str, shape, name: str) -> np.ndarray:
     """The inputs at ``path`` (:func:`load_array`) with per-point ``shape`` (the network's input shape),
     at least one point; a UserError naming ``name`` (the option) when they cannot be read, have
     another shape or non-finite values."""
-    x = load_array(path, name)
+    x = load_array(path, name, tuple(shape))
     try:
         return points(x, tuple(shape), name, where=f" in {path!r}", allow_empty=False)  # the API's rules (ntkdsl.validate)
     except ValueError as exc:

@@ -15,7 +15,8 @@ passes them through :func:`finite_array` or :func:`points`, so the same mistake 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from tokenize import TokenError
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -73,17 +74,61 @@ def points(x, shape: Sequence[int], name: str, *, where: str = "", allow_empty: 
     Raises:
         ValueError: as :func:`finite_array`, or the wrong shape, or no points when they are needed.
     """
-    shape = tuple(int(n) for n in shape)
-    want = f"(N, {', '.join(map(str, shape))})"
     arr = finite_array(x, name, where=where)
     if arr.ndim == 0:
-        raise ValueError(f"{name}{where} is a single number ({x!r}); this network needs an array of shape {want}")
-    if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
-        hint = " (one point? add an axis: x[None])" if tuple(arr.shape) == shape and name.isidentifier() else ""
-        raise ValueError(f"{name}{where} has shape {tuple(arr.shape)}; this network needs {want}{hint}")
-    if not allow_empty and arr.shape[0] == 0:
-        raise ValueError(f"{name}{where} holds no points")
+        raise ValueError(f"{name}{where} is a single number ({x!r}); this network needs an array of shape "
+                         f"{_wanted(shape)}")
+    _check_shape(tuple(arr.shape), shape, name, where, allow_empty)
     return arr
+
+
+def _wanted(shape: Sequence[int]) -> str:
+    return f"(N, {', '.join(str(int(n)) for n in shape)})"
+
+
+def _check_shape(got: tuple, shape: Sequence[int], name: str, where: str, allow_empty: bool) -> None:
+    shape = tuple(int(n) for n in shape)
+    if len(got) != len(shape) + 1 or tuple(got[1:]) != shape:
+        hint = " (one point? add an axis: x[None])" if got == shape and name.isidentifier() else ""
+        raise ValueError(f"{name}{where} has shape {got}; this network needs {_wanted(shape)}{hint}")
+    if not allow_empty and got[0] == 0:
+        raise ValueError(f"{name}{where} holds no points")
+
+
+def npy_header(f, size: int, name: str, *, where: str = "", shape: Optional[Sequence[int]] = None,
+               allow_empty: bool = True) -> None:
+    """Check a stored .npy array from its header alone, before any of its data is read.
+
+    ``f`` is the open binary file (or .npz member) positioned at its start, ``size`` its length in
+    bytes; it is rewound to its start afterwards. The header's shape and dtype are checked as
+    :func:`points` would check the array (``shape``: the per-point shape, or None for any shape),
+    and its data must fit in the file: a header that promises more than the file holds (a
+    truncated or forged file) would otherwise make numpy allocate the promised size first.
+    Header format: numpy.lib.format (NEP 1), versions 1.0 and 2.0.
+
+    Raises:
+        ValueError: naming ``name``: not a .npy header, objects or complex numbers, a shape the
+            network cannot take, or fewer bytes than the header promises.
+    """
+    fmt = np.lib.format
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    try:
+        version = fmt.read_magic(f)
+        got, _, dtype = readers[version](f)
+    except (ValueError, KeyError, EOFError, SyntaxError, TokenError):  # numpy's header parser tokenizes it
+        raise ValueError(f"{name}{where} is not a .npy array of numbers (write one with numpy.save)") from None
+    if dtype.hasobject or dtype.kind not in "fiubc":
+        raise ValueError(f"{name}{where} holds {'None or other objects' if dtype.hasobject else f'{dtype} values'}, "
+                         "not numbers")
+    if dtype.kind == "c":
+        raise ValueError(f"{name}{where} holds complex numbers; ntkdsl takes real inputs (their .real, if that is meant)")
+    if shape is not None:
+        _check_shape(tuple(got), shape, name, where, allow_empty)
+    need, left = int(np.prod(got, dtype=object)) * dtype.itemsize, size - f.tell()
+    if need > left:
+        raise ValueError(f"{name}{where} is shorter than its header says: shape {tuple(got)} of {dtype} needs "
+                         f"{need} bytes of data, the file holds {max(left, 0)} (truncated?)")
+    f.seek(0)
 
 
 def number(value, name: str, condition: str, ok: Callable[[float], bool]) -> float:

@@ -8,6 +8,7 @@ Python stack; they are far above what a network needs.
 
 from __future__ import annotations
 
+import os
 import re
 from fractions import Fraction
 from typing import Optional
@@ -31,9 +32,33 @@ def check_source_size(text: str, filename: str) -> None:
     """A LimitSpecError for a source longer than :data:`MAX_SOURCE_BYTES` (UTF-8)."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_SOURCE_BYTES:
-        raise LimitSpecError(f"the file has {size} bytes; a spec may have at most {MAX_SOURCE_BYTES} "
-                             f"({MAX_SOURCE_BYTES >> 10} KiB)",
-                             Span(filename, 0, 0, 0, 0, ""))
+        _too_large(str(size), filename)
+
+
+def read_source(path) -> str:
+    """The UTF-8 text of the spec file at ``path``, refused after reading at most
+    :data:`MAX_SOURCE_BYTES` + 1 characters (a larger file, a device or an endless pipe is never
+    read whole).
+
+    Raises:
+        LimitSpecError: the file is longer than :data:`MAX_SOURCE_BYTES` bytes.
+        OSError, UnicodeDecodeError: as :func:`open` and its read.
+    """
+    filename = os.fspath(path)
+    with open(path, encoding="utf-8") as f:
+        size = os.fstat(f.fileno()).st_size  # 0 for pipes and devices: the bounded read decides
+        if size > 4 * (MAX_SOURCE_BYTES + 1):  # more bytes than MAX_SOURCE_BYTES characters can take
+            _too_large(f"{size}", filename)
+        text = f.read(MAX_SOURCE_BYTES + 1)
+    if len(text) > MAX_SOURCE_BYTES:  # more characters than the limit allows bytes
+        _too_large(f"{size}" if size > MAX_SOURCE_BYTES else f"more than {MAX_SOURCE_BYTES}", filename)
+    check_source_size(text, filename)
+    return text
+
+
+def _too_large(size: str, filename: str) -> None:
+    raise LimitSpecError(f"the file has {size} bytes; a spec may have at most {MAX_SOURCE_BYTES} "
+                         f"({MAX_SOURCE_BYTES >> 10} KiB)", Span(filename, 0, 0, 0, 0, ""))
 
 
 def literal(text: str, span: Optional[Span]) -> Fraction:
