@@ -8,6 +8,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .codegen.overflow import KernelOverflowError, refuse_nonfinite
 from .frontend import parse
 from .frontend.limits import read_source
 from .ir import format_network, lower, verify
@@ -94,7 +95,11 @@ class CompiledNetwork:
             k = self._evaluate(x1, x2, backend, dtype, to_numpy)
         else:
             to_numpy = to_numpy or backend == "cupy"
-            k = tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile, progress)
+            try:
+                k = tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile,
+                                    progress)
+            except KernelOverflowError as exc:  # name the rows of the request, not of the tile
+                raise exc.relocated(x1, x2) from None
         on_host = not any(hasattr(x, "__cuda_array_interface__") for x in (x1, x2))
         if isinstance(k[0], np.ndarray) and on_host:  # identical points: exact, whatever the tiles
             nngp, ntk = (a if a.flags.writeable else a.copy() for a in k)
@@ -215,12 +220,18 @@ class CompiledNetwork:
         return int(16 * n1 * n2 + self.memory_model.peak(min(batch_size, n1), min(batch_size, n2)))
 
     def _evaluate(self, x1, x2, backend, dtype, to_numpy):
-        """One evaluation by the chosen backend (no tiling)."""
-        if dtype is None and backend == "numpy":
-            from .codegen.dispatch import runtime_values
+        """One evaluation by the chosen backend (no tiling); a result that is not finite is refused,
+        naming the layer whose variance overflowed (:mod:`ntkdsl.codegen.overflow`)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused below, with its layer
+            if dtype is None and backend == "numpy":
+                from .codegen.dispatch import runtime_values
 
-            return self._module.kernels(x1, x2, params=runtime_values(self.program))  # the NumPy module: nothing to choose
-        return self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy)
+                k = self._module.kernels(x1, x2, params=runtime_values(self.program))  # the NumPy module: nothing to choose
+            else:
+                k = self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy)
+        refuse_nonfinite(self._modules, self.program, x1, x2, *k, dtype=dtype, source=self.source,
+                         filename=self.filename, name=self.name)
+        return k
 
     def _run(self, x1, x2=None, **options):
         from .codegen.dispatch import run

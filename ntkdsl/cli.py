@@ -383,6 +383,20 @@ def _positive(text: str) -> int:
     return n
 
 
+def _unit_variance(net: CompiledNetwork) -> List[str]:
+    """Whether the spec's own numbers overflow float64 already for an input of variance 1: the one-point
+    chain x = (1, ..., 1) (Σ⁰(x, x) = 1) of a vector network, microseconds a layer; image networks
+    are not evaluated by check."""
+    if len(net.ir.input_shape) != 1:
+        return []
+    try:
+        net._evaluate(np.ones((1, net.ir.input_dim)), None, "numpy", None, True)
+    except FloatingPointError as exc:  # KernelOverflowError, or a numerical dual refusing the variance
+        first, *rest = str(exc).replace("of x1[0] ", "").splitlines()
+        return [f"  unit-variance input (Σ⁰(x, x) = 1): not finite: {first}", *("  " + line for line in rest)]
+    return ["  unit-variance input (Σ⁰(x, x) = 1): finite kernels at every layer"]
+
+
 def _summary(net: CompiledNetwork, n: int = 10_000) -> str:
     from .cost import report
     from .symbolic.layout import layout_report
@@ -401,6 +415,7 @@ def _summary(net: CompiledNetwork, n: int = 10_000) -> str:
         if step.note:
             lines.append(f"                dual: {step.note}")
     lines += layout_report(net.program)
+    lines += _unit_variance(net)
     lines += report(net.program, n, memory_budget())  # ntkdsl/cost.py: nothing is run
     lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
                  f"the {ir.output_width} outputs share it (K ⊗ I_k)")

@@ -37,6 +37,7 @@ from typing import Optional
 
 import numpy as np
 
+from .codegen.overflow import KernelOverflowError
 from .errors import NtkdslError
 from .streaming import ResumeMismatchError, _check, request_fingerprint
 
@@ -139,7 +140,10 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
     try:
         if missing:
             with _session(client) as c:
-                _run(c, net, x1, x2, missing, os.fspath(store), side, chosen, dtype, bar, retries)
+                try:
+                    _run(c, net, x1, x2, missing, os.fspath(store), side, chosen, dtype, bar, retries)
+                except KernelOverflowError as exc:  # name the rows of the request, not of the tile
+                    raise exc.relocated(x1, x2) from None
     finally:
         bar.close()
     _exact_duplicates(net, root, x1, x2, backend, dtype)

@@ -36,6 +36,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ._files import atomic_open
+from .codegen.overflow import KernelOverflowError
 from .errors import NtkdslError
 
 MANIFEST = "progress.json"
@@ -154,7 +155,10 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
         for a, b in blocks:
             if (a.start, b.start) in done:
                 continue
-            _write_tile(net, out, x1, x2, a, b, backend, dtype)
+            try:
+                _write_tile(net, out, x1, x2, a, b, backend, dtype)
+            except KernelOverflowError as exc:  # name the rows of the request, not of the tile
+                raise exc.relocated(x1, x2) from None
             done[a.start, b.start] = _tile_digest(out, a, b, x2 is None)
             _write_manifest(directory, record, done)
             bar.update(1)
