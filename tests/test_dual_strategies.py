@@ -170,4 +170,5 @@ def test_check_shows_method_and_bound(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ntkdsl", "check", str(spec)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "exact (step functions" in out.stdout and "error: float64 rounding" in out.stdout
-    assert "numerical (kink-aware" in out.stdout and "error ≤ 5e-7" in out.stdout
+    assert "numerical (Mehler series" in out.stdout and "MEHLER_TOLERANCE = 1e-10" in out.stdout
+    assert "error ≤ 1e-9·√(E[σ(u)²]·E[σ(v)²])" in out.stdout

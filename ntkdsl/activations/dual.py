@@ -11,8 +11,9 @@ Strategies, tried in order (kernel-math.md §3):
    than the sum, so the split always makes progress);
 5. a piecewise-constant σ (step/sign of any function of x): exact through bivariate normal orthant
    probabilities (:mod:`.steps`), its breakpoints found numerically (:mod:`.breakpoints`);
-6. otherwise the numerical dual E[σ(u)σ(v)] by kink-aware Gauss–Legendre quadrature, its kinks and
-   jumps located symbolically where sympy solves for them and numerically otherwise.
+6. otherwise the numerical dual E[σ(u)σ(v)] (Mehler series with a per-entry truncation bound, a
+   kink-aware 2-D Gauss–Legendre quadrature where the bound is not met), its kinks and jumps located
+   symbolically where sympy solves for them and numerically otherwise.
 
 An exact strategy that fails (an exception, an expression too large to manipulate) falls back to
 the numerical dual. Each Dual says how it was obtained and its error bound (``ntkdsl check``).
@@ -29,14 +30,17 @@ from typing import Optional, Tuple
 
 import sympy as sp
 
+from ..codegen.mehler import MEHLER_DEGREES, MEHLER_TOLERANCE
 from ..symbolic.functions import GaussianExpectation, angle
 from . import steps
 from .breakpoints import is_resolvable
 from .registry import REGISTRY, ActivationRow, price_derivative
 
 ROUNDING = "error: float64 rounding"
-QUADRATURE = ("numerical (kink-aware Gauss–Legendre quadrature); error ≤ 5e-7·(|K| + √(q1·q2)) for σ of "
-              "moderate growth, oscillation and variance (docs/numerical-duals.md)")
+QUADRATURE = (f"numerical (Mehler series, per entry the least degree ≤ {MEHLER_DEGREES[-1]} whose truncation bound "
+              f"|ρ|^(L+1)·√(T_L(q1)·T_L(q2)) is ≤ MEHLER_TOLERANCE = {MEHLER_TOLERANCE:g} of √(E[σ(u)²]·E[σ(v)²]), else a "
+              "kink-aware 2-D Gauss–Legendre quadrature); error ≤ 1e-9·√(E[σ(u)²]·E[σ(v)²]) (measured against "
+              "mpmath for variances 1e-6…1e6, docs/numerical-duals.md)")
 MAX_OPS = 400  # larger custom expressions skip the symbolic strategies (sympy's cost grows fast)
 
 
