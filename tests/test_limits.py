@@ -133,7 +133,9 @@ def test_the_largest_file_parses_in_seconds():
     text = net("dense(2, w_std = " + "+".join(["1"] * terms) + "); dense(1)")
     start = time.perf_counter()
     ntkdsl.loads(text)
-    assert time.perf_counter() - start < 4 * SECONDS  # ~3 s idle (lark: ~40 µs a token); slack for a loaded machine
+    # a hang guard, not a speed claim: ~3 s idle (lark: ~40 µs a token), 20 s measured on this 2-core machine
+    # under a load of 5; the super-linear parses it guards against took minutes
+    assert time.perf_counter() - start < 12 * SECONDS
 
 
 def test_long_sums_and_products_are_not_nesting():
