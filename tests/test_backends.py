@@ -16,7 +16,7 @@ import ntkdsl
 from ntkdsl.codegen import dispatch
 from ntkdsl.codegen.backends import BACKENDS
 from ntkdsl.codegen.loader import load_module
-from shared import needs_gpu
+from shared import close, needs_gpu
 
 SPEC = """
 network mixed(input = 4) {
@@ -85,7 +85,9 @@ def test_float32_on_every_backend(net, data, reference, backend):
     x, _ = data
     k = net.kernels(x, backend=backend, dtype="float32", to_numpy=True)
     assert k.nngp.dtype == np.float32 and k.ntk.dtype == np.float32
-    np.testing.assert_allclose(k.ntk, reference[0].ntk, rtol=1e-5)
+    # float32 arithmetic (the fused loops): each entry carries roundings of the kernel's scale, so an
+    # entry 300x below the diagonal gets ~1e-5 relative: 1e-5 of the largest entry bounds them all
+    close(k.ntk, reference[0].ntk, rtol=1e-5)
 
 
 @pytest.mark.parametrize("backend", BACKEND_CASES, indirect=True)

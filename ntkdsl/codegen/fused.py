@@ -20,9 +20,18 @@ Outside the loops, in NumPy:
 Symmetry: with ``x2`` None only j ≥ i is computed and then mirrored (exactly symmetric); the
 diagonal of Σ is set to the variance after every layer that changes it, as on the NumPy path.
 Memory: Σ is written over the Gram matrix and Θ is the only other N1 x N2 array.
-Precision: ``dtype`` float64 (default) or float32 for the Gram matrix and the results; the loops
-compute in float64 either way; no fast-math (no FMA contraction: q1·q2 − c² stays exactly 0 on the
-diagonal). Agreement with the NumPy backend: about 1e-15 relative.
+Precision: ``dtype`` (float64 default, or float32) is the type of the Gram matrix, of the loops'
+arithmetic and of the results: ``_fused_layers`` takes the number type ``F`` (one numba
+specialisation each), the per-point numbers (computed in float64, rounded once) and the parameters
+come in F, and constants print as ``F(...)`` (a Python literal would promote float32 to float64).
+float32 loops keep two steps in float64: ``perp_scaled`` (q1·q2 − c² cancels near ρ = ±1; float32
+products are exact in float64) and the ELU wedge integrals. float32 runs 1.7x (relu) to 2.1x (erf)
+faster at N = 2000 (benchmarks/float32.py) within 32u (u = 2⁻²⁴) normwise (|ΔK| / √(K(x, x)K(x', x')))
+of float64 and of the closed forms away from ρ = ±1; near it the duals' conditioning amplifies the
+rounding of Σ (already of the float32 Gram matrix): the rectifiers' NTK by √(2δρ) ≈ 5e-4, the
+step/sign K̇ ∝ 1/sin θ more (tests/test_float32.py; README, "float32"). No fast-math (no FMA
+contraction: q1·q2 − c² stays exactly 0 on the diagonal). float64 agrees with the NumPy backend to
+about 1e-15 relative.
 
 The loops vectorise (AVX2/AVX-512) because every function in them is an LLVM intrinsic (sqrt, min,
 max, abs) or a small branch-free helper printed into the module (``atan2``, ``asin``, ``hypot``,
@@ -88,6 +97,12 @@ class ScalarPrinter(ArrayPrinter):
         self.cols_used: List[str] = []  # column numbers the current layer reads (loaded at its loop's top)
         self.hoisted: Dict[str, str] = {}  # name -> NumPy expression computed before the loop
         self.helpers = set()
+        self.cast: Optional[str] = None  # the loop's number type (F: float32 or float64); None: Python floats
+
+    def _number(self, text: str) -> str:
+        """A constant in the loop's number type: Python's float or int literals would make numba
+        promote float32 arithmetic to float64."""
+        return f"{self.cast}({text})" if self.cast else text
 
     def _module_format(self, fqn, register=True):
         if fqn not in _SCALAR:
@@ -95,6 +110,8 @@ class ScalarPrinter(ArrayPrinter):
         name = _SCALAR[fqn]
         if name.startswith("math."):
             self.modules_used.add("math")
+            if name in ("math.pi", "math.e"):
+                return self._number(name)
         elif name in _HELPERS:
             self.helpers.add(name)
         return name
@@ -125,7 +142,25 @@ class ScalarPrinter(ArrayPrinter):
         return f"{name}_j"
 
     def _print_Rational(self, expr):
-        return f"({expr.p}/{expr.q})"
+        return self._number(f"{expr.p}/{expr.q}") if self.cast else f"({expr.p}/{expr.q})"
+
+    def _print_Integer(self, expr):
+        return self._number(str(expr.p))
+
+    def _print_Float(self, expr):
+        return self._number(super()._print_Float(expr))
+
+    def _print_Pow(self, expr, rational=False):
+        """Integer powers as ``x**n`` (numba keeps a float32 x in float32), others in the loop's type."""
+        base, exp = expr.base, expr.exp
+        if not self.cast or not (exp.is_Integer or abs(exp) == sp.S.Half):
+            return super()._print_Pow(expr, rational)
+        base_text = self._print(base)
+        if exp.is_Integer:
+            power = f"{self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Pow'])}**{abs(exp.p)}"
+        else:
+            power = f"{self._module_format('numpy.sqrt')}({base_text})"
+        return power if exp > 0 else f"({self._number('1')}/{power})"
 
     def _print_asin(self, expr):
         self.helpers.add("asin")
@@ -135,7 +170,7 @@ class ScalarPrinter(ArrayPrinter):
         c, p = expr.args
         factors = p.as_ordered_factors() if p.is_Mul else []
         if len(factors) != 2:
-            return f"math.sqrt(max({self._print(p - c**2)}, 0.0))"
+            return f"math.sqrt(max({self._print(p - c**2)}, {self._number('0.0')}))"
         self.helpers.add("perp_scaled")
         self.modules_used.add("math")
         q1, q2 = factors
@@ -173,7 +208,9 @@ class ScalarPrinter(ArrayPrinter):
     def _print_wedge_routine(self, expr):  # the ELU dual's wedge integrals: numba versions (wedge_support)
         self.helpers.add("wedge_support")
         self.modules_used.add("math")
-        return f"{type(expr).__name__}_scalar({', '.join(self._print(a) for a in expr.args)})"
+        args = (self._print(a) for a in expr.args)  # in float64 whatever the loop's type (their series and
+        args = (f"numba.float64({a})" for a in args) if self.cast else args  # continued fractions: float64 constants)
+        return f"{type(expr).__name__}_scalar({', '.join(args)})"
 
     _print_mills = _print_mills_rem = _print_wedge = _print_wedge_rem = _print_wedge_routine
 
@@ -243,6 +280,7 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     rows = {s.state.cov1 for s in program.steps if isinstance(s.state.cov1, sp.Symbol)}
     cols = {s.state.cov2 for s in program.steps if isinstance(s.state.cov2, sp.Symbol)}
     scalar = ScalarPrinter(rows, cols, {program.steps[0].state.nngp})
+    scalar.cast = "F"  # the loops compute in the request's dtype (one numba specialisation each)
     vector = ArrayPrinter()
     out = program.output
     entries = {}  # step index -> its entry (i, j) assignments, parameters substituted
@@ -300,10 +338,11 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     body += [f"    # layers 1–{program.steps[-1].index}, fused: Σ is written over the Gram matrix",
              "    nngp = nngp_0",
              "    ntk = xp.empty_like(nngp_0)",
-             f"    rows = _stack([{', '.join(by_kind['row'])}], nngp.shape[0])",
-             f"    cols = _stack([{', '.join(by_kind['col'])}], nngp.shape[1])",
+             f"    rows = _stack([{', '.join(by_kind['row'])}], nngp.shape[0], dtype)",
+             f"    cols = _stack([{', '.join(by_kind['col'])}], nngp.shape[1], dtype)",
              f"    parameters = xp.array([{', '.join(map(str, program.runtime_parameters))}], dtype=xp.float64)",
-             f"    _in_threads(_fused_layers, same, {''.join(n + ', ' for n in by_kind['matrix'])}rows, cols, nngp, ntk, parameters)",
+             "    F = numba.float32 if dtype == xp.float32 else numba.float64  # the loops' arithmetic",
+             f"    _in_threads(_fused_layers, same, {''.join(n + ', ' for n in by_kind['matrix'])}rows, cols, nngp, ntk, parameters, F)",
              "    if same:",
              "        _in_threads(_mirror_upper, nngp, ntk)",
              "    return nngp, ntk"]
@@ -343,11 +382,11 @@ def _argument_order(name: str) -> Tuple[int, int, str]:
 def _kernel_source(program: KernelProgram, by_kind, buffers, loop) -> str:
     last = program.steps[-1].index
     labels = ", ".join(s.label.split("(")[0] for s in program.steps[1:])
-    allocate = "".join(f"    {name} = xp.empty(n2)\n" for name in buffers)
+    allocate = "".join(f"    {name} = xp.empty(n2, F)\n" for name in buffers)
     at_i = "".join(f"        {name}_i = rows[{k}, i]\n" for k, name in enumerate(by_kind["row"]))
-    unpack = "".join(f"    {sym} = parameters[{k}]\n" for k, sym in enumerate(program.runtime_parameters))
+    unpack = "".join(f"    {sym} = F(parameters[{k}])\n" for k, sym in enumerate(program.runtime_parameters))
     return (f'''@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"])}rows, cols, nngp, ntk, parameters):
+def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"])}rows, cols, nngp, ntk, parameters, F):
     """Layers 1–{last} ({labels}) for the rows i = first, first + step, ... of nngp and ntk.
 
     nngp_0 is the Gram matrix x1·x2ᵀ/d; rows holds the per-point numbers of x1 (cov1_L: the variance
@@ -356,7 +395,9 @@ def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"
     loops that LLVM vectorises and overlaps, where one loop through every layer would wait on each
     layer's latency. With same (x2 is None) only j ≥ i is computed (the caller mirrors), the rows
     taken from both ends of the triangle in turn so that every thread gets long and short rows alike.
-    parameters: the run-time parameters, in the order of PARAMETERS.
+    parameters: the run-time parameters, in the order of PARAMETERS. F: the arithmetic's type, numba.float64
+    or numba.float32 (rows, cols and the buffers are of it; constants are cast to it): numba compiles
+    one specialisation per type.
     """
 {unpack}    n1, n2 = nngp.shape
     hi = numba.uint64(n2)

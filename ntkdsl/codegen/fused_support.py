@@ -20,43 +20,47 @@ from .emit import POINTS_AND_DTYPE
 _ATAN2 = '''
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=True)
 def atan2(y, x):
-    """atan2(y, x) ∈ [−π, π] without branches (Cephes' rational atan; relative error ≈ 2e-16)."""
+    """atan2(y, x) ∈ [−π, π] without branches (Cephes' rational atan; relative error ≈ 2e-16), in the
+    precision of its arguments (F: float32 for two float32 numbers, else float64)."""
+    F = type(y + x)
     ax = abs(x)
     ay = abs(y)
     hi = max(ax, ay)
     lo = min(ax, ay)
-    big = lo > 0.41421356237309503 * hi  # t = lo/hi > tan(π/8): reduce by π/4
-    u = (lo - hi if big else lo) / ((lo + hi if big else hi) if hi > 0.0 else 1.0)
+    big = lo > F(0.41421356237309503) * hi  # t = lo/hi > tan(π/8): reduce by π/4
+    u = (lo - hi if big else lo) / ((lo + hi if big else hi) if hi > F(0.0) else F(1.0))
     z = u * u
-    p = (((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z - 7.500855792314704667340e1) * z
-         - 1.228866684490136173410e2) * z - 6.485021904942025371773e1
-    q = ((((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z + 4.328810604912902668951e2) * z
-         + 4.853903996359136964868e2) * z + 1.945506571482613964425e2
+    p = (((F(-8.750608600031904122785e-1) * z - F(1.615753718733365076637e1)) * z - F(7.500855792314704667340e1)) * z
+         - F(1.228866684490136173410e2)) * z - F(6.485021904942025371773e1)
+    q = ((((z + F(2.485846490142306297962e1)) * z + F(1.650270098316988542046e2)) * z + F(4.328810604912902668951e2)) * z
+         + F(4.853903996359136964868e2)) * z + F(1.945506571482613964425e2)
     a = u + u * z * p / q
-    a = (a + 3.061616997868382943e-17) + 0.78539816339744830962 if big else a
-    a = (6.123233995736765886e-17 - a) + 1.57079632679489661923 if ay > ax else a
-    a = (1.2246467991473532e-16 - a) + 3.14159265358979323846 if x < 0.0 else a
-    return -a if y < 0.0 else a
+    a = (a + F(3.061616997868382943e-17)) + F(0.78539816339744830962) if big else a
+    a = (F(6.123233995736765886e-17) - a) + F(1.57079632679489661923) if ay > ax else a
+    a = (F(1.2246467991473532e-16) - a) + F(3.14159265358979323846) if x < F(0.0) else a
+    return -a if y < F(0.0) else a
 '''
 
 _ASIN = '''
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=True)
 def asin(x):
-    """arcsin of x clipped to [−1, 1], as atan2(x, √((1 − x)(1 + x))) (vectorisable)."""
-    x = min(max(x, -1.0), 1.0)
-    return atan2(x, math.sqrt((1.0 - x) * (1.0 + x)))
+    """arcsin of x clipped to [−1, 1], as atan2(x, √((1 − x)(1 + x))) (vectorisable; in x's precision)."""
+    F = type(x)
+    x = min(max(x, F(-1.0)), F(1.0))
+    return atan2(x, math.sqrt((F(1.0) - x) * (F(1.0) + x)))
 '''
 
 _HYPOT = '''
 @numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=True)
 def hypot(a, b):
-    """√(a² + b²) without overflow of the squares (vectorisable)."""
+    """√(a² + b²) without overflow of the squares (vectorisable; in the arguments' precision)."""
+    F = type(a + b)
     a = abs(a)
     b = abs(b)
     hi = max(a, b)
     lo = min(a, b)
-    r = lo / (hi if hi > 0.0 else 1.0)
-    return hi * math.sqrt(1.0 + r * r)
+    r = lo / (hi if hi > F(0.0) else F(1.0))
+    return hi * math.sqrt(F(1.0) + r * r)
 '''
 
 _PERP = '''
@@ -64,9 +68,13 @@ _PERP = '''
 def perp_scaled(c, q1, q2, e1, e2, r1, r2):
     """√max(q1·q2 − c², 0) = √(q1q2)·sin θ, with q1, q2, c rescaled by the exact powers of two e1, e2
     (r1 = 1/e1, r2 = 1/e2; all computed once per point by _pow2_scale): no overflow for q ≳ 1e154,
-    and the same rounding as the unscaled formula, so the diagonal gives exactly 0."""
-    cs = (c * e1) * e2
-    return math.sqrt(max((q1 * e1 * e1) * (q2 * e2 * e2) - cs * cs, 0.0)) * r1 * r2
+    and the same rounding as the unscaled formula, so the diagonal gives exactly 0. Computed in float64
+    and returned in the arguments' precision F: products of float32 numbers are exact in float64, so
+    for float32 arguments q1·q2 − c² is rounded once, where it cancels (ρ near ±1) as well."""
+    F = type(c + q1 + q2)
+    D = numba.float64
+    cs = (D(c) * D(e1)) * D(e2)
+    return F(math.sqrt(max((D(q1) * D(e1) * D(e1)) * (D(q2) * D(e2) * D(e2)) - cs * cs, 0.0)) * D(r1) * D(r2))
 '''
 
 _POW2_SCALE_SCALAR = '''
@@ -101,9 +109,10 @@ _GRAM = '''def _gram(x1, x2, dtype):
     return gram
 '''
 
-_STACK = '''def _stack(vectors, n):
-    """Per-point vectors (columns (n, 1) or rows (1, n)) as the rows of one float64 array (k, n)."""
-    out = xp.empty((len(vectors), n))
+_STACK = '''def _stack(vectors, n, dtype):
+    """Per-point vectors (columns (n, 1) or rows (1, n)) as the rows of one array (k, n) of dtype (the
+    loops' arithmetic: float32 numbers for a float32 request, rounded once from float64)."""
+    out = xp.empty((len(vectors), n), dtype=dtype)
     for k, v in enumerate(vectors):
         out[k] = xp.ravel(v)
     return out
@@ -157,7 +166,8 @@ def kernels(x1, x2=None, dtype=xp.float64, params=None):
     Args:
         x1: inputs, shape (N1, {d}).
         x2: inputs, shape (N2, {d}); None means x1 (the kernel is then exactly symmetric).
-        dtype: float64 (default) or float32: the Gram matrix and the results (the layers compute in float64).
+        dtype: float64 (default) or float32: the Gram matrix, the layers' arithmetic and the results
+            (float32 keeps perp and the ELU wedge integrals in float64; ntkdsl/codegen/fused.py).
         params: run-time parameters by name (see PARAMETERS); None: the spec's values.
 
     Returns:
