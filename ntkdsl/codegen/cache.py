@@ -72,7 +72,11 @@ def compiled_on_disk(source: str, name: str, cache_dir: Optional[os.PathLike] = 
     """Whether numba's disk cache holds compiled code of this module's structure (its index files,
     ``__pycache__/<stem>.*.nbi``): loading it takes a fraction of a second, compiling it seconds."""
     stem = _stem(source, name)
-    return any(any((folder / "kernels" / "__pycache__").glob(f"{stem}.*.nbi")) for folder in _folders(cache_dir))
+    return any(_compiled_in(folder / "kernels", stem) for folder in _folders(cache_dir))
+
+
+def _compiled_in(kernels: Path, stem: str) -> bool:
+    return any((kernels / "__pycache__").glob(f"{stem}.*.nbi"))
 
 
 def load_cached_module(source: str, name: str, cache_dir: Optional[os.PathLike] = None) -> types.ModuleType:
@@ -104,7 +108,7 @@ def load_cached_module(source: str, name: str, cache_dir: Optional[os.PathLike] 
     module_name = f"ntkdsl_generated_{stem}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    if not any((path.parent / "__pycache__").glob(f"{stem}.*.nbi")):
+    if not _compiled_in(path.parent, stem):
         from ..progress import note
 
         note(f"compiling the numba kernels of network {name} once (seconds; cached in {path.parent})")
