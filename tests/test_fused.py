@@ -110,22 +110,23 @@ def test_auto_takes_the_fused_kernels_only_where_they_pay(monkeypatch, tmp_path)
     monkeypatch.setattr(dispatch, "module_available", lambda name: True)
     assert dispatch.resolve(net.program, None, 100)[0] == "numpy"
     assert dispatch.resolve(net.program, None, 10**10)[0] == "numba"  # NumPy would take far longer than a compile
-    assert dispatch.resolve(ntkdsl.loads(TANH).program, None, 10**9)[0] == "numpy"
+    assert dispatch.resolve(ntkdsl.loads(TANH).program, None, 10**10)[0] == "numba"  # numerical duals fuse too
     with pytest.raises(ValueError, match="unknown backend"):
         dispatch.resolve(net.program, "torch")
 
 
-def test_numerical_duals_stay_on_the_numpy_path():
-    net = ntkdsl.loads(TANH)
+def test_image_networks_with_numerical_duals_fall_back_to_numpy():
+    net = ntkdsl.loads("network t(input = [3, 3, 1]) { conv(2, kernel = 2); tanh; flatten; dense(1) }")
     assert "numerical dual" in fusable(net.program)
     with pytest.raises(NotFusable):
         emit_fused_module(net.program)
-    x = np.random.default_rng(4).standard_normal((6, 2))
-    tile = {"batch_size": 8}  # one tile, chosen here: no memory-model calibration (quadrature is slow)
+    x = np.random.default_rng(4).standard_normal((6, 3, 3, 1))
+    tile = {"batch_size": 8}  # one tile, chosen here: no memory-model calibration
     with pytest.warns(BackendFallbackWarning, match="numerical dual"):
         k = net.kernels(x, backend="numba", **tile)
     np.testing.assert_array_equal(k.nngp, net.kernels(x, backend="numpy", **tile).nngp)
     assert "backend: numpy" in net.to_python(backend="numba")
+    assert "mehler_series(" in ntkdsl.loads(TANH).to_python(backend="numba")  # vector networks fuse them
 
 
 def test_fused_source_is_readable():

@@ -39,8 +39,13 @@ max, abs) or a small branch-free helper printed into the module (``atan2``, ``as
 (``rows``, ``cols``): LLVM then needs few run-time overlap checks. Other math functions (exp, erf,
 ...) are libm calls: correct, not vectorised.
 
-A program whose steps are not all dense/identity/closed-form activations on vector inputs
-(numerical duals, spatial layers) is :class:`NotFusable`; :mod:`.dispatch` then uses NumPy.
+Numerical duals (Mehler series, :mod:`.mehler_fused`): the per-point Hermite coefficients and tails
+come from NumPy before the loops, the series of each entry is evaluated in its layer's loop; the
+entries that no series degree covers are flagged there and computed again afterwards, every layer
+on NumPy's formulas (the 2-D quadrature where the series is short of its bound).
+
+A vector network whose steps are not all dense/identity/activations is :class:`NotFusable`
+(:mod:`.dispatch` then uses NumPy); so is an image network with a numerical dual.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ import sympy as sp
 from ..ir import nodes
 from ..symbolic.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
-from . import fused_support
+from . import fused_support, mehler_fused
 from .emit import _support, layer_location, module_header, parameter_binding, parameter_table, point_helpers
 from .printer import ArrayPrinter, CodegenError, conditional_chain
 
@@ -214,8 +219,8 @@ class ScalarPrinter(ArrayPrinter):
 
     _print_mills = _print_mills_rem = _print_wedge = _print_wedge_rem = _print_wedge_routine
 
-    def _print_GaussianExpectation(self, expr):
-        raise CodegenError("a numerical dual (quadrature) stays on the NumPy path")
+    def _print_GaussianExpectation(self, expr):  # emit_fused_module replaces them (mehler_fused.FusedDuals)
+        raise CodegenError("a numerical dual inside an expression that the fused loop cannot split off")
 
     def _print_Heaviside(self, expr):
         raise CodegenError("Heaviside in a kernel formula")
@@ -242,14 +247,14 @@ def fusable(program: KernelProgram) -> Optional[str]:
 
 
 def structural_reason(program: KernelProgram) -> Optional[str]:
-    """Why the program's layers cannot be fused (a numerical dual; for a vector network, a layer that
-    is not elementwise after the Gram matrix), or None. Image networks: every layer kind fuses."""
+    """Why the program's layers cannot be fused (for a vector network, a layer that is not
+    elementwise after the Gram matrix; for an image network, a numerical dual), or None."""
     vector = len(program.network.input_shape) == 1
     kinds = (nodes.Dense, nodes.Identity, *nodes.ELEMENTWISE)
     for step in program.steps[1:]:
         if vector and (not isinstance(step.layer, kinds) or any(not isinstance(m, kinds) for m in step.merged)):
             return f"layer {step.index} ({step.label}) is not elementwise after the input Gram matrix"
-        if any(expr.has(GaussianExpectation) for _, expr in step.assignments):
+        if not vector and any(expr.has(GaussianExpectation) for _, expr in step.assignments):
             return f"layer {step.index} ({step.label}) has a numerical dual (quadrature)"
     return None
 
@@ -283,11 +288,16 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     scalar.cast = "F"  # the loops compute in the request's dtype (one numba specialisation each)
     vector = ArrayPrinter()
     out = program.output
-    entries = {}  # step index -> its entry (i, j) assignments, parameters substituted
+    duals = mehler_fused.FusedDuals(vector)
+    entries, groups = {}, {}  # step index -> its entry (i, j) assignments (parameters substituted), its numerical duals
     for step in program.steps[1:]:
-        entries[step.index] = [(s, to_atan2(e.xreplace(values))) for s, e in step.assignments if s not in rows | cols]
+        entries[step.index], groups[step.index] = duals.split(
+            [(s, to_atan2(e.xreplace(values))) for s, e in step.assignments if s not in rows | cols], f"e{step.index}_")
+        duals.layers.append((step.index, entries[step.index], groups[step.index]))
+    reads = {k: [e for _, e in assigned] + [a for group in groups[k] for _, ge in group for a in ge.args[2:5]]
+             for k, assigned in entries.items()}
     for step in program.steps[1:]:  # a quantity read outside its own layer lives in a row buffer
-        later = [e for k, assigned in entries.items() if k > step.index for _, e in assigned] + [out.nngp, out.ntk]
+        later = [e for k, read in reads.items() if k > step.index for e in read] + [out.nngp, out.ntk]
         scalar.buffered |= {s for s, _ in entries[step.index] if any(e.has(s) for e in later)}
     outer: List[str] = [parameter_binding(program).rstrip("\n")]  # lines of kernels(): the variances, layer by layer
     loop: List[str] = []  # the body of the loop over rows i: one loop over j per layer
@@ -301,8 +311,11 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
             outer.append("    # (leaves the kernel unchanged)")
             loop.append(indent + "# (leaves the kernel unchanged)")
             continue
-        vec = [(s, e) for s, e in step.assignments if s in rows or s in cols]
-        outer += _cse_lines(vec, values, vector, f"v{step.index}_", "    ")  # K(q, q, q), simplified
+        vec, variance_duals = duals.split([(s, to_atan2(e.xreplace(values))) for s, e in step.assignments
+                                           if s in rows or s in cols], f"v{step.index}_e")
+        outer += duals.points_lines(step.index, groups[step.index], "    ")
+        outer += duals.variance_lines(variance_duals, "    ")
+        outer += _cse_lines(vec, {}, vector, f"v{step.index}_", "    ")  # K(q, q, q), simplified
         if step.state.cov2 in dict(vec) and step.state.cov1 in dict(vec):  # sympy may order the two formulas'
             outer.append(f"    if same:  # terms differently: x2 is x1, so its numbers are x1's, bit for bit")
             outer.append(f"        {step.state.cov2} = xp.transpose({step.state.cov1})  # a column, or a constant")
@@ -311,11 +324,12 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
         scalar.cols_used = []
         try:
             lines = _cse_lines(entries[step.index], {}, scalar, f"t{step.index}_", indent + "    ")
+            series = duals.loop_lines(groups[step.index], scalar, indent + "    ")
         except CodegenError as exc:
             raise NotFusable(f"layer {step.index} ({step.label}): {exc}") from None
         loop.append(indent + "for j in range(lo, hi):")
         loop += [f"{indent}    {name}_j = cols[{{{name}}}, j]" for name in scalar.cols_used]
-        loop += lines
+        loop += series + lines
         if step.state.nngp in scalar.buffered and step.state.cov1 in dict(step.assignments):
             loop.append(indent + "if same:  # Σ(x, x) is the variance, bit for bit (as on the NumPy path)")
             loop.append(f"{indent}    {step.state.nngp}[i] = {scalar.doprint(step.state.cov1)}")
@@ -330,11 +344,14 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     column_index = {name: k for k, name in enumerate(by_kind["col"])}
     loop = [line.format(**column_index) if "= cols[{" in line else line for line in loop]
     buffers = sorted((s.name for s in scalar.buffered), key=_argument_order)
-    kernel = _kernel_source(program, by_kind, buffers, loop)
+    numerical = "mehler_rows, mehler_cols, flags, " if duals.series else ""
+    kernel = _kernel_source(program, by_kind, buffers, loop, numerical)
     hoisted = [f"    {name} = {expr}" for name, expr in sorted(scalar.hoisted.items(), key=lambda kv: kv[0].startswith("inv"))]
     body = outer
     if hoisted:
         body += ["    # exact power-of-two scales of the variances (perp without overflow), once per point"] + hoisted
+    if duals.series:
+        body += duals.stack_lines("    ")
     body += [f"    # layers 1–{program.steps[-1].index}, fused: Σ is written over the Gram matrix",
              "    nngp = nngp_0",
              "    ntk = xp.empty_like(nngp_0)",
@@ -342,8 +359,19 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
              f"    cols = _stack([{', '.join(by_kind['col'])}], nngp.shape[1], dtype)",
              f"    parameters = xp.array([{', '.join(map(str, program.runtime_parameters))}], dtype=xp.float64)",
              "    F = numba.float32 if dtype == xp.float32 else numba.float64  # the loops' arithmetic",
-             f"    _in_threads(_fused_layers, same, {''.join(n + ', ' for n in by_kind['matrix'])}rows, cols, nngp, ntk, parameters, F)",
-             "    if same:",
+             f"    _in_threads(_fused_layers, same, {''.join(n + ', ' for n in by_kind['matrix'])}{numerical}rows, cols, nngp, ntk, parameters, F)"]
+    refill = ""
+    if duals.series:
+        per_point = sorted({s.name for _, assigned, gs in duals.layers for e in [e for _, e in assigned]
+                            + [a for group in gs for _, ge in group for a in ge.args[2:5]]
+                            for s in e.free_symbols if s in rows or s in cols}, key=_argument_order)
+        names = per_point + [str(p) for p in program.runtime_parameters]
+        refill = "\n\n" + mehler_fused.refill_source(duals, per_point, [str(p) for p in program.runtime_parameters],
+                                                     out, net.input_dim, _cse_lines)
+        body += ["    at = xp.nonzero(flags)",
+                 "    if at[0].size:  # the entries some series could not give within its bound: every layer again on NumPy",
+                 f"        nngp[at], ntk[at] = _refill(at, x1, x2{''.join(', ' + n for n in names)})"]
+    body += ["    if same:",
              "        _in_threads(_mirror_upper, nngp, ntk)",
              "    return nngp, ntk"]
 
@@ -355,9 +383,12 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     if "xps" in vector.modules_used:
         imports.append("import scipy.special as xps")
     helpers = fused_support.scalar_helpers(scalar.helpers)
+    if duals.series:
+        helpers += "\n\n" + mehler_fused.scalar_source()
     prologue = fused_support.PROLOGUE.format(d=net.input_dim)
     return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
             + point_helpers(net.input_shape) + parameter_table(program) + "\n\n" + fused_support.array_helpers(net.input_dim)
+            + ("\n\n" + mehler_fused.array_source() + refill if duals.series else "")
             + helpers + "\n\n" + kernel + prologue + "\n".join(body) + "\n")
 
 
@@ -379,14 +410,14 @@ def _argument_order(name: str) -> Tuple[int, int, str]:
     return (0 if name.startswith("nngp") else 1, int(tail) if tail.isdigit() else 0, name)
 
 
-def _kernel_source(program: KernelProgram, by_kind, buffers, loop) -> str:
+def _kernel_source(program: KernelProgram, by_kind, buffers, loop, numerical: str = "") -> str:
     last = program.steps[-1].index
     labels = ", ".join(s.label.split("(")[0] for s in program.steps[1:])
     allocate = "".join(f"    {name} = xp.empty(n2, F)\n" for name in buffers)
     at_i = "".join(f"        {name}_i = rows[{k}, i]\n" for k, name in enumerate(by_kind["row"]))
     unpack = "".join(f"    {sym} = F(parameters[{k}])\n" for k, sym in enumerate(program.runtime_parameters))
     return (f'''@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"])}rows, cols, nngp, ntk, parameters, F):
+def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"])}{numerical}rows, cols, nngp, ntk, parameters, F):
     """Layers 1–{last} ({labels}) for the rows i = first, first + step, ... of nngp and ntk.
 
     nngp_0 is the Gram matrix x1·x2ᵀ/d; rows holds the per-point numbers of x1 (cov1_L: the variance
