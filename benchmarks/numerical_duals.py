@@ -5,12 +5,15 @@ and neural-tangents' ``ElementwiseNumerical(fn, deg=25)``.
     python benchmarks/numerical_duals.py accuracy    # single entries against that table
     python benchmarks/numerical_duals.py fallback    # share of entries integrated by quadrature, depth 1-3
     python benchmarks/numerical_duals.py speed       # depth-3 FCNs: ntkdsl (NumPy, numba) and neural-tangents, one run
+    python benchmarks/numerical_duals.py speed --no-nt   # the same without neural-tangents (NumPy against numba only)
 
 The reference is nested composite Gauss–Legendre in mpmath at 25 digits (panels every 2 units of z
 and at the preimages of σ-arguments 0, ±1, ±3, ±10, ±30), accepted where 12 and 16 nodes a panel
 agree (the table records that difference); it shares no code with ntkdsl. Errors are
 |K − K_ref| / √(E[σ(u)²]·E[σ(v)²]): relative to the Cauchy–Schwarz scale of the entry (relative error
-alone means nothing where K ≈ 0). ``speed`` writes benchmarks/numerical_duals.json.
+alone means nothing where K ≈ 0). ``speed`` writes benchmarks/numerical_duals.json; neural-tangents
+runs in its own environment, ``.bench-nt`` at the repository root (a virtualenv with jax and
+neural-tangents 0.6.5: ``python -m venv .bench-nt && .bench-nt/bin/pip install neural-tangents``).
 """
 
 from __future__ import annotations
@@ -124,9 +127,37 @@ def _errors(nngp, ntk, ref):
                for got, key in ((nngp, "nngp"), (ntk, "ntk")))
 
 
-def speed(sizes, nt_rows, repeat, reference, out):
-    """Depth-3 FCNs: ntkdsl (NumPy module) and neural-tangents' ElementwiseNumerical(deg = 25),
-    one after the other in this run; relative errors at SAMPLE against the mpmath network kernels."""
+def _timed(net, x, backend, reps):
+    """The median of ``reps`` timed calls (after one on 8 points: module generation, numba's compile
+    or disk-cache load), the last result, the load average before and after, and the first call's seconds."""
+    t = time.perf_counter()
+    net.kernels(x[:8], backend=backend)
+    first = time.perf_counter() - t
+    times, load = [], [os.getloadavg()[0]]
+    for _ in range(reps):
+        t = time.perf_counter()
+        k = net.kernels(x, backend=backend)
+        times.append(time.perf_counter() - t)
+    load.append(os.getloadavg()[0])
+    return float(np.median(times)), k, load, first
+
+
+def _neural_tangents(act, n, reps, nt_rows):
+    """neural-tangents' seconds for the N x N kernel (a strip of ``nt_rows`` rows scaled up when N > 500),
+    its sample entries and load; None without its environment (.bench-nt)."""
+    python = os.path.join(HERE, "..", ".bench-nt", "bin", "python")
+    if not os.path.exists(python):
+        return None
+    strip = nt_rows if n > 500 else n
+    cmd = [python, os.path.join(HERE, "nt_numerical.py"), act, str(n), str(reps), "250" if strip < n else "0", str(strip)]
+    out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+    return float(np.median(out["times"])) * n / strip, strip, out
+
+
+def speed(sizes, nt_rows, repeat, reference, out, with_nt=True):
+    """Depth-3 FCNs: ntkdsl's NumPy module, its fused numba module and neural-tangents'
+    ElementwiseNumerical(deg = 25), one after the other in this run; relative errors at SAMPLE
+    against the mpmath network kernels."""
     import ntkdsl
 
     with open(reference) as fh:
@@ -136,29 +167,25 @@ def speed(sizes, nt_rows, repeat, reference, out):
         net = ntkdsl.loads(network_source(act))
         for n in sizes:
             x = np.random.default_rng(0).standard_normal((n, 784))
-            net.kernels(x[:8], backend="numpy")  # warm-up (module generation)
-            times, load = [], [os.getloadavg()[0]]
             reps = repeat if n <= 500 else 1  # neural-tangents takes minutes a call at N = 2000
-            for _ in range(reps):
-                t = time.perf_counter()
-                k = net.kernels(x, backend="numpy")
-                times.append(time.perf_counter() - t)
-            load.append(os.getloadavg()[0])
-            ours = float(np.median(times))
-            err = _errors([k.nngp[i, j] for i, j in SAMPLE], [k.ntk[i, j] for i, j in SAMPLE], ref[act])
-            strip = nt_rows if n > 500 else n
-            cmd = [os.path.join(HERE, "..", ".bench-nt", "bin", "python"), os.path.join(HERE, "nt_numerical.py"),
-                   act, str(n), str(reps), "250" if strip < n else "0", str(strip)]
-            nt_out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-            nt_time = float(np.median(nt_out["times"])) * n / strip
-            nt_err = _errors(nt_out["sample"]["nngp"][:len(SAMPLE)], nt_out["sample"]["ntk"][:len(SAMPLE)], ref[act])
-            row = {"act": act, "n": n, "ntkdsl_numpy_s": ours, "ntkdsl_error": err, "nt_s": nt_time,
-                   "nt_measured_rows": strip, "nt_error": nt_err, "speedup": nt_time / ours,
-                   "load_ntkdsl": load, "load_nt": nt_out["load"]}
+            row = {"act": act, "n": n}
+            for backend in ("numpy", "numba"):
+                seconds, k, load, first = _timed(net, x, backend, reps)
+                row.update({f"ntkdsl_{backend}_s": seconds, f"load_{backend}": load, f"first_call_{backend}_s": first,
+                            f"ntkdsl_{backend}_error": _errors([k.nngp[i, j] for i, j in SAMPLE], [k.ntk[i, j] for i, j in SAMPLE], ref[act])})
+            row["numpy_over_numba"] = row["ntkdsl_numpy_s"] / row["ntkdsl_numba_s"]
+            nt = _neural_tangents(act, n, reps, nt_rows) if with_nt else None
+            line = (f"{act:9s} N={n:5d}  ntkdsl NumPy {row['ntkdsl_numpy_s']:7.2f} s (error {row['ntkdsl_numpy_error']:.1e})"
+                    f"  numba {row['ntkdsl_numba_s']:7.2f} s (error {row['ntkdsl_numba_error']:.1e}, {row['numpy_over_numba']:.1f}x)")
+            if nt is not None:
+                nt_time, strip, nt_out = nt
+                row.update({"nt_s": nt_time, "nt_measured_rows": strip, "load_nt": nt_out["load"],
+                            "nt_error": _errors(nt_out["sample"]["nngp"][:len(SAMPLE)], nt_out["sample"]["ntk"][:len(SAMPLE)], ref[act]),
+                            "speedup_numpy": nt_time / row["ntkdsl_numpy_s"], "speedup_numba": nt_time / row["ntkdsl_numba_s"]})
+                line += (f"   neural-tangents {nt_time:8.1f} s{'' if strip == n else f' (x{n // strip} of a {strip} x {n} strip)'}"
+                         f" (error {row['nt_error']:.1e})   NT/NumPy {row['speedup_numpy']:5.1f}x   NT/numba {row['speedup_numba']:5.1f}x")
             rows.append(row)
-            print(f"{act:9s} N={n:5d}  ntkdsl {ours:8.2f} s (error {err:.1e})   neural-tangents {nt_time:8.1f} s"
-                  f"{'' if strip == n else f' (x{n // strip} of a {strip} x {n} strip)'} (error {nt_err:.1e})"
-                  f"   {nt_time / ours:5.1f}x   load {load[0]:.1f}/{nt_out['load'][0][0]:.1f}", flush=True)
+            print(line + f"   load {row['load_numpy'][0]:.1f}/{row['load_numba'][0]:.1f}", flush=True)
             with open(out, "w") as fh:
                 json.dump({"rows": rows, "command": " ".join(sys.argv)}, fh, indent=1)
     return rows
@@ -275,12 +302,13 @@ def main() -> None:
     sp.add_argument("--repeat", type=int, default=3, help="timed calls of each tool at N <= 500 (median); 1 above")
     sp.add_argument("--reference", default=os.path.join(HERE, "results", "numerical_duals_network_mpmath.json"))
     sp.add_argument("--out", default=os.path.join(HERE, "numerical_duals.json"))
+    sp.add_argument("--no-nt", action="store_true", help="leave neural-tangents out (NumPy against numba only)")
     sub.add_parser("reference")
     sub.add_parser("accuracy")
     sub.add_parser("fallback")
     args = ap.parse_args()
     if args.what == "speed":
-        speed(args.sizes, args.nt_rows, args.repeat, args.reference, args.out)
+        speed(args.sizes, args.nt_rows, args.repeat, args.reference, args.out, with_nt=not args.no_nt)
     elif args.what == "reference":
         make_reference(TABLE)
     else:
