@@ -119,6 +119,41 @@ def _located(step):
     return f"{where}: ", text, quote
 
 
+def largest_variance(net, x) -> float:
+    """max over the layers and the points of ``x`` of the variance Σ(x, x) (cov1), inputs included: the
+    V of the PSD bound (README, Reliability). The NumPy module's self-kernel of ``x`` under a trace, so
+    O(N²) like the kernels: meant for diagnostics and tests, not for every request."""
+    from .dispatch import module_for, runtime_values
+
+    module = module_for(net._modules, net.program, "numpy", net.source, net.filename, net.name)
+    largest = [0.0]
+
+    def watch(frame, event, arg):
+        for var, value in list(frame.f_locals.items()):
+            if var.startswith("cov1_") and _QUANTITY.match(var):
+                largest[0] = max(largest[0], float(np.max(np.abs(value))))
+        return watch
+
+    _traced(module, watch, np.asarray(x, dtype=np.float64), runtime_values(net.program))
+    return largest[0]
+
+
+def _traced(module, watch, points, params) -> None:
+    """Run ``module.kernels(points)`` with ``watch`` as the local trace of its own frame."""
+    code = module.kernels.__code__
+
+    def calls(frame, event, arg):
+        return watch if frame.f_code is code else None
+
+    previous = sys.gettrace()
+    sys.settrace(calls)
+    try:
+        with np.errstate(all="ignore"):
+            module.kernels(points, None, params=params)
+    finally:
+        sys.settrace(previous)
+
+
 def _first_nonfinite(modules, program, points, source, filename, name):
     """(layer index, quantity, a non-finite value, largest finite variance before, which point) of the first layer
     whose result is not finite for the self-kernel of ``points``, or None; the NumPy module runs
@@ -126,7 +161,7 @@ def _first_nonfinite(modules, program, points, source, filename, name):
     from .dispatch import module_for, runtime_values
 
     module = module_for(modules, program, "numpy", source, filename, name)
-    code, seen, found, largest = module.kernels.__code__, set(), [], {}
+    seen, found, largest = set(), [], {}
 
     def watch(frame, event, arg):
         for var, value in list(frame.f_locals.items()):
@@ -142,18 +177,10 @@ def _first_nonfinite(modules, program, points, source, filename, name):
                 largest[int(m[2])] = float(np.abs(v).max())
         return watch
 
-    def calls(frame, event, arg):
-        return watch if frame.f_code is code else None
-
-    previous = sys.gettrace()
-    sys.settrace(calls)
     try:
-        with np.errstate(all="ignore"):
-            module.kernels(points, None, params=runtime_values(program))
+        _traced(module, watch, points, runtime_values(program))
     except (ArithmeticError, ValueError):  # a numerical dual refusing the variance: reported below as not located
         pass
-    finally:
-        sys.settrace(previous)
     return found[0] if found else None
 
 

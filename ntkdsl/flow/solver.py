@@ -66,6 +66,34 @@ class FlowEigen:
         return self._flow._components(t, f0)
 
 
+# The entrywise accuracy a network's training kernel must have for the flow: |K̂ − K|(x, x') ≤ δ·√(K(x, x)K(x', x'))
+# bounds ‖K̂ − K‖₂ ≤ ‖K̂ − K‖_F ≤ δ·tr K, so an exactly PSD K gives λ_min(K̂) ≥ −δ·tr K̂ (to first order).
+NETWORK_KERNEL_RTOL = 1e-8
+
+
+def _accurate_enough(k, kernel: str, arrays) -> None:
+    """Refuse a network's training kernel with λ_min < −:data:`NETWORK_KERNEL_RTOL`·tr K: its entries are
+    not accurate to 1e-8 (README, Reliability: saturating activations at large variances); within the
+    bound the flow clips its negative eigenvalues (:class:`.spectral.Spectrum`), a change below the
+    kernel's own error. One Cholesky factorisation of K + δ·tr(K)·I (N³/3 flops)."""
+    xp = arrays.xp
+    n = k.shape[0]
+    tol = NETWORK_KERNEL_RTOL * max(float(xp.trace(k)), 0.0)
+    if n == 0:
+        return
+    try:
+        arrays.cho_factor(k + tol * xp.eye(n))
+        return
+    except np.linalg.LinAlgError:
+        pass
+    lowest = float(arrays.to_numpy(xp.linalg.eigvalsh(k))[0])
+    raise ValueError(f"the network's {kernel} kernel on x_train is not positive semi-definite to its required "
+                     f"accuracy: its smallest eigenvalue is {lowest:.3g}, below −{tol:.3g} (= −1e-8·trace); its "
+                     "evaluation lost accuracy at these inputs (a saturating activation such as erf, gaussian, exp "
+                     "or cos after a large variance amplifies float64 rounding: README, Reliability); scale x_train "
+                     "or the weights towards unit variance")
+
+
 class KernelFlow:
     """Gradient-flow training of an infinitely wide network, in closed form (kernel-math.md §4).
 
@@ -111,7 +139,9 @@ class KernelFlow:
         n_train: N.
 
     Raises:
-        ValueError: inconsistent shapes, non-finite values, or an unknown option.
+        ValueError: inconsistent shapes, non-finite values, an unknown option, or a training kernel
+            with an eigenvalue below the round-off tolerance of :func:`ntkdsl.flow.inputs.semidefinite`
+            (the flow would otherwise clip it and train another kernel).
     """
 
     def __init__(self, net, x_train, y_train, learning_rate: float = 1.0, diag_reg: float = 0.0,
@@ -123,6 +153,7 @@ class KernelFlow:
         self._net, self._x_train = net, x
         self._setup(k.ntk, k.nngp, y_train, learning_rate, diag_reg, kernel, loss_normalization,
                     loss, ode)
+        _accurate_enough(self._k, self.kernel, self._arrays)
 
     def _kernels(self, net, x1, x2=None):
         if self._arrays.name == "numpy":
