@@ -9,8 +9,8 @@ what numba must do first. That is nothing once the module is compiled in this pr
 on a cold cache. On a cold cache a mid-size request therefore runs on NumPy; the NumPy seconds
 spent on a structure count towards the compile (ski rental: a sweep or a loop of such requests
 compiles once it has spent about a compile's time on NumPy). ``backend="numba"`` asks for the fused
-kernels at any size; without numba, or for a network they cannot evaluate (numerical duals), it
-warns and uses NumPy. ``backend="cupy"`` runs on the GPU: the Gram matrix on cuBLAS and each run of
+kernels at any size; without numba, or for a network they cannot evaluate (an image network with
+a numerical dual), it warns and uses NumPy. ``backend="cupy"`` runs on the GPU: the Gram matrix on cuBLAS and each run of
 elementwise layers as one fused CUDA kernel (:mod:`.cuda`); it never falls back to the CPU silently.
 """
 
