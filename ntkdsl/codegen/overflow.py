@@ -91,7 +91,8 @@ def refuse_nonfinite(modules: dict, program, x1, x2, nngp, ntk, *, dtype=None, s
     found = _first_nonfinite(modules, program, points, source, filename, name)
     if found is None:
         hint = ("; the float64 kernels are finite there: ask for dtype float64"
-                if np.dtype(dtype or np.float64) == np.float32 else "")
+                if np.dtype(dtype or np.float64) == np.float32 else
+                "; every layer of the NumPy evaluator is finite for these points: backend='numpy' may evaluate them")
         template, which = "the kernels of {pair} are not finite" + hint, "both"
     elif found[0] == 0:
         template, which = ("the input variance Σ⁰(x, x) = x·x/d of {pair} overflows float64 (the inputs' squares "
