@@ -114,3 +114,14 @@ def test_good_arrays_load_as_before(spec, tmp_path):
         assert main(["eval", spec, "--x1", str(tmp_path / name), "-o", str(out)]) == 0
         with np.load(out) as k:
             np.testing.assert_array_equal(k["nngp"], ntkdsl.load(spec).kernels(x).nngp)  # same inputs, same code
+
+
+def test_flow_npz_headers_are_checked(spec, tmp_path, capsys):
+    with zipfile.ZipFile(tmp_path / "train.npz", "w") as z:
+        z.writestr("x.npy", forged_npy((10**11, 3)))
+        z.writestr("y.npy", forged_npy((10**11,)))
+    start = time.perf_counter()
+    assert main(["flow", spec, "--train", str(tmp_path / "train.npz"), "--times", "0"]) == 2
+    assert time.perf_counter() - start < SECONDS
+    err = capsys.readouterr().err
+    assert "x in " in err and "is shorter than its header says" in err and "Traceback" not in err, err
