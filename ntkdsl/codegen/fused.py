@@ -361,16 +361,10 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
              "    F = numba.float32 if dtype == xp.float32 else numba.float64  # the loops' arithmetic",
              f"    _in_threads(_fused_layers, same, {''.join(n + ', ' for n in by_kind['matrix'])}{numerical}rows, cols, nngp, ntk, parameters, F)"]
     refill = ""
-    if duals.series:
-        per_point = sorted({s.name for _, assigned, gs in duals.layers for e in [e for _, e in assigned]
-                            + [a for group in gs for _, ge in group for a in ge.args[2:5]]
-                            for s in e.free_symbols if s in rows or s in cols}, key=_argument_order)
-        names = per_point + [str(p) for p in program.runtime_parameters]
-        refill = "\n\n" + mehler_fused.refill_source(duals, per_point, [str(p) for p in program.runtime_parameters],
-                                                     out, net.input_dim, _cse_lines)
-        body += ["    at = xp.nonzero(flags)",
-                 "    if at[0].size:  # the entries some series could not give within its bound: every layer again on NumPy",
-                 f"        nngp[at], ntk[at] = _refill(at, x1, x2{''.join(', ' + n for n in names)})"]
+    if duals.series:  # the entries flagged in the loops, every layer again on NumPy
+        refill, lines = duals.refill(rows | cols, [str(p) for p in program.runtime_parameters], out, net.input_dim,
+                                     _cse_lines, _argument_order)
+        body += lines
     body += ["    if same:",
              "        _in_threads(_mirror_upper, nngp, ntk)",
              "    return nngp, ntk"]
@@ -388,7 +382,7 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     prologue = fused_support.PROLOGUE.format(d=net.input_dim)
     return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
             + point_helpers(net.input_shape) + parameter_table(program) + "\n\n" + fused_support.array_helpers(net.input_dim)
-            + ("\n\n" + mehler_fused.array_source() + refill if duals.series else "")
+            + ("\n\n" + mehler_fused.array_source() + "\n\n" + refill if duals.series else "")
             + helpers + "\n\n" + kernel + prologue + "\n".join(body) + "\n")
 
 

@@ -233,6 +233,21 @@ class FusedDuals:
                 f"{indent}flags = xp.zeros(nngp_0.shape, dtype=xp.uint8)  # entries that no series degree covers"]
 
 
+    def refill(self, per_point, parameters: list[str], outputs, d: int, cse_lines: Callable, order: Callable):
+        """The source of ``_refill`` (:func:`refill_source`) and the lines of ``kernels()`` that call it
+        after the loops on the flagged entries. per_point: the symbols of x1's and x2's per-point
+        numbers (those the formulas read become its arguments, in ``order``); parameters: the
+        run-time parameters' names."""
+        names = sorted({s.name for _, assigned, groups in self.layers
+                        for e in [e for _, e in assigned] + [a for group in groups for _, ge in group for a in ge.args[2:5]]
+                        for s in e.free_symbols if s in per_point}, key=order)
+        call = "".join(f", {name}" for name in names + parameters)
+        return refill_source(self, names, parameters, outputs, d, cse_lines), [
+            "    at = xp.nonzero(flags)",
+            "    if at[0].size:  # the entries some series could not give within its bound: every layer again on NumPy",
+            f"        nngp[at], ntk[at] = _refill(at, x1, x2{call})"]
+
+
 def refill_source(duals: FusedDuals, per_point: list[str], parameters: list[str], outputs, d: int,
                   cse_lines: Callable) -> str:
     """The source of ``_refill(at, x1, x2, ...)``: the kernels at the entries ``at`` (index arrays)
