@@ -7,7 +7,9 @@ Every case must end in one of two ways, within a few seconds:
 
 - a :class:`ntkdsl.SpecError` whose message is located: ``FILE:LINE:COL: error: ...`` (or
   ``FILE: error: ...`` for the file as a whole: no network, a file too large);
-- a compiled network whose kernels on a few random points are finite and symmetric.
+- a compiled network whose kernels on a few random points are finite and symmetric;
+- a run-time refusal (:class:`~ntkdsl.codegen.overflow.KernelOverflowError`) naming the layer whose
+  variance left float64 at those points.
 
 Anything else (another exception, a hang) fails with the spec in the message. The CI variant runs
 a small fixed sample; ``--runslow`` runs a larger one. ``python tests/test_fuzz.py SEED COUNT`` runs
@@ -31,6 +33,7 @@ import numpy as np
 import pytest
 
 import ntkdsl
+from ntkdsl.codegen.overflow import KernelOverflowError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.ntk")))
@@ -38,6 +41,7 @@ CASE_SECONDS = 20.0  # per case: compile + 4-point kernels take ≲ 3 s; slack f
 HARD_SECONDS = 60.0  # a case still running then is a hang: interrupted and reported
 MAX_EVAL_SIZE = 4096  # numbers per input point up to which kernels are evaluated (larger: compile only)
 LOCATED = re.compile(r"^fuzz\.ntk(:\d+:\d+)?: error: ")
+OVERFLOW_LOCATED = re.compile(r"^(fuzz\.ntk:\d+:\d+: )?the (kernels|input variance)")  # the layer's location when it has a span
 
 # ---------------------------------------------------------------- the generator
 _NUMBERS = ["0", "1", "2", "0.5", "1.5", "0.1", "3", "1e-3", "2.5e1", "1e-12", "1e300", "1e308", "1e309", "1e-400",
@@ -238,7 +242,11 @@ def _run(text: str) -> str:
     if math.prod(shape) > MAX_EVAL_SIZE:
         return "compiled"
     x = np.random.default_rng(0).standard_normal((4,) + shape)
-    k = net.kernels(x, backend="numpy")
+    try:
+        k = net.kernels(x, backend="numpy")
+    except KernelOverflowError as exc:  # refused at run time: a layer's variance leaves float64 at these inputs
+        assert OVERFLOW_LOCATED.match(str(exc)), f"not located: {exc}"
+        return "refused"
     for name, m in (("nngp", k.nngp), ("ntk", k.ntk)):
         assert m.shape == (4, 4), (name, m.shape)
         assert np.all(np.isfinite(m)), f"{name} is not finite:\n{m}"
