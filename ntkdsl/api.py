@@ -70,8 +70,9 @@ class CompiledNetwork:
                 evaluated in tiles automatically (NumPy and numba backends). Image networks also
                 tile when their largest kernel array exceeds :data:`ntkdsl.tiling.PREFERRED_ARRAY`
                 (cache-sized tiles run faster).
-            progress: a bar over the tiles of a tiled request: None (only when stderr is a
-                terminal), True, False, or a callable ``progress(done, total)`` (:mod:`ntkdsl.progress`).
+            progress: a bar over the tiles of a tiled request, or over the input pairs of one the fused
+                image kernels run in one piece: None (only when stderr is a terminal; pairs: once the
+                call has run a second), True, False, or a callable ``progress(done, total)`` (:mod:`ntkdsl.progress`).
 
         Pairs of identical points get the exact value at (x, x) (:func:`ntkdsl.tiling.exact_duplicates`),
         so results do not depend on the tiles even there, where the kernels are ill-conditioned.
@@ -91,8 +92,8 @@ class CompiledNetwork:
         tile = self._tile(x1, x2, backend, batch_size, memory_budget)
         if tile is not None and _covers(tile, x1, x2):
             tile = None  # one tile is the whole request: no second pair of (N1, N2) outputs to copy into
-        if tile is None:
-            k = self._evaluate(x1, x2, backend, dtype, to_numpy)
+        if tile is None:  # one piece: the fused image kernels show progress over its pairs
+            k = self._evaluate(x1, x2, backend, dtype, to_numpy, progress)
         else:
             to_numpy = to_numpy or backend == "cupy"
             try:
@@ -219,7 +220,7 @@ class CompiledNetwork:
             return int(self.memory_model.peak(n1, n2))
         return int(16 * n1 * n2 + self.memory_model.peak(min(batch_size, n1), min(batch_size, n2)))
 
-    def _evaluate(self, x1, x2, backend, dtype, to_numpy):
+    def _evaluate(self, x1, x2, backend, dtype, to_numpy, progress=False):
         """One evaluation by the chosen backend (no tiling); a result that is not finite is refused,
         naming the layer whose variance overflowed (:mod:`ntkdsl.codegen.overflow`)."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused below, with its layer
@@ -228,7 +229,7 @@ class CompiledNetwork:
 
                 k = self._module.kernels(x1, x2, params=runtime_values(self.program))  # the NumPy module: nothing to choose
             else:
-                k = self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy)
+                k = self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy, progress=progress)
         refuse_nonfinite(self._modules, self.program, x1, x2, *k, dtype=dtype, source=self.source,
                          filename=self.filename, name=self.name)
         return k

@@ -9,6 +9,9 @@
   raise to stop the request: the streamed-to-disk variant keeps every finished tile, so the next
   call with the same arguments resumes (the tests simulate interruptions this way).
 
+A request that runs in one piece on the fused image kernels counts input pairs instead of tiles
+(:class:`pair_progress`, fed by the kernels' worker threads after each block of pairs).
+
 tqdm is optional (``pip install 'ntkdsl[progress]'``); without it the bar is a minimal one written
 with carriage returns.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from typing import Callable, Optional, Union
 
@@ -157,6 +161,45 @@ def _sized() -> bool:
     except (AttributeError, OSError, ValueError):
         return False
     return size.columns > 0 and size.lines > 0
+
+
+class pair_progress:
+    """Progress over the input pairs of one evaluation, fed from worker threads: ``advance(n)`` after
+    each block of n pairs (the fused image kernels, ntkdsl/codegen/fused_spatial.py). Thread-safe;
+    redraws (or calls the callable ``progress(done, total)``) at most every ``interval`` seconds and
+    at the last pair. For ``progress`` None the bar appears only once the call has run ``delay``
+    seconds and only where :func:`wanted` (short calls stay quiet); True shows it at once.
+    ``active``: whether anything is shown at all (else the kernels need not call ``advance``)."""
+
+    def __init__(self, progress: Progress, total: int, desc: str, delay: float = 1.0, interval: float = 0.1):
+        if progress is not None and not isinstance(progress, bool) and not callable(progress):
+            raise TypeError(f"progress must be None, True, False or a callable (done, total), not {progress!r}")
+        self.progress, self.total, self.desc, self.interval = progress, total, desc, interval
+        self.active = total > 0 and (progress is True or (progress is None and wanted(None))
+                                     or (callable(progress) and not isinstance(progress, bool)))
+        self.delay = delay if progress is None else 0.0
+        self.start = self.last = time.monotonic()
+        self.done = self.shown = 0
+        self.bar = None
+        self._lock = threading.Lock()
+
+    def advance(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if self.bar is None and now - self.start < self.delay:
+                return  # a short call: no bar, not even at its end
+            if self.done < self.total and now - self.last < self.interval:
+                return
+            if self.bar is None:
+                self.bar = tile_progress(True if self.progress is None else self.progress, self.total,
+                                         desc=self.desc, unit="pair")
+            self.bar.update(self.done - self.shown)
+            self.shown, self.last = self.done, now
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class time_progress:

@@ -25,7 +25,11 @@ Exactness: Σ(x, x) is the variance cov1 itself on the diagonal (every kernel th
 cov1 sets it there), the self-kernel is symmetrised exactly, the kernels compute in float64
 without FMA contraction (``--fmad=false``), and the Gram matrix's diagonal is read as cov1 (so a
 float32 GEMM does not perturb θ = 0 there). ``dtype`` float32 stores the Gram matrix and the
-results in float32. Agreement with the NumPy backend: about 1e-15 relative (CUDA's libm).
+results in float32 (half the device memory and transfers); the arithmetic stays float64, unlike the
+fused CPU kernels (:mod:`.fused`): a float32 variant of the printed kernels (float literals, float
+math functions, the stand-in's C++ checks) is not written, and no GPU has measured whether it
+would pay (float64 runs at half the float32 rate on data-centre GPUs, 1/32–1/64 on consumer ones).
+Agreement with the NumPy backend: about 1e-15 relative (CUDA's libm).
 
 The generated CUDA source is tested without a GPU: ``tests/cupy_standin.py`` compiles the very same
 kernel text with a C++ compiler and runs it in place of ``cupy.ElementwiseKernel``, and ``nvcc``

@@ -17,6 +17,7 @@ elementwise layers as one fused CUDA kernel (:mod:`.cuda`); it never falls back 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import time
 import warnings
 import weakref
@@ -177,13 +178,29 @@ def module_for(modules: dict, program: KernelProgram, backend: str, source: Opti
     return modules[backend]
 
 
+def _with_pair_progress(module, progress, name: str, x1, x2, **options):
+    """module.kernels(x1, x2, **options), with a :class:`ntkdsl.progress.pair_progress` over its input
+    pairs where the module takes ``progress`` (the fused image kernels) and it is asked for."""
+    if progress is False or "progress" not in inspect.signature(module.kernels).parameters:
+        return module.kernels(x1, x2, **options)
+    from ..progress import pair_progress
+
+    n1 = len(x1)
+    bar = pair_progress(progress, n1 * (n1 + 1) // 2 if x2 is None else n1 * len(x2), f"network {name}")
+    try:
+        return module.kernels(x1, x2, progress=bar.advance if bar.active else None, **options)
+    finally:
+        bar.close()
+
+
 def runtime_values(program: KernelProgram) -> dict:
     """The ``params`` of a module call: each run-time parameter's name and value (a float)."""
     return {str(sym): float(value) for sym, value in program.runtime_parameters.items()}
 
 
 def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional[str] = None, dtype=None,
-        to_numpy: bool = False, source: Optional[str] = None, filename: str = "<string>", name: str = "network"):
+        to_numpy: bool = False, source: Optional[str] = None, filename: str = "<string>", name: str = "network",
+        progress=False):
     """Evaluate (nngp, ntk), loading (and caching in ``modules``) the module of the chosen backend.
 
     Args:
@@ -192,6 +209,8 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
             Gram matrix in dtype, the layers in float64); the NumPy program computes in float64 and
             returns the results cast to it.
         to_numpy: return NumPy arrays whatever the backend (CuPy results are copied to the host).
+        progress: a bar over the input pairs where the module reports them (the fused image
+            kernels): None, True, False or a callable (done, total), as :class:`ntkdsl.progress.pair_progress`.
     """
     n1 = np.shape(x1)[0] if np.ndim(x1) else 0
     entries = n1 * (n1 if x2 is None else (np.shape(x2)[0] if np.ndim(x2) else 0))
@@ -204,7 +223,7 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
     module = module_for(modules, program, chosen, source, filename, name)
     params = runtime_values(program)
     if BACKENDS[chosen].fused or BACKENDS[chosen].cuda:
-        nngp, ntk = module.kernels(x1, x2, dtype=dtype, params=params)
+        nngp, ntk = _with_pair_progress(module, progress, name, x1, x2, dtype=dtype, params=params)
     else:
         start = time.perf_counter()
         nngp, ntk = module.kernels(x1, x2, params=params)

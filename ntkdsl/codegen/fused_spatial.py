@@ -335,7 +335,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
         "    ntk = xp.empty((n1, n2), dtype=dtype)",
         f"    scratch = xp.zeros((THREADS, {count}, {block_pairs * pmax}))  # each thread's grids: (pairs, entries), flat",
         f"    _in_threads(_pairs, same, {block_pairs}, x1.reshape(n1, {p0}, {channels}), x2.reshape(n2, {p0}, {channels}), "
-        "rows, cols, scratch, nngp, ntk, parameters)",
+        "rows, cols, scratch, nngp, ntk, parameters, progress)",
         "    if same:",
         "        _in_threads(_mirror_upper, nngp, ntk)",
         "    return nngp, ntk"]
@@ -345,9 +345,9 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     imports = ["import concurrent.futures", "import math", "import os", "", "import numba", "import numpy as xp"]
     if "xps" in vector.modules_used:
         imports.append("import scipy.special as xps")
-    prologue = fused_support.SPATIAL_PROLOGUE.format(
+    prologue = _with_progress(fused_support.SPATIAL_PROLOGUE.format(
         shape=", ".join(map(str, net.input_shape)), channels=channels, count=max(len(printer.slots), 1), width=width,
-        layout=first.layout)
+        layout=first.layout))
     per_point, fixed = memory_terms(p0 * channels, len(printer.slots) * width, count, block_pairs * pmax, point_entries)
     memory = ("\n\n# peak bytes of kernels(x1, x2) ≈ PER_PAIR·N1·N2 + PER_POINT·(N1 + N2) + FIXED (fused_spatial.memory_terms)\n"
               f"MEMORY_MODEL = (16.0, {per_point:.1f}, THREADS * {fixed[0]:.1f} + {fixed[1]:.1f})\n")
@@ -575,6 +575,18 @@ def _outline(blocks: List[_Block], grids: Set[str], locals_: Set[str], parameter
     return sources
 
 
+_SIGNATURE = "def kernels(x1, x2=None, dtype=xp.float64, params=None):\n"
+_PARAMS_DOC = "        params: run-time parameters by name (see PARAMETERS); None: the spec's values.\n"
+
+
+def _with_progress(prologue: str) -> str:
+    """The shared spatial prologue with the ``progress`` argument of the fused image kernels."""
+    assert prologue.count(_SIGNATURE) == 1 and prologue.count(_PARAMS_DOC) == 1
+    return prologue.replace(_SIGNATURE, _SIGNATURE.replace("params=None)", "params=None, progress=None)")).replace(
+        _PARAMS_DOC, _PARAMS_DOC + "        progress: None, or a thread-safe callable progress(n) that every worker thread\n"
+                                   "            calls after each block of n pairs (ntkdsl.progress.pair_progress.advance).\n")
+
+
 def _driver_source(program: KernelProgram, blocks: List[_Block], slots: Dict[str, int]) -> str:
     last = program.steps[-1].index
     labels = ", ".join(s.label.split("(")[0] for s in program.steps[1:])
@@ -582,12 +594,14 @@ def _driver_source(program: KernelProgram, blocks: List[_Block], slots: Dict[str
     bind = "".join(f"    {name} = grids[{slots[name]}]\n" for name in names)
     bind += parameter_binding(program, source="parameters")
     body = "\n".join("        " + line for block in blocks for line in block.lines)
-    return f'''def _pairs(first, step, same, size, x1, x2, rows, cols, scratch, nngp, ntk, parameters):
+    return f'''def _pairs(first, step, same, size, x1, x2, rows, cols, scratch, nngp, ntk, parameters, progress):
     """Layers 1–{last} ({labels}) for this thread's blocks of at most ``size`` pairs (i, j0 … j1 − 1).
 
     x1, x2: inputs as (N, P, C); rows[i, k, p], cols[j, k, p]: per-point numbers (variances, scales);
     scratch[first]: this thread's grids, each reused once dead (the names bound below); parameters:
-    the run-time parameters (PARAMETERS' order); diagonal: the block's pair (i, i) of a self-kernel, or −1. Each call below runs compiled, without the GIL.
+    the run-time parameters (PARAMETERS' order); diagonal: the block's pair (i, i) of a self-kernel, or −1;
+    progress: None, or called with the number of pairs after each block. Each call below runs compiled,
+    without the GIL.
     """
     grids = scratch[first]
 {bind}    n1, n2 = nngp.shape
@@ -596,6 +610,8 @@ def _driver_source(program: KernelProgram, blocks: List[_Block], slots: Dict[str
         rows_i = rows[i]
         cols_b = cols[j0:j1]
 {body}
+        if progress is not None:
+            progress(nb)
 '''
 
 
