@@ -254,6 +254,13 @@ def kinks(expr: sp.Expr, x: sp.Symbol) -> Tuple[sp.Expr, ...]:
             args = [a - b for i, a in enumerate(node.args) for b in node.args[i + 1:]]
         elif isinstance(node, (sp.Abs, sp.Heaviside, sp.sign)):
             args = [node.args[0]]
+        elif isinstance(node, sp.log) or (isinstance(node, sp.Pow) and node.exp.is_negative):
+            # σ may be singular where a log's argument or a negative power's base vanishes: polynomial
+            # ones become points the quadrature grades (others are refused by activations/finiteness.py)
+            base = node.args[0]
+            while isinstance(base, sp.Abs):
+                base = base.args[0]
+            args = [base] if base.is_polynomial(x) else []
         else:
             continue
         for arg in args:

@@ -39,6 +39,7 @@ MEHLER_TAIL = 13.0
 MEHLER_NODES = 16  # Gauss–Legendre nodes a panel
 MEHLER_MARKS = (0.0, 1.0, -1.0, 2.0, -2.0, 4.0, -4.0, 8.0, -8.0, 16.0, -16.0, 32.0, -32.0)
 MEHLER_BLOCK = 32768  # entries per block of the series: its arrays stay in cache
+MEHLER_GRADING = (0.25, 40)  # panels toward a singular point: widths shrink by 1/4, 40 levels (4^-40 ≈ 8e-25)
 
 
 def mehler_expectations(pairs, q1, q2, c, kinks=()):
@@ -111,21 +112,48 @@ def _fallback(pairs, q1, q2, c, kinks):
     slope, s = r2 * rho, r2 * xp.sqrt(xp.maximum(1.0 - rho * rho, 0.0))
     outs = [xp.empty(q1.shape) for _ in pairs]
     marks = _marks(kinks)
-    chunk = 4
+    singular = _singular([h for pair in pairs for h in pair], kinks)
+    chunk = 1 if singular.size else 4
     for lo in range(0, q1.size, chunk):
         at = slice(lo, lo + chunk)
         zero = 0 * r1[at]
         cuts = [_preimages(marks, zero, r1[at]), _preimages(marks, zero, slope[at])]
         for k in {0.0, *kinks}:  # the inner integral spreads σ's transition and kinks over |slope·z1 − k| ≲ s
             cuts.append(_preimages(k + s[at, None] * xp.asarray(MEHLER_MARKS[1:]), zero, slope[at]))
-        z1, w1 = _nodes(xp.concatenate(cuts, axis=-1), 3.0, 12)
-        mu, spread = slope[at, None] * z1, xp.broadcast_to(s[at, None], z1.shape)
-        z2, w2 = _nodes(_preimages(marks, mu, spread), 3.0, 10)
-        v = mu[..., None] + spread[..., None] * z2
-        for out, (f, g) in zip(outs, pairs):
-            inner = xp.where(spread > 0, xp.sum(w2 * g(v), axis=-1), g(mu))
-            out[at] = xp.sum(w1 * f(r1[at, None] * z1) * inner, axis=-1)
+        graded = xp.concatenate([_preimages(singular, zero, r1[at]), _preimages(singular, zero, slope[at])], axis=-1)
+        with _Quiet():  # toward k/slope only down to s/|slope|: the inner integral is smooth below that scale
+            finest = xp.concatenate([0 * graded[..., :singular.size], (
+                s[at, None] / xp.abs(xp.where(slope[at] != 0, slope[at], 1.0))[:, None] + 0 * graded[..., singular.size:])], axis=-1)
+        z1, w1 = _nodes(xp.concatenate(cuts, axis=-1), 3.0, 12, singular=graded, finest=finest,
+                        levels=MEHLER_GRADING[1] if bool(xp.any(s[at] == 0)) else MEHLER_GRADING[1] * 5 // 8)
+        inners = _inner(pairs, slope[at, None] * z1, xp.broadcast_to(s[at, None], z1.shape), marks, singular)
+        with _Quiet():  # zero-width panels (coinciding edges) may put a node, with weight 0, on a singular point
+            for out, (f, g), inner in zip(outs, pairs, inners):
+                out[at] = xp.sum(xp.where(w1 != 0, w1 * f(r1[at, None] * z1) * inner, 0.0), axis=-1)
     return outs
+
+
+def _inner(pairs, mu, spread, marks, singular):
+    """[E_z2[g(μ + s·z2)] for (f, g) in pairs] at every outer node (g(μ) where s = 0): composite
+    Gauss–Legendre, 10 nodes a panel, edges every 3 units and at the preimages of σ's marks; graded
+    panels (25 levels: the inner integrand holds g, not g², so |x|^(−1/4) leaves ~1e-12) only for the
+    nodes whose singular points fall within ±MEHLER_TAIL."""
+    pre = _preimages(singular, mu, spread)
+    near = xp.any(xp.abs(pre) < MEHLER_TAIL, axis=-1) & (spread > 0)
+    inners = [xp.empty(mu.shape) for _ in pairs]
+    for rows in (near, ~near):
+        if not bool(rows.any()):
+            continue
+        m, s = mu[rows], spread[rows]
+        with _Quiet():  # v = μ + s·z2 rounds by 2⁻⁵²·max(|μ|, |k|): the floor of the grading in z2
+            floor = 2.0 ** -40 * (xp.abs(m)[:, None] + xp.abs(singular)) / xp.where(s > 0, s, 1.0)[:, None]
+        z2, w2 = _nodes(_preimages(marks, m, s), 3.0, 10, singular=pre[rows] if rows is near else None, floor=floor,
+                        levels=MEHLER_GRADING[1] * 5 // 8)
+        v = m[:, None] + s[:, None] * z2
+        with _Quiet():  # zero-width panels (coinciding edges) may put a node, with weight 0, on a singular point
+            for inner, (_, g) in zip(inners, pairs):
+                inner[rows] = xp.where(s > 0, xp.sum(xp.where(w2 != 0, w2 * g(v), 0.0), axis=-1), g(m))
+    return inners
 
 
 def mehler_coefficients(funcs, pairs, q, kinks, degree=MEHLER_DEGREES[-1]):
@@ -137,12 +165,14 @@ def mehler_coefficients(funcs, pairs, q, kinks, degree=MEHLER_DEGREES[-1]):
     cross = [xp.empty(q.size) for _ in pairs]
     chunk = 16
     norm = xp.exp(-0.5 * xp.cumsum(xp.log(xp.maximum(xp.arange(degree + 1.0), 1.0))))[:, None]  # 1/√ℓ!
+    singular = _singular(funcs, kinks)
     for lo in range(0, q.size, chunk):
         sl = slice(lo, lo + chunk)
         r = xp.sqrt(q[sl])
-        z, weight = _nodes(_preimages(_marks(kinks), 0 * r, r))
+        z, weight = _nodes(_preimages(_marks(kinks), 0 * r, r), singular=_preimages(singular, 0 * r, r))
         r = r[:, None]
-        values = [h(r * z) for h in funcs]
+        with _Quiet():  # zero-width panels (coinciding edges) may put a node, with weight 0, on a singular point
+            values = [xp.where(weight != 0, h(r * z), 0.0) for h in funcs]
         weighted = [weight * v for v in values]  # φ(z)·dz·h(√q z)
         for k, (v, wv) in enumerate(zip(values, weighted)):
             terms = xp.abs(wv * v)
@@ -202,17 +232,68 @@ def _legendre(nodes, table={}):  # noqa: B006 (a cache: Gauss–Legendre nodes a
     return table[nodes]
 
 
-def _nodes(preimages, step=1.0, nodes=MEHLER_NODES):
+def _nodes(preimages, step=1.0, nodes=MEHLER_NODES, singular=None, floor=None, levels=MEHLER_GRADING[1], finest=None):
     """Composite Gauss–Legendre nodes z and weights φ(z)·dz per row (leading axes of ``preimages``):
-    panel edges every ``step`` in z and at the given preimages (last axis), within ±MEHLER_TAIL."""
+    panel edges every ``step`` in z and at the given preimages (last axis), within ±MEHLER_TAIL;
+    around each ``singular`` preimage z_s (last axis) also at z_s ± step·¼^j, j = 1 … ``levels`` (geometric
+    grading: Gauss–Legendre converges exponentially in the nodes per panel for integrands like
+    log|z − z_s| and |z − z_s|^p, p > −1, on such panels; Schwab, p- and hp-FEM, §4.2; Gui & Babuška
+    1986). Offsets stay above ``floor`` (same shape as ``singular``; default 2⁻⁴⁰·|z_s|: the σ-argument's
+    rounding, 2⁻⁵²·max(|k|, |shift|), over its scale, times 2¹²), so that the node nearest z_s (5e-3
+    of its panel away) stays ~20 ulps of the σ-argument from the singular point k; and above
+    ``finest`` (same shape, optional) where the integrand is known to be smooth at smaller scales."""
     x, w = _legendre(nodes)
     fixed = xp.arange(-MEHLER_TAIL, MEHLER_TAIL + step / 2, step)
     shape = preimages.shape[:-1]
-    edges = xp.sort(xp.clip(xp.concatenate([xp.broadcast_to(fixed, shape + fixed.shape), preimages], axis=-1),
-                            -MEHLER_TAIL, MEHLER_TAIL), axis=-1)
+    parts = [xp.broadcast_to(fixed, shape + fixed.shape), preimages]
+    if singular is not None and singular.shape[-1]:
+        ratio = MEHLER_GRADING[0]
+        offsets = step * ratio ** xp.arange(1.0, levels + 1.0)
+        floor = 2.0 ** -40 * xp.abs(singular) if floor is None else floor
+        offsets = xp.maximum(offsets, floor[..., None] if finest is None else xp.maximum(floor, finest)[..., None])
+        graded = xp.concatenate([singular[..., None] - offsets, singular[..., None] + offsets], axis=-1)
+        parts.append(xp.broadcast_to(graded, shape + graded.shape[-2:]).reshape(shape + (-1,)))
+    edges = xp.concatenate(parts, axis=-1)
+    if singular is not None and singular.shape[-1]:
+        for j in range(singular.shape[-1]):  # an edge closer to z_s than the finest offset moves onto z_s
+            at = singular[..., j, None]
+            gap = xp.abs(edges - at)
+            edges = xp.where((gap > 0) & (gap < floor[..., j, None]), at, edges)
+    edges = xp.sort(xp.clip(edges, -MEHLER_TAIL, MEHLER_TAIL), axis=-1)
+    if edges.ndim == 2 and edges.shape[0] == 1:  # one row: coinciding edges (zero-width panels) cost nodes only
+        edges = xp.unique(edges)[None, :]
     a, b = edges[..., :-1, None], edges[..., 1:, None]
     z = (a + (b - a) / 2 * (x + 1)).reshape(shape + (-1,))
     return z, ((b - a) / 2 * w).reshape(shape + (-1,)) * xp.exp(-0.5 * z * z) * 0.3989422804014327
+
+
+def _singular(funcs, kinks):
+    """The kinks k where some h of ``funcs`` is unbounded or not smooth on a side (an array of
+    σ-arguments), so that panels ending at k do not converge fast: with t = max(1, |k|)·τ on each
+    side, h not finite at τ = 1e-12, or |h| larger there than 1.001 times at τ = 1e-6 (log|x|
+    doubles, |x|^p for p < 0 grows by 10^(−6p); ntkdsl.activations.finiteness applies the same
+    test), or the first difference quotient (τ = 1e-8 against 1e-4) or the second (1e-4 against
+    1e-2) grown by half, beyond rounding (x·log|x|, |x|^(3/4), x²·log|x|: 16-node panels would leave
+    ~1e-7). Near a kink or jump of a σ smooth on each side these stay within rounding. Only these get
+    graded panels (they cost ~1300 nodes each)."""
+    found = []
+    for k in kinks:
+        t = max(1.0, abs(float(k))) * xp.asarray([-1.0, 1.0])
+
+        def at(tau, h, k=k, t=t):
+            return xp.broadcast_to(xp.asarray(h(k + tau * t), dtype=xp.float64), t.shape)
+
+        for h in funcs:
+            with _Quiet():
+                near, far = xp.abs(at(1e-12, h)), xp.abs(at(1e-6, h))
+                slopes = [xp.abs((at(2 * tau, h) - at(tau, h)) / tau) for tau in (1e-8, 1e-4)]
+                curves = [xp.abs((at(3 * tau, h) - 2 * at(2 * tau, h) + at(tau, h)) / tau**2) for tau in (1e-4, 1e-2)]
+                noise = 1e-6 * (xp.abs(at(1e-2, h)) + slopes[1])  # rounding of h and of k + τ·t, ~2e-8 of it
+                rough = (near > 1.001 * far) | (slopes[0] > 1.5 * slopes[1] + noise) | (curves[0] > 1.5 * curves[1] + noise)
+            if not bool(xp.all(xp.isfinite(near))) or bool(xp.any(rough)):
+                found.append(float(k))
+                break
+    return xp.asarray(found, dtype=xp.float64)
 
 
 def _block(ca, cb, la, lb, cross, points, j1, j2, c):
@@ -260,8 +341,8 @@ def _broadcast_shapes(*shapes):
 
 def source() -> str:
     """This module's routines and constants, verbatim, for a generated module (after the quadrature's)."""
-    names = ("MEHLER_TOLERANCE", "MEHLER_DEGREES", "MEHLER_TAIL", "MEHLER_NODES", "MEHLER_MARKS", "MEHLER_BLOCK")
+    names = ("MEHLER_TOLERANCE", "MEHLER_DEGREES", "MEHLER_TAIL", "MEHLER_NODES", "MEHLER_MARKS", "MEHLER_BLOCK", "MEHLER_GRADING")
     constants = [f"{name} = {globals()[name]!r}" for name in names]
     functions = [inspect.getsource(f).rstrip("\n") for f in
-                 (mehler_expectations, _fallback, mehler_coefficients, _decays, _marks, _preimages, _legendre, _nodes, _block, _matrix, _broadcast_shapes)]
+                 (mehler_expectations, _fallback, _inner, mehler_coefficients, _decays, _marks, _preimages, _legendre, _nodes, _singular, _block, _matrix, _broadcast_shapes)]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"
