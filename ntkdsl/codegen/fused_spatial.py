@@ -345,9 +345,9 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     imports = ["import concurrent.futures", "import math", "import os", "", "import numba", "import numpy as xp"]
     if "xps" in vector.modules_used:
         imports.append("import scipy.special as xps")
-    prologue = _with_progress(fused_support.SPATIAL_PROLOGUE.format(
+    prologue = fused_support.SPATIAL_PROLOGUE.format(
         shape=", ".join(map(str, net.input_shape)), channels=channels, count=max(len(printer.slots), 1), width=width,
-        layout=first.layout))
+        layout=first.layout)
     per_point, fixed = memory_terms(p0 * channels, len(printer.slots) * width, count, block_pairs * pmax, point_entries)
     memory = ("\n\n# peak bytes of kernels(x1, x2) ≈ PER_PAIR·N1·N2 + PER_POINT·(N1 + N2) + FIXED (fused_spatial.memory_terms)\n"
               f"MEMORY_MODEL = (16.0, {per_point:.1f}, THREADS * {fixed[0]:.1f} + {fixed[1]:.1f})\n")
@@ -573,18 +573,6 @@ def _outline(blocks: List[_Block], grids: Set[str], locals_: Set[str], parameter
         call = ", ".join(arguments + ["rows_i", "cols_b"] + stack_arguments + constants + ["nb", "diagonal"])
         block.lines = [f"{functions[key]}({call})"]
     return sources
-
-
-_SIGNATURE = "def kernels(x1, x2=None, dtype=xp.float64, params=None):\n"
-_PARAMS_DOC = "        params: run-time parameters by name (see PARAMETERS); None: the spec's values.\n"
-
-
-def _with_progress(prologue: str) -> str:
-    """The shared spatial prologue with the ``progress`` argument of the fused image kernels."""
-    assert prologue.count(_SIGNATURE) == 1 and prologue.count(_PARAMS_DOC) == 1
-    return prologue.replace(_SIGNATURE, _SIGNATURE.replace("params=None)", "params=None, progress=None)")).replace(
-        _PARAMS_DOC, _PARAMS_DOC + "        progress: None, or a thread-safe callable progress(n) that every worker thread\n"
-                                   "            calls after each block of n pairs (ntkdsl.progress.pair_progress.advance).\n")
 
 
 def _driver_source(program: KernelProgram, blocks: List[_Block], slots: Dict[str, int]) -> str:

@@ -399,7 +399,7 @@ def spatial_helpers(shape, channels: int, full: bool) -> str:
 
 SPATIAL_PROLOGUE = '''
 
-def kernels(x1, x2=None, dtype=xp.float64, params=None):
+def kernels(x1, x2=None, dtype=xp.float64, params=None, progress=None):
     """The NNGP and NTK kernels of the network between two sets of inputs.
 
     Args:
@@ -407,6 +407,8 @@ def kernels(x1, x2=None, dtype=xp.float64, params=None):
         x2: inputs, shape (N2, {shape}); None means x1 (the kernel is then exactly symmetric).
         dtype: float64 (default) or float32 results (every layer computes in float64).
         params: run-time parameters by name (see PARAMETERS); None: the spec's values.
+        progress: None, or a thread-safe callable progress(n) that every worker thread
+            calls after each block of n pairs (ntkdsl.progress.pair_progress.advance).
 
     Returns:
         (nngp, ntk): arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
