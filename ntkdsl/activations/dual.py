@@ -138,6 +138,14 @@ def _exact(expr: sp.Expr, x: sp.Symbol, q1, q2, c) -> Optional[Tuple[sp.Expr, sp
         if all(p is not None for p in parts):
             return (parts[0][0] + parts[1][0], parts[0][1] + parts[1][1],
                     "exact (odd + even parts; their cross terms vanish by symmetry)")
+    if expr.has(sp.sin, sp.cos):  # products and powers of sines and cosines as sums (sin²x = (1 − cos 2x)/2)
+        from sympy.simplify.fu import TR8
+
+        reduced = sp.expand(TR8(expr))
+        if reduced != expr:
+            found = _exact(reduced, x, q1, q2, c)
+            if found is not None:
+                return found[0], found[1], found[2].replace("exact (", "exact (product-to-sum, then ", 1)
     return None
 
 
