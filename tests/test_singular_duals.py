@@ -261,14 +261,9 @@ def oscillatory_reference(body, q1, q2, c):
     return float(mp.re(sum(_exp_quadratic(mp, s, t, q1, q2, c) for s in terms for t in terms)))
 
 
-_SILENTLY_OFF = pytest.mark.xfail(strict=True, reason="x·sin(x) at variance ≥ 100: the 2-D fallback's panels (3 units of "
-                                  "z, 10–12 nodes) do not resolve the oscillation; neither recognised nor refused")
-
-
 @pytest.mark.parametrize("body, q", [(b, q) for b in ("sin(x)", "cos(3*x + 1)", "sin(x)*exp(-x**2)", "sin(x)**2", "exp(x)*sin(x)")
                                      for q in (1.0, 100.0, 1e4)]
-                         + [("x*sin(x)", 1.0), pytest.param("x*sin(x)", 100.0, marks=_SILENTLY_OFF),
-                            pytest.param("x*sin(x)", 1e4, marks=_SILENTLY_OFF)])
+                         + [("x*sin(x)", 1.0), ("x*sin(x)", 100.0), ("x*sin(x)", 1e4)])
 def test_oscillatory_custom_activations_are_right_or_refused(body, q):
     """Through dense(1, w_std = √q) on 1-D inputs (variances q·x², ρ = ±1 and ρ = 0.3 / 0.999 between the
     points), against the closed form: within 1e-10 of the Cauchy–Schwarz scale (the dual's own
@@ -284,6 +279,30 @@ def test_oscillatory_custom_activations_are_right_or_refused(body, q):
     ref = np.array([[oscillatory_reference(body, s1[i, i], s1[j, j], s1[i, j]) for j in range(4)] for i in range(4)])
     scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
     assert np.all(np.abs(k - ref) <= 1e-10 * scale), np.max(np.abs(k - ref) / scale)
+
+
+
+@pytest.mark.parametrize("body, q", [("x*sin(x)", 1.0), ("x*sin(x)", 100.0), ("exp(x)*sin(x)", 1.0), ("sin(x)**2", 100.0)])
+def test_oscillatory_ntk_by_price(body, q):
+    """Θ = q·x·x'·∂K/∂c for dense(1, w_std = √q); s (the activation multiplies the dense layer's Θ by
+    K̇ = ∂K/∂c, Price's theorem; kernel-math.md §2), ∂K/∂c of the
+    closed form by mpmath's numerical differentiation (40 digits)."""
+    import mpmath as mp
+
+    net = ntkdsl.loads(f"activation s(x) = {body}\nnetwork n(input = 1) {{ dense(1, w_std = {float(np.sqrt(q))!r}); s }}")
+    x = np.array([[1.0], [0.3], [-0.7]])
+    k = net.kernels(x, backend="numpy")
+    s1 = q * (x @ x.T)
+    for i in range(3):
+        for j in range(3):
+            mp.mp.dps = 40
+            qi, qj = mp.mpf(s1[i, i]), mp.mpf(s1[j, j])
+            terms = _oscillatory_terms(mp)[body]
+            kdot = mp.diff(lambda cc, qi=qi, qj=qj, terms=terms: mp.re(sum(_exp_quadratic(mp, a, b, qi, qj, cc)
+                                                                        for a in terms for b in terms)), mp.mpf(s1[i, j]))
+            ref = s1[i, j] * float(kdot)
+            scale = np.sqrt(abs(k.ntk[i, i] * k.ntk[j, j]))
+            assert abs(k.ntk[i, j] - ref) <= 1e-10 * scale, (i, j, k.ntk[i, j], ref)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import sympy as sp
 
 from ..codegen.mehler import MEHLER_DEGREES, MEHLER_TOLERANCE
 from ..symbolic.functions import GaussianExpectation, angle
-from . import steps
+from . import exppoly, steps
 from .breakpoints import is_resolvable
 from .registry import REGISTRY, ActivationRow, price_derivative
 
@@ -146,6 +146,10 @@ def _exact(expr: sp.Expr, x: sp.Symbol, q1, q2, c) -> Optional[Tuple[sp.Expr, sp
             found = _exact(reduced, x, q1, q2, c)
             if found is not None:
                 return found[0], found[1], found[2].replace("exact (", "exact (product-to-sum, then ", 1)
+    found = exppoly.terms(expr, x)  # Σ c·x^n·e^(βx), β complex: x·sin x, e^x·sin x (activations/exppoly.py)
+    if found is not None:
+        k = exppoly.dual(found, q1, q2, c)
+        return k, price_derivative(k, c), "exact (exponential polynomial: derivatives of the Gaussian moment generating function)"
     return None
 
 
