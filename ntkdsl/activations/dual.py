@@ -9,6 +9,8 @@ Strategies, tried in order (kernel-math.md §3):
 4. a sum of odd terms and even terms that are each exact: the cross terms vanish, because
    (u, v) and (−u, −v) have the same law, so E[f_odd(u)·g_even(v)] = 0 (each part has fewer terms
    than the sum, so the split always makes progress);
+   failing those, products and powers of sines and cosines rewritten product-to-sum, and an
+   exponential polynomial Σ c·x^n·e^{βx} (β complex: x·sin x, e^x·sin x), exact by :mod:`.exppoly`;
 5. a piecewise-constant σ (step/sign of any function of x): exact through bivariate normal orthant
    probabilities (:mod:`.steps`), its breakpoints found numerically (:mod:`.breakpoints`);
 6. otherwise the numerical dual E[σ(u)σ(v)] (Mehler series with a per-entry truncation bound, a
