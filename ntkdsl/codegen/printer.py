@@ -3,7 +3,8 @@ special functions), so one printer serves NumPy, CuPy and any array module with 
 
 Unknown functions are errors, never silently printed Python (sympy's strict mode), and the
 numerically delicate primitives print in their safe forms (kernel-math.md §3): ``perp`` with a
-clamp at 0, ``asin`` with its argument clipped to [−1, 1].
+clamp at 0, ``asin`` with its argument clipped to [−1, 1]; the one-variable functions σ, σ' of
+numerical duals in the overflow-safe forms of :func:`ntkdsl.symbolic.stable.stabilize`.
 """
 
 from __future__ import annotations
@@ -45,14 +46,22 @@ class ArrayPrinter(SciPyPrinter):
 
     def _elementwise(self, fn: sp.Lambda) -> str:
         """Define (once) a module-level function evaluating the one-variable Lambda; return its name."""
+        from ..symbolic.stable import stabilize
+
         (x,) = fn.variables
-        body = self._print(fn.expr.xreplace({x: sp.Symbol("x")}))
+        body = self._print(stabilize(fn.expr).xreplace({x: sp.Symbol("x")}))
         for name, source in self.functions.items():
             if source.endswith(f"    return {body}\n"):
                 return name
         name = f"_sigma_{len([n for n in self.functions if n.startswith('_sigma_')])}"
         self.functions[name] = f"def {name}(x):\n    return {body}\n"
         return name
+
+    def _print_Logistic(self, expr):  # 1/(1 + e^(−a)) without overflow (symbolic.stable)
+        return f"{self._module_format('scipy.special.expit')}({self._print(expr.args[0])})"
+
+    def _print_Softplus(self, expr):  # log(1 + e^a) = logaddexp(0, a) without overflow (symbolic.stable)
+        return f"{self._module_format('numpy.logaddexp')}(0.0, {self._print(expr.args[0])})"
 
     def _module_format(self, fqn, register=True):
         fqn = _CONSTANTS.get(fqn, fqn)
