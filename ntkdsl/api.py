@@ -70,9 +70,10 @@ class CompiledNetwork:
                 evaluated in tiles automatically (NumPy and numba backends). Image networks also
                 tile when their largest kernel array exceeds :data:`ntkdsl.tiling.PREFERRED_ARRAY`
                 (cache-sized tiles run faster).
-            progress: a bar over the tiles of a tiled request, or over the input pairs of one the fused
-                image kernels run in one piece: None (only when stderr is a terminal; pairs: once the
-                call has run a second), True, False, or a callable ``progress(done, total)`` (:mod:`ntkdsl.progress`).
+            progress: a bar over the tiles of a tiled request, or over the input pairs (image networks)
+                or rows (vector networks) of one the fused kernels run in one piece: None (only when
+                stderr is a terminal; pairs and rows: once the call has run a second), True, False,
+                or a callable ``progress(done, total)`` (:mod:`ntkdsl.progress`).
 
         Pairs of identical points get the exact value at (x, x) (:func:`ntkdsl.tiling.exact_duplicates`),
         so results do not depend on the tiles even there, where the kernels are ill-conditioned.
@@ -92,7 +93,7 @@ class CompiledNetwork:
         tile = self._tile(x1, x2, backend, batch_size, memory_budget)
         if tile is not None and _covers(tile, x1, x2):
             tile = None  # one tile is the whole request: no second pair of (N1, N2) outputs to copy into
-        if tile is None:  # one piece: the fused image kernels show progress over its pairs
+        if tile is None:  # one piece: the fused kernels show progress over its pairs or rows
             k = self._evaluate(x1, x2, backend, dtype, to_numpy, progress)
         else:
             to_numpy = to_numpy or backend == "cupy"

@@ -9,8 +9,9 @@
   raise to stop the request: the streamed-to-disk variant keeps every finished tile, so the next
   call with the same arguments resumes (the tests simulate interruptions this way).
 
-A request that runs in one piece on the fused image kernels counts input pairs instead of tiles
-(:class:`pair_progress`, fed by the kernels' worker threads after each block of pairs).
+A request that runs in one piece on the fused numba kernels counts input pairs (image networks) or
+rows (vector networks) instead of tiles (:class:`pair_progress`, fed by the kernels' worker threads
+after each block).
 
 tqdm is optional (``pip install 'ntkdsl[progress]'``); without it the bar is a minimal one written
 with carriage returns.
@@ -164,17 +165,18 @@ def _sized() -> bool:
 
 
 class pair_progress:
-    """Progress over the input pairs of one evaluation, fed from worker threads: ``advance(n)`` after
-    each block of n pairs (the fused image kernels, ntkdsl/codegen/fused_spatial.py). Thread-safe;
+    """Progress over the input pairs (or rows: ``unit``) of one evaluation, fed from worker threads:
+    ``advance(n)`` after each block of n (the fused kernels, ntkdsl/codegen/fused_spatial.py, fused.py). Thread-safe;
     redraws (or calls the callable ``progress(done, total)``) at most every ``interval`` seconds and
     at the last pair. For ``progress`` None the bar appears only once the call has run ``delay``
     seconds and only where :func:`wanted` (short calls stay quiet); True shows it at once.
     ``active``: whether anything is shown at all (else the kernels need not call ``advance``)."""
 
-    def __init__(self, progress: Progress, total: int, desc: str, delay: float = 1.0, interval: float = 0.1):
+    def __init__(self, progress: Progress, total: int, desc: str, delay: float = 1.0, interval: float = 0.1,
+                 unit: str = "pair"):
         if progress is not None and not isinstance(progress, bool) and not callable(progress):
             raise TypeError(f"progress must be None, True, False or a callable (done, total), not {progress!r}")
-        self.progress, self.total, self.desc, self.interval = progress, total, desc, interval
+        self.progress, self.total, self.desc, self.interval, self.unit = progress, total, desc, interval, unit
         self.active = total > 0 and (progress is True or (progress is None and wanted(None))
                                      or (callable(progress) and not isinstance(progress, bool)))
         self.delay = delay if progress is None else 0.0
@@ -193,7 +195,7 @@ class pair_progress:
                 return
             if self.bar is None:
                 self.bar = tile_progress(True if self.progress is None else self.progress, self.total,
-                                         desc=self.desc, unit="pair")
+                                         desc=self.desc, unit=self.unit)
             self.bar.update(self.done - self.shown)
             self.shown, self.last = self.done, now
 

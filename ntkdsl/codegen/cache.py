@@ -24,6 +24,8 @@ import types
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/ntkdsl`` (``~/.cache/ntkdsl``), or a folder under the temp dir if that is not writable."""
@@ -68,15 +70,44 @@ def _folders(cache_dir: Optional[os.PathLike]):
     return (Path(cache_dir) if cache_dir else default_cache_dir(), Path(tempfile.gettempdir()) / "ntkdsl-cache")
 
 
-def compiled_on_disk(source: str, name: str, cache_dir: Optional[os.PathLike] = None) -> bool:
+def compiled_on_disk(source: str, name: str, cache_dir: Optional[os.PathLike] = None, dtype=None) -> bool:
     """Whether numba's disk cache holds compiled code of this module's structure (its index files,
-    ``__pycache__/<stem>.*.nbi``): loading it takes a fraction of a second, compiling it seconds."""
+    ``__pycache__/<stem>.*.nbi``): loading it takes a fraction of a second, compiling it seconds.
+    With ``dtype`` (float64 or float32): compiled for it (:func:`specialised`; the fused vector
+    loops take their number type as an argument, and numba compiles one specialisation per type)."""
     stem = _stem(source, name)
-    return any(_compiled_in(folder / "kernels", stem) for folder in _folders(cache_dir))
+    return any(_compiled_in(folder / "kernels", stem, dtype) for folder in _folders(cache_dir))
 
 
-def _compiled_in(kernels: Path, stem: str) -> bool:
-    return any((kernels / "__pycache__").glob(f"{stem}.*.nbi"))
+def _compiled_in(kernels: Path, stem: str, dtype=None) -> bool:
+    indexes = list((kernels / "__pycache__").glob(f"{stem}.*.nbi"))
+    if not indexes or dtype is None:
+        return bool(indexes)
+    signatures = [_indexed(path) for path in indexes]
+    return all(sigs is not None and specialised(sigs, dtype) for sigs in signatures)
+
+
+def specialised(signatures, dtype) -> bool:
+    """Whether a numba function's compiled ``signatures`` (tuples of numba types) cover ``dtype``:
+    a function that takes a number type (``F`` of the fused vector loops, numba's ``class(float32)``)
+    needs a signature with dtype's; one that takes none serves every dtype once compiled at all."""
+    typed = [str(sig) for sig in signatures if "class(float" in str(sig)]
+    wanted = f"class({np.dtype(dtype).name})"
+    return not typed or any(wanted in sig for sig in typed)
+
+
+def _indexed(path: Path) -> Optional[list]:
+    """The signatures in a numba cache index (numba's own format: a pickled version string, then a
+    pickled (source stamp, {(signature, target, ...): data file})); None if it cannot be read."""
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            pickle.load(f)
+            _, overloads = pickle.loads(f.read())
+        return [key[0] for key in overloads]
+    except Exception:  # noqa: BLE001 - another numba version's or a half-written index: not usable
+        return None
 
 
 def load_cached_module(source: str, name: str, cache_dir: Optional[os.PathLike] = None) -> types.ModuleType:

@@ -6,7 +6,8 @@ themselves on this request (:func:`fused_pays`): the NumPy time it saves (from t
 model :func:`ntkdsl.cost.seconds`, calibrated by the NumPy runs of the same structure) exceeds
 what numba must do first. That is nothing once the module is compiled in this process, a load of
 :data:`NUMBA_LOAD_SECONDS` when numba's disk cache holds it, or a compile (:func:`compile_seconds`)
-on a cold cache. On a cold cache a mid-size request therefore runs on NumPy; the NumPy seconds
+on a cold cache, each for the request's dtype (the vector loops compile once per dtype:
+float64's code does not serve a float32 request). On a cold cache a mid-size request therefore runs on NumPy; the NumPy seconds
 spent on a structure count towards the compile (ski rental: a sweep or a loop of such requests
 compiles once it has spent about a compile's time on NumPy). ``backend="numba"`` asks for the fused
 kernels at any size; without numba, or for a network they cannot evaluate (an image network with
@@ -51,7 +52,7 @@ def module_available(name: str) -> bool:
 
 
 def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0,
-            modules: Optional[dict] = None) -> Tuple[str, str]:
+            modules: Optional[dict] = None, dtype=None) -> Tuple[str, str]:
     """The backend that will run, and why it differs from the one asked for ("" if it does not).
 
     Args:
@@ -60,6 +61,8 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0,
         entries: N1·N2 of the request (only "auto" looks at it).
         modules: the network's loaded modules (:func:`module_for`) and NumPy timings; "auto"
             takes numba more readily where its module is loaded or NumPy was measured slow.
+        dtype: the request's dtype (None: float64); "auto" counts a compile where the fused module
+            is compiled for the other dtype only (the vector loops: one numba specialisation each).
 
     Raises:
         ValueError: an unknown backend name.
@@ -71,7 +74,7 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0,
     if backend != AUTO and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
     if backend == AUTO:
-        if module_available("numba") and fusable(program) is None and fused_pays(program, entries, modules or {}):
+        if module_available("numba") and fusable(program) is None and fused_pays(program, entries, modules or {}, dtype):
             return "numba", ""
         return "numpy", ""
     spec = BACKENDS[backend]
@@ -108,23 +111,26 @@ _PER_PAIR: "weakref.WeakKeyDictionary[KernelProgram, float]" = weakref.WeakKeyDi
 _FUSED_TEXT: "weakref.WeakKeyDictionary[KernelProgram, str]" = weakref.WeakKeyDictionary()
 
 
-def fused_pays(program: KernelProgram, pairs: int, modules: dict) -> bool:
-    """Whether the fused kernels are the faster way to evaluate ``pairs`` input pairs, counting
-    what numba must do before its first call (the module docstring gives the rule)."""
+def fused_pays(program: KernelProgram, pairs: int, modules: dict, dtype=None) -> bool:
+    """Whether the fused kernels are the faster way to evaluate ``pairs`` input pairs in ``dtype``
+    (None: float64), counting what numba must do before its first call (the module docstring gives
+    the rule): compiled means compiled for dtype (:func:`.cache.specialised`)."""
     timing = modules.get(TIMING, {})
     model = pairs * _numpy_seconds_per_pair(program) * timing.get("ratio", 1.0)  # calibrated where measured
+    from .cache import compiled_on_disk, specialised
+
+    dtype = np.float64 if dtype is None else dtype
     fused = modules.get("numba")
-    if fused is not None and any(getattr(f, "signatures", None) for f in vars(fused).values()):
-        return model >= SMALL_SECONDS  # compiled in this process: only the call's overheads to beat
+    compiled = [f.signatures for f in vars(fused).values() if getattr(f, "signatures", None)] if fused else []
+    if compiled and all(specialised(sigs, dtype) for sigs in compiled):
+        return model >= SMALL_SECONDS  # compiled for dtype in this process: only the call's overheads to beat
     lower = model if "ratio" in timing else model / MODEL_NUMPY_OVERESTIMATE  # NumPy's time, or a lower bound
     saving = lower * (1 - 1 / _fused_speedup()) + timing.get("spent", 0.0)
     if saving < NUMBA_LOAD_SECONDS:
         return False
-    from .cache import compiled_on_disk
-
     if program not in _FUSED_TEXT:  # emitted once per program: a request may ask again and again
         _FUSED_TEXT[program] = emit_source(program, "numba")
-    ready = compiled_on_disk(_FUSED_TEXT[program], program.network.name)
+    ready = compiled_on_disk(_FUSED_TEXT[program], program.network.name, dtype=dtype)
     return saving >= (NUMBA_LOAD_SECONDS if ready else compile_seconds(program))
 
 
@@ -179,14 +185,19 @@ def module_for(modules: dict, program: KernelProgram, backend: str, source: Opti
 
 
 def _with_pair_progress(module, progress, name: str, x1, x2, **options):
-    """module.kernels(x1, x2, **options), with a :class:`ntkdsl.progress.pair_progress` over its input
-    pairs where the module takes ``progress`` (the fused image kernels) and it is asked for."""
+    """module.kernels(x1, x2, **options), with a :class:`ntkdsl.progress.pair_progress` where the module
+    takes ``progress`` (the fused kernels) and it is asked for: over the steps of the module's
+    ``progress_steps(n1, n2)`` (the vector kernels' rows), else over the input pairs (image kernels)."""
     if progress is False or "progress" not in inspect.signature(module.kernels).parameters:
         return module.kernels(x1, x2, **options)
     from ..progress import pair_progress
 
     n1 = len(x1)
-    bar = pair_progress(progress, n1 * (n1 + 1) // 2 if x2 is None else n1 * len(x2), f"network {name}")
+    steps = getattr(module, "progress_steps", None)
+    total, unit = (n1 * (n1 + 1) // 2 if x2 is None else n1 * len(x2)), "pair"
+    if steps is not None:
+        total, unit = steps(n1, n1 if x2 is None else len(x2))
+    bar = pair_progress(progress, total, f"network {name}", unit=unit)
     try:
         return module.kernels(x1, x2, progress=bar.advance if bar.active else None, **options)
     finally:
@@ -209,17 +220,17 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
             Gram matrix in dtype, the layers in float64); the NumPy program computes in float64 and
             returns the results cast to it.
         to_numpy: return NumPy arrays whatever the backend (CuPy results are copied to the host).
-        progress: a bar over the input pairs where the module reports them (the fused image
+        progress: a bar over the input pairs or rows where the module reports them (the fused
             kernels): None, True, False or a callable (done, total), as :class:`ntkdsl.progress.pair_progress`.
     """
     n1 = np.shape(x1)[0] if np.ndim(x1) else 0
     entries = n1 * (n1 if x2 is None else (np.shape(x2)[0] if np.ndim(x2) else 0))
-    chosen, note = resolve(program, backend, entries, modules)
-    if note:
-        warnings.warn(f"backend {backend!r}: {note}", BackendFallbackWarning, stacklevel=3)
     dtype = np.dtype(np.float64 if dtype is None else dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    chosen, note = resolve(program, backend, entries, modules, dtype)
+    if note:
+        warnings.warn(f"backend {backend!r}: {note}", BackendFallbackWarning, stacklevel=3)
     module = module_for(modules, program, chosen, source, filename, name)
     params = runtime_values(program)
     if BACKENDS[chosen].fused or BACKENDS[chosen].cuda:

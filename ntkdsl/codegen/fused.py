@@ -359,12 +359,14 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
              f"    cols = _stack([{', '.join(by_kind['col'])}], nngp.shape[1], dtype)",
              f"    parameters = xp.array([{', '.join(map(str, program.runtime_parameters))}], dtype=xp.float64)",
              "    F = numba.float32 if dtype == xp.float32 else numba.float64  # the loops' arithmetic",
-             f"    _in_threads(_fused_layers, same, {''.join(n + ', ' for n in by_kind['matrix'])}{numerical}rows, cols, nngp, ntk, parameters, F)"]
+             (f"    _in_threads(_row_blocks, nngp.shape[0], _rows_per_block(nngp.shape[1]), progress, same, "
+              f"{''.join(n + ', ' for n in by_kind['matrix'])}{numerical}rows, cols, nngp, ntk, parameters, F)")]
     refill = ""
     if duals.series:  # the entries flagged in the loops, every layer again on NumPy
         refill, lines = duals.refill(rows | cols, [str(p) for p in program.runtime_parameters], out, net.input_dim,
                                      _cse_lines, _argument_order)
-        body += lines
+        body += lines + ["    if progress is not None:  # the refill: the last step of progress_steps",
+                         "        progress(1)"]
     body += ["    if same:",
              "        _in_threads(_mirror_upper, nngp, ntk)",
              "    return nngp, ntk"]
@@ -383,7 +385,36 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
             + point_helpers(net.input_shape) + parameter_table(program) + "\n\n" + fused_support.array_helpers(net.input_dim)
             + ("\n\n" + mehler_fused.array_source() + "\n\n" + refill if duals.series else "")
-            + helpers + "\n\n" + kernel + prologue + "\n".join(body) + "\n")
+            + helpers + "\n\n" + kernel + "\n\n" + _ROW_BLOCKS.format(
+                entries=ROW_BLOCK_ENTRIES, refill=" + 1" if duals.series else "",
+                refill_doc=", then one step: the refill of the entries no series covered" if duals.series else "")
+            + prologue + "\n".join(body) + "\n")
+
+
+ROW_BLOCK_ENTRIES = 2 ** 18  # entries per call of _fused_layers: milliseconds of work against a call's microseconds
+
+_ROW_BLOCKS = '''def _rows_per_block(n2):
+    """Rows per call of _fused_layers: about {entries} entries (i, j), milliseconds of work, so that progress
+    comes often while the calls' overhead (microseconds each) stays far below the work."""
+    return max(1, {entries} // max(n2, 1))
+
+
+def _row_blocks(first, step, n1, block, progress, *args):
+    """_fused_layers(…, *args) on this thread's rows first, first + step, … < n1, in calls of ``block``
+    rows each (the same rows in the same order as one call: the results do not depend on ``block``),
+    then progress(rows done) after each call where progress is not None."""
+    for start in range(first, n1, step * block):
+        stop = min(start + step * block, n1)
+        _fused_layers(start, step, stop, *args)
+        if progress is not None:
+            progress(len(range(start, stop, step)))
+
+
+def progress_steps(n1, n2):
+    """(total, unit) of kernels()' progress for N1 x N2 inputs: the N1 rows (those of a self-kernel come
+    from both ends of its triangle in turn, so the rows done track the work done){refill_doc}."""
+    return (n1{refill} if n1 and n2 else 0), "row"
+'''
 
 
 def _cse_lines(assignments, values, printer, prefix, indent) -> List[str]:
@@ -411,8 +442,8 @@ def _kernel_source(program: KernelProgram, by_kind, buffers, loop, numerical: st
     at_i = "".join(f"        {name}_i = rows[{k}, i]\n" for k, name in enumerate(by_kind["row"]))
     unpack = "".join(f"    {sym} = F(parameters[{k}])\n" for k, sym in enumerate(program.runtime_parameters))
     return (f'''@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)
-def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"])}{numerical}rows, cols, nngp, ntk, parameters, F):
-    """Layers 1–{last} ({labels}) for the rows i = first, first + step, ... of nngp and ntk.
+def _fused_layers(first, step, stop, same, {"".join(n + ", " for n in by_kind["matrix"])}{numerical}rows, cols, nngp, ntk, parameters, F):
+    """Layers 1–{last} ({labels}) for the rows i = first, first + step, ... (before stop) of nngp and ntk.
 
     nngp_0 is the Gram matrix x1·x2ᵀ/d; rows holds the per-point numbers of x1 (cov1_L: the variance
     after layer L; scale_*: the exact scales of perp), cols those of x2. Row by row, each layer is one
@@ -426,7 +457,7 @@ def _fused_layers(first, step, same, {"".join(n + ", " for n in by_kind["matrix"
     """
 {unpack}    n1, n2 = nngp.shape
     hi = numba.uint64(n2)
-{allocate}    for row in range(first, n1, step):
+{allocate}    for row in range(first, stop, step):
         i = (row // 2 if row % 2 == 0 else n1 - 1 - row // 2) if same else row
         lo = numba.uint64(i if same else 0)  # j unsigned: no negative-index wraparound, so LLVM vectorises
 {at_i}''' + "\n".join(loop) + "\n")

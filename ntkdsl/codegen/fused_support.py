@@ -160,7 +160,7 @@ def array_helpers(d: int) -> str:
 
 PROLOGUE = '''
 
-def kernels(x1, x2=None, dtype=xp.float64, params=None):
+def kernels(x1, x2=None, dtype=xp.float64, params=None, progress=None):
     """The NNGP and NTK kernels of the network between two sets of inputs.
 
     Args:
@@ -169,6 +169,8 @@ def kernels(x1, x2=None, dtype=xp.float64, params=None):
         dtype: float64 (default) or float32: the Gram matrix, the layers' arithmetic and the results
             (float32 keeps perp and the ELU wedge integrals in float64; ntkdsl/codegen/fused.py).
         params: run-time parameters by name (see PARAMETERS); None: the spec's values.
+        progress: None, or a thread-safe callable progress(n) that every worker thread calls
+            after each block of n rows (ntkdsl.progress.pair_progress.advance; see progress_steps).
 
     Returns:
         (nngp, ntk): arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
