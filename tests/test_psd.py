@@ -124,3 +124,20 @@ def test_flow_refuses_a_kernel_beyond_its_accuracy():
     assert largest_variance(net, x) > 1e15
     with pytest.raises(ValueError, match="not positive semi-definite to its required accuracy"):
         ntkdsl.KernelFlow(net, x, np.sin(x[:, 0]))
+
+
+@pytest.mark.parametrize("activation", ["rbf", "cos", "sin(b = 2)"])
+def test_spread_rounding_near_parallel_inputs_stays_finite(activation):
+    """E[(u ∓ v)²] = q1 + q2 ∓ 2c is clamped at 0: at variances ~1e78 the rounding of c (ε·q ~ 1e62)
+    made it negative for x2 = a copy of x1 (measured: all three refused before the clamp), e^{−b²·(…)/2} overflowed and the kernels were NaN
+    (refused). Clamped, every entry is finite and within the bound the closed forms give:
+    |K| ≤ a² for sin/cos (|σ| ≤ a), 0 ≤ K ≤ 1 for rbf (a correlation-like kernel e^{−γ|x − x'|²/d})."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((12, 17)) * 1e39  # Σ¹ = x·x'/17 ~ 1e78; 17 terms: GEMM and the row sums round differently
+    net = ntkdsl.loads(f"network n(input = 17) {{ dense(3, b_std = 0); {activation} }}")
+    for backend in ("numpy",) + (("numba",) if module_available("numba") else ()):
+        k = net.kernels(x, x.copy(), backend=backend)
+        assert np.isfinite(k.nngp).all() and np.isfinite(k.ntk).all(), backend
+        assert np.all(np.abs(k.nngp) <= 1 + 1e-15), backend
+        if activation == "rbf":
+            assert np.all(k.nngp >= 0), backend

@@ -51,6 +51,7 @@ _SHORTHANDS = [  # structural functions of ntkdsl.symbolic.functions, written as
     ("angle(c, q1*q2)", "θ"),
     ("larger(q1, q2)", "max(q1, q2)"),
     ("smaller(q1, q2)", "min(q1, q2)"),
+    ("larger(", "max("),  # e.g. trig.py's max(q1 + q2 − 2c, 0): rounding near ρ = 1 kept from turning it negative
     ("**", "^"),
 ]
 

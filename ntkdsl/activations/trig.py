@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..symbolic.functions import larger
 from .registry import REGISTRY, ActivationParam, ActivationRow
 
 _PEARCE = ("Pearce, Tsuchida, Zaki, Brintrup & Neely 2019, 'Expressive priors in Bayesian neural networks: "
@@ -25,10 +26,16 @@ _RAHIMI_RECHT = "Rahimi & Recht 2007, 'Random features for large-scale kernel ma
 _PARAMS = (ActivationParam("a", sp.S.One), ActivationParam("b", sp.S.One), ActivationParam("c", sp.S.Zero))
 
 
+def _spread(q1, q2, cov, sign):
+    """E[(u − sign·v)²] = q1 + q2 − 2·sign·c ≥ 0, clamped at 0: rounding in c near ρ = ±1 would
+    otherwise make it negative, and e^{−b²·(…)/2} then grows (inf once b²·q passes ~1e3·|…|⁻¹)."""
+    return larger(q1 + q2 - 2 * sign * cov, sp.S.Zero)
+
+
 def _sin_dual(q1, q2, cov, a, b, phase):
     """(K, K̇) of a·sin(b·u + phase)."""
-    near = sp.exp(-b**2 * (q1 + q2 - 2 * cov) / 2)
-    far = sp.cos(2 * phase) * sp.exp(-b**2 * (q1 + q2 + 2 * cov) / 2)
+    near = sp.exp(-b**2 * _spread(q1, q2, cov, 1) / 2)
+    far = sp.cos(2 * phase) * sp.exp(-b**2 * _spread(q1, q2, cov, -1) / 2)
     return a**2 / 2 * (near - far), a**2 * b**2 / 2 * (near + far)
 
 
@@ -60,7 +67,7 @@ REGISTRY.add(
 
 
 def _rbf_nngp(q1, q2, cov, gamma):
-    return sp.exp(-gamma * (q1 + q2 - 2 * cov))
+    return sp.exp(-gamma * _spread(q1, q2, cov, 1))
 
 
 REGISTRY.add(

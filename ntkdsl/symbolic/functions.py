@@ -16,7 +16,7 @@ sympy differentiate: ∂θ/∂c = −1/perp, ∂perp/∂c = −c/perp (so ∂K/�
 from __future__ import annotations
 
 import sympy as sp
-from sympy.core.logic import fuzzy_and
+from sympy.core.logic import fuzzy_and, fuzzy_or
 
 
 def _powered(latex):
@@ -228,17 +228,18 @@ class _Extremum(sp.Function):
     def _eval_is_real(self):
         return fuzzy_and(a.is_real for a in self.args)
 
-    def _eval_is_nonnegative(self):
-        return fuzzy_and(a.is_nonnegative for a in self.args)
+    def _eval_is_nonnegative(self):  # min: both are; max: either is
+        return self._sign_rule(a.is_nonnegative for a in self.args)
 
     def _eval_is_positive(self):
-        return fuzzy_and(a.is_positive for a in self.args)
+        return self._sign_rule(a.is_positive for a in self.args)
 
 
 class smaller(_Extremum):  # noqa: N801
     """min(a, b); ∂/∂a = H(b − a)."""
 
     _pick = staticmethod(lambda a, b: sp.Min(a, b))
+    _sign_rule = staticmethod(fuzzy_and)
 
     def fdiff(self, argindex=1):
         a, b = self.args
@@ -253,6 +254,7 @@ class larger(_Extremum):  # noqa: N801
     """max(a, b); ∂/∂a = H(a − b)."""
 
     _pick = staticmethod(lambda a, b: sp.Max(a, b))
+    _sign_rule = staticmethod(fuzzy_or)
 
     def fdiff(self, argindex=1):
         a, b = self.args
