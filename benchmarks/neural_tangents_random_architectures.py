@@ -11,9 +11,9 @@ self-kernel, tiled vs untiled (1e-13). Residual scales are ``DotGeneral(rhs=s)``
 differs from ntkdsl (and from the Gaussian expectation) wherever pooling follows sign
 (``--with-sign`` shows it).
 
-Measured in the issue-4 audit (seeds 0–200 with --with-sign, 133 of them without sign, and
-200–450 without: 383 networks): all agree to ≤ 2.9e-15 relative (median 4e-16) but one at 2e-10, a one-channel input whose pixels reach ρ = ±1 exactly, where θ (and
-the kinked abs's K̇) amplifies round-off to √eps in both tools (auto vs full layout differ there
+Measured (seeds 0–200 with --with-sign, 133 of them without sign, and 200–450 without: 383
+networks): all agree to ≤ 2.9e-15 relative (median 4e-16) but one at 2e-10, a one-channel input
+whose pixels reach ρ = ±1 exactly, where θ (and the kinked abs's K̇) amplifies round-off to √eps in both tools (auto vs full layout differ there
 as much).
 
 Run (neural-tangents in its own environment, .bench-nt):
@@ -36,6 +36,7 @@ def geom(n, k, st, pad):
         return (n - k) // st + 1
     return -(-n // st)
 
+
 class G:
     def __init__(self, rng, dims, param):
         self.r, self.dims, self.param = rng, dims, param
@@ -54,12 +55,15 @@ class G:
         out = [geom(n, kk, s_, pad) for n, kk, s_ in zip(sp, k, st)]
         if min(out) < 1:
             return None
-        w = r.choice([1, 1.3, 0.8]); b = r.choice([None, 0.1, 0.3])
+        w = r.choice([1, 1.3, 0.8])
+        b = r.choice([None, 0.1, 0.3])
         par = self.param if r.random() < 0.8 else ("standard" if self.param == "ntk" else "ntk")
         args = f"conv({c}, kernel = {self.tup(k)}, stride = {self.tup(st)}, padding = {pad}, w_std = {w}"
         args += (f", b_std = {b}" if b is not None else "") + (f", parameterization = {par}" if par != self.param else "") + ")"
-        stax = (f"s.Conv({c}, {tuple(k)}, strides={tuple(st)}, padding='{pad.upper()}', W_std={w}, b_std={b}, "
-                f"parameterization='{par}')")
+        stax = (
+            f"s.Conv({c}, {tuple(k)}, strides={tuple(st)}, padding='{pad.upper()}', W_std={w}, b_std={b}, "
+            f"parameterization='{par}')"
+        )
         return args, stax, tuple(out) + (c,)
 
     def pool(self, shape):
@@ -87,24 +91,37 @@ class G:
         for _ in range(n or r.randint(2, 5)):
             choice = r.random()
             if gauss and choice < 0.3:
-                a = self.act(); texts.append(a[0]); staxes.append(a[1]); gauss = False
+                a = self.act()
+                texts.append(a[0])
+                staxes.append(a[1])
+                gauss = False
             elif choice < 0.5:
                 c = self.conv(shape)
-                if c: texts.append(c[0]); staxes.append(c[1]); shape = c[2]; gauss = True
+                if c:
+                    texts.append(c[0])
+                    staxes.append(c[1])
+                    shape = c[2]
+                    gauss = True
             elif choice < 0.62:
                 p = self.pool(shape)
-                if p: texts.append(p[0]); staxes.append(p[1]); shape = p[2]
+                if p:
+                    texts.append(p[0])
+                    staxes.append(p[1])
+                    shape = p[2]
             elif choice < 0.7 and gauss:
                 eps = r.choice([None, 0.01])
                 texts.append("layer_norm" if eps is None else f"layer_norm(eps = {eps})")
                 staxes.append("s.LayerNorm()" if eps is None else f"s.LayerNorm(eps={eps})")
             elif choice < 0.8 and depth < 2 and gauss:
                 # residual { act; conv(same shape) } with a scale
-                a = self.act(); c = self.conv(shape, c=shape[-1], same=True)
+                a = self.act()
+                c = self.conv(shape, c=shape[-1], same=True)
                 if c and c[2] == shape:
                     sc = r.choice([1, 0.5])
                     texts.append(f"residual(scale = {sc}) {{ {a[0]}; {c[0]} }}")
-                    staxes.append(f"s.FanOut(2), s.parallel(s.Identity(), s.serial({a[1]}, {c[1]}, s.DotGeneral(rhs={sc}))), s.FanInSum()")
+                    staxes.append(
+                        f"s.FanOut(2), s.parallel(s.Identity(), s.serial({a[1]}, {c[1]}, s.DotGeneral(rhs={sc}))), s.FanInSum()"
+                    )
             elif depth < 2:
                 merge = r.choice(["sum", "concat", "prod"])
                 brs = []
@@ -112,21 +129,30 @@ class G:
                     cc = shape[-1] if merge != "concat" else r.choice([2, 5])
                     lead = [] if (r.random() < 0.5 or not gauss) else [self.act()]
                     c = self.conv(shape, c=cc, same=True)
-                    if not c: break
+                    if not c:
+                        break
                     brs.append(([x[0] for x in lead] + [c[0]], [x[1] for x in lead] + [c[1]], c[2]))
                 if len(brs) < 2 or len({b[2][:-1] for b in brs}) > 1 or (merge != "concat" and len({b[2] for b in brs}) > 1):
                     continue
                 texts.append(f"parallel(merge = {merge}) " + " ".join("{ " + "; ".join(b[0]) + " }" for b in brs))
-                staxes.append(f"s.FanOut({len(brs)}), s.parallel(" + ", ".join("s.serial(" + ", ".join(b[1]) + ")" for b in brs)
-                              + f"), s.FanIn{ {'sum': 'Sum', 'concat': 'Concat', 'prod': 'Prod'}[merge] }()")
+                staxes.append(
+                    f"s.FanOut({len(brs)}), s.parallel("
+                    + ", ".join("s.serial(" + ", ".join(b[1]) + ")" for b in brs)
+                    + f"), s.FanIn{ {'sum': 'Sum', 'concat': 'Concat', 'prod': 'Prod'}[merge] }()"
+                )
                 shape = brs[0][2][:-1] + (sum(b[2][-1] for b in brs) if merge == "concat" else brs[0][2][-1],)
                 gauss = merge == "sum"
         return texts, staxes, shape, gauss
 
+
 def make(seed, with_sign=False):
     r = random.Random(seed)
     dims = r.choice([1, 2, 2, 3])
-    sizes = {1: lambda: [r.randint(3, 9)], 2: lambda: [r.randint(2, 6), r.randint(2, 6)], 3: lambda: [r.randint(2, 4) for _ in range(3)]}[dims]()
+    sizes = {
+        1: lambda: [r.randint(3, 9)],
+        2: lambda: [r.randint(2, 6), r.randint(2, 6)],
+        3: lambda: [r.randint(2, 4) for _ in range(3)],
+    }[dims]()
     shape = tuple(sizes) + (r.randint(1, 3),)
     param = r.choice(["ntk", "ntk", "standard"])
     g = G(r, dims, param)
@@ -138,15 +164,21 @@ def make(seed, with_sign=False):
     texts, staxes = [c[0]] + texts, [c[1]] + staxes
     if not gauss and r.random() < 0.5:
         cc = g.conv(shp, same=True)
-        if cc: texts.append(cc[0]); staxes.append(cc[1]); gauss = True
+        if cc:
+            texts.append(cc[0])
+            staxes.append(cc[1])
+            gauss = True
     if gauss and r.random() < 0.6:
-        a = g.act(); texts.append(a[0]); staxes.append(a[1])
+        a = g.act()
+        texts.append(a[0])
+        staxes.append(a[1])
     ro = r.choice(["flatten", "global_avg_pool", "global_sum_pool"])
-    texts.append(ro); staxes.append({"flatten": "s.Flatten()", "global_avg_pool": "s.GlobalAvgPool()", "global_sum_pool": "s.GlobalSumPool()"}[ro])
-    texts.append("dense(2, b_std = 0.1)"); staxes.append(f"s.Dense(2, b_std=0.1, parameterization='{param}')")
+    texts.append(ro)
+    staxes.append({"flatten": "s.Flatten()", "global_avg_pool": "s.GlobalAvgPool()", "global_sum_pool": "s.GlobalSumPool()"}[ro])
+    texts.append("dense(2, b_std = 0.1)")
+    staxes.append(f"s.Dense(2, b_std=0.1, parameterization='{param}')")
     spec = f"network f{seed}(input = {list(shape)}, parameterization = {param}) {{\n    " + "\n    ".join(texts) + "\n}"
     return {"seed": seed, "spec": spec, "stax": "[" + ", ".join(staxes) + "]", "shape": shape}
-
 
 
 def inputs(case):
