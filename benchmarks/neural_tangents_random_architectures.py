@@ -13,8 +13,8 @@ differs from ntkdsl (and from the Gaussian expectation) wherever pooling follows
 
 Measured (seeds 0–200 with --with-sign, 133 of them without sign, and 200–450 without: 383
 networks): all agree to ≤ 2.9e-15 relative (median 4e-16) but one at 2e-10, a one-channel input
-whose pixels reach ρ = ±1 exactly, where θ (and the kinked abs's K̇) amplifies round-off to √eps in both tools (auto vs full layout differ there
-as much).
+whose pixels reach ρ = ±1 exactly, where θ (and the kinked abs's K̇) amplifies round-off to √eps
+in both tools (auto vs full layout differ there as much).
 
 Run (neural-tangents in its own environment, .bench-nt):
 
