@@ -6,7 +6,8 @@ backend="numba": the best and the median of ``--repeat`` calls each without prog
 callable (the worker threads call ``advance`` after every block) and with a bar (written to a
 throw-away stream), interleaved so that other jobs' load hits all alike; for the MLP also
 "one call": each thread's rows in a single call of the compiled loops (no blocks of rows: the
-kernels as they were before progress), the baseline of the blocks' cost; and the cost of
+kernels as they were before progress), the baseline of the blocks' cost ("paired": the median over
+rounds of each round's ratio, robust to load that drifts between rounds); and the cost of
 ``advance`` itself times the number of blocks (the bound on what progress can add).
 
     python benchmarks/image_progress.py              # N = 120, 9 repeats (about a minute on 2 cores)
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     for mode, t in times.items():
         print(f"  {mode:9s} best {min(t):.3f} s  median {statistics.median(t):.3f} s  "
               f"median/none {statistics.median(t) / statistics.median(times['none']):.3f}"
-              + (f"  median/one call {statistics.median(t) / statistics.median(times['one call']):.3f}"
+              + (f"  paired/one call {statistics.median(a / b for a, b in zip(t, times['one call'])):.3f}"
                  if "one call" in times else ""))
     print(f"  advance() costs {per_advance * 1e6:.2f} µs unthrottled (the lock, the clock, one callback): "
           f"{len(blocks) * per_advance * 1e3:.2f} ms a request at most")

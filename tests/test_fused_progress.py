@@ -87,7 +87,7 @@ DTYPES = "network dtype_probe(input = 4) {\n    dense(8)\n    gelu\n    dense(8)
 
 
 @needs_numba
-def test_auto_counts_a_compile_for_a_dtype_the_module_is_not_compiled_for(tmp_path, monkeypatch):
+def test_auto_counts_a_compile_for_a_dtype_the_module_is_not_compiled_for(tmp_path, monkeypatch, capsys):
     """numba compiles the fused vector loops once per dtype: float64's code on disk or in this process
     is no reason to choose numba for a float32 request (a compile of seconds), and vice versa."""
     from ntkdsl.codegen import cache, dispatch
@@ -108,6 +108,11 @@ def test_auto_counts_a_compile_for_a_dtype_the_module_is_not_compiled_for(tmp_pa
     assert not cache.compiled_on_disk(text, net.name, dtype=np.float32)
     assert auto[np.float64]({}) == "numba" and auto[np.float64](net._modules) == "numba"
     assert auto[np.float32]({}) == "numpy" and auto[np.float32](net._modules) == "numpy"
+    monkeypatch.setattr("ntkdsl.progress._DEFAULT", True)  # notes as in a terminal
+    capsys.readouterr()
     net.kernels(x, backend="numba", dtype=np.float32)
+    assert "compiling the float32 numba kernels of network dtype_probe once" in capsys.readouterr().err
+    net.kernels(x, backend="numba", dtype=np.float32)
+    assert capsys.readouterr().err == ""  # compiled now: no note
     assert cache.compiled_on_disk(text, net.name, dtype=np.float32)
     assert auto[np.float32]({}) == "numba" and auto[np.float32](net._modules) == "numba"

@@ -22,12 +22,14 @@ import inspect
 import time
 import warnings
 import weakref
+from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 
 from ..symbolic.program import KernelProgram
 from .backends import BACKENDS
+from .cache import _compiled_in, specialised
 from .emit import emit_module
 
 AUTO = "auto"
@@ -117,7 +119,7 @@ def fused_pays(program: KernelProgram, pairs: int, modules: dict, dtype=None) ->
     the rule): compiled means compiled for dtype (:func:`.cache.specialised`)."""
     timing = modules.get(TIMING, {})
     model = pairs * _numpy_seconds_per_pair(program) * timing.get("ratio", 1.0)  # calibrated where measured
-    from .cache import compiled_on_disk, specialised
+    from .cache import compiled_on_disk
 
     dtype = np.float64 if dtype is None else dtype
     fused = modules.get("numba")
@@ -204,6 +206,21 @@ def _with_pair_progress(module, progress, name: str, x1, x2, **options):
         bar.close()
 
 
+def _specialisation_note(module, dtype, name: str, progress) -> None:
+    """A one-line note (:func:`ntkdsl.progress.note`) before numba compiles a fused module for a dtype
+    that neither this process nor the disk cache has compiled it for, though it has another's (the
+    first compile of all notes itself: :func:`.cache.load_cached_module`)."""
+    from ..progress import note, wanted
+
+    compiled = [f.signatures for f in vars(module).values() if getattr(f, "signatures", None)]
+    if not wanted(progress) or (compiled and all(specialised(sigs, dtype) for sigs in compiled)):
+        return
+    path = Path(module.__file__)
+    if _compiled_in(path.parent, path.stem) and not _compiled_in(path.parent, path.stem, dtype):
+        note(f"compiling the {np.dtype(dtype).name} numba kernels of network {name} once (seconds; cached in "
+             f"{path.parent})", progress)
+
+
 def runtime_values(program: KernelProgram) -> dict:
     """The ``params`` of a module call: each run-time parameter's name and value (a float)."""
     return {str(sym): float(value) for sym, value in program.runtime_parameters.items()}
@@ -234,6 +251,8 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
     module = module_for(modules, program, chosen, source, filename, name)
     params = runtime_values(program)
     if BACKENDS[chosen].fused or BACKENDS[chosen].cuda:
+        if BACKENDS[chosen].fused:
+            _specialisation_note(module, dtype, name, progress)
         nngp, ntk = _with_pair_progress(module, progress, name, x1, x2, dtype=dtype, params=params)
     else:
         start = time.perf_counter()

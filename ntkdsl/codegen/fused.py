@@ -7,7 +7,10 @@ a NumPy ReLU layer on 4000² entries at four times the Gram matrix). Here the sa
 printed a second way, by :class:`ScalarPrinter` (the one printer with a scalar math namespace in
 place of ``xp``), into ``_fused_layers``: for each row i, one loop over j per layer, reading the
 previous layers' row buffers (a few KiB, in cache) and writing its own. numba compiles it
-(``nogil``, cached on disk) and ``_in_threads`` runs interleaved rows on every core. One loop
+(``nogil``, cached on disk) and ``_in_threads`` runs interleaved rows on every core, each thread
+its rows in blocks of about :data:`ROW_BLOCK_ENTRIES` entries (``_row_blocks``), calling
+``progress(rows)`` after each block where ``kernels(progress=...)`` is given
+(:class:`ntkdsl.progress.pair_progress`; a block is milliseconds, a call microseconds). One loop
 through all layers per entry was measured slower: its long dependency chain leaves the vector
 units waiting, where short per-layer loops overlap independent iterations.
 
