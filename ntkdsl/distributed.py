@@ -135,7 +135,7 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
     done = root[DONE][...]
     blocks = tiles(n1, None if x2 is None else n2, (side, side))
     missing = [(a.start // side, b.start // side) for a, b in blocks if not done[a.start // side, b.start // side]]
-    chosen = resolve(net.program, backend, n1 * n2)[0]
+    chosen = resolve(net.program, backend, n1 * n2, dtype=dtype)[0]
     bar = tile_progress(progress, len(blocks), initial=len(blocks) - len(missing), desc=f"{net.name} -> {store}")
     try:
         if missing:
