@@ -1,6 +1,6 @@
 """Time and peak memory of CNN kernels: layouts, tiles, and neural-tangents for scale.
 
-The case of issue 4: a ReLU CNN of 4 conv layers (3 x 3, same padding, σ_w = 1.4, σ_b = 0.1) on
+The case: a ReLU CNN of 4 conv layers (3 x 3, same padding, σ_w = 1.4, σ_b = 0.1) on
 8 x 8 x 3 images, N = 64, float64, Θ(x, x) of shape (64, 64), read out
 
 * by ``global_avg_pool`` (the "CNN-GAP" kernel): the full layout, (8·8)² pixel pairs per input pair;

@@ -1,4 +1,4 @@
-"""The GPU benchmark of the CuPy backend (issue 7); `benchmarks/gpu_check.sh` runs it after the tests.
+"""The GPU benchmark of the CuPy backend; `benchmarks/gpu_check.sh` runs it after the tests.
 
 Workloads (inputs from default_rng(0), built by ``workloads.py`` like every other benchmark):
 

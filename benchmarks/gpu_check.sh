@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 7 in one command, on a machine with an NVIDIA GPU (benchmarks/README.md):
+# The GPU check in one command, on a machine with an NVIDIA GPU (benchmarks/README.md):
 #
 #   bash benchmarks/gpu_check.sh prepare      # on a machine with network: lark's wheel into .whl/
 #   bash benchmarks/gpu_check.sh [--quick]    # on the GPU machine: install, tests on CuPy, benchmark

@@ -1,7 +1,7 @@
 """ntkdsl against neural-tangents: the same workloads, in the same run, on the same machine.
 
     python benchmarks/run.py --quick            # a few minutes: the main sizes of each kind
-    python benchmarks/run.py                    # the issue's full list (about 15 minutes on 2 cores)
+    python benchmarks/run.py                    # the full list (about 15 minutes on 2 cores)
     python benchmarks/run.py --backends numba,numpy --out results.json
 
 Every workload runs in two fresh subprocesses, one per tool, so that neither shares memory, threads
@@ -14,8 +14,8 @@ with ``jax_enable_x64`` for float64 workloads. Memory is the peak resident set (
 worker minus its resident set after imports and inputs, also given in N x N arrays of the dtype.
 The last column compares a 4 x 4 corner of both tools' kernels (relative difference of the NTK).
 
-Workloads that ntkdsl cannot compile yet (the CNNs before the conv/pooling layers of issue 4) are
-reported as skipped, with neural-tangents' figure still measured in the full run.
+A workload that ntkdsl cannot compile is reported as skipped, with neural-tangents' figure still
+measured in the full run.
 """
 
 from __future__ import annotations

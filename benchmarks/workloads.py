@@ -1,4 +1,4 @@
-"""The benchmark workloads (issue 7), described once for both sides: ntkdsl's .ntk text and the
+"""The benchmark workloads, described once for both sides: ntkdsl's .ntk text and the
 neural-tangents layer list are built from the same dict, so the two always compute the same kernel.
 
 Kept free of ntkdsl and jax imports: ``nt_worker.py`` imports it inside neural-tangents' own
@@ -42,7 +42,7 @@ def workloads(quick: bool) -> List[Dict]:
 
 
 def ntk_source(w: Dict) -> str:
-    """The workload as a .ntk network (conv/pooling syntax of issue 4)."""
+    """The workload as a .ntk network (conv/pooling syntax)."""
     act = w["act"]
     lines = []
     if w["kind"] == "fcn":

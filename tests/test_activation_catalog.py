@@ -1,4 +1,4 @@
-"""Every closed-form activation row against independent oracles (issue 3, kernel-math.md §3).
+"""Every closed-form activation row against independent oracles (kernel-math.md §3).
 
 The tests iterate over the registry: a closed-form row without an entry in ``SETTINGS`` fails
 ``test_every_closed_form_row_has_settings``, so a new row cannot skip them. For each row and each of

@@ -1,5 +1,5 @@
 """Image, signal and residual networks: exact reductions, neural-tangents' numbers, hand-derived
-values, kernel properties and layout inference (issue 4; kernel-math.md §1–2).
+values, kernel properties and layout inference (kernel-math.md §1–2).
 
 Oracles, each independent of the code under test:
 1. exact reductions to networks ntkdsl already computes another way (dense), or to the same

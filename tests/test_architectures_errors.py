@@ -1,4 +1,4 @@
-"""Every error of the architecture layers: its class, its message and its span (issue 4).
+"""Every error of the architecture layers: its class, its message and its span.
 
 Shape mismatches are ShapeSpecError, sums and products of correlated branches BranchSpecError
 (both StructureSpecErrors), bad arguments ArgumentSpecError; never a silently wrong kernel.

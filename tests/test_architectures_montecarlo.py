@@ -1,5 +1,5 @@
 """Monte Carlo oracle: random finite CNNs and ResNets, written here directly in NumPy, against the
-analytic NNGP and NTK (issue 4; kernel-math.md §2, §5).
+analytic NNGP and NTK (kernel-math.md §2, §5).
 
 Nothing of ntkdsl is used to build or differentiate the finite networks: convolutions are im2col
 products, the backward pass is written out, and the empirical NTK is the sum over layers of

@@ -1,4 +1,4 @@
-"""Memory budget and tiling (issue 4): tiled == untiled, exact symmetry of tiled self-kernels,
+"""Memory budget and tiling: tiled == untiled, exact symmetry of tiled self-kernels,
 automatic tiles under a budget, clear errors; the layout and memory report of ``ntkdsl check``."""
 
 import re

@@ -424,7 +424,7 @@ def test_memory_budget_option_tiles_or_refuses(tmp_path, capsys):
     # pair (about 2.7 MiB): it must tile
     assert main(["eval", str(spec), "--x1", str(tmp_path / "x.npy"), "--memory-budget", "4M", "-o", str(tiled)]) == 0
     a, b = np.load(whole), np.load(tiled)
-    for key in ("nngp", "ntk"):  # the tiling contract of issue 4: 1e-13 relative to the kernel's scale (the
+    for key in ("nngp", "ntk"):  # the tiling contract: 1e-13 relative to the kernel's scale (the
         # BLAS blocking of x·x' differs by tile; entries near 0 carry the round-off of their larger neighbours)
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-13 * np.abs(a[key]).max())
     capsys.readouterr()

@@ -1,4 +1,4 @@
-"""Custom activations, composition and numerical duals (issue 3), against independent oracles."""
+"""Custom activations, composition and numerical duals, against independent oracles."""
 
 import subprocess
 import sys

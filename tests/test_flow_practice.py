@@ -2,7 +2,7 @@
 
 A finite network of width n, trained by full-batch gradient descent from its own initial outputs
 f_0, stays within O(1/√n) of the kernel-flow prediction started from the same f_0 (Jacot et al.
-2018, Theorem 2; Lee et al. 2019, Theorem 2.1). The oracle is the finite-width sampler (issue 5),
+2018, Theorem 2; Lee et al. 2019, Theorem 2.1). The oracle is the finite-width sampler,
 an independent implementation (its own forward and backward passes).
 """
 
@@ -16,7 +16,7 @@ from ntkdsl.flow import KernelFlow
 
 sampler = pytest.importorskip("ntkdsl.sampler")
 if not hasattr(ntkdsl.CompiledNetwork, "finite"):
-    pytest.skip("needs ntkdsl.sampler (issue 5)", allow_module_level=True)
+    pytest.skip("needs ntkdsl.sampler", allow_module_level=True)
 
 SHALLOW = """
 network shallow(input = 2) {
@@ -58,7 +58,7 @@ def test_gradient_descent_follows_the_kernel_flow_closer_as_width_grows():
     print("relative deviation at t = 200 per width", dict(zip(widths.tolist(), dev.round(4).tolist())))
     # Theory: O(1/√n), a factor √8 ≈ 2.8 per step of 8x here (measured 0.062, 0.027, 0.011 with
     # these 8 seeds; 0.073, 0.027, 0.010 over 20). Asserted: a drop of at least 1.5x per step, a log-log
-    # slope within [−0.75, −0.25] (as issue 5 asks of kernel convergence), and ≤ 2.5% at n = 8192.
+    # slope within [−0.75, −0.25] (the expected 1/√n rate of kernel convergence), and ≤ 2.5% at n = 8192.
     # The flow is continuous time and training is discrete steps at η = 1: on this kernel that gap
     # is 0.1% at t = 200 (top rate ηλ_max/N = 0.22), far below the widest deviation.
     assert dev[0] > 1.5 * dev[1] and dev[1] > 1.5 * dev[2]

@@ -1,4 +1,4 @@
-"""Kernels streamed to disk (issue 7, large N): ``net.kernels_to_disk`` and ``ntkdsl eval --memmap``.
+"""Kernels streamed to disk (large N): ``net.kernels_to_disk`` and ``ntkdsl eval --memmap``.
 
 Equal to the in-memory kernels, resumable after an interruption (only the missing tiles are
 computed, with identical results), a directory of another request refused, final files only when
@@ -21,7 +21,7 @@ CNN = """network cnn(input = [4, 4, 2]) {
     conv(8, kernel = 3, padding = same, w_std = 1.4, b_std = 0.1); relu
     conv(8, kernel = 3, padding = same); relu; global_avg_pool; dense(1) }"""
 MLP = "network mlp(input = 6) { dense(16, b_std = 0.1); relu; dense(16); erf; dense(1) }"
-# Tiling contract (issue 4, tests/test_architectures_tiling.py): tiles change only the shapes of the
+# Tiling contract (tests/test_architectures_tiling.py): tiles change only the shapes of the
 # input Gram GEMMs, whose BLAS blocking sums in another order: a few ulps, bounded by 1e-13 relative
 # for inputs without duplicate points across x1 and x2. Streaming to disk uses the same tiles.
 RTOL = 1e-13

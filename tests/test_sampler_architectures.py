@@ -1,4 +1,4 @@
-"""The finite-width sampler on every layer kind of issue 4: conv, pooling, global pooling, flatten,
+"""The finite-width sampler on every architecture layer kind: conv, pooling, global pooling, flatten,
 layer norm, residual, parallel (sum, concat, prod), identity; both parameterizations.
 
 Oracles:

@@ -4,7 +4,7 @@ The kernel of an input pair (i, j) is a small grid per layer: its pixels p in th
 (convolutions, activations, flatten, layer norm, branches), its pixel pairs (p, q) in the full
 layout (pooling and global pooling need them), and no layer ever mixes two input pairs. The
 NumPy backend nevertheless holds (P, N1, N2) or (P, P, N1, N2) arrays and crosses them a dozen
-times per layer (issue 7 measured the 21-layer CNN on 32 x 32 images at 0.84x neural-tangents that
+times per layer (benchmarks/run.py measured the 21-layer CNN on 32 x 32 images at 0.84x neural-tangents that
 way). Here the generated ``_pairs`` takes a block of pairs (i, j0 … j1), as many as keep a layer's
 grids in the L2 cache (one pair for a 32 x 32 image under pooling: 8 MiB grids), through the whole
 network: Σ⁰ of their pixels from the inputs, then per layer the window sums of convolution and
