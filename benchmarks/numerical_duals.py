@@ -172,7 +172,8 @@ def speed(sizes, nt_rows, repeat, reference, out, with_nt=True):
             for backend in ("numpy", "numba"):
                 seconds, k, load, first = _timed(net, x, backend, reps)
                 row.update({f"ntkdsl_{backend}_s": seconds, f"load_{backend}": load, f"first_call_{backend}_s": first,
-                            f"ntkdsl_{backend}_error": _errors([k.nngp[i, j] for i, j in SAMPLE], [k.ntk[i, j] for i, j in SAMPLE], ref[act])})
+                            f"ntkdsl_{backend}_error": _errors([k.nngp[i, j] for i, j in SAMPLE],
+                                                               [k.ntk[i, j] for i, j in SAMPLE], ref[act])})
             row["numpy_over_numba"] = row["ntkdsl_numpy_s"] / row["ntkdsl_numba_s"]
             nt = _neural_tangents(act, n, reps, nt_rows) if with_nt else None
             line = (f"{act:9s} N={n:5d}  ntkdsl NumPy {row['ntkdsl_numpy_s']:7.2f} s (error {row['ntkdsl_numpy_error']:.1e})"
@@ -250,7 +251,8 @@ def accuracy(path):
         result[name] = {"entries": len(rs),
                         "mehler": float(np.max(np.abs(mehler_expectations(((f, f),), *args)[0] - ref) / scale)),
                         "quadrature": float(np.max(np.abs(gaussian_expectations(((f, f),), *args)[0] - ref) / scale))}
-        print(f"{name:10s} {len(rs)} entries   worst error: Mehler {result[name]['mehler']:.1e}   2-D quadrature {result[name]['quadrature']:.1e}")
+        worst = result[name]
+        print(f"{name:10s} {len(rs)} entries   worst error: Mehler {worst['mehler']:.1e}   2-D quadrature {worst['quadrature']:.1e}")
     return result
 
 

@@ -14,7 +14,8 @@ def rows(path: str):
     for r in data["results"]:
         w, a, b = r["workload"], r["ntkdsl"], r["neural_tangents"]
         if "median_s" not in a or "median_s" not in b:
-            yield f"| {w['name']} | {w['n']} | {w['dtype']} | {a.get('skipped') or a.get('error') or b.get('skipped') or b.get('error')} | | | | | | |"
+            why = a.get('skipped') or a.get('error') or b.get('skipped') or b.get('error')
+            yield f"| {w['name']} | {w['n']} | {w['dtype']} | {why} | | | | | | |"
             continue
         entries = w["n"] ** 2  # the 21-layer CNN in ms per kernel entry, as neural-tangents publishes it
         per_entry = "" if w.get("depth", 0) < 21 else (f"<br>ms an entry: {1e3 * a['median_s'] / entries:.3g} vs "

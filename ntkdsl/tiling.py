@@ -163,7 +163,8 @@ def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[
         raise MemoryBudgetError(
             f"a kernel of {n1} x {n2} points needs about {format_bytes(model.peak(n1, n2))} and the budget is {format_bytes(budget)}; "
             f"even in tiles it needs {format_bytes(16 * n1 * n2)} for the two output arrays plus {format_bytes(model.peak(1, 1))} for "
-            "one pair: raise the budget (memory_budget=, ntkdsl.set_memory_budget, or --memory-budget on the command line) or ask for fewer points at a time")
+            "one pair: raise the budget (memory_budget=, ntkdsl.set_memory_budget, or --memory-budget on the command line) "
+            "or ask for fewer points at a time")
     if preferred is not None:
         left = min(left, preferred)
     a, b, c = model.per_pair, model.per_point, model.fixed

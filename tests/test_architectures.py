@@ -200,7 +200,8 @@ def test_hand_values_same_and_circular_padding():
     got = ntkdsl.loads("network n(input = [3, 1]) { conv(2, kernel = 3, padding = circular); flatten; dense(1) }").kernels(X[:1], X[1:])
     assert got.nngp[0, 0] == pytest.approx(a @ b / 3, rel=1e-15)
     # global_avg_pool after a circular conv: the mean over all pairs (p, p') of (1/3)·Σ_δ x_{p+δ} x'_{p'+δ}
-    got = ntkdsl.loads("network n(input = [3, 1]) { conv(2, kernel = 3, padding = circular); global_avg_pool; dense(1) }").kernels(X[:1], X[1:])
+    net = ntkdsl.loads("network n(input = [3, 1]) { conv(2, kernel = 3, padding = circular); global_avg_pool; dense(1) }")
+    got = net.kernels(X[:1], X[1:])
     assert got.nngp[0, 0] == pytest.approx(a.sum() * b.sum() / 9, rel=1e-15)
 
 

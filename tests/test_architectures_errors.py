@@ -153,7 +153,8 @@ def test_correlation_rule_accepts_fresh_endings():
     # a dense/conv followed by parameter-free linear layers is fresh; a nested sum of fresh branches too
     ntkdsl.loads(net("network n(input = [6, 6, 2]) {", "    conv(4, kernel = 3, padding = same)",
                      "    residual { relu; conv(4, kernel = 3, padding = same); avg_pool(3, stride = 1, padding = same); identity }",
-                     "    parallel(merge = sum) { identity } { parallel(merge = sum) { conv(4, kernel = 1) } { relu; conv(4, kernel = 1) } }",
+                     "    parallel(merge = sum) { identity } "
+                     "{ parallel(merge = sum) { conv(4, kernel = 1) } { relu; conv(4, kernel = 1) } }",
                      "    parallel(merge = prod) { relu } { conv(4, kernel = 1) }",
                      "    flatten; dense(1)", "}"))
 

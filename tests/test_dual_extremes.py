@@ -23,7 +23,6 @@ documented in docs/kernel-math.md §3.
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np

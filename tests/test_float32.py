@@ -61,7 +61,8 @@ def williams_erf(s, q1, q2, same):
     """Williams 1997: (2/π) arcsin(2Σ/√((1 + 2q)(1 + 2q'))); K̇ = (4/π)/√((1 + 2q)(1 + 2q') − 4Σ²)."""
     a = np.outer(1 + 2 * q1, 1 + 2 * q2)
     act = 2 / np.pi * np.arcsin(np.clip(2 * s / np.sqrt(a), -1, 1))
-    return act, 4 / np.pi / np.sqrt(a - 4 * s * s), 2 / np.pi * np.arcsin(2 * q1 / (1 + 2 * q1)), 2 / np.pi * np.arcsin(2 * q2 / (1 + 2 * q2))
+    var1, var2 = (2 / np.pi * np.arcsin(2 * q / (1 + 2 * q)) for q in (q1, q2))
+    return act, 4 / np.pi / np.sqrt(a - 4 * s * s), var1, var2
 
 
 def normwise(actual, expected, diag1, diag2):

@@ -29,13 +29,16 @@ _close = functools.partial(close_to_scale, rtol=RTOL)
 # Layer kinds with parameters, each inside a small network with k = 2 outputs; new layer kinds
 # (conv, pooling, layer norm, residual, ...) add a line here.
 NETWORKS = {
-    "dense-ntk-bias": "network t(input = 3) { dense(5, w_std = 1.3, b_std = 0.4); tanh; dense(4, b_std = 0.2); relu; dense(2, b_std = 0.1) }",
+    "dense-ntk-bias": "network t(input = 3) { dense(5, w_std = 1.3, b_std = 0.4); tanh; dense(4, b_std = 0.2); relu; "
+                      "dense(2, b_std = 0.1) }",
     "dense-ntk-nobias": "network t(input = 3) { dense(6, w_std = 0.7); erf; dense(2, w_std = 1.5) }",
     "dense-ntk-zero-bias": "network t(input = 3) { dense(6, b_std = 0); gelu; dense(2, b_std = 0) }",
-    "dense-standard": "network t(input = 3, parameterization = standard) { dense(5, w_std = 1.2, b_std = 0.3); softplus; dense(4); silu; dense(2, b_std = 0) }",
+    "dense-standard": "network t(input = 3, parameterization = standard) { dense(5, w_std = 1.2, b_std = 0.3); softplus; "
+                      "dense(4); silu; dense(2, b_std = 0) }",
     "mixed-parameterization": "network t(input = 3) { dense(5, b_std = 0.1, parameterization = standard); relu; dense(2, b_std = 0.2) }",
     "identity-and-composition": "network t(input = 3) { dense(5, b_std = 0.1); identity; tanh; relu; identity; dense(2) }",
-    "custom-activation": "activation act(x, s = 2) = tanh(s * x) + 0.1 * x\nnetwork t(input = 3) { dense(5); act(s = 3); dense(2, b_std = 0.5) }",
+    "custom-activation": "activation act(x, s = 2) = tanh(s * x) + 0.1 * x\n"
+                         "network t(input = 3) { dense(5); act(s = 3); dense(2, b_std = 0.5) }",
     "polynomial": "network t(input = 3) { dense(4, b_std = 0.3); polynomial(0.1, 1, 0.5); dense(2) }",
 }
 

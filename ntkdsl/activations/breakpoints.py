@@ -9,9 +9,10 @@ each by bisection.
 Grid: x = sinh(t) with t uniform over [−asinh(1e8), asinh(1e8)] (2¹⁵ + 1 points, so x = 0 is a
 node): spacing 1.2e-3 near 0 and 1.2e-3·|x| elsewhere. Bisection on "the sign class changed" (60
 halvings) locates a change to ~1e-16 relative, for continuous and discontinuous a alike (a pole of
-a also counts: σ may jump there). At most MAX_CHANGES changes are kept, those nearest 0. Limitation (docs/numerical-duals.md): two sign changes closer
-than the grid spacing cancel and are missed, unless symbolic solving found them (polynomial
-arguments are solved exactly, :func:`ntkdsl.activations.dual.kinks`).
+a also counts: σ may jump there). At most MAX_CHANGES changes are kept, those nearest 0.
+Limitation (docs/numerical-duals.md): two sign changes closer than the grid spacing cancel and are
+missed, unless symbolic solving found them (polynomial arguments are solved exactly,
+:func:`ntkdsl.activations.dual.kinks`).
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ class _Emitter:
         lines = [[f"    {s} = {self.arrays.doprint(e)}"] for s, e in shared]
         lines += [[f"    {s} = {self.arrays.doprint(e)}"] for (s, _), e in zip(vector, reduced)]
         if step.state.cov1 in dict(vector) and step.state.cov2 in dict(vector):  # sympy may order the terms of
-            lines.append([f"    if same:  # the two formulas differently: x2 is x1, so its numbers are x1's, bit for bit",
+            lines.append(["    if same:  # the two formulas differently: x2 is x1, so its numbers are x1's, bit for bit",
                           f"        {step.state.cov2} = {step.state.cov1} if xp.ndim({step.state.cov1}) < 2 else "
                           f"xp.swapaxes({step.state.cov1}, -1, -2)"])
         return lines

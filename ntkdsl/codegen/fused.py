@@ -320,7 +320,7 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
         outer += duals.variance_lines(variance_duals, "    ")
         outer += _cse_lines(vec, {}, vector, f"v{step.index}_", "    ")  # K(q, q, q), simplified
         if step.state.cov2 in dict(vec) and step.state.cov1 in dict(vec):  # sympy may order the two formulas'
-            outer.append(f"    if same:  # terms differently: x2 is x1, so its numbers are x1's, bit for bit")
+            outer.append("    if same:  # terms differently: x2 is x1, so its numbers are x1's, bit for bit")
             outer.append(f"        {step.state.cov2} = xp.transpose({step.state.cov1})  # a column, or a constant")
         if not entries[step.index]:
             continue

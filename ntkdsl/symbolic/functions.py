@@ -198,7 +198,8 @@ class GaussianExpectation(sp.Function):
     def _latex(self, printer):
         f, g, q1, q2, c, _ = self.args
         u, v = sp.Symbol("u"), sp.Symbol("v")
-        return (rf"\mathbb{{E}}\left[\left({printer._print(f(u))}\right) \left({printer._print(g(v))}\right)\right]_{{(u, v) \sim \mathcal{{N}}"
+        return (rf"\mathbb{{E}}\left[\left({printer._print(f(u))}\right) \left({printer._print(g(v))}\right)\right]"
+                rf"_{{(u, v) \sim \mathcal{{N}}"
                 rf"\left(0, \begin{{smallmatrix}} {printer._print(q1)} & {printer._print(c)} \\ {printer._print(c)} & "
                 rf"{printer._print(q2)} \end{{smallmatrix}}\right)}}")
 

@@ -100,7 +100,8 @@ def program_to_latex(program: KernelProgram) -> str:
 
 
 def _tex_escape(text: str) -> str:
-    for ch, rep in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("#", r"\#"), ("%", r"\%"), ("&", r"\&"), ("$", r"\$"), ("^", r"\^{}"), ("~", r"\~{}")):
+    for ch, rep in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("#", r"\#"), ("%", r"\%"),
+                    ("&", r"\&"), ("$", r"\$"), ("^", r"\^{}"), ("~", r"\~{}")):
         text = text.replace(ch, rep)
     return text.replace("∘", r"\ensuremath{\circ}")
 
