@@ -94,7 +94,7 @@ def test_truncation_bound_holds_for_the_series_alone():
     assert rows
     for r in rows:
         q = np.array([r["q1"], r["q2"]])
-        coef, logtail, _ = mehler_coefficients([np.tanh], ((np.tanh, np.tanh),), q, (), degree=16)
+        coef, logtail, _, _ = mehler_coefficients([np.tanh], ((np.tanh, np.tanh),), q, (), degree=16)
         rho = r["c"] / np.sqrt(r["q1"] * r["q2"])
         series = sum(coef[0][l, 0] * coef[0][l, 1] * rho**l for l in range(17))
         bound = abs(rho) ** 17 * np.exp(logtail[0][16, 0] + logtail[0][16, 1]) * r["scale"]

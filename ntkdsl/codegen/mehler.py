@@ -39,6 +39,8 @@ MEHLER_TAIL = 13.0
 MEHLER_NODES = 16  # Gauss–Legendre nodes a panel
 MEHLER_MARKS = (0.0, 1.0, -1.0, 2.0, -2.0, 4.0, -4.0, 8.0, -8.0, 16.0, -16.0, 32.0, -32.0)
 MEHLER_BLOCK = 32768  # entries per block of the series: its arrays stay in cache
+MEHLER_REFINE = 7  # panel halvings at most (2^7 panels a unit of z, ~55 000 nodes a point) for oscillating σ
+MEHLER_RESOLUTION = 0.1 * MEHLER_TOLERANCE  # two panel widths' check sums agree within this share of their scale
 MEHLER_GRADING = (0.25, 40)  # panels toward a singular point: widths shrink by 1/4, 40 levels (4^-40 ≈ 8e-25)
 
 
@@ -59,7 +61,7 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
     if q1.shape == q2.shape == c.shape and bool(xp.all((q1 == q2) & (c == q1))):  # variances: E[f(u)g(u)] only
         cross = mehler_coefficients(funcs, pairs, points, kinks, degree=0)[2]
         return [value[inverse[:q1.size]].reshape(shape) for value in cross]
-    coef, logtail, cross = mehler_coefficients(funcs, pairs, points, kinks)
+    coef, logtail, cross, levels = mehler_coefficients(funcs, pairs, points, kinks)
     index = [[next(k for k, h in enumerate(funcs) if h is fn) for fn in pair] for pair in pairs]
     i1 = inverse[:q1.size].reshape(q1.shape)
     i2 = inverse[q1.size:].reshape(q2.shape)
@@ -85,6 +87,7 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
             redo.append((lo, where, [bad[where] for bad in bads],
                          *(points[xp.broadcast_to(j, fall.shape)[where]] for j in (j1, j2)), xp.broadcast_to(cc, fall.shape)[where]))
     if redo:  # one quadrature call for all blocks; each pair keeps its series where that was within bound
+        _coarse(funcs, pairs, kinks, xp.concatenate([r[j] for r in redo for j in (3, 4)]), points, levels)
         values = _fallback(pairs, *(xp.concatenate([r[k] for r in redo]) for k in (3, 4, 5)), kinks)
         start = 0
         for lo, where, bads, *_ in redo:
@@ -93,6 +96,26 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
                 out[(where[0][bad] + lo, where[1][bad])] = value[start:start + n][bad]
             start += n
     return [out.reshape(shape) for out in outs]
+
+
+def _coarse(funcs, pairs, kinks, q, points, levels):
+    """Refuse the entries left to :func:`_fallback` at variances q where its panels (3 units of z wide,
+    10 nodes each: the inner integral's) do not resolve σ: :func:`_resolved` on the check sums at that
+    panelling and at half its width. With singular points (graded panels, whose finest widths differ
+    between those two) only where the 1-D integrals needed finer panels (``levels`` at ``points``)."""
+    q = xp.unique(q)
+    singular = _singular(funcs, kinks)
+    if singular.size:
+        ok = levels[xp.searchsorted(points, q)] == 0
+    else:
+        r = xp.sqrt(q)
+        ok = _resolved(*(_sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), step, 10))[0]
+                         for step in (3.0, 1.5)), len(funcs))
+    if not bool(xp.all(ok)):
+        raise FloatingPointError(
+            f"the Gaussian integrals of σ do not resolve at the variance {float(q[~ok][0]):.6g} of this activation's "
+            f"inputs (oscillation): the Mehler series does not reach its bound at correlations this close to ±1, "
+            f"and the 2-D quadrature's panels do not follow σ's oscillation there")
 
 
 def _fallback(pairs, q1, q2, c, kinks):
@@ -158,45 +181,95 @@ def _inner(pairs, mu, spread, marks, singular):
 
 def mehler_coefficients(funcs, pairs, q, kinks, degree=MEHLER_DEGREES[-1]):
     """Per point q: a[h][ℓ] = E[h(√q·z)·He_ℓ(z)]/√ℓ! for ℓ ≤ degree (arrays (degree + 1, P)), the
-    half-log relative tails ½·log(T_L/E) for every L (same shape), and E[f(√q·z)·g(√q·z)] (P,) for
-    each pair (the diagonal ρ = 1). Points go in chunks whose node arrays stay in cache."""
+    half-log relative tails ½·log(T_L/E) for every L (same shape), E[f(√q·z)·g(√q·z)] (P,) for
+    each pair (the diagonal ρ = 1), and the panel halvings each point needed (P,) (0: unit panels).
+
+    Each point's integrals are accepted at the first panel width 2^−j (j = 0 … MEHLER_REFINE) whose
+    check sums agree with those at width 2^−(j+1) (:func:`_resolved`); a point that none resolves (σ
+    oscillates faster than the finest panels follow) is a FloatingPointError naming its variance.
+    Points go in chunks whose node arrays stay in cache."""
     coef = [xp.empty((degree + 1, q.size)) for _ in funcs]
     energy = [xp.empty(q.size) for _ in funcs]
     cross = [xp.empty(q.size) for _ in pairs]
-    chunk = 16
-    norm = xp.exp(-0.5 * xp.cumsum(xp.log(xp.maximum(xp.arange(degree + 1.0), 1.0))))[:, None]  # 1/√ℓ!
+    levels = xp.zeros(q.size, dtype=xp.int64)
     singular = _singular(funcs, kinks)
+    chunk = 16
     for lo in range(0, q.size, chunk):
-        sl = slice(lo, lo + chunk)
-        r = xp.sqrt(q[sl])
-        z, weight = _nodes(_preimages(_marks(kinks), 0 * r, r), singular=_preimages(singular, 0 * r, r))
-        r = r[:, None]
-        with _Quiet():  # zero-width panels (coinciding edges) may put a node, with weight 0, on a singular point
-            values = [xp.where(weight != 0, h(r * z), 0.0) for h in funcs]
-        weighted = [weight * v for v in values]  # φ(z)·dz·h(√q z)
-        for k, (v, wv) in enumerate(zip(values, weighted)):
-            terms = xp.abs(wv * v)
-            energy[k][sl] = xp.sum(terms, axis=1)
-            _decays(terms, z, q[sl])
-        for k, (f, g) in enumerate(pairs):
-            cross[k][sl] = xp.sum(weighted[funcs.index(f)] * values[funcs.index(g)], axis=1)
-        hermite = xp.empty((degree + 1,) + z.shape)  # He_ℓ(z): He_{ℓ+1} = z·He_ℓ − ℓ·He_{ℓ−1}; ÷√ℓ! below
-        hermite[0] = 1.0
-        if degree:
-            hermite[1] = z
-        for ell in range(1, degree):
-            xp.multiply(z, hermite[ell], out=hermite[ell + 1])
-            hermite[ell + 1] -= ell * hermite[ell - 1]
-        both = xp.matmul(hermite.transpose(1, 0, 2), xp.stack(weighted, axis=2))  # (chunk, degree + 1, functions)
-        for k in range(len(funcs)):
-            coef[k][:, sl] = both[:, :, k].T * norm
+        ok = _integrals(funcs, pairs, q[lo:lo + chunk], kinks, singular, degree, 1.0, coef, energy, cross, lo)
+        for at in lo + xp.nonzero(~ok)[0]:  # one point at a time: the finer node arrays stay small
+            for level in range(1, MEHLER_REFINE + 1):
+                if _integrals(funcs, pairs, q[at:at + 1], kinks, singular, degree, 0.5 ** level, coef, energy, cross, at)[0]:
+                    levels[at] = level
+                    break
+            else:
+                raise FloatingPointError(
+                    f"the Gaussian integrals of σ do not resolve at the variance {float(q[at]):.6g} of this activation's "
+                    f"inputs (oscillation): panels of width 2^-{MEHLER_REFINE} in z, {MEHLER_NODES} nodes each, still "
+                    f"change E[σ(u)²] or E[σ(u)·u] by more than {MEHLER_RESOLUTION:g} of its scale")
     logtail = []
     for k, e in enumerate(energy):
         # floor: E and Σa² are each accurate to ~1e-14·E (quadrature and rounding), so is their difference
         tail = xp.maximum(e - xp.cumsum(coef[k] ** 2, axis=0), 1e-13 * e)
         with _Quiet():
             logtail.append(xp.where(e > 0, 0.5 * xp.log(tail / xp.where(e > 0, e, 1.0)), -xp.inf))
-    return coef, logtail, cross
+    return coef, logtail, cross, levels
+
+
+def _integrals(funcs, pairs, q, kinks, singular, degree, step, coef, energy, cross, lo):
+    """mehler_coefficients' integrals of the points q (a chunk) on panels of width ``step`` in z,
+    written at columns lo … of coef, energy and cross; returns which points :func:`_resolved` accepts."""
+    r = xp.sqrt(q)
+    z, weight = _nodes(_preimages(_marks(kinks), 0 * r, r), step, singular=_preimages(singular, 0 * r, r))
+    sums, values = _sums(funcs, pairs, r, z, weight)
+    finer = _sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), step / 2,
+                                           singular=_preimages(singular, 0 * r, r)))[0]
+    ok = _resolved(sums, finer, len(funcs))
+    sl = slice(lo, lo + q.size)
+    for k in range(len(funcs)):
+        energy[k][sl] = sums[k]
+        _decays(xp.abs(weight * values[k] * values[k]), z, q)
+    for k in range(len(pairs)):
+        cross[k][sl] = sums[3 * len(funcs) + k]
+    norm = xp.exp(-0.5 * xp.cumsum(xp.log(xp.maximum(xp.arange(degree + 1.0), 1.0))))[:, None]  # 1/√ℓ!
+    hermite = xp.empty((degree + 1,) + z.shape)  # He_ℓ(z): He_{ℓ+1} = z·He_ℓ − ℓ·He_{ℓ−1}; ÷√ℓ! below
+    hermite[0] = 1.0
+    if degree:
+        hermite[1] = z
+    for ell in range(1, degree):
+        xp.multiply(z, hermite[ell], out=hermite[ell + 1])
+        hermite[ell + 1] -= ell * hermite[ell - 1]
+    both = xp.matmul(hermite.transpose(1, 0, 2), xp.stack([weight * v for v in values], axis=2))  # (points, degree + 1, functions)
+    for k in range(len(funcs)):
+        coef[k][:, sl] = both[:, :, k].T * norm
+    return ok
+
+
+def _sums(funcs, pairs, r, z, weight):
+    """At the nodes z (rows: points √q = r) with weights φ(z)·dz: the check sums [E[h²] for h] +
+    [E[h] for h] + [E[h·z] for h] + [E[f·g] for pairs] (each (P,)), and the values h(√q·z)."""
+    with _Quiet():  # zero-width panels (coinciding edges) may put a node, with weight 0, on a singular point
+        values = [xp.where(weight != 0, h(r[:, None] * z), 0.0) for h in funcs]
+    weighted = [weight * v for v in values]
+    sums = [xp.sum(xp.abs(wv * v), axis=1) for wv, v in zip(weighted, values)]
+    sums += [xp.sum(wv, axis=1) for wv in weighted] + [xp.sum(wv * z, axis=1) for wv in weighted]
+    sums += [xp.sum(weighted[funcs.index(f)] * values[funcs.index(g)], axis=1) for f, g in pairs]
+    return sums, values
+
+
+def _resolved(sums, finer, n):
+    """Points whose check sums (:func:`_sums`) at two panel widths agree within MEHLER_RESOLUTION of
+    their Cauchy–Schwarz scales (E[h²] for E[h²]; √E[h²] for E[h] and E[h·z], both |·| ≤ √E[h²]; E[f·g]
+    checked through its factors): Gauss–Legendre converges exponentially on panels that resolve σ
+    (Trefethen, Approximation Theory and Approximation Practice, ch. 19), so the coarser sums' error
+    is about their difference. Not finite anywhere: left to :func:`_decays`."""
+    ok = xp.ones(sums[0].shape, dtype=bool)
+    with _Quiet():
+        for k in range(n):
+            scale = xp.maximum(sums[k], finer[k])
+            ok &= ~(xp.abs(sums[k] - finer[k]) > MEHLER_RESOLUTION * scale)
+            for m in (n + k, 2 * n + k):
+                ok &= ~(xp.abs(sums[m] - finer[m]) > MEHLER_RESOLUTION * xp.sqrt(scale))
+    return ok
 
 
 def _decays(terms, z, q):
@@ -341,8 +414,10 @@ def _broadcast_shapes(*shapes):
 
 def source() -> str:
     """This module's routines and constants, verbatim, for a generated module (after the quadrature's)."""
-    names = ("MEHLER_TOLERANCE", "MEHLER_DEGREES", "MEHLER_TAIL", "MEHLER_NODES", "MEHLER_MARKS", "MEHLER_BLOCK", "MEHLER_GRADING")
+    names = ("MEHLER_TOLERANCE", "MEHLER_DEGREES", "MEHLER_TAIL", "MEHLER_NODES", "MEHLER_MARKS", "MEHLER_BLOCK", "MEHLER_GRADING",
+             "MEHLER_REFINE", "MEHLER_RESOLUTION")
     constants = [f"{name} = {globals()[name]!r}" for name in names]
     functions = [inspect.getsource(f).rstrip("\n") for f in
-                 (mehler_expectations, _fallback, _inner, mehler_coefficients, _decays, _marks, _preimages, _legendre, _nodes, _singular, _block, _matrix, _broadcast_shapes)]
+                 (mehler_expectations, _coarse, _fallback, _inner, mehler_coefficients, _integrals, _sums, _resolved, _decays,
+                  _marks, _preimages, _legendre, _nodes, _singular, _block, _matrix, _broadcast_shapes)]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"
