@@ -20,7 +20,7 @@ compares the estimates with real runs on the machine it runs on): the input Gram
 nanoseconds for arithmetic, :data:`NS_PER_TRANSCENDENTAL` for a transcendental function (atan2,
 sqrt, erf, exp, ...), :data:`NS_PER_TAP` per tap of a convolution or pooling window; numerical
 duals :data:`NS_PER_QUADRATURE` per entry. The fused kernels run the same operations in cache, on
-all cores: :data:`FUSED_SPEEDUP`. Accuracy against real runs: :data:`ACCURACY_SHORT`
+all cores: :data:`FUSED_SPEEDUP` (numerical duals :data:`FUSED_NUMERICAL_SPEEDUP`). Accuracy against real runs: :data:`ACCURACY_SHORT`
 (benchmarks/cost_model.py).
 """
 
@@ -53,6 +53,24 @@ NS_PER_TAP = 2.0  # one tap of a convolution or pooling window, per output entry
 # 2-D quadrature that the series falls back to took 240–290 µs (the estimate is then ~60x low).
 NS_PER_QUADRATURE = 4.0e3
 FUSED_SPEEDUP = 4.0  # fused numba kernels against the NumPy evaluator, same operations (measured 2.5–6x)
+# numerical duals in the fused kernels against NumPy's Mehler series: 1.9–3.3x measured (tanh, SiLU,
+# softplus depth-3 networks at N = 500 and 2000, benchmarks/numerical_duals.py, README's table)
+FUSED_NUMERICAL_SPEEDUP = 2.5
+# per point and numerical dual, the fused kernels' Mehler stacks (codegen/mehler_fused.mehler_points):
+# a_0 … a_64, the tails at the 7 degrees of the ladder and the diagonal value (73 float64s) per point
+# of x1 (rows) and of x2 (columns), held per layer and again in the loops' concatenated copies
+MEHLER_STACK_BYTES = 2 * 8.0 * 73
+# per point, the transient coefficient integrals of one layer's group (σ and σ': a_ℓ and tails, ℓ ≤ 64)
+MEHLER_TRANSIENT_BYTES = 2 * 2 * 8.0 * 65
+# per thread of mehler_points: the Hermite table He_ℓ(z), ℓ ≤ 64, of a chunk of 16 points at up to
+# ~640 nodes each, matmul's contiguous copy of it and the chunk's other arrays: 3 tables' worth
+# (codegen/mehler.mehler_coefficients; measured 10–13 MB a thread at 2 threads, N = 400–2000)
+MEHLER_SCRATCH_BYTES = 3 * 8.0 * 65 * 16 * 640
+# per pair, the flag matrix (1 byte) and the refill of the flagged entries: ~240 bytes a flagged
+# entry (index arrays, every layer's arrays on NumPy), 0.7% of the entries flagged on tanh/SiLU
+# networks of random inputs (measured: 18.7 bytes per pair in all against 17 without the refill);
+# 4 bytes leave room for ~1.7% flagged
+FLAG_BYTES = 1.0 + 4.0
 # benchmarks/cost_model.py on the development machine (2 cores shared with other jobs): the memory
 # model over tracemalloc's peak 1.16–2.08 on 7 networks at N = 16–1000 (never below); measured over
 # estimated time 0.37–1.38 on the NumPy evaluator, 0.11–7.8 on the fused kernels (their small
@@ -169,10 +187,16 @@ def fused_memory(program) -> MemoryModel:
     """Peak bytes of the fused numba kernels. Vector networks: the two outputs (the Gram matrix is
     overwritten in place) and the inputs. Image networks: the ``MEMORY_MODEL`` line of their
     module's text (:func:`ntkdsl.codegen.fused_spatial.memory_terms`: outputs, per-point stacks,
-    per-thread scratch grids), emitted but neither imported nor compiled."""
+    per-thread scratch grids), emitted but neither imported nor compiled. Numerical duals add their
+    flag matrix and refill (:data:`FLAG_BYTES` per pair), per-point Mehler stacks
+    (:data:`MEHLER_STACK_BYTES` a dual) and the coefficient integrals' scratch per thread."""
     size = math.prod(program.network.input_shape)
     if len(program.network.input_shape) == 1:
-        return MemoryModel(16.0, 8.0 * (size + 4), 2.0**20)
+        duals = numerical_duals(program)
+        if not duals:
+            return MemoryModel(16.0, 8.0 * (size + 4), 2.0**20)
+        return MemoryModel(16.0 + FLAG_BYTES, 8.0 * (size + 4) + duals * MEHLER_STACK_BYTES + MEHLER_TRANSIENT_BYTES,
+                           2.0**20 + threads() * MEHLER_SCRATCH_BYTES)
     from .codegen.dispatch import emit_source
 
     found = _MEMORY_LINE.search(emit_source(program, "numba"))
@@ -180,6 +204,13 @@ def fused_memory(program) -> MemoryModel:
         raise RuntimeError("the fused image module has no MEMORY_MODEL line of the expected form")
     per_pair, per_point, per_thread, fixed = map(float, found.groups())
     return MemoryModel(per_pair, per_point, threads() * per_thread + fixed)
+
+
+def numerical_duals(program) -> int:
+    """The distinct numerical duals (GaussianExpectation) of pairs in the program's steps: K and K̇ of
+    each numerical layer (the variances' duals, q1 = q2 = c, reuse the stacks' diagonal values)."""
+    return sum(len({ge for _, expr in step.assignments for ge in expr.atoms(GaussianExpectation)
+                    if not ge.args[2] == ge.args[3] == ge.args[4]}) for step in program.steps)
 
 
 def threads() -> int:
@@ -193,14 +224,13 @@ def seconds(program, n1: int, n2: int, backend: str = "numpy", costs=None) -> fl
     first = program.steps[0].state
     d = program.network.input_dim
     gram = 2.0 * pairs * entries_per_pair(first.shape, first.layout) * d / GEMM_FLOPS
-    ns = 0.0
+    ns = numerical = 0.0
     for c in costs or step_costs(program):
-        ns += c.entries * (c.arithmetic * NS_PER_OP + c.transcendental * NS_PER_TRANSCENDENTAL
-                           + c.taps * NS_PER_TAP + c.quadrature * NS_PER_QUADRATURE)
-    layers = pairs * ns * 1e-9
+        ns += c.entries * (c.arithmetic * NS_PER_OP + c.transcendental * NS_PER_TRANSCENDENTAL + c.taps * NS_PER_TAP)
+        numerical += c.entries * c.quadrature * NS_PER_QUADRATURE
     if backend == "numba":
-        layers /= FUSED_SPEEDUP
-    return gram + layers
+        ns, numerical = ns / FUSED_SPEEDUP, numerical / FUSED_NUMERICAL_SPEEDUP
+    return gram + pairs * (ns + numerical) * 1e-9
 
 
 def format_seconds(t: float) -> str:

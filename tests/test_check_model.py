@@ -62,6 +62,25 @@ def test_time_estimate_scales_with_the_pairs_and_the_fused_kernels_are_cheaper()
 
 
 @needs_numba
+def test_fused_memory_model_bounds_a_numerical_network():
+    """Per-point Mehler stacks, flags and the coefficients' scratch of a fused network with two
+    numerical layers: the model bounds tracemalloc's peak (it promised 1 MiB + 16 bytes a pair)."""
+    net = ntkdsl.loads("network t(input = 4) { dense(8); tanh; dense(8); silu; dense(1) }")
+    model = cost.fused_memory(net.program)
+    for n in (100, 1000):  # the fixed and per-point terms dominate at 100, the per-pair ones at 1000
+        x = np.random.default_rng(0).standard_normal((n, 4))
+        net.kernels(x, backend="numba")  # load and compile outside the measurement
+        measured = peak(lambda x=x: net.kernels(x, backend="numba"))
+        assert MEMORY_RATIO[0] <= model.peak(n, n) / measured <= MEMORY_RATIO[1], (n, model, measured)
+
+
+def test_fused_numerical_time_uses_its_own_speedup():
+    tanh = ntkdsl.loads("network t(input = 4) { dense(8); tanh; dense(1) }")
+    numpy, numba = (cost.seconds(tanh.program, 1000, 1000, b) for b in ("numpy", "numba"))
+    assert cost.FUSED_SPEEDUP > numpy / numba >= cost.FUSED_NUMERICAL_SPEEDUP  # dominated by the numerical dual
+
+
+@needs_numba
 def test_fused_image_memory_is_the_modules_own_model():
     net = ntkdsl.loads(NETS["gap"])
     module = net._backend_module("numba")
