@@ -41,6 +41,7 @@ MEHLER_MARKS = (0.0, 1.0, -1.0, 2.0, -2.0, 4.0, -4.0, 8.0, -8.0, 16.0, -16.0, 32
 MEHLER_BLOCK = 32768  # entries per block of the series: its arrays stay in cache
 MEHLER_REFINE = 7  # panel halvings at most (2^7 panels a unit of z, ~55 000 nodes a point) for oscillating σ
 MEHLER_RESOLUTION = 0.1 * MEHLER_TOLERANCE  # two panel widths' check sums agree within this share of their scale
+MEHLER_FALLBACK_REFINE = 4  # halvings at most of the 2-D fallback's 3-unit panels (its cost grows 4× each)
 MEHLER_GRADING = (0.25, 40)  # panels toward a singular point: widths shrink by 1/4, 40 levels (4^-40 ≈ 8e-25)
 
 
@@ -61,7 +62,7 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
     if q1.shape == q2.shape == c.shape and bool(xp.all((q1 == q2) & (c == q1))):  # variances: E[f(u)g(u)] only
         cross = mehler_coefficients(funcs, pairs, points, kinks, degree=0)[2]
         return [value[inverse[:q1.size]].reshape(shape) for value in cross]
-    coef, logtail, cross, levels = mehler_coefficients(funcs, pairs, points, kinks)
+    coef, logtail, cross, _ = mehler_coefficients(funcs, pairs, points, kinks)
     index = [[next(k for k, h in enumerate(funcs) if h is fn) for fn in pair] for pair in pairs]
     i1 = inverse[:q1.size].reshape(q1.shape)
     i2 = inverse[q1.size:].reshape(q2.shape)
@@ -87,7 +88,6 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
             redo.append((lo, where, [bad[where] for bad in bads],
                          *(points[xp.broadcast_to(j, fall.shape)[where]] for j in (j1, j2)), xp.broadcast_to(cc, fall.shape)[where]))
     if redo:  # one quadrature call for all blocks; each pair keeps its series where that was within bound
-        _coarse(funcs, pairs, kinks, xp.concatenate([r[j] for r in redo for j in (3, 4)]), points, levels)
         values = _fallback(pairs, *(xp.concatenate([r[k] for r in redo]) for k in (3, 4, 5)), kinks)
         start = 0
         for lo, where, bads, *_ in redo:
@@ -98,35 +98,49 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
     return [out.reshape(shape) for out in outs]
 
 
-def _coarse(funcs, pairs, kinks, q, points, levels):
-    """Refuse the entries left to :func:`_fallback` at variances q where its panels (3 units of z wide,
-    10 nodes each: the inner integral's) do not resolve σ: :func:`_resolved` on the check sums at that
-    panelling and at half its width. With singular points (graded panels, whose finest widths differ
-    between those two) only where the 1-D integrals needed finer panels (``levels`` at ``points``)."""
+def _coarse(pairs, kinks, q):
+    """The panel width in z for :func:`_fallback` at the variances q: 3 units (10 nodes a panel: the
+    inner integral's), halved up to MEHLER_FALLBACK_REFINE times until :func:`_resolved` accepts the
+    check sums at that width against half of it (σ oscillating), else a FloatingPointError. With
+    singular points (graded panels, whose finest widths differ between two widths) 3 units, and
+    refused where the 1-D integrals' unit panels do not resolve σ (their check, as in :func:`_integrals`)."""
+    funcs = []
+    for f, g in pairs:
+        funcs += [h for h in (f, g) if all(h is not k for k in funcs)]
     q = xp.unique(q)
     singular = _singular(funcs, kinks)
-    if singular.size:
-        ok = levels[xp.searchsorted(points, q)] == 0
-    else:
-        r = xp.sqrt(q)
-        ok = _resolved(*(_sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), step, 10))[0]
-                         for step in (3.0, 1.5)), len(funcs))
-    if not bool(xp.all(ok)):
-        raise FloatingPointError(
-            f"the Gaussian integrals of σ do not resolve at the variance {float(q[~ok][0]):.6g} of this activation's "
-            f"inputs (oscillation): the Mehler series does not reach its bound at correlations this close to ±1, "
-            f"and the 2-D quadrature's panels do not follow σ's oscillation there")
+    r = xp.sqrt(q)
+    step = 3.0
+    for _ in range(MEHLER_FALLBACK_REFINE + 1):
+        if singular.size:
+            ok = _resolved(*(_sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), width,
+                                                            singular=_preimages(singular, 0 * r, r)))[0]
+                             for width in (1.0, 0.5)), len(funcs))
+        else:
+            ok = _resolved(*(_sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), width, 10))[0]
+                             for width in (step, step / 2)), len(funcs))
+        if bool(xp.all(ok)):
+            return step
+        if singular.size:
+            break
+        step /= 2
+    raise FloatingPointError(
+        f"the Gaussian integrals of σ do not resolve at the variance {float(q[~ok][0]):.6g} of this activation's "
+        f"inputs (oscillation): the Mehler series does not reach its bound at correlations this close to ±1, "
+        f"and the 2-D quadrature's panels do not follow σ's oscillation there")
 
 
 def _fallback(pairs, q1, q2, c, kinks):
     """The entries whose series bound exceeds the tolerance, by nested quadrature: with slope = ρ·√q2
     and s = √q2·√(1 − ρ²), E[f(u)·g(v)] = E_z1[f(√q1·z1)·E_z2[g(slope·z1 + s·z2)]] (the inner
-    integral is g(slope·z1) at ρ = ±1), both composite Gauss–Legendre with edges every 3 units and at
+    integral is g(slope·z1) at ρ = ±1), both composite Gauss–Legendre with edges every ``step`` units of z
+    (:func:`_coarse`: 3, less for oscillating σ) and at
     the preimages of σ's graded marks and kinks (outer: of f(√q1·z1), of g(slope·z1), the limit of
     the inner integral as ρ → ±1, and of k ± s·marks for each kink k, where the inner integral rounds
     the kink off; inner: of g(μ + s·z2)), so ρ near ±1 and extreme variances
     keep every panel smooth. E[f(u)f(v)] is symmetric in (q1, q2): one order (q1 ≤ q2) makes the
     kernel of x with itself exactly symmetric."""
+    step = _coarse(pairs, kinks, xp.concatenate([q1, q2]))
     if all(f is g for f, g in pairs):
         q1, q2 = xp.minimum(q1, q2), xp.maximum(q1, q2)
     r1, r2 = xp.sqrt(q1), xp.sqrt(q2)
@@ -136,7 +150,7 @@ def _fallback(pairs, q1, q2, c, kinks):
     outs = [xp.empty(q1.shape) for _ in pairs]
     marks = _marks(kinks)
     singular = _singular([h for pair in pairs for h in pair], kinks)
-    chunk = 1 if singular.size else 4
+    chunk = 1 if singular.size or step < 3.0 else 4
     for lo in range(0, q1.size, chunk):
         at = slice(lo, lo + chunk)
         zero = 0 * r1[at]
@@ -147,18 +161,18 @@ def _fallback(pairs, q1, q2, c, kinks):
         with _Quiet():  # toward k/slope only down to s/|slope|: the inner integral is smooth below that scale
             finest = xp.concatenate([0 * graded[..., :singular.size], (
                 s[at, None] / xp.abs(xp.where(slope[at] != 0, slope[at], 1.0))[:, None] + 0 * graded[..., singular.size:])], axis=-1)
-        z1, w1 = _nodes(xp.concatenate(cuts, axis=-1), 3.0, 12, singular=graded, finest=finest,
+        z1, w1 = _nodes(xp.concatenate(cuts, axis=-1), step, 12, singular=graded, finest=finest,
                         levels=MEHLER_GRADING[1] if bool(xp.any(s[at] == 0)) else MEHLER_GRADING[1] * 5 // 8)
-        inners = _inner(pairs, slope[at, None] * z1, xp.broadcast_to(s[at, None], z1.shape), marks, singular)
+        inners = _inner(pairs, slope[at, None] * z1, xp.broadcast_to(s[at, None], z1.shape), marks, singular, step)
         with _Quiet():  # zero-width panels (coinciding edges) may put a node, with weight 0, on a singular point
             for out, (f, g), inner in zip(outs, pairs, inners):
                 out[at] = xp.sum(xp.where(w1 != 0, w1 * f(r1[at, None] * z1) * inner, 0.0), axis=-1)
     return outs
 
 
-def _inner(pairs, mu, spread, marks, singular):
+def _inner(pairs, mu, spread, marks, singular, step=3.0):
     """[E_z2[g(μ + s·z2)] for (f, g) in pairs] at every outer node (g(μ) where s = 0): composite
-    Gauss–Legendre, 10 nodes a panel, edges every 3 units and at the preimages of σ's marks; graded
+    Gauss–Legendre, 10 nodes a panel, edges every ``step`` units and at the preimages of σ's marks; graded
     panels (25 levels: the inner integrand holds g, not g², so |x|^(−1/4) leaves ~1e-12) only for the
     nodes whose singular points fall within ±MEHLER_TAIL."""
     pre = _preimages(singular, mu, spread)
@@ -170,7 +184,7 @@ def _inner(pairs, mu, spread, marks, singular):
         m, s = mu[rows], spread[rows]
         with _Quiet():  # v = μ + s·z2 rounds by 2⁻⁵²·max(|μ|, |k|): the floor of the grading in z2
             floor = 2.0 ** -40 * (xp.abs(m)[:, None] + xp.abs(singular)) / xp.where(s > 0, s, 1.0)[:, None]
-        z2, w2 = _nodes(_preimages(marks, m, s), 3.0, 10, singular=pre[rows] if rows is near else None, floor=floor,
+        z2, w2 = _nodes(_preimages(marks, m, s), step, 10, singular=pre[rows] if rows is near else None, floor=floor,
                         levels=MEHLER_GRADING[1] * 5 // 8)
         v = m[:, None] + s[:, None] * z2
         with _Quiet():  # zero-width panels (coinciding edges) may put a node, with weight 0, on a singular point
@@ -415,7 +429,7 @@ def _broadcast_shapes(*shapes):
 def source() -> str:
     """This module's routines and constants, verbatim, for a generated module (after the quadrature's)."""
     names = ("MEHLER_TOLERANCE", "MEHLER_DEGREES", "MEHLER_TAIL", "MEHLER_NODES", "MEHLER_MARKS", "MEHLER_BLOCK", "MEHLER_GRADING",
-             "MEHLER_REFINE", "MEHLER_RESOLUTION")
+             "MEHLER_REFINE", "MEHLER_RESOLUTION", "MEHLER_FALLBACK_REFINE")
     constants = [f"{name} = {globals()[name]!r}" for name in names]
     functions = [inspect.getsource(f).rstrip("\n") for f in
                  (mehler_expectations, _coarse, _fallback, _inner, mehler_coefficients, _integrals, _sums, _resolved, _decays,
