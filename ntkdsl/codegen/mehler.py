@@ -208,11 +208,12 @@ def mehler_coefficients(funcs, pairs, q, kinks, degree=MEHLER_DEGREES[-1]):
     levels = xp.zeros(q.size, dtype=xp.int64)
     singular = _singular(funcs, kinks)
     chunk = 16
+    wavy = _oscillates(funcs)
     for lo in range(0, q.size, chunk):
-        ok = _integrals(funcs, pairs, q[lo:lo + chunk], kinks, singular, degree, 1.0, coef, energy, cross, lo)
+        ok = _integrals(funcs, pairs, q[lo:lo + chunk], kinks, singular, degree, 1.0, coef, energy, cross, lo, wavy)
         for at in lo + xp.nonzero(~ok)[0]:  # one point at a time: the finer node arrays stay small
             for level in range(1, MEHLER_REFINE + 1):
-                if _integrals(funcs, pairs, q[at:at + 1], kinks, singular, degree, 0.5 ** level, coef, energy, cross, at)[0]:
+                if _integrals(funcs, pairs, q[at:at + 1], kinks, singular, degree, 0.5 ** level, coef, energy, cross, at, wavy)[0]:
                     levels[at] = level
                     break
             else:
@@ -229,15 +230,18 @@ def mehler_coefficients(funcs, pairs, q, kinks, degree=MEHLER_DEGREES[-1]):
     return coef, logtail, cross, levels
 
 
-def _integrals(funcs, pairs, q, kinks, singular, degree, step, coef, energy, cross, lo):
+def _integrals(funcs, pairs, q, kinks, singular, degree, step, coef, energy, cross, lo, wavy=True):
     """mehler_coefficients' integrals of the points q (a chunk) on panels of width ``step`` in z,
-    written at columns lo … of coef, energy and cross; returns which points :func:`_resolved` accepts."""
+    written at columns lo … of coef, energy and cross; returns which points :func:`_resolved` accepts
+    (all, unchecked, where not ``wavy``: see :func:`_oscillates`)."""
     r = xp.sqrt(q)
     z, weight = _nodes(_preimages(_marks(kinks), 0 * r, r), step, singular=_preimages(singular, 0 * r, r))
     sums, values = _sums(funcs, pairs, r, z, weight)
-    finer = _sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), step / 2,
-                                           singular=_preimages(singular, 0 * r, r)))[0]
-    ok = _resolved(sums, finer, len(funcs))
+    ok = xp.ones(q.shape, dtype=bool)
+    if wavy:
+        finer = _sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), step / 2,
+                                               singular=_preimages(singular, 0 * r, r)))[0]
+        ok = _resolved(sums, finer, len(funcs))
     sl = slice(lo, lo + q.size)
     for k in range(len(funcs)):
         energy[k][sl] = sums[k]
@@ -256,6 +260,27 @@ def _integrals(funcs, pairs, q, kinks, singular, degree, step, coef, energy, cro
     for k in range(len(funcs)):
         coef[k][:, sl] = both[:, :, k].T * norm
     return ok
+
+
+def _oscillates(funcs):
+    """Whether some h of ``funcs`` may oscillate: h(x) on a grid of σ-arguments (|x| from 1e-3 to 1e8,
+    log-spaced, and every 0.005 within ±60) rises and falls more than 8 times (steps within 1e-9 of
+    |h| are rounding, not counted), or is not finite there. Monotone pieces with a few turns (tanh,
+    SiLU, softplus, GELU-like) are what unit panels with σ's graded marks resolve; only the others
+    pay for :func:`_resolved`'s second panelling."""
+    side = xp.logspace(-3.0, 8.0, 2000)
+    x = xp.unique(xp.concatenate([-side, xp.linspace(-60.0, 60.0, 24001), side]))
+    for h in funcs:
+        with _Quiet():
+            v = xp.broadcast_to(xp.asarray(h(x), dtype=xp.float64), x.shape)
+            step = xp.diff(v)
+            significant = xp.abs(step) > 1e-9 * (xp.abs(v[1:]) + xp.abs(v[:-1])) + 1e-300
+        if not bool(xp.all(xp.isfinite(v))):
+            return True
+        signs = xp.sign(step[significant])
+        if int(xp.count_nonzero(signs[1:] != signs[:-1])) > 8:
+            return True
+    return False
 
 
 def _sums(funcs, pairs, r, z, weight):
@@ -432,6 +457,6 @@ def source() -> str:
              "MEHLER_REFINE", "MEHLER_RESOLUTION", "MEHLER_FALLBACK_REFINE")
     constants = [f"{name} = {globals()[name]!r}" for name in names]
     functions = [inspect.getsource(f).rstrip("\n") for f in
-                 (mehler_expectations, _coarse, _fallback, _inner, mehler_coefficients, _integrals, _sums, _resolved, _decays,
+                 (mehler_expectations, _coarse, _fallback, _inner, mehler_coefficients, _integrals, _oscillates, _sums, _resolved, _decays,
                   _marks, _preimages, _legendre, _nodes, _singular, _block, _matrix, _broadcast_shapes)]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"
