@@ -62,6 +62,7 @@ def test_time_estimate_scales_with_the_pairs_and_the_fused_kernels_are_cheaper()
 
 
 @needs_numba
+@pytest.mark.slow  # 40 s (tracemalloc slows N = 1000 numerical kernels): a model-accuracy measurement
 def test_fused_memory_model_bounds_a_numerical_network():
     """Per-point Mehler stacks, flags and the coefficients' scratch of a fused network with two
     numerical layers: the model bounds tracemalloc's peak (it promised 1 MiB + 16 bytes a pair)."""
