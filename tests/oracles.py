@@ -1,5 +1,8 @@
 """Independent numerical oracles shared by the tests (no ntkdsl code inside)."""
 
+import json
+import os
+
 import numpy as np
 from scipy import integrate
 
@@ -46,3 +49,25 @@ def fd_jacobian(fnet, x, h=1e-5):
         cols.append((plus - minus) / (2 * h))
     fnet.set_flat_params(theta)
     return np.stack(cols, axis=-1)
+
+
+# ---------------------------------------------------------------- the numerical duals' mpmath table
+MEHLER_TABLE = os.path.join(os.path.dirname(__file__), "data", "numerical_duals_mpmath.json")
+
+
+def _sigmoid(x):
+    return 0.5 * (1 + np.tanh(x / 2))
+
+
+# σ and σ' of the table's activations, in forms exact to rounding at every argument
+MEHLER_FUNCTIONS = {
+    "tanh": np.tanh, "dtanh": lambda x: 1 - np.tanh(x) ** 2,
+    "silu": lambda x: x * _sigmoid(x), "dsilu": lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
+    "softplus": lambda x: np.logaddexp(0, x), "dsoftplus": _sigmoid,
+}
+
+
+def mehler_table_rows():
+    """The rows of tests/data/numerical_duals_mpmath.json (25-digit references of E[f(u)g(v)])."""
+    with open(MEHLER_TABLE) as fh:
+        return json.load(fh)["rows"]

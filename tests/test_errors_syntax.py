@@ -3,14 +3,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from error_cases import check_message, error, lines
 from ntkdsl.errors import SyntaxSpecError
-
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
 # (id, source, network, error class, the full expected message)

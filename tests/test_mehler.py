@@ -3,7 +3,6 @@ a table of 25-digit mpmath expectations at random (q1, q2, c) (variances 1e-6…
 exactly; made by benchmarks/numerical_duals.py, which shares no code with ntkdsl), scipy's adaptive
 quadrature for kinked functions, and exact identities (the diagonal, zero variance, symmetry)."""
 
-import json
 import os
 
 import numpy as np
@@ -15,29 +14,16 @@ from ntkdsl.codegen.mehler import (
     mehler_coefficients,
     mehler_expectations,
 )
-from tests.oracles import gauss_expectation
+from tests.oracles import MEHLER_FUNCTIONS, gauss_expectation, mehler_table_rows
 
-TABLE = os.path.join(os.path.dirname(__file__), "data", "numerical_duals_mpmath.json")
 # The documented bound (docs/numerical-duals.md): truncation ≤ MEHLER_TOLERANCE = 1e-10 per entry
 # plus the 1-D coefficient quadratures (~1e-13) and the fallback quadrature (~1e-13 measured), all
 # relative to the Cauchy–Schwarz scale √(E[σ(u)²]·E[σ(v)²]); 1e-9 leaves a factor 10 of margin.
 BOUND = 1e-9
 
 
-def _sigmoid(x):
-    return 0.5 * (1 + np.tanh(x / 2))
-
-
-FUNCTIONS = {
-    "tanh": np.tanh, "dtanh": lambda x: 1 - np.tanh(x) ** 2,
-    "silu": lambda x: x * _sigmoid(x), "dsilu": lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
-    "softplus": lambda x: np.logaddexp(0, x), "dsoftplus": _sigmoid,
-}
-
-
-def _rows():
-    with open(TABLE) as fh:
-        return json.load(fh)["rows"]
+FUNCTIONS = MEHLER_FUNCTIONS
+_rows = mehler_table_rows
 
 
 def test_entries_match_mpmath_at_random_variances_and_correlations():

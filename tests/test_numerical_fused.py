@@ -4,9 +4,7 @@ independent references: the 25-digit mpmath table of tests/data/numerical_duals_
 benchmarks/numerical_duals.py, which shares no code with ntkdsl), the NumPy path (same series, same
 fallback quadrature), and the invariants (exact symmetry and diagonal, one compile per structure)."""
 
-import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -16,10 +14,10 @@ from ntkdsl.codegen import mehler
 from ntkdsl.codegen.fused import fusable
 from ntkdsl.codegen.mehler_fused import mehler_points, scalar_source
 from shared import needs_numba
+from tests.oracles import MEHLER_FUNCTIONS, mehler_table_rows
 
 pytestmark = needs_numba
 
-TABLE = os.path.join(os.path.dirname(__file__), "data", "numerical_duals_mpmath.json")
 # The documented bound (docs/numerical-duals.md): series truncation ≤ MEHLER_TOLERANCE = 1e-10 plus the
 # coefficient and fallback quadratures (~1e-13), relative to √(E[σ(u)²]·E[σ(v)²]); 1e-9 leaves a factor 10.
 BOUND = 1e-9
@@ -31,20 +29,8 @@ BOUND = 1e-9
 AGREE = 1e-13
 
 
-def _sigmoid(x):
-    return 0.5 * (1 + np.tanh(x / 2))
-
-
-FUNCTIONS = {
-    "tanh": np.tanh, "dtanh": lambda x: 1 - np.tanh(x) ** 2,
-    "silu": lambda x: x * _sigmoid(x), "dsilu": lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
-    "softplus": lambda x: np.logaddexp(0, x), "dsoftplus": _sigmoid,
-}
-
-
-def _rows():
-    with open(TABLE) as fh:
-        return json.load(fh)["rows"]
+FUNCTIONS = MEHLER_FUNCTIONS
+_rows = mehler_table_rows
 
 
 @pytest.fixture(scope="module")

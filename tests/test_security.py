@@ -12,8 +12,6 @@ import ntkdsl
 from error_cases import error, lines
 from ntkdsl.errors import NameSpecError, SyntaxSpecError
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
-
 
 @pytest.mark.parametrize("expression", [
     "__import__('os').system('x')",
