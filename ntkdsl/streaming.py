@@ -130,20 +130,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     final = {name: os.path.join(directory, f"{name}.npy") for name in NAMES}
     part = {name: os.path.join(directory, f"{name}.partial.npy") for name in NAMES}
     ident = request_fingerprint(net, x1, x2, dtype)
-    manifest = _read_manifest(directory)
-    if manifest is None:
-        present = [os.path.basename(p) for p in final.values() if os.path.exists(p)]
-        if present:
-            raise ResumeMismatchError(f"{directory} already holds {' and '.join(present)} but no {MANIFEST}: "
-                                      "not a result of this request; use another directory or remove them")
-        tile, done = _disk_tile(net, n1, n2, batch_size, memory_budget), {}
-    else:
-        _check(manifest, ident, directory)
-        tile, done = tuple(manifest["tile"]), manifest["done"]
-        if manifest["complete"] and all(os.path.exists(p) for p in final.values()):
-            for name in NAMES:  # checked like partial files; a damaged one is repaired below
-                os.replace(final[name], part[name])
-
+    tile, done = _resume(net, directory, ident, final, part, (n1, n2), batch_size, memory_budget)
     blocks = tiles(n1, None if x2 is None else n2, tile)
     out, done = _open_partials(part, (n1, n2), dtype, done, blocks, x2 is None, directory)
     record = dict(ident, format=FORMAT, tile=list(tile), tiles=len(blocks), complete=False)
@@ -172,6 +159,24 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     _fsync_directory(directory)
     _write_manifest(directory, dict(record, complete=True), done)
     return Kernels(*(np.load(final[name], mmap_mode="r") for name in NAMES))
+
+
+def _resume(net, directory, ident, final, part, shape, batch_size, memory_budget):
+    """(tile side, tiles done) of a new request, or of the one recorded in ``directory``'s manifest
+    (refused if it is another request's); a complete result is moved back to partial files, to be
+    checked tile by tile like them."""
+    manifest = _read_manifest(directory)
+    if manifest is None:
+        present = [os.path.basename(p) for p in final.values() if os.path.exists(p)]
+        if present:
+            raise ResumeMismatchError(f"{directory} already holds {' and '.join(present)} but no {MANIFEST}: "
+                                      "not a result of this request; use another directory or remove them")
+        return _disk_tile(net, *shape, batch_size, memory_budget), {}
+    _check(manifest, ident, directory)
+    if manifest["complete"] and all(os.path.exists(p) for p in final.values()):
+        for name in NAMES:  # checked like partial files; a damaged one is repaired later
+            os.replace(final[name], part[name])
+    return tuple(manifest["tile"]), manifest["done"]
 
 
 def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype) -> None:
