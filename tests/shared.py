@@ -1,6 +1,8 @@
 """What several test files share: backend availability marks, the closed-form-dual network, and
 two ways of comparing arrays (each states what its tolerance is relative to)."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -41,3 +43,33 @@ def close_to_scale(actual, expected, rtol):
     error of an entry scales with the largest derivative, not with the entry)."""
     scale = max(np.abs(expected).max(), 1e-300)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
+
+
+@contextlib.contextmanager
+def numba_compilations():
+    """A list, filled while the block runs, of the names of the functions numba compiles."""
+    from numba.core import event
+
+    compiled = []
+
+    class Count(event.Listener):
+        def on_start(self, ev):
+            compiled.append(ev.data["dispatcher"].py_func.__name__)
+
+        def on_end(self, ev):
+            pass
+
+    with event.install_listener("numba:compile", Count()):
+        yield compiled
+
+
+def assert_progress_counts(net, args, total):
+    """A progress callable sees increasing counts ending at ``total`` (with ``total`` each time), and
+    the numba kernels are the same with and without it."""
+    calls = []
+    counted = net.kernels(*args, backend="numba", progress=lambda done, n: calls.append((done, n)))
+    plain = net.kernels(*args, backend="numba", progress=False)
+    assert calls and calls[-1] == (total, total)
+    assert all(n == total for _, n in calls) and [d for d, _ in calls] == sorted({d for d, _ in calls})
+    for a, b in zip(counted, plain):
+        assert np.array_equal(a, b)

@@ -12,7 +12,7 @@ import pytest
 
 import ntkdsl
 from ntkdsl.codegen.dispatch import runtime_values
-from shared import needs_numba
+from shared import assert_progress_counts, needs_numba
 from test_cli_consistency import ROOT, _in_a_terminal
 
 MLP = "network progress_mlp(input = 5) {\n    dense(16, w_std = 1.4, b_std = 0.1)\n    relu\n    dense(16)\n    erf\n    dense(1)\n}\n"
@@ -43,13 +43,7 @@ def test_a_callable_counts_every_row_and_the_results_do_not_change(net, pair):
     x, y = _inputs(net, pair)
     args = (x,) if y is None else (x, y)
     total = len(x) + (1 if "tanh" in net.name else 0)  # rows of x1, and the refill step of the numerical duals
-    calls = []
-    counted = net.kernels(*args, backend="numba", progress=lambda done, n: calls.append((done, n)))
-    plain = net.kernels(*args, backend="numba", progress=False)
-    assert calls and calls[-1] == (total, total)
-    assert all(n == total for _, n in calls) and [d for d, _ in calls] == sorted({d for d, _ in calls})
-    for a, b in zip(counted, plain):
-        assert np.array_equal(a, b)
+    assert_progress_counts(net, args, total)
 
 
 @needs_numba

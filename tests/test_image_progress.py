@@ -10,7 +10,7 @@ import pytest
 
 import ntkdsl
 from ntkdsl.progress import pair_progress
-from shared import needs_numba
+from shared import assert_progress_counts, needs_numba
 from test_cli_consistency import ROOT, _in_a_terminal
 
 CNN = """network progress_cnn(input = [6, 6, 2]) {
@@ -37,13 +37,7 @@ def test_a_callable_counts_every_pair_and_the_results_do_not_change(cnn, pair):
     x, y = rng.standard_normal((30, 6, 6, 2)), rng.standard_normal((11, 6, 6, 2))
     args = (x, y) if pair else (x,)
     total = 30 * 11 if pair else 30 * 31 // 2  # a self-kernel computes the pairs j ≥ i
-    calls = []
-    counted = cnn.kernels(*args, backend="numba", progress=lambda done, n: calls.append((done, n)))
-    plain = cnn.kernels(*args, backend="numba", progress=False)
-    assert calls and calls[-1] == (total, total)
-    assert all(n == total for _, n in calls) and [d for d, _ in calls] == sorted({d for d, _ in calls})
-    for a, b in zip(counted, plain):
-        assert np.array_equal(a, b)
+    assert_progress_counts(cnn, args, total)
 
 
 def test_pair_progress_is_quiet_for_short_calls_and_thread_safe(monkeypatch):

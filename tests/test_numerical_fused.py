@@ -13,7 +13,7 @@ import ntkdsl
 from ntkdsl.codegen import mehler
 from ntkdsl.codegen.fused import fusable
 from ntkdsl.codegen.mehler_fused import mehler_points, scalar_source
-from shared import needs_numba
+from shared import needs_numba, numba_compilations
 from tests.oracles import MEHLER_FUNCTIONS, mehler_table_rows
 
 pytestmark = needs_numba
@@ -157,22 +157,11 @@ def test_fused_path_agrees_with_numpy_path(name, points):
 def test_a_sweep_compiles_once(points, tmp_path, monkeypatch):
     """Run-time parameters (σ_w, σ_b of the dense layers) reach the fused numerical module at each
     call: one compile of its loops for three values, each point agreeing with the NumPy path."""
-    from numba.core import event
-
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cold disk cache: the first point must compile
-    compiled = []
-
-    class Count(event.Listener):
-        def on_start(self, ev):
-            compiled.append(ev.data["dispatcher"].py_func.__name__)
-
-        def on_end(self, ev):
-            pass
-
     base = ntkdsl.loads("network sweep_tanh(input = 3) { dense(8, w_std = 1.2, b_std = 0.1); tanh; dense(1, w_std = 1.2) }")
     x = points[0][:12]
     results = []
-    with event.install_listener("numba:compile", Count()):
+    with numba_compilations() as compiled:
         for w in (1.2, 1.6, 2.0):
             net = base.with_hyperparameters(w_std=w)
             got, want = net.kernels(x, backend="numba"), net.kernels(x, backend="numpy")

@@ -6,7 +6,7 @@ the independent NumPy recursion of tests/test_kernel_oracles.py (closed forms wr
 
 import numpy as np
 import pytest
-from shared import needs_numba
+from shared import needs_numba, numba_compilations
 from test_kernel_oracles import RTOL, reference
 
 import ntkdsl
@@ -62,22 +62,11 @@ def test_sweep_points_equal_fresh_compiles_and_the_reference(points, backend):
 
 @needs_numba
 def test_a_sweep_compiles_once(points, tmp_path, monkeypatch):
-    from numba.core import event
-
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cold disk cache: the first point must compile
-    compiled = []
-
-    class Count(event.Listener):
-        def on_start(self, ev):
-            compiled.append(ev.data["dispatcher"].py_func.__name__)
-
-        def on_end(self, ev):
-            pass
-
     small = "network sweep_probe(input = 5) {{ dense(8, w_std = {w}, b_std = 0.1); relu; dense(1, w_std = {w}) }}"
     base = ntkdsl.loads(small.format(w=1.4))  # small: the compilation it counts takes a few seconds
     results = []
-    with event.install_listener("numba:compile", Count()):
+    with numba_compilations() as compiled:
         for w in (1.4, 1.5, 1.6):
             results.append(base.with_hyperparameters(w_std=w).kernels(points, backend="numba"))
         assert compiled.count("_fused_layers") == 1
