@@ -56,9 +56,7 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
     shape = _broadcast_shapes(q1.shape, q2.shape, c.shape)
     points, inverse = xp.unique(xp.concatenate([q1.reshape(-1), q2.reshape(-1)]), return_inverse=True)
     inverse = inverse.reshape(-1)
-    funcs = []
-    for f, g in pairs:
-        funcs += [h for h in (f, g) if all(h is not k for k in funcs)]
+    funcs = _functions(pairs)
     if q1.shape == q2.shape == c.shape and bool(xp.all((q1 == q2) & (c == q1))):  # variances: E[f(u)g(u)] only
         cross = mehler_coefficients(funcs, pairs, points, kinks, degree=0)[2]
         return [value[inverse[:q1.size]].reshape(shape) for value in cross]
@@ -98,26 +96,32 @@ def mehler_expectations(pairs, q1, q2, c, kinks=()):
     return [out.reshape(shape) for out in outs]
 
 
+def _functions(pairs):
+    """The distinct functions of ``pairs`` (by identity), in order of first appearance."""
+    funcs = []
+    for f, g in pairs:
+        funcs += [h for h in (f, g) if all(h is not k for k in funcs)]
+    return funcs
+
+
 def _coarse(pairs, kinks, q):
     """The panel width in z for :func:`_fallback` at the variances q: 3 units (10 nodes a panel: the
     inner integral's), halved up to MEHLER_FALLBACK_REFINE times until :func:`_resolved` accepts the
     check sums at that width against half of it (σ oscillating), else a FloatingPointError. With
     singular points (graded panels, whose finest widths differ between two widths) 3 units, and
     refused where the 1-D integrals' unit panels do not resolve σ (their check, as in :func:`_integrals`)."""
-    funcs = []
-    for f, g in pairs:
-        funcs += [h for h in (f, g) if all(h is not k for k in funcs)]
+    funcs = _functions(pairs)
     q = xp.unique(q)
     singular = _singular(funcs, kinks)
     r = xp.sqrt(q)
     step = 3.0
+    marks, graded = _preimages(_marks(kinks), 0 * r, r), _preimages(singular, 0 * r, r)
     for _ in range(MEHLER_FALLBACK_REFINE + 1):
         if singular.size:
-            ok = _resolved(*(_sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), width,
-                                                            singular=_preimages(singular, 0 * r, r)))[0]
+            ok = _resolved(*(_sums(funcs, pairs, r, *_nodes(marks, width, singular=graded))[0]
                              for width in (1.0, 0.5)), len(funcs))
         else:
-            ok = _resolved(*(_sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), width, 10))[0]
+            ok = _resolved(*(_sums(funcs, pairs, r, *_nodes(marks, width, 10))[0]
                              for width in (step, step / 2)), len(funcs))
         if bool(xp.all(ok)):
             return step
@@ -149,7 +153,7 @@ def _fallback(pairs, q1, q2, c, kinks):
     slope, s = r2 * rho, r2 * xp.sqrt(xp.maximum(1.0 - rho * rho, 0.0))
     outs = [xp.empty(q1.shape) for _ in pairs]
     marks = _marks(kinks)
-    singular = _singular([h for pair in pairs for h in pair], kinks)
+    singular = _singular(_functions(pairs), kinks)
     chunk = 1 if singular.size or step < 3.0 else 4
     for lo in range(0, q1.size, chunk):
         at = slice(lo, lo + chunk)
@@ -235,12 +239,12 @@ def _integrals(funcs, pairs, q, kinks, singular, degree, step, coef, energy, cro
     written at columns lo … of coef, energy and cross; returns which points :func:`_resolved` accepts
     (all, unchecked, where not ``wavy``: see :func:`_oscillates`)."""
     r = xp.sqrt(q)
-    z, weight = _nodes(_preimages(_marks(kinks), 0 * r, r), step, singular=_preimages(singular, 0 * r, r))
+    marks, graded = _preimages(_marks(kinks), 0 * r, r), _preimages(singular, 0 * r, r)
+    z, weight = _nodes(marks, step, singular=graded)
     sums, values = _sums(funcs, pairs, r, z, weight)
     ok = xp.ones(q.shape, dtype=bool)
     if wavy:
-        finer = _sums(funcs, pairs, r, *_nodes(_preimages(_marks(kinks), 0 * r, r), step / 2,
-                                               singular=_preimages(singular, 0 * r, r)))[0]
+        finer = _sums(funcs, pairs, r, *_nodes(marks, step / 2, singular=graded))[0]
         ok = _resolved(sums, finer, len(funcs))
     sl = slice(lo, lo + q.size)
     for k in range(len(funcs)):
@@ -457,6 +461,7 @@ def source() -> str:
              "MEHLER_REFINE", "MEHLER_RESOLUTION", "MEHLER_FALLBACK_REFINE")
     constants = [f"{name} = {globals()[name]!r}" for name in names]
     functions = [inspect.getsource(f).rstrip("\n") for f in
-                 (mehler_expectations, _coarse, _fallback, _inner, mehler_coefficients, _integrals, _oscillates, _sums, _resolved, _decays,
+                 (mehler_expectations, _functions, _coarse, _fallback, _inner, mehler_coefficients, _integrals, _oscillates,
+                  _sums, _resolved, _decays,
                   _marks, _preimages, _legendre, _nodes, _singular, _block, _matrix, _broadcast_shapes)]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"

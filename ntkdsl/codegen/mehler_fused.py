@@ -33,7 +33,7 @@ import numpy as xp
 import sympy as sp
 
 from ..symbolic.functions import GaussianExpectation
-from .mehler import MEHLER_DEGREES, MEHLER_TOLERANCE, mehler_coefficients
+from .mehler import MEHLER_DEGREES, MEHLER_TOLERANCE, _functions, mehler_coefficients
 
 
 def mehler_points(pairs, q1, q2, n1, n2, kinks=(), threads=1):
@@ -50,9 +50,7 @@ def mehler_points(pairs, q1, q2, n1, n2, kinks=(), threads=1):
     q2 = xp.broadcast_to(xp.ravel(xp.asarray(q2, dtype=xp.float64)), (n2,))
     points, inverse = xp.unique(xp.concatenate([q1, q2]), return_inverse=True)
     inverse = inverse.reshape(-1)
-    funcs = []
-    for f, g in pairs:
-        funcs += [h for h in (f, g) if all(h is not k for k in funcs)]
+    funcs = _functions(pairs)
     coef = [xp.empty((top + 1, points.size)) for _ in funcs]
     logtail = [xp.empty((top + 1, points.size)) for _ in funcs]
     cross = [xp.empty(points.size) for _ in pairs]

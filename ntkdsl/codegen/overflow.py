@@ -68,7 +68,7 @@ def _finite(a) -> bool:
         total = float(a.sum())
     if math.isfinite(total):
         return True
-    return bool(_to_numpy(a).size == 0 or np.isfinite(_to_numpy(a)).all())
+    return bool(np.isfinite(_to_numpy(a)).all())  # the sum overflowed, or an entry is not finite
 
 
 def refuse_nonfinite(modules: dict, program, x1, x2, nngp, ntk, *, dtype=None, source=None,
