@@ -76,6 +76,8 @@ def test_psd_sweep_numpy(seed):
         try:
             variances.append(check_bound(net, x, "numpy"))
         except FloatingPointError:  # exp/polynomial chains can overflow: refused with the layer (test_overflow.py)
+            if not any(a.startswith(("exp", "polynomial", "hermite")) for a in chain):
+                raise
             continue
     assert any(v <= 100 for v in variances)  # both bounds exercised
 
@@ -138,6 +140,6 @@ def test_spread_rounding_near_parallel_inputs_stays_finite(activation):
     for backend in ("numpy",) + (("numba",) if module_available("numba") else ()):
         k = net.kernels(x, x.copy(), backend=backend)
         assert np.isfinite(k.nngp).all() and np.isfinite(k.ntk).all(), backend
-        assert np.all(np.abs(k.nngp) <= 1 + 1e-15), backend
+        assert np.all(np.abs(k.nngp) <= 1 + 1e-15), backend  # 1e-15: a few roundings of K ≤ a² = 1
         if activation == "rbf":
             assert np.all(k.nngp >= 0), backend
