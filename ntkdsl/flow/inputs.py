@@ -80,17 +80,21 @@ def semidefinite(k, name: str, n_ulps_dtype=np.float64, arrays=NUMPY) -> None:
     scale = float(xp.max(xp.diagonal(k)))
     eps = np.finfo(n_ulps_dtype).eps if np.issubdtype(np.dtype(n_ulps_dtype), np.floating) else 0.0
     tol = (INDEFINITE_RTOL + n * eps) * max(scale, 0.0)
-    shifted = k + tol * xp.eye(n)
+    lowest = eigenvalue_below(k, tol, arrays) if scale >= 0 else float(arrays.to_numpy(xp.linalg.eigvalsh(k))[0])
+    if lowest is not None:
+        raise ValueError(f"{name} is not positive semi-definite: its smallest eigenvalue is {lowest:.3g}, below the "
+                         f"round-off tolerance −{tol:.3g} (= −(1e-8 + N·ε)·max diagonal); a kernel matrix must be PSD")
+
+
+def eigenvalue_below(k, tol: float, arrays=NUMPY) -> Optional[float]:
+    """None when every eigenvalue of the symmetric K is above −tol (one Cholesky factorisation of
+    K + tol·I, N³/3 flops), else its smallest eigenvalue (eigvalsh, for the message)."""
+    xp = arrays.xp
     try:
-        if scale < 0:
-            raise np.linalg.LinAlgError("negative diagonal")
-        arrays.cho_factor(shifted)
-        return
+        arrays.cho_factor(k + tol * xp.eye(k.shape[0]))
+        return None
     except np.linalg.LinAlgError:
-        pass
-    lowest = float(arrays.to_numpy(xp.linalg.eigvalsh(k))[0])
-    raise ValueError(f"{name} is not positive semi-definite: its smallest eigenvalue is {lowest:.3g}, below the "
-                     f"round-off tolerance −{tol:.3g} (= −(1e-8 + N·ε)·max diagonal); a kernel matrix must be PSD")
+        return float(arrays.to_numpy(xp.linalg.eigvalsh(k))[0])
 
 
 def test_train_block(k, n_train: int, name: str, n_test: Optional[int] = None, arrays=NUMPY) -> np.ndarray:
