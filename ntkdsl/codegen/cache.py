@@ -96,6 +96,12 @@ def specialised(signatures, dtype) -> bool:
     return not typed or any(wanted in sig for sig in typed)
 
 
+def compiled_for(module, dtype) -> bool:
+    """Whether every numba function of a loaded module has been compiled in this process, for dtype."""
+    compiled = [f.signatures for f in vars(module).values() if getattr(f, "signatures", None)]
+    return bool(compiled) and all(specialised(sigs, dtype) for sigs in compiled)
+
+
 def _indexed(path: Path) -> Optional[list]:
     """The signatures in a numba cache index (numba's own format: a pickled version string, then a
     pickled (source stamp, {(signature, target, ...): data file})); None if it cannot be read."""

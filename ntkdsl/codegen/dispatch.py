@@ -29,7 +29,7 @@ import numpy as np
 
 from ..symbolic.program import KernelProgram
 from .backends import BACKENDS
-from .cache import _compiled_in, specialised
+from .cache import _compiled_in, compiled_for
 from .emit import emit_module
 
 AUTO = "auto"
@@ -123,8 +123,7 @@ def fused_pays(program: KernelProgram, pairs: int, modules: dict, dtype=None) ->
 
     dtype = np.float64 if dtype is None else dtype
     fused = modules.get("numba")
-    compiled = [f.signatures for f in vars(fused).values() if getattr(f, "signatures", None)] if fused else []
-    if compiled and all(specialised(sigs, dtype) for sigs in compiled):
+    if fused is not None and compiled_for(fused, dtype):
         return model >= SMALL_SECONDS  # compiled for dtype in this process: only the call's overheads to beat
     lower = model if "ratio" in timing else model / MODEL_NUMPY_OVERESTIMATE  # NumPy's time, or a lower bound
     saving = lower * (1 - 1 / _fused_speedup()) + timing.get("spent", 0.0)
@@ -212,8 +211,7 @@ def _specialisation_note(module, dtype, name: str, progress) -> None:
     first compile of all notes itself: :func:`.cache.load_cached_module`)."""
     from ..progress import note, wanted
 
-    compiled = [f.signatures for f in vars(module).values() if getattr(f, "signatures", None)]
-    if not wanted(progress) or (compiled and all(specialised(sigs, dtype) for sigs in compiled)):
+    if not wanted(progress) or compiled_for(module, dtype):
         return
     path = Path(module.__file__)
     if _compiled_in(path.parent, path.stem) and not _compiled_in(path.parent, path.stem, dtype):
