@@ -22,7 +22,7 @@ from .sampler import cli as sampler_cli
 from .frontend import parse
 from .frontend.limits import read_source
 from .ir import lower, lower_all, select_network
-from .validate import npy_header, points
+from .validate import npy_header, npz_member_header, points
 
 USER_ERROR = 2
 INPUTS = ("spec", "x1", "x2", "train", "test")  # arguments of every command that name input files
@@ -203,10 +203,11 @@ def load_array(path: str, name: str, shape=None) -> np.ndarray:
             held = ", ".join(names) or "no arrays"
             ask = f"has no array {key!r}" if key is not None else "holds several arrays"
             raise UserError(f"{name} {path!r} {ask} ({held}); choose one as {path}:NAME")
-        member = key + ".npy" if key + ".npy" in data.zip.namelist() else key
         try:
-            with data.zip.open(member) as f:
-                _header(f, data.zip.getinfo(member).file_size, name, f" in {path}:{key}", shape)
+            npz_member_header(data, key, name, where=f" in {path}:{key}", shape=shape, allow_empty=False)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        try:
             return data[key]
         except (ValueError, OSError, EOFError):
             raise UserError(f"cannot load {name} from {path}:{key}: not an array of numbers") from None

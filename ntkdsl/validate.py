@@ -151,3 +151,11 @@ def seed(value, name: str = "seed", *, root: bool = False):
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a non-negative integer (or None), not {value!r}") from None
     return value
+
+
+def npz_member_header(data, key: str, name: str, **checks) -> None:
+    """:func:`npy_header` of the array ``key`` of an open .npz (``numpy.load``'s NpzFile), read from its
+    member's header alone; ``checks`` as npy_header's keywords."""
+    member = key + ".npy" if key + ".npy" in data.zip.namelist() else key
+    with data.zip.open(member) as f:
+        npy_header(f, data.zip.getinfo(member).file_size, name, **checks)

@@ -19,7 +19,7 @@ from .. import progress
 from .._files import write_npz
 from .._plotting import pyplot, save_figure
 from ..errors import UserError
-from ..validate import npy_header
+from ..validate import npz_member_header
 from .arrays import to_numpy
 from .solver import KernelFlow
 
@@ -85,10 +85,8 @@ def read_data(path: str, d: int, need_y: bool) -> Tuple[np.ndarray, Optional[np.
         with data:
             found = sorted(data.files)
             for k, shape in (("x", (d,)), ("y", None)):  # headers first: a forged shape is not allocated
-                member = k + ".npy"
-                if member in data.zip.namelist():
-                    with data.zip.open(member) as f:
-                        npy_header(f, data.zip.getinfo(member).file_size, k, where=f" in {path!r}", shape=shape)
+                if k in data.files:
+                    npz_member_header(data, k, k, where=f" in {path!r}", shape=shape)
             arrays = {k: data[k] for k in ("x", "y") if k in data.files}
     except (OSError, ValueError, EOFError) as exc:
         raise UserError(f"cannot load {path!r} as .npz: {getattr(exc, 'strerror', None) or exc}") from None
