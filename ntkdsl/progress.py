@@ -178,7 +178,7 @@ class pair_progress:
             raise TypeError(f"progress must be None, True, False or a callable (done, total), not {progress!r}")
         self.progress, self.total, self.desc, self.interval, self.unit = progress, total, desc, interval, unit
         self.active = total > 0 and (progress is True or (progress is None and wanted(None))
-                                     or (callable(progress) and not isinstance(progress, bool)))
+                                     or callable(progress))
         self.delay = delay if progress is None else 0.0
         self.start = self.last = time.monotonic()
         self.done = self.shown = 0

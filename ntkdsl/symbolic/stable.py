@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .functions import _powered
+
 
 class Logistic(sp.Function):
     """L(a) = 1/(1 + e^(−a)), the logistic function; L(−a) = 1 − L(a), L'(a) = L(a)·L(−a)."""
@@ -39,9 +41,9 @@ class Logistic(sp.Function):
     def _eval_is_real(self):
         return self.args[0].is_real
 
-    def _latex(self, printer, exp=None):
-        text = rf"\frac{{1}}{{1 + e^{{-{printer.parenthesize(self.args[0], 1000)}}}}}"
-        return rf"\left({text}\right)^{{{exp}}}" if exp else text
+    @_powered
+    def _latex(self, printer):
+        return rf"\frac{{1}}{{1 + e^{{-{printer.parenthesize(self.args[0], 1000)}}}}}"
 
 
 class Softplus(sp.Function):
@@ -61,9 +63,9 @@ class Softplus(sp.Function):
     def _eval_is_real(self):
         return self.args[0].is_real
 
-    def _latex(self, printer, exp=None):
-        text = rf"\log\left(1 + e^{{{printer._print(self.args[0])}}}\right)"
-        return rf"\left({text}\right)^{{{exp}}}" if exp else text
+    @_powered
+    def _latex(self, printer):
+        return rf"\log\left(1 + e^{{{printer._print(self.args[0])}}}\right)"
 
 
 def stabilize(expr: sp.Expr) -> sp.Expr:
