@@ -1,4 +1,4 @@
-"""Validation of what users hand the kernel-flow solver: kernels, targets, times, initial outputs."""
+"""Validation of what users hand the kernel-flow solver: kernels, test kernel blocks, targets, times, initial outputs."""
 
 from __future__ import annotations
 
@@ -127,6 +127,29 @@ def prior_block(k, n_test: int, need_full: bool, arrays=NUMPY) -> np.ndarray:
         return k
     want = f"({n_test}, {n_test})" + ("" if need_full else f" or ({n_test},)")
     raise ValueError(f"nngp_test has shape {k.shape}; expected {want}")
+
+
+def given_blocks(test, n_train: int, kernel: str, need_nngp: bool, prior: Optional[bool], arrays=NUMPY):
+    """The test kernel blocks of a flow made from kernels: (K(x*, X), Σ(x*, X) or None, Σ(x*, x*) or None).
+
+    Args:
+        test: the (N_test, N) test-train block of the training kernel, or a :class:`TestKernels`.
+        n_train: N.
+        kernel: "ntk" or "nngp", the flow's training kernel K.
+        need_nngp: whether Σ(x*, X) is needed.
+        prior: None (Σ(x*, x*) not needed), False (its diagonal) or True (the full matrix).
+
+    Raises:
+        ValueError: a bare block where TestKernels are needed, a missing block, or a wrong shape.
+    """
+    if not isinstance(test, TestKernels):
+        if need_nngp or prior is not None:
+            raise ValueError("this flow was built from kernels: pass TestKernels(ntk, nngp, nngp_test)")
+        return test_train_block(test, n_train, "the test-train kernel block", arrays=arrays), None, None
+    kx = test_train_block(test.ntk if kernel == "ntk" else test.nngp, n_train, f"TestKernels.{kernel}", arrays=arrays)
+    sx = test_train_block(test.nngp, n_train, "TestKernels.nngp", kx.shape[0], arrays) if need_nngp else None
+    p = None if prior is None else prior_block(test.nngp_test, kx.shape[0], prior, arrays)
+    return kx, sx, p
 
 
 def targets(y, n: int, arrays=NUMPY) -> np.ndarray:

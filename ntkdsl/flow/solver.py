@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
 from . import inputs
 from .arrays import arrays as array_namespace
+from .closed_form import ClosedForm
 from .ensemble import direct_covariance, spectral_covariance
-from .inputs import TestKernels
 from .krylov import KrylovOptions, is_lazy
 from .losses import Loss, ODEOptions, integrate, resolve
-from .spectral import CholeskySolver, Spectrum, relative_ridge, try_cholesky
-
-
-def _per_time(basis: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
-    """basis @ coefficients[t] for every time t, as one matrix product.
-
-    Args:
-        basis: (M, N), e.g. K(x*, X)·V.
-        coefficients: (T, N, m).
-
-    Returns:
-        (T, M, m).
-    """
-    t, n, m = coefficients.shape
-    out = basis @ coefficients.transpose(1, 0, 2).reshape(n, t * m)
-    return out.reshape(basis.shape[0], t, m).transpose(1, 0, 2)
+from .network_kernels import NetworkBlocks, accurate_enough, evaluate
+from .spectral import relative_ridge
 
 
 @dataclass(frozen=True)
@@ -64,29 +49,6 @@ class FlowEigen:
             (N,) + output shape, with a leading time axis for an array of times.
         """
         return self._flow._components(t, f0)
-
-
-# The entrywise accuracy a network's training kernel must have for the flow: |K̂ − K|(x, x') ≤ δ·√(K(x, x)K(x', x'))
-# bounds ‖K̂ − K‖₂ ≤ ‖K̂ − K‖_F ≤ δ·tr K, so an exactly PSD K gives λ_min(K̂) ≥ −δ·tr K̂ (to first order).
-NETWORK_KERNEL_RTOL = 1e-8
-
-
-def _accurate_enough(k, kernel: str, arrays) -> None:
-    """Refuse a network's training kernel with λ_min < −:data:`NETWORK_KERNEL_RTOL`·tr K: its entries are
-    not accurate to 1e-8 (README, Reliability: saturating activations at large variances); within the
-    bound the flow clips its negative eigenvalues (:class:`.spectral.Spectrum`), a change below the
-    kernel's own error. One Cholesky factorisation of K + δ·tr(K)·I (N³/3 flops)."""
-    if k.shape[0] == 0:
-        return
-    tol = NETWORK_KERNEL_RTOL * max(float(arrays.xp.trace(k)), 0.0)
-    lowest = inputs.eigenvalue_below(k, tol, arrays)
-    if lowest is None:
-        return
-    raise ValueError(f"the network's {kernel} kernel on x_train is not positive semi-definite to its required "
-                     f"accuracy: its smallest eigenvalue is {lowest:.3g}, below −{tol:.3g} (= −1e-8·trace); its "
-                     "evaluation lost accuracy at these inputs (a saturating activation such as erf, gaussian, exp "
-                     "or cos after a large variance amplifies float64 rounding: README, Reliability); scale x_train "
-                     "or the weights towards unit variance")
 
 
 class KernelFlow:
@@ -135,7 +97,7 @@ class KernelFlow:
 
     Raises:
         ValueError: inconsistent shapes, non-finite values, an unknown option, or a training kernel
-            with an eigenvalue below −:data:`NETWORK_KERNEL_RTOL`·tr K (the flow would otherwise clip it
+            with an eigenvalue below −:data:`.network_kernels.NETWORK_KERNEL_RTOL`·tr K (the flow would otherwise clip it
             and train another kernel).
     """
 
@@ -144,16 +106,11 @@ class KernelFlow:
                  ode: ODEOptions = ODEOptions(), backend: str = "numpy"):
         self._arrays = array_namespace(backend)
         x = inputs.as_float_array(self._arrays.to_numpy(x_train), "x_train")
-        k = self._kernels(net, x)
-        self._net, self._x_train = net, x
+        k = evaluate(net, x, None, self._arrays)
         self._setup(k.ntk, k.nngp, y_train, learning_rate, diag_reg, kernel, loss_normalization,
                     loss, ode)
-        _accurate_enough(self._k, self.kernel, self._arrays)
-
-    def _kernels(self, net, x1, x2=None):
-        if self._arrays.name == "numpy":
-            return net.kernels(x1, x2)
-        return net.kernels(x1, x2, backend=self._arrays.name)
+        self._network: Optional[NetworkBlocks] = NetworkBlocks(net, x, self.kernel, self._arrays)
+        accurate_enough(self._k, self.kernel, self._arrays)
 
     @classmethod
     def from_kernels(cls, ntk_train, y_train, nngp_train=None, *, learning_rate: float = 1.0,
@@ -190,7 +147,7 @@ class KernelFlow:
                               kernel=kernel, loss_normalization=loss_normalization, options=krylov)
         self = cls.__new__(cls)
         self._arrays = array_namespace(backend)
-        self._net, self._x_train = None, None
+        self._network = None
         self._setup(ntk_train, nngp_train, y_train, learning_rate, diag_reg, kernel,
                     loss_normalization, loss, ode)
         for given, k, name in ((ntk_train, self._ntk, "ntk_train"), (nngp_train, self._nngp, "nngp_train")):
@@ -223,7 +180,7 @@ class KernelFlow:
         self._rate = self.learning_rate / self.normaliser
         self._loss: Optional[Loss] = resolve(loss, self._y, self.normaliser)
         self._ode = ode
-        self._test_cache: Tuple[object, ...] = (None, None, None)
+        self._closed = ClosedForm(self._k, self.ridge, self._rate, self._arrays)
 
     def __repr__(self) -> str:
         return (f"<KernelFlow {self.kernel}: {self.n_train} training points, outputs "
@@ -237,87 +194,27 @@ class KernelFlow:
     def _tail(self) -> tuple:
         return self._y.shape[1:]
 
-    # ---------------------------------------------------------------- cached factorisations
-
     @property
     def backend(self) -> str:
         """"numpy" or "cupy": the array module of the flow's arrays and results."""
         return self._arrays.name
 
-    @cached_property
-    def _spectrum(self) -> Spectrum:
-        return Spectrum.of(self._k, self.ridge, self._arrays)
-
-    @cached_property
-    def _cholesky(self) -> Optional[CholeskySolver]:
-        return try_cholesky(self._k, self.ridge, self._arrays)
-
-    def _solver_for(self, t: np.ndarray) -> Optional[CholeskySolver]:
-        """The Cholesky solver when only t = ∞ is asked and no eigendecomposition exists yet."""
-        if np.all(np.isinf(t)) and "_spectrum" not in self.__dict__:
-            return self._cholesky
-        return None
+    # ---------------------------------------------------------------- building blocks
 
     @cached_property
     def _prior_in_eigenbasis(self) -> np.ndarray:
-        v = self._spectrum.vectors
+        v = self._closed.spectrum.vectors
         return v.T @ self._nngp @ v
-
-    # ---------------------------------------------------------------- test kernel blocks
 
     def _blocks(self, test, need_nngp: bool = False, prior: Optional[bool] = None):
         """(K(x*, X), Σ(x*, X) or None, Σ(x*, x*) or None); ``prior``: None, False (diagonal), True."""
-        if self._net is None:
-            return self._given_blocks(test, need_nngp, prior)
-        x = inputs.as_float_array(self._arrays.to_numpy(test), "x_test")
-        key = (x.shape, hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest())
-        cached_key, k, k_test = self._test_cache
-        if cached_key != key:
-            k, k_test = self._kernels(self._net, x, self._x_train), None
-        if prior is not None and k_test is None:
-            k_test = self._kernels(self._net, x).nngp
-        self._test_cache = (key, k, k_test)
-        as_array = self._arrays.asarray
-        kx = as_array(k.ntk if self.kernel == "ntk" else k.nngp)
-        p = None if prior is None else as_array(k_test if prior else k_test.diagonal().copy())
-        return kx, as_array(k.nngp), p
+        if self._network is not None:
+            return self._network(test, prior)
+        return inputs.given_blocks(test, self.n_train, self.kernel, need_nngp, prior, self._arrays)
 
-    def _given_blocks(self, test, need_nngp, prior):
-        n, arrays = self.n_train, self._arrays
-        if not isinstance(test, TestKernels):
-            if need_nngp or prior is not None:
-                raise ValueError("this flow was built from kernels: pass TestKernels(ntk, nngp, nngp_test)")
-            return inputs.test_train_block(test, n, "the test-train kernel block", arrays=arrays), None, None
-        kx = inputs.test_train_block(test.ntk if self.kernel == "ntk" else test.nngp, n,
-                                     f"TestKernels.{self.kernel}", arrays=arrays)
-        sx = inputs.test_train_block(test.nngp, n, "TestKernels.nngp", kx.shape[0], arrays) if need_nngp else None
-        p = None if prior is None else inputs.prior_block(test.nngp_test, kx.shape[0], prior, arrays)
-        return kx, sx, p
-
-    # ---------------------------------------------------------------- closed-form building blocks
-
-    def _apply_inverse(self, kx: np.ndarray, t: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """K(x*, X) g_t(K) r for every time: (T, N_test, m) for r of shape (N, m)."""
-        chol = self._solver_for(t)
-        if chol is not None:
-            return self._arrays.xp.broadcast_to(kx @ chol.solve(r), (t.size, kx.shape[0], r.shape[1])).copy()
-        sp = self._spectrum
-        coefficients = sp.inverse_factor(t, self._rate)[:, :, None] * (sp.vectors.T @ r)[None]
-        return _per_time(kx @ sp.vectors, coefficients)
-
-    def _residual_coordinates(self, t: np.ndarray, f0x: Optional[np.ndarray]) -> np.ndarray:
-        """Vᵀ(f_t(X) − y) = h_t ⊙ Vᵀ(f_0(X) − y), (T, N, m)."""
-        sp = self._spectrum
-        d0 = sp.vectors.T @ self._flat(-self._y if f0x is None else f0x - self._y)
-        return sp.residual_factor(t, self._rate, self.ridge)[:, :, None] * d0[None]
-
-    def _train_residual(self, t: np.ndarray, f0x: Optional[np.ndarray]) -> np.ndarray:
-        """f_t(X) − y, (T, N, m)."""
-        chol = self._solver_for(t)
-        if chol is not None:   # f_∞(X) − y = −σ K_reg⁻¹ (y − f_0(X))  (as K K_reg⁻¹ = I − σ K_reg⁻¹)
-            r = self._flat(self._y if f0x is None else self._y - f0x)
-            return self._arrays.xp.broadcast_to(-self.ridge * chol.solve(r), (t.size,) + r.shape).copy()
-        return _per_time(self._spectrum.vectors, self._residual_coordinates(t, f0x))
+    def _initial_residual(self, f0x: Optional[np.ndarray]) -> np.ndarray:
+        """f_0(X) − y as (N, m)."""
+        return self._flat(-self._y if f0x is None else f0x - self._y)
 
     def _flat(self, a: np.ndarray) -> np.ndarray:
         return a.reshape(a.shape[0], -1)
@@ -364,7 +261,7 @@ class KernelFlow:
         if self._loss is not None:
             return self._shape(self._flat_time(self._ode_outputs(times, f0x, kx, f0s)[1]), scalar)
         r = self._flat(self._y if f0x is None else self._y - f0x)
-        out = self._apply_inverse(kx, times, r)
+        out = self._closed.apply_inverse(kx, times, r)
         if f0s is not None:
             out += self._flat(f0s)[None]
         return self._shape(out, scalar)
@@ -388,7 +285,8 @@ class KernelFlow:
         if self._loss is not None:
             f = self._ode_outputs(times, f0x, np.zeros((0, self.n_train)), None)[0]
             return self._shape(self._flat_time(f), scalar)
-        return self._shape(self._train_residual(times, f0x) + self._flat(self._y)[None], scalar)
+        residual = self._closed.train_residual(times, self._initial_residual(f0x))
+        return self._shape(residual + self._flat(self._y)[None], scalar)
 
     def _train_initial(self, f0) -> Optional[np.ndarray]:
         if isinstance(f0, tuple) and len(f0) == 2 and np.ndim(f0[0]) >= 1:
@@ -399,10 +297,10 @@ class KernelFlow:
         times, scalar = inputs.times(t)
         f0x = self._train_initial(f0)
         if self._loss is None:
-            c = self._residual_coordinates(times, f0x)
+            c = self._closed.residual_coordinates(times, self._initial_residual(f0x))
         else:
             f = self._flat_time(self._ode_outputs(times, f0x, np.zeros((0, self.n_train)), None)[0])
-            c = self._arrays.xp.einsum("nk,tnm->tkm", self._spectrum.vectors, f - self._flat(self._y)[None])
+            c = self._arrays.xp.einsum("nk,tnm->tkm", self._closed.spectrum.vectors, f - self._flat(self._y)[None])
         return self._shape(c, scalar)
 
     def loss(self, t, f0=None):
@@ -419,20 +317,20 @@ class KernelFlow:
             f = self._ode_outputs(times, f0x, np.zeros((0, self.n_train)), None)[0]
             values = xp.asarray(np.array([self._loss.value(fi, host(self._y)) for fi in host(f)]))
         else:   # ‖f_t − y‖² is the same in the eigenbasis when that exists
-            res = self._train_residual(times, f0x) if self._solver_for(times) else \
-                self._residual_coordinates(times, f0x)
+            closed, d0 = self._closed, self._initial_residual(f0x)
+            res = closed.train_residual(times, d0) if closed.solver_for(times) else closed.residual_coordinates(times, d0)
             values = xp.sum(res ** 2, axis=(1, 2)) / (2.0 * self.normaliser)
         return float(values[0]) if scalar else values
 
     def eigen(self) -> FlowEigen:
         """The kernel principal components and their decay rates (computed once, then cached)."""
-        sp = self._spectrum
+        sp = self._closed.spectrum
         return FlowEigen(sp.values, self._rate * sp.values, sp.vectors, self)
 
     def max_learning_rate(self) -> float:
         """η_max = 2n/λ_max: the largest stable step of discrete gradient descent on the
         squared loss (kernel-math.md §4; n = N or N·k, λ_max of the training kernel + ridge)."""
-        top = self._spectrum.values[0] if self.n_train else 0.0
+        top = self._closed.spectrum.values[0] if self.n_train else 0.0
         return float("inf") if top <= 0 else 2.0 * self.normaliser / float(top)
 
     def ensemble(self, test, t, compute_cov: bool = True):
@@ -460,15 +358,15 @@ class KernelFlow:
             raise ValueError("ensemble needs the NNGP training kernel (from_kernels(..., nngp_train=...))")
         times, scalar = inputs.times(t)
         kx, sx, prior = self._blocks(test, need_nngp=True, prior=bool(compute_cov))
-        mean = self._apply_inverse(kx, times, self._flat(self._y))
-        chol = self._solver_for(times)
+        mean = self._closed.apply_inverse(kx, times, self._flat(self._y))
+        chol = self._closed.solver_for(times)
         xp = self._arrays.xp
         if chol is not None:
             one = direct_covariance(chol.solve(kx.T).T, self._nngp, sx, prior, xp)
             cov = xp.broadcast_to(one, (times.size,) + one.shape).copy()
         else:
-            v = self._spectrum.vectors
-            g = self._spectrum.inverse_factor(times, self._rate)
+            v = self._closed.spectrum.vectors
+            g = self._closed.spectrum.inverse_factor(times, self._rate)
             cov = spectral_covariance(kx @ v, sx @ v, self._prior_in_eigenbasis, g, prior, xp)
         mean = self._shape(mean, scalar)
         return mean, (cov[0] if scalar else cov)

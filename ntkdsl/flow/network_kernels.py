@@ -1,0 +1,73 @@
+"""The kernels a flow takes from a compiled network: the training kernel, checked for the accuracy the
+flow needs, and the test-train blocks, evaluated once per test set."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Optional
+
+import numpy as np
+
+from . import inputs
+
+# The entrywise accuracy a network's training kernel must have for the flow: |K̂ − K|(x, x') ≤ δ·√(K(x, x)K(x', x'))
+# bounds ‖K̂ − K‖₂ ≤ ‖K̂ − K‖_F ≤ δ·tr K, so an exactly PSD K gives λ_min(K̂) ≥ −δ·tr K̂ (to first order).
+NETWORK_KERNEL_RTOL = 1e-8
+
+
+def evaluate(net, x1, x2, arrays):
+    """``net.kernels(x1, x2)``, evaluated with the backend of the array namespace ``arrays``."""
+    if arrays.name == "numpy":
+        return net.kernels(x1, x2)
+    return net.kernels(x1, x2, backend=arrays.name)
+
+
+def accurate_enough(k, kernel: str, arrays) -> None:
+    """Refuse a network's training kernel with λ_min < −:data:`NETWORK_KERNEL_RTOL`·tr K: its entries are
+    not accurate to 1e-8 (README, Reliability: saturating activations at large variances); within the
+    bound the flow clips its negative eigenvalues (:class:`.spectral.Spectrum`), a change below the
+    kernel's own error. One Cholesky factorisation of K + δ·tr(K)·I (N³/3 flops)."""
+    if k.shape[0] == 0:
+        return
+    tol = NETWORK_KERNEL_RTOL * max(float(arrays.xp.trace(k)), 0.0)
+    lowest = inputs.eigenvalue_below(k, tol, arrays)
+    if lowest is None:
+        return
+    raise ValueError(f"the network's {kernel} kernel on x_train is not positive semi-definite to its required "
+                     f"accuracy: its smallest eigenvalue is {lowest:.3g}, below −{tol:.3g} (= −1e-8·trace); its "
+                     "evaluation lost accuracy at these inputs (a saturating activation such as erf, gaussian, exp "
+                     "or cos after a large variance amplifies float64 rounding: README, Reliability); scale x_train "
+                     "or the weights towards unit variance")
+
+
+class NetworkBlocks:
+    """The test kernel blocks of a flow built on a network, for test inputs x*.
+
+    The kernels of the last test set are kept (keyed by the inputs' SHA-1), so that ``predict`` and
+    ``ensemble`` on the same points evaluate the network once.
+
+    Args:
+        net: the network (anything with ``kernels(x1, x2=None)``).
+        x_train: the training inputs X, float64 (N, d).
+        kernel: "ntk" or "nngp", the flow's training kernel.
+        arrays: the array namespace of the flow (:mod:`.arrays`).
+    """
+
+    def __init__(self, net, x_train: np.ndarray, kernel: str, arrays):
+        self._net, self._x_train, self._kernel, self._arrays = net, x_train, kernel, arrays
+        self._cache: tuple = (None, None, None)
+
+    def __call__(self, test, prior: Optional[bool] = None):
+        """(K(x*, X), Σ(x*, X), Σ(x*, x*) or None); ``prior``: None, False (diagonal), True (full)."""
+        x = inputs.as_float_array(self._arrays.to_numpy(test), "x_test")
+        key = (x.shape, hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest())
+        cached_key, k, k_test = self._cache
+        if cached_key != key:
+            k, k_test = evaluate(self._net, x, self._x_train, self._arrays), None
+        if prior is not None and k_test is None:
+            k_test = evaluate(self._net, x, None, self._arrays).nngp
+        self._cache = (key, k, k_test)
+        as_array = self._arrays.asarray
+        kx = as_array(k.ntk if self._kernel == "ntk" else k.nngp)
+        p = None if prior is None else as_array(k_test if prior else k_test.diagonal().copy())
+        return kx, as_array(k.nngp), p
