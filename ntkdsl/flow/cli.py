@@ -18,6 +18,7 @@ import numpy as np
 from .. import progress
 from .._files import write_npz
 from .._plotting import pyplot, save_figure
+from ..cli_inputs import load_network, require_gpu
 from ..errors import UserError
 from ..validate import npz_member_header
 from .arrays import to_numpy
@@ -119,11 +120,10 @@ class _WithProgress:
 
 def run(args) -> int:
     """Solve the flow and report; returns the exit status."""
-    from ..cli import _load, require_gpu   # the spec loader with readable errors for a missing file
     times = parse_times(args.times)
     if args.plot:
         pyplot(args.plot)   # fail early, before any work, when matplotlib is missing
-    net = _load(args)
+    net = load_network(args)
     d = net.ir.input_dim
     x, y = read_data(args.train, d, need_y=True)
     x_test, y_test = read_data(args.test, d, need_y=False) if args.test else (None, None)
