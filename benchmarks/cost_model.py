@@ -1,10 +1,10 @@
-"""The static cost model of ``ntkdsl check`` (ntkdsl/cost.py) against real runs on this machine.
+"""The static cost model of ``ntkdsl check`` (ntkdsl/codegen/cost.py) against real runs on this machine.
 
     python benchmarks/cost_model.py            # per-operation costs, then estimate vs measured
     python benchmarks/cost_model.py --quick    # fewer sizes
 
 Part 1 measures per-operation costs in a hot loop: the input Gram matrix's flop rate, one
-arithmetic pass and one transcendental function per array entry (ntkdsl/cost.py's constants are the
+arithmetic pass and one transcendental function per array entry (ntkdsl/codegen/cost.py's constants are the
 effective costs fitted on part 2's runs: the evaluator's passes write fresh arrays, page faults
 included, so an arithmetic pass costs it several times the hot-loop figure). Part 2 evaluates a set
 of networks at a few sizes (NumPy evaluator, and the fused numba kernels where they apply; compile
@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 import ntkdsl
-from ntkdsl import cost
+from ntkdsl.codegen import cost
 from ntkdsl.codegen.fused import fusable
 
 NETWORKS = {

@@ -233,8 +233,8 @@ def make_reference(path, count=14):
 
 def accuracy(path):
     """Worst error per σ of the Mehler evaluator and of the 2-D quadrature against the table."""
-    from ntkdsl.codegen.mehler import mehler_expectations
-    from ntkdsl.codegen.support import gaussian_expectations
+    from ntkdsl.arraycode.mehler import mehler_expectations
+    from ntkdsl.arraycode.support import gaussian_expectations
 
     def sig(x):
         return 0.5 * (1 + np.tanh(x / 2))
@@ -279,7 +279,7 @@ def fallback_share(n=1000):
     from sklearn.datasets import load_digits
 
     import ntkdsl
-    from ntkdsl.codegen.loader import load_module
+    from ntkdsl.arraycode.loader import load_module
 
     out = {}
     for act in ACTS:

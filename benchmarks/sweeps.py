@@ -7,7 +7,7 @@
    cache folder: what every point of a sweep paid before), then three points of a
    ``with_hyperparameters(w_std=...)`` sweep (compiled once).
 2. backend "auto": NumPy and warm numba times, the static cost model's NumPy estimate
-   (:func:`ntkdsl.cost.seconds`) over the measured time, and what "auto" runs on a cold cache and
+   (:func:`ntkdsl.codegen.cost.seconds`) over the measured time, and what "auto" runs on a cold cache and
    with the module compiled (:func:`ntkdsl.codegen.dispatch.fused_pays`).
 3. float32 against float64 on the fused kernels: time and the largest relative difference of the NTK.
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from workloads import cnn, fcn, ntk_source  # noqa: E402
 
 import ntkdsl  # noqa: E402
-from ntkdsl import cost  # noqa: E402
+from ntkdsl.codegen import cost  # noqa: E402
 from ntkdsl.codegen import dispatch  # noqa: E402
 
 

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 
 from .codegen.overflow import KernelOverflowError, refuse_nonfinite
 from .frontend import parse
 from .frontend.limits import read_source
-from .ir import format_network, lower, verify
-from .ir.nodes import Network
+from .hyperparameters import with_values
+from .ir import Network, format_network, verify
+from .lowering import lower
+from .results import Kernels
 from .progress import request_note
 from .symbolic.latex import program_to_latex
 from .symbolic.program import KernelProgram, derive
 
-
-class Kernels(NamedTuple):
-    """The NNGP kernel Σ(x1, x2) and the neural tangent kernel Θ(x1, x2), each (N1, N2) float64."""
-
-    nngp: np.ndarray
-    ntk: np.ndarray
+# what a network with other hyperparameters of the same structure shares (its compiled modules)
+_SHARED = ("_module", "_backend_modules", "memory_model", "_largest_kernel", "_static_memory_model")
 
 
 class CompiledNetwork:
@@ -199,12 +197,12 @@ class CompiledNetwork:
     @cached_property
     def memory_model(self):
         """The :class:`ntkdsl.tiling.MemoryModel` of this network's NumPy evaluator, nothing run: the
-        static model of :func:`ntkdsl.cost.numpy_memory` (the kernel arrays alive at each step and
+        static model of :func:`ntkdsl.codegen.cost.numpy_memory` (the kernel arrays alive at each step and
         their temporaries) times :data:`ntkdsl.tiling.SAFETY`; for networks with numerical duals
         (whose quadrature works in chunks of its own) the generous :func:`ntkdsl.tiling.static_model`."""
         from . import tiling
-        from .cost import numpy_memory
-        from .symbolic.functions import GaussianExpectation
+        from .codegen.cost import numpy_memory
+        from .algebra.functions import GaussianExpectation
 
         if any(expr.has(GaussianExpectation) for step in self.program.steps for _, expr in step.assignments):
             return self._static_memory_model
@@ -295,9 +293,17 @@ class CompiledNetwork:
         Raises:
             ValueError: an unknown name or a value that is not a finite real number.
         """
-        from .hyperparameters import with_hyperparameters
-
-        return with_hyperparameters(self, values)
+        if not values:
+            return self
+        ir, label, lets = with_values(self, values)
+        new = CompiledNetwork(ir, self.source, f"{self.filename} ({label})", layout=self.layout)
+        new._let_overrides = lets
+        if new.program.same_structure(self.program):  # the same compiled modules, other run-time parameters
+            for attr in _SHARED:
+                if attr in self.__dict__:
+                    new.__dict__[attr] = self.__dict__[attr]
+            new.__dict__["_backend_modules"] = self._modules
+        return new
 
     def with_width(self, n: Optional[int]) -> "CompiledNetwork":
         """The analytic network with every hidden width set to ``n`` (the output width stays).

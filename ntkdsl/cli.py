@@ -21,7 +21,7 @@ from .errors import SpecError, UserError
 from .flow import cli as flow_cli
 from .sampler import cli as sampler_cli
 from .frontend import parse
-from .ir import lower, lower_all, select_network
+from .lowering import lower, lower_all, select_network
 
 USER_ERROR = 2
 INPUTS = ("spec", "x1", "x2", "train", "test")  # arguments of every command that name input files
@@ -306,7 +306,7 @@ def _unit_variance(net: CompiledNetwork) -> List[str]:
 
 
 def _summary(net: CompiledNetwork, n: int = 10_000) -> str:
-    from .cost import report
+    from .codegen.cost import report
     from .symbolic.layout import layout_report
     from .tiling import memory_budget
 
@@ -324,7 +324,7 @@ def _summary(net: CompiledNetwork, n: int = 10_000) -> str:
             lines.append(f"                dual: {step.note}")
     lines += layout_report(net.program)
     lines += _unit_variance(net)
-    lines += report(net.program, n, memory_budget())  # ntkdsl/cost.py: nothing is run
+    lines += report(net.program, n, memory_budget())  # ntkdsl/codegen/cost.py: nothing is run
     lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
                  f"the {ir.output_width} outputs share it (K ⊗ I_k)")
     return "\n".join(lines)

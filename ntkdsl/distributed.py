@@ -114,7 +114,7 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
         ValueError: inputs of the wrong shape, a bad dtype, tile or backend.
     """
     _require()
-    from .api import Kernels
+    from .results import Kernels
     from .codegen.dispatch import resolve
     from .progress import tile_progress
     from .tiling import tiles

@@ -21,17 +21,15 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 from numbers import Real
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Tuple
 
 import sympy as sp
 
 from .errors import did_you_mean
 from .frontend import ast, parse
-from .ir import lower
-from .ir.branches import Parallel, Residual
-from .ir.nodes import Activation, CustomActivation
+from .ir.network import Network, all_layers
+from .lowering import lower
 
-_SHARED = ("_module", "_backend_modules", "memory_model", "_largest_kernel", "_static_memory_model")
 
 
 def let_names(net) -> Dict[str, object]:
@@ -43,24 +41,21 @@ def let_names(net) -> Dict[str, object]:
 def kind_names(ir) -> Dict[str, int]:
     """Each layer-parameter kind of the network and how many layers have it."""
     out: Dict[str, int] = {}
-    for layer in _layers(ir.layers):
+    for layer in all_layers(ir.layers):
         for name in _kinds(layer):
             out[name] = out.get(name, 0) + 1
     return out
 
 
-def with_hyperparameters(net, values: Mapping[str, object]):
-    """A :class:`ntkdsl.CompiledNetwork` like ``net`` with ``values`` (see the module docstring).
+def with_values(net, values: Mapping[str, object]) -> Tuple[Network, str, Dict[str, Fraction]]:
+    """The IR of ``net`` (a :class:`ntkdsl.CompiledNetwork`) with ``values`` (see the module docstring),
+    a label naming them, and the let values the new network's spec now has.
 
     Raises:
         ValueError: an unknown name (with a suggestion), a name that is both a let and a layer
             parameter, or a value that is not a finite real number.
         SpecError: a let value the spec rejects (e.g. a width that is not a positive integer).
     """
-    from .api import CompiledNetwork
-
-    if not values:
-        return net
     numbers = {name: _number(name, value) for name, value in values.items()}
     lets = let_names(net)
     kinds = kind_names(net.ir)
@@ -82,15 +77,7 @@ def with_hyperparameters(net, values: Mapping[str, object]):
     per_kind = {k: sp.Rational(v.numerator, v.denominator) for k, v in numbers.items() if k in kinds}
     if per_kind:
         ir = dataclasses.replace(ir, layers=_set(ir.layers, per_kind))
-    label = ", ".join(f"{k} = {v}" for k, v in numbers.items())
-    new = CompiledNetwork(ir, net.source, f"{net.filename} ({label})", layout=net.layout)
-    new._let_overrides = overrides
-    if new.program.same_structure(net.program):  # the same compiled modules, other run-time parameters
-        for attr in _SHARED:
-            if attr in net.__dict__:
-                new.__dict__[attr] = net.__dict__[attr]
-        new.__dict__["_backend_modules"] = net._modules
-    return new
+    return ir, ", ".join(f"{k} = {v}" for k, v in numbers.items()), overrides
 
 
 def _with_value(let: ast.LetDef, value: Fraction) -> ast.LetDef:
@@ -109,36 +96,20 @@ def _number(name: str, value) -> Fraction:
     raise ValueError(f"hyperparameter {name!r} must be a finite real number, not {value!r}")
 
 
-def _layers(layers):
-    """Every layer, inside branches too (depth first)."""
-    for layer in layers:
-        yield layer
-        if isinstance(layer, Residual):
-            yield from _layers(layer.body)
-        elif isinstance(layer, Parallel):
-            for branch in layer.branches:
-                yield from _layers(branch)
-
-
 def _kinds(layer) -> Dict[str, str]:
     """Kind name -> the layer's own parameter name, for its settable real parameters."""
-    if isinstance(layer, (Activation, CustomActivation)):
-        return {f"{layer.name}_{p}": p for p, v in layer.args if not isinstance(v, tuple) and p in layer.parameters()}
-    return {p: p for p in layer.parameters()}
+    prefix = layer.parameter_prefix()  # erf_a for erf's a; variadic coefficients (c0, c1, ...) are not settable
+    return {f"{prefix}{p}": p for p in layer.parameters() if not prefix or p in dict(layer.args)}
 
 
 def _set(layers, per_kind: Mapping[str, sp.Expr]) -> tuple:
     """The layers with every parameter of a kind in ``per_kind`` set to its value."""
     out = []
     for layer in layers:
-        if isinstance(layer, Residual):
-            layer = dataclasses.replace(layer, body=_set(layer.body, per_kind))
-        elif isinstance(layer, Parallel):
-            layer = dataclasses.replace(layer, branches=tuple(_set(b, per_kind) for b in layer.branches))
+        if layer.branching:
+            layer = layer.with_branches([_set(b, per_kind) for b in layer.finite_sequences()])
         own = {p: per_kind[k] for k, p in _kinds(layer).items() if k in per_kind}
-        if own and isinstance(layer, (Activation, CustomActivation)):
-            layer = dataclasses.replace(layer, args=tuple((p, own.get(p, v)) for p, v in layer.args))
-        elif own:
-            layer = dataclasses.replace(layer, **own)
+        if own:
+            layer = layer.with_parameters(own)
         out.append(layer)
     return tuple(out)

@@ -72,7 +72,7 @@ def request_note(net, n1: int, n2: int, progress: Progress = None) -> None:
     pairs, name = n1 * n2, net.name
     if pairs < SLOW_QUADRATURE_PAIRS or not wanted(progress):
         return
-    from .symbolic.functions import GaussianExpectation
+    from .algebra.functions import GaussianExpectation
 
     numerical = any(expr.has(GaussianExpectation) for step in net.program.steps for _, expr in step.assignments)
     grid = net._largest_kernel if len(net.ir.input_shape) > 1 else 1

@@ -115,7 +115,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     Warns:
         ResumeWarning: recorded tiles whose bytes on disk no longer match their checksums.
     """
-    from .api import Kernels
+    from .results import Kernels
     from .progress import tile_progress
     from .tiling import tiles
 

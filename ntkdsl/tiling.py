@@ -5,7 +5,7 @@ a·N1·N2 + b·(N1 + N2) + c bytes (a per pair: the kernel arrays of every pixel
 of the dual functions; b per point: variances; c fixed: quadrature chunks), and the input stage,
 e·(N1 + N2) + f (temporaries of the size of the inputs, such as x·x for the variances: 8·d bytes a
 point, which outweigh a small kernel: 300 x 50 points of 784 features). The NumPy evaluator's model
-is static (:func:`ntkdsl.cost.numpy_memory`: the kernel arrays alive at each step of the derived
+is static (:func:`ntkdsl.codegen.cost.numpy_memory`: the kernel arrays alive at each step of the derived
 program and their temporaries, nothing run; measured at 1.2–2x tracemalloc's peak), scaled by
 :data:`SAFETY`; image networks in the full layout cost P² array entries per pair.
 

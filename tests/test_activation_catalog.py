@@ -26,7 +26,7 @@ import ntkdsl
 from ntkdsl.activations import REGISTRY
 from ntkdsl.activations.evaluate import _kwargs, evaluate_dual, evaluate_sigma
 from ntkdsl.activations.registry import price_derivative
-from ntkdsl.codegen.printer import array_function
+from ntkdsl.arraycode.printer import array_function
 
 # Parameter settings per closed-form row: the defaults ({}) where every parameter has one, plus
 # non-trivial values. Keep every value inside the row's domain of finiteness (gaussian: b < 1/(4q)).
@@ -260,8 +260,8 @@ def test_owens_t_and_angle_functions():
     """The special functions of the ELU dual: values, exact derivatives (fdiff), printing."""
     from scipy.special import owens_t
 
-    from ntkdsl.codegen.printer import ArrayPrinter
-    from ntkdsl.symbolic.functions import cos_angle, owens_t_angle, sin_angle
+    from ntkdsl.arraycode.printer import ArrayPrinter
+    from ntkdsl.algebra.functions import cos_angle, owens_t_angle, sin_angle
 
     h, phi, c, p = sp.symbols("h phi c p", real=True)
     assert owens_t_angle(0, phi) == phi / (2 * sp.pi) and owens_t_angle(h, 0) == 0

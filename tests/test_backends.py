@@ -14,8 +14,8 @@ import pytest
 import cupy_standin
 import ntkdsl
 from ntkdsl.codegen import dispatch
-from ntkdsl.codegen.backends import BACKENDS
-from ntkdsl.codegen.loader import load_module
+from ntkdsl.arraycode.backends import BACKENDS
+from ntkdsl.arraycode.loader import load_module
 from shared import close, needs_gpu
 
 SPEC = """

@@ -1,4 +1,4 @@
-"""``ntkdsl check``: memory and time from a static model (ntkdsl/cost.py), nothing run.
+"""``ntkdsl check``: memory and time from a static model (ntkdsl/codegen/cost.py), nothing run.
 
 Oracles: tracemalloc's peak of a real evaluation (the memory model must bound it, within the
 stated factor), the fused image module's own MEMORY_MODEL constant, the N² scaling of the
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import ntkdsl
-from ntkdsl import cost
+from ntkdsl.codegen import cost
 from ntkdsl.cli import main
 from ntkdsl.symbolic.layout import largest_kernel
 from tests.shared import needs_numba
@@ -26,7 +26,7 @@ NETS = {
     "gap": "network n(input = [6, 6, 2]) { conv(4, kernel = 3, padding = same); relu; global_avg_pool; dense(1) }",
     "flatten": "network n(input = [6, 6, 2]) { conv(4, kernel = 3, padding = same); relu; flatten; dense(1) }",
 }
-# ntkdsl/cost.py states the memory model measured at 1.16–2.08x tracemalloc's peak (never below);
+# ntkdsl/codegen/cost.py states the memory model measured at 1.16–2.08x tracemalloc's peak (never below);
 # 2.5 leaves room for the allocator's noise on these smaller requests. Below 1 the model would
 # promise less than the evaluator needs.
 MEMORY_RATIO = (1.0, 2.5)

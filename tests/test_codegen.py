@@ -9,8 +9,8 @@ import pytest
 import sympy as sp
 
 import ntkdsl
-from ntkdsl.codegen.printer import ArrayPrinter
-from ntkdsl.symbolic.functions import angle, perp
+from ntkdsl.arraycode.printer import ArrayPrinter
+from ntkdsl.algebra.functions import angle, perp
 
 TINY = """
 network tiny(input = 3) {
@@ -74,7 +74,7 @@ def test_printer_prints_the_safe_primitives():
 
 
 def test_perp_support_is_exact_on_the_diagonal_and_never_overflows():
-    from ntkdsl.codegen.support import perp as safe_perp
+    from ntkdsl.arraycode.support import perp as safe_perp
 
     q = np.array([1e-300, 1e-160, 0.3, 7.0, 1e160, 1e300])
     assert np.array_equal(safe_perp(q, q, q), np.zeros_like(q))  # θ = 0 exactly (kernel-math §3)

@@ -24,9 +24,9 @@ from shared import EVERY, close, needs_gpu
 from ntkdsl.codegen import dispatch
 from ntkdsl.codegen.cuda import emit_cupy_module
 from ntkdsl.codegen.cuda_printer import CudaPrinter
-from ntkdsl.codegen.loader import load_module
-from ntkdsl.codegen.printer import CodegenError
-from ntkdsl.symbolic.functions import angle, hypot, owens_t_angle, perp, smaller
+from ntkdsl.arraycode.loader import load_module
+from ntkdsl.arraycode.printer import CodegenError
+from ntkdsl.algebra.functions import angle, hypot, owens_t_angle, perp, smaller
 
 needs_cxx = pytest.mark.skipif(cupy_standin.CXX is None, reason="no C++ compiler for the CPU stand-in of CuPy")
 needs_nvcc = pytest.mark.skipif(cupy_standin.NVCC is None, reason="nvcc is not installed")

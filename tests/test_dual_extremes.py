@@ -177,7 +177,7 @@ def test_fused_path_at_every_scale(setting):
 @pytest.mark.parametrize("setting", ("elu", "gelu"))
 def test_cupy_module_at_every_scale(setting, monkeypatch):
     import cupy_standin
-    from ntkdsl.codegen.loader import load_module
+    from ntkdsl.arraycode.loader import load_module
 
     if cupy_standin.CXX is None:
         pytest.skip("no C++ compiler for the CPU stand-in of CuPy")
@@ -195,7 +195,7 @@ def test_wedge_routines_against_mpmath():
     their defining integrals at 30 digits, for A from 0 to 1e150 and β up to ±π/2."""
     import mpmath as mp
 
-    from ntkdsl.codegen import wedge_support as ws
+    from ntkdsl.arraycode import wedge_support as ws
 
     mp.mp.dps = 30
 

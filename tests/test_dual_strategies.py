@@ -14,7 +14,7 @@ from scipy.stats import norm
 
 import ntkdsl
 from ntkdsl.activations.steps import orthant
-from ntkdsl.codegen.printer import array_function
+from ntkdsl.arraycode.printer import array_function
 
 from oracles import gauss_expectation
 
@@ -128,7 +128,7 @@ def test_infinite_expectations_are_located_errors(body, message):
 
 
 def test_variance_dependent_divergence_is_refused_by_the_quadrature():
-    from ntkdsl.codegen.support import gaussian_expectation
+    from ntkdsl.arraycode.support import gaussian_expectation
 
     f = lambda x: np.exp(x * x)  # noqa: E731 - E[e^{u²}e^{v²}] < ∞ only for small variances
     q = np.array([0.9, 0.1])

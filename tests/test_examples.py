@@ -9,7 +9,7 @@ import pytest
 
 import ntkdsl
 from ntkdsl.frontend import parse
-from ntkdsl.ir import lower_all
+from ntkdsl.lowering import lower_all
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -324,7 +324,7 @@ def test_a_dual_without_a_scalar_form_is_found_before_running_and_falls_back(spe
     # a function without a scalar translation (simulated: the wedge routine): fusable() finds it
     # from a trial emission, and backend="numba" warns and runs the NumPy module
     from ntkdsl.codegen.fused import ScalarPrinter
-    from ntkdsl.codegen.printer import CodegenError
+    from ntkdsl.arraycode.printer import CodegenError
 
     def refuse(self, expr):
         raise CodegenError("wedge has no scalar translation")

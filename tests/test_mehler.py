@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ntkdsl
-from ntkdsl.codegen.mehler import (
+from ntkdsl.arraycode.mehler import (
     MEHLER_TOLERANCE,
     mehler_coefficients,
     mehler_expectations,

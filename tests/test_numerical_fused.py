@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ntkdsl
-from ntkdsl.codegen import mehler
+from ntkdsl.arraycode import mehler
 from ntkdsl.codegen.fused import fusable
 from ntkdsl.codegen.mehler_fused import mehler_points, scalar_source
 from shared import needs_numba, numba_compilations

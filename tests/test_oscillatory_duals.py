@@ -19,7 +19,7 @@ import functools
 import numpy as np
 import pytest
 
-from ntkdsl.codegen.mehler import mehler_coefficients, mehler_expectations
+from ntkdsl.arraycode.mehler import mehler_coefficients, mehler_expectations
 
 # The documented bound for numerical duals (docs/numerical-duals.md): 1e-9 of the Cauchy–Schwarz
 # scale √(E[f(u)²]·E[g(v)²]) per entry (series truncation 1e-10 plus the quadratures').

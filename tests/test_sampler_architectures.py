@@ -20,8 +20,8 @@ import pytest
 
 import ntkdsl
 from ntkdsl.cli import main
-from ntkdsl.sampler.backend import array_module
-from ntkdsl.sampler.branch_layers import _drain, walk
+from ntkdsl.layers.arrays import array_module
+from ntkdsl.layers.branching import _drain, walk
 from oracles import fd_jacobian
 from shared import close_to_scale
 
@@ -120,7 +120,7 @@ def test_training_gradient_matches_finite_differences(name):
 
 def test_both_conv_contractions_are_exact_and_the_cheaper_is_chosen():
     """conv_ntk_terms picks structured Gram products or per-example Jacobians by cost; both are exact."""
-    from ntkdsl.sampler import spatial_layers as sl
+    from ntkdsl.layers import conv as sl
 
     net = ntkdsl.loads("network t(input = [6, 6, 3]) { conv(5, kernel = 3, padding = same, b_std = 0.3); "
                        "relu; flatten; dense(4) }")
@@ -153,7 +153,7 @@ def _oracle_module():
 def _copy_weights(draw_layers, fnet_layers, params):
     """Copy the oracle's drawn weights (W as (fan_in, C), patches ordered tap-major then channel,
     i.e. our (*kernel, C_in, C_out) in C order) into our parameter dicts, walking both in step."""
-    from ntkdsl.sampler.branch_layers import unpack
+    from ntkdsl.layers.branching import unpack
 
     for (kind, cfg), layer, p in zip(draw_layers, fnet_layers, params):
         if kind in ("conv", "dense"):
@@ -288,7 +288,7 @@ def test_cupy_backend_matches_numpy():
     net = ntkdsl.loads(NETWORKS["parallel-concat"])
     x = _inputs(net.ir, 3, 0)
     host, dev = net.finite(seed=2), net.finite(seed=2, backend="cupy")
-    from ntkdsl.sampler.backend import to_numpy
+    from ntkdsl.layers.arrays import to_numpy
 
     np.testing.assert_allclose(to_numpy(dev.ntk(x)), host.ntk(x), rtol=1e-10)
     np.testing.assert_allclose(to_numpy(dev.ntk(x, trace=False)), host.ntk(x, trace=False), rtol=1e-10)

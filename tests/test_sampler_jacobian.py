@@ -15,7 +15,7 @@ import pytest
 import sympy as sp
 
 import ntkdsl
-from ntkdsl.sampler.functions import compile_elementwise
+from ntkdsl.layers.sigma import compile_elementwise
 from oracles import fd_jacobian
 from shared import close_to_scale
 

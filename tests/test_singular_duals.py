@@ -24,7 +24,7 @@ import pytest
 
 import ntkdsl
 from ntkdsl.codegen.overflow import KernelOverflowError
-from ntkdsl.codegen.mehler import mehler_expectations
+from ntkdsl.arraycode.mehler import mehler_expectations
 from tests.oracles import gauss_expectation
 
 TABLE = os.path.join(os.path.dirname(__file__), "data", "singular_duals.json")

@@ -4,7 +4,7 @@ pre-activation variances 1e-6 … 1e6: finite, no warnings, and equal to indepen
 References: E[σ(u)²] and E[σ'(u)²] by mpmath (20 digits, adaptive tanh-sinh over panels at σ's
 transition); off-diagonal entries by nested adaptive quadrature (tests/oracles.py, ~1e-12) of
 float64 forms written here without exp overflow; the slow test checks that oracle against a nested
-20-digit mpmath integral. The rewrite itself (ntkdsl.symbolic.stable) is checked against the
+20-digit mpmath integral. The rewrite itself (ntkdsl.algebra.stable) is checked against the
 original expressions as symbolic identities and by 50-digit evaluation.
 """
 
@@ -16,7 +16,7 @@ import pytest
 import sympy as sp
 
 import ntkdsl
-from ntkdsl.symbolic.stable import Logistic, Softplus, stabilize
+from ntkdsl.algebra.stable import Logistic, Softplus, stabilize
 from tests.oracles import gauss_expectation
 
 VARIANCES = (1e-6, 1.0, 1e3, 1e4, 1e6)
@@ -187,7 +187,7 @@ def test_rewrite_leaves_other_exp_forms(expr):
 
 
 def test_printed_sigma_is_finite_at_extreme_arguments():
-    from ntkdsl.codegen.printer import array_function
+    from ntkdsl.arraycode.printer import array_function
 
     x = np.array([-1e300, -1e4, -800.0, -40.0, 0.0, 40.0, 800.0, 1e4, 1e300])
     for expr in EXPRESSIONS:

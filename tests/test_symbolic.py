@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 import ntkdsl
-from ntkdsl.symbolic.functions import angle, perp
+from ntkdsl.algebra.functions import angle, perp
 
 # perp and angle as NumPy functions, for lambdify (the generated-code path is tested in test_codegen.py)
 _NUMERIC = [{"angle": lambda c, p: np.arctan2(np.sqrt(np.maximum(p - c * c, 0)), c),

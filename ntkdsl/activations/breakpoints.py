@@ -39,7 +39,7 @@ def grid() -> np.ndarray:
 
 def numeric_function(fn: sp.Lambda):
     """σ as a NumPy function through the generated-code printer (the same arithmetic as the kernels)."""
-    from ..codegen.printer import array_function
+    from ..arraycode.printer import array_function
 
     (x,) = fn.variables
     f = array_function(fn.expr, (x,))

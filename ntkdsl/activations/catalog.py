@@ -43,7 +43,7 @@ def _formulas(row: ActivationRow):
     return _text(dual.nngp), _text(dual.nngp_dot)
 
 
-_SHORTHANDS = [  # structural functions of ntkdsl.symbolic.functions, written as the math they stand for
+_SHORTHANDS = [  # structural functions of ntkdsl.algebra.functions, written as the math they stand for
     ("larger(q1, q2)*smaller(q1, q2)", "q1*q2"),
     ("cos_angle(c, q1*q2)", "cos θ"),
     ("sin_angle(c, q1*q2)", "sin θ"),

@@ -32,8 +32,8 @@ from typing import Optional, Tuple
 
 import sympy as sp
 
-from ..codegen.mehler import MEHLER_DEGREES, MEHLER_TOLERANCE
-from ..symbolic.functions import GaussianExpectation, angle
+from ..arraycode.mehler import MEHLER_DEGREES, MEHLER_TOLERANCE
+from ..algebra.functions import GaussianExpectation, angle
 from . import exppoly, steps
 from .breakpoints import is_resolvable
 from .registry import REGISTRY, ActivationRow, price_derivative

@@ -8,7 +8,7 @@ polar coordinates of two independent standard normals. Every exponential term is
     E[e^{L(ψ)ρ}·1{ψ in a range}] = (1/2π)·∫ M(−L(ψ)) dψ,   M(x) = ∫₀^∞ ρe^{−ρ²/2 − xρ}dρ = 1 − x·R(x)
 
 (R = Φ(−x)/φ(x), Mills' ratio), and L(ψ) = A·cos(ψ − ψ0) is a cosine: each term is a difference of
-the wedge function W(A, β) = (1/2π)∫₀^β M(A cos b) db (:class:`~ntkdsl.symbolic.functions.wedge`;
+the wedge function W(A, β) = (1/2π)∫₀^β M(A cos b) db (:class:`~ntkdsl.algebra.functions.wedge`;
 Owen's T scaled by e^{A²/2}, Owen 1956; the reduction of the ELU dual to bivariate normal orthant
 integrals is Tsuchida et al. 2021). With β1 = θ − π/2, A12 = √(q1 + q2 + 2c) = √((s1 − s2)² +
 4s1s2·cos²(θ/2)), ψ0 = atan2(s2·s, s1 + s2·r), βh = π/2 − ψ0, βl = θ − π/2 − ψ0:
@@ -21,7 +21,7 @@ integrals is Tsuchida et al. 2021). With β1 = θ − π/2, A12 = √(q1 + q2 + 
     K̇   = (π − θ)/(2π) + α·(H1 + H2) + α²·E12
 
 G's terms are O(1) while G = O(q) at small variances: it is evaluated from the expansions of W and R
-past first order (:class:`~ntkdsl.symbolic.functions.wedge_rem`, :class:`~ntkdsl.symbolic.functions.mills_rem`),
+past first order (:class:`~ntkdsl.algebra.functions.wedge_rem`, :class:`~ntkdsl.algebra.functions.mills_rem`),
 whose orders 0 and 1 cancel exactly (E[(u + v)·1] = E[u·1] + E[v·1]), so
 
     G = W̃(A12, βh) − W̃(A12, βl) + W̃(s1, β1) + W̃(s2, β1) − ẽ(s1) − ẽ(s2)
@@ -30,7 +30,7 @@ whose orders 0 and 1 cancel exactly (E[(u + v)·1] = E[u·1] + E[v·1]), so
 4ẽ(x) − x·√(2/π). Nothing divides by s, s_i or ρ, and W ≤ |β|/(2π), R ≤ 1/x: no overflow and no
 underflow at any variance; measured against mpmath (tests/test_dual_extremes.py): relative error
 below 1e-12 for variances 1e-300 … 1e300 and every ρ (where K ≈ 0, absolute error ≲ 1e-15·(1 + √(q1q2))).
-A zero-norm input (q = c = 0) reads as θ = 0 (:class:`~ntkdsl.symbolic.functions.cos_angle`), a
+A zero-norm input (q = c = 0) reads as θ = 0 (:class:`~ntkdsl.algebra.functions.cos_angle`), a
 valid description of the degenerate Gaussian, and gives K = 0 = σ(0)·E[σ(v)] exactly.
 """
 
@@ -40,7 +40,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from ..symbolic.functions import angle, cos_angle, mills, mills_rem, ordered_variances, perp, sin_angle, wedge, wedge_rem
+from ..algebra.functions import angle, cos_angle, mills, mills_rem, ordered_variances, perp, sin_angle, wedge, wedge_rem
 from .registry import REGISTRY, ActivationParam, ActivationRow
 
 _TSUCHIDA_2021 = ("Tsuchida, Pearce, van der Heide, Roosta & Gallagher 2021, 'Avoiding kernel fixed points: "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..symbolic.functions import hypot, perp
+from ..algebra.functions import hypot, perp
 from .registry import REGISTRY, ActivationParam, ActivationRow
 
 _WILLIAMS = "Williams 1997, 'Computing with infinite networks' (NIPS 9)"

@@ -7,7 +7,7 @@ from typing import Tuple
 import numpy as np
 import sympy as sp
 
-from ..codegen.printer import array_function
+from ..arraycode.printer import array_function
 from .registry import REGISTRY, ActivationRow
 
 

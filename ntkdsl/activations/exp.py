@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..symbolic.functions import perp
+from ..algebra.functions import perp
 from .registry import REGISTRY, ActivationParam, ActivationRow
 
 _WILLIAMS_1998 = "Williams 1998, 'Computation with infinite neural networks' (Neural Computation 10)"

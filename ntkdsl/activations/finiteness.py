@@ -8,7 +8,7 @@ such a point s, with t = max(1, |s|):
 
 * σ is unbounded there when it is not finite at s ± 1e-12·t or larger there than 1.001 times its
   size at s ± 1e-6·t: the same test by which the quadrature chooses the points it grades
-  geometrically (:func:`ntkdsl.codegen.mehler._singular`);
+  geometrically (:func:`ntkdsl.arraycode.mehler._singular`);
 * σ(x)² ~ |x − s|^p is integrable iff p > −1; p is measured as the slope of log σ(s ± τ)² against
   log τ between τ = 1e-6·t and 1e-10·t: ≤ −0.98 is refused as infinite;
 * an integrable unbounded singularity is integrated when s is one of the points the quadrature
@@ -21,7 +21,7 @@ such a point s, with t = max(1, |s|):
   log|x − 0.3| pass; |x|^(−0.35) (4e-8 off, measured) and |x − 0.3|^(−1/4) (2e-8 off) are refused.
 
 Growth at infinity depends on the variance (e^{x²} has E[σ(u)²] < ∞ only for q < 1/4): the
-quadrature refuses it at run time, naming the variance (:func:`ntkdsl.codegen.mehler._decays`).
+quadrature refuses it at run time, naming the variance (:func:`ntkdsl.arraycode.mehler._decays`).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def _unresolved(sigma, s: float, side: float, name: str, at: str, graded) -> str
 def verify(program) -> None:
     """Refuse, with the layer's location, a numerical dual whose expectation is infinite for every
     variance: E[σ(u)²] (the NNGP) or E[σ'(u)²] (K̇, the NTK)."""
-    from ..symbolic.functions import GaussianExpectation
+    from ..algebra.functions import GaussianExpectation
 
     for step in program.steps:
         values = dict(step.parameters)

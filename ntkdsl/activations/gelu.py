@@ -9,7 +9,7 @@ Dual (Tsuchida et al. 2021, eq. for the GELU NNGP kernel), with P = (1 + q1)(1 +
 evaluated in a form that neither overflows nor cancels at large variances (P ~ q² overflows float64
 for q ≳ 1e154): Δ = hypot(√(1 + q1 + q2), √(q1q2)·sin θ) (P − c² = 1 + q1 + q2 + q1q2 − c²), π/2 + A =
 atan2(Δ, −c), q1q2/P = (q1/(1 + q1))·(q2/(1 + q2)), c²/P = (c/(√(1 + q1)√(1 + q2)))² (each factor
-as sin(atan2(·)), :class:`~ntkdsl.symbolic.functions.polar_sin`) and
+as sin(atan2(·)), :class:`~ntkdsl.algebra.functions.polar_sin`) and
 1 + 1/P − q1q2/P = 1/(1 + q1) + 1/(1 + q2):
 
     K = [c·atan2(Δ, −c) + (c/(√(1 + q1)√(1 + q2)))²/Δ + (q1/(1 + q1))·(q2/(1 + q2))·Δ]/(2π)
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..symbolic.functions import hypot, ordered_variances, perp, polar_sin
+from ..algebra.functions import hypot, ordered_variances, perp, polar_sin
 from .registry import REGISTRY, ActivationRow
 
 _TSUCHIDA_2021 = ("Tsuchida, Pearce, van der Heide, Roosta & Gallagher 2021, 'Avoiding kernel fixed points: "

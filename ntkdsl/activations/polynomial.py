@@ -20,7 +20,7 @@ from typing import Sequence
 
 import sympy as sp
 
-from ..symbolic.functions import ordered_variances
+from ..algebra.functions import ordered_variances
 from .dual import hermite_dual
 from .registry import REGISTRY, ActivationParam, ActivationRow
 

@@ -22,7 +22,7 @@ from typing import Sequence, Tuple
 
 import sympy as sp
 
-from ..symbolic.functions import angle, ordered_variances, perp
+from ..algebra.functions import angle, ordered_variances, perp
 from .registry import REGISTRY, ActivationParam, ActivationRow
 
 _TSUCHIDA = "Tsuchida, Roosta & Gallagher 2018, 'Invariance of weight distributions in rectified MLPs'"

@@ -17,7 +17,7 @@ h = a/√q1, k = b/√q2, is Owen's (1956, eq. 2.1) formula for Φ₂(−h, −k
 
 at a = 0, T(0, a_h) = −sign(b)/4 (Owen's convention for h = 0), likewise at b = 0, and at
 a = b = 0 the quadrant probability (π − θ)/(2π) (Sheppard 1899). T takes its second argument as an
-angle (:class:`ntkdsl.symbolic.functions.owens_t_angle`), so nothing divides by √(q1q2 − c²): the
+angle (:class:`ntkdsl.algebra.functions.owens_t_angle`), so nothing divides by √(q1q2 − c²): the
 formula holds at ρ = ±1 and on the diagonal. It is a covariance of bounded features, so the kernel
 is positive semi-definite up to rounding (the quadrature of a jump is not). K̇ := 0 (σ' = 0 a.e.).
 """
@@ -30,7 +30,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import sympy as sp
 
-from ..symbolic.functions import angle, owens_t_angle, perp
+from ..algebra.functions import GaussianExpectation, angle, owens_t_angle, perp
 from .breakpoints import MAX_CHANGES, numeric_function, sign_changes
 
 _JUMPS = (sp.Heaviside, sp.sign)
@@ -132,3 +132,6 @@ def resolve(f: sp.Lambda, g: sp.Lambda, q1, q2, c, marks):
 @lru_cache(maxsize=256)
 def _cached_pieces(fn, locators, known):
     return pieces(fn, locators, known)
+
+
+GaussianExpectation.resolvers.append(resolve)  # numeric step functions and breakpoints resolve at rebuild

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..symbolic.functions import larger
+from ..algebra.functions import larger
 from .registry import REGISTRY, ActivationParam, ActivationRow
 
 _PEARCE = ("Pearce, Tsuchida, Zaki, Brintrup & Neely 2019, 'Expressive priors in Bayesian neural networks: "

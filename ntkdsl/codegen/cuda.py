@@ -44,14 +44,15 @@ from typing import Dict, List, Optional, Set
 
 import sympy as sp
 
-from ..symbolic.functions import to_atan2
+from ..algebra.functions import to_atan2
 from ..symbolic.program import KernelProgram
 from . import cuda_support
-from .backends import BACKENDS
+from ..arraycode.backends import BACKENDS
 from .cuda_printer import CUDA_PRINTABLE, CudaPrinter, CupyArrayPrinter, c_comment
-from .emit import (_hide_quadratures, _support, free_after_last_use, layer_location, module_header, parameter_binding,
+from ..arraycode.sources import support_sources
+from .emit import (_hide_quadratures, free_after_last_use, layer_location, module_header, parameter_binding,
                    parameter_table, point_helpers, result_statements, spatial_fields, step_statements)
-from .printer import CodegenError
+from ..arraycode.printer import CodegenError
 
 # SSA names of the Python statements (kernel fields, CSE temporaries t*, per-point temporaries v*,
 # hoisted operations h*), freed after their last use
@@ -333,7 +334,7 @@ def emit_cupy_module(program: KernelProgram, source: Optional[str] = None, filen
         cuda = (f"\n\n_CUDA_OPTIONS = {cuda_support.CUDA_OPTIONS!r}  # no FMA contraction: exact zeros on the diagonal\n"
                 + (f'_CUDA_HELPERS = r"""{helpers}"""\n' if helpers else '_CUDA_HELPERS = ""  # no device helpers needed\n')
                 + "".join("\n\n" + k for k in kernels))
-    return (header + imports + "\n" + _support(printer.functions) + "".join("\n\n" + d for d in em.duals)
+    return (header + imports + "\n" + support_sources(printer.functions) + "".join("\n\n" + d for d in em.duals)
             + cuda + prologue + "\n".join(lines) + "\n")
 
 

@@ -15,7 +15,7 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from . import cuda_support
-from .printer import ArrayPrinter, CodegenError, conditional_chain
+from ..arraycode.printer import ArrayPrinter, CodegenError, conditional_chain
 
 # sympy function classes that CudaPrinter prints (everything else is hoisted out of the kernel)
 _C_FUNCTIONS = {"exp": "exp", "expm1": "expm1", "log": "log", "sin": "sin", "cos": "cos", "tan": "tan", "atan": "atan",
@@ -31,7 +31,7 @@ class CudaPrinter(C99CodePrinter):
 
     Numbers print as double literals (``2.0``, ``3.141592653589793``: no ``M_PI``, which NVRTC
     lacks, and no ``sqrt(2)`` of an int, which is ambiguous in CUDA C++), small integer powers as
-    products, and ntkdsl's functions in their safe forms (:mod:`ntkdsl.symbolic.functions`):
+    products, and ntkdsl's functions in their safe forms (:mod:`ntkdsl.algebra.functions`):
     ``perp`` as the overflow-safe device helper, ``asin`` with its argument clamped, θ as
     ``atan2``. A function without a CUDA form raises :class:`CodegenError`.
     """
@@ -86,22 +86,22 @@ class CudaPrinter(C99CodePrinter):
         return f"perp({self._print(c)}, {self._print(factors[0])}, {self._print(factors[1])})"
 
     def _print_angle(self, expr):  # θ = atan2(√max(p − c², 0), c) ∈ [0, π]
-        from ..symbolic.functions import perp
+        from ..algebra.functions import perp
 
         c, p = expr.args
         return f"atan2({self._print(perp(c, p))}, {self._print(c)})"
 
     def _print_cos_angle(self, expr):  # cos θ as cos(atan2(...)): 1, not 0/0, at p = 0
-        from ..symbolic.functions import angle
+        from ..algebra.functions import angle
 
         return f"cos({self._print_angle(angle(*expr.args))})"
 
     def _print_sin_angle(self, expr):
-        from ..symbolic.functions import angle
+        from ..algebra.functions import angle
 
         return f"sin({self._print_angle(angle(*expr.args))})"
 
-    def _print_polar_cos(self, expr):  # cos(atan2(y, x)) (symbolic.functions.to_atan2)
+    def _print_polar_cos(self, expr):  # cos(atan2(y, x)) (algebra.functions.to_atan2)
         return f"cos(atan2({self._print(expr.args[0])}, {self._print(expr.args[1])}))"
 
     def _print_polar_sin(self, expr):

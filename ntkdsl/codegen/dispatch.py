@@ -3,7 +3,7 @@
 ``backend="auto"`` (the default of :meth:`ntkdsl.CompiledNetwork.kernels`) takes the fused numba
 kernels (:mod:`.fused`) when numba is installed, the network is fusable and they pay for
 themselves on this request (:func:`fused_pays`): the NumPy time it saves (from the static cost
-model :func:`ntkdsl.cost.seconds`, calibrated by the NumPy runs of the same structure) exceeds
+model :func:`ntkdsl.codegen.cost.seconds`, calibrated by the NumPy runs of the same structure) exceeds
 what numba must do first. That is nothing once the module is compiled in this process, a load of
 :data:`NUMBA_LOAD_SECONDS` when numba's disk cache holds it, or a compile (:func:`compile_seconds`)
 on a cold cache, each for the request's dtype (the vector loops compile once per dtype:
@@ -28,14 +28,14 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..symbolic.program import KernelProgram
-from .backends import BACKENDS
+from ..arraycode.backends import BACKENDS
 from .cache import _compiled_in, compiled_for
 from .emit import emit_module
 
 AUTO = "auto"
 # measured by benchmarks/sweeps.py (results/sweeps.json) on the 2-core development machine, CPU seconds
 NUMBA_LOAD_SECONDS = 0.4  # the first call of a module that numba's disk cache holds (0.22–0.36 s)
-MODEL_NUMPY_OVERESTIMATE = 6.0  # ntkdsl.cost.seconds over measured NumPy CPU time: 1.2–6.0x on 5 workloads
+MODEL_NUMPY_OVERESTIMATE = 6.0  # ntkdsl.codegen.cost.seconds over measured NumPy CPU time: 1.2–6.0x on 5 workloads
 SMALL_SECONDS = 0.01  # below this much NumPy time the fused call's overheads (threads, stacks) eat the gain
 RATIO_SECONDS = 0.05  # NumPy calls at least this long calibrate the cost model for their structure
 TIMING = "_numpy_timing"  # key of a modules dict: NumPy seconds spent and measured/model ratio of its structure
@@ -103,7 +103,7 @@ def compile_seconds(program: KernelProgram) -> float:
 
 def _numpy_seconds_per_pair(program: KernelProgram) -> float:
     if program not in _PER_PAIR:
-        from ..cost import seconds
+        from .cost import seconds
 
         _PER_PAIR[program] = seconds(program, 1, 1, "numpy")
     return _PER_PAIR[program]
@@ -136,7 +136,7 @@ def fused_pays(program: KernelProgram, pairs: int, modules: dict, dtype=None) ->
 
 
 def _fused_speedup() -> float:
-    from ..cost import FUSED_SPEEDUP
+    from .cost import FUSED_SPEEDUP
 
     return FUSED_SPEEDUP
 
@@ -179,7 +179,7 @@ def module_for(modules: dict, program: KernelProgram, backend: str, source: Opti
 
             modules[backend] = load_cached_module(text, name)
         else:  # a Python compile of its own text (milliseconds): tracebacks show this network's lines
-            from .loader import load_module
+            from ..arraycode.loader import load_module
 
             modules[backend] = load_module(text, name)
     return modules[backend]

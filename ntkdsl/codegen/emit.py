@@ -10,7 +10,6 @@ The same text is what ``ntkdsl compile`` writes and what :mod:`.loader` executes
 from __future__ import annotations
 
 import hashlib
-import inspect
 import re
 from typing import Dict, List, Optional
 
@@ -18,12 +17,12 @@ import sympy as sp
 
 from .._version import __version__
 from ..ir.printer import format_network
-from ..symbolic.functions import GaussianExpectation, to_atan2
+from ..algebra.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
-from ..symbolic.spatial import dual_arguments
-from . import mehler, spatial_support, support
-from .backends import BACKENDS
-from .printer import ArrayPrinter
+from ..algebra.spatial import dual_arguments
+from ..arraycode.sources import support_sources
+from ..arraycode.backends import BACKENDS
+from ..arraycode.printer import ArrayPrinter
 
 _POINT_HELPERS = '''
 
@@ -209,7 +208,7 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         prologue = _PROLOGUE.format(d=net.input_dim)
     prologue = point_helpers(net.input_shape) + parameter_table(program) + prologue + parameter_binding(program)
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
-    return (header + imports + "\n" + _support(printer.functions) + "".join("\n\n" + d for d in duals)
+    return (header + imports + "\n" + support_sources(printer.functions) + "".join("\n\n" + d for d in duals)
             + prologue + "\n".join(lines) + "\n")
 
 
@@ -304,7 +303,7 @@ def _elementwise_step(before, step, values, printer):
     The variances go through the very same code as the covariances (at q1 = q2 = c = q), so
     Σ(x, x) and Σ(x, x') of two identical inputs agree bit for bit, and θ = 0 exactly there.
     ``before`` is the state the layer read; its arguments per field come from
-    :func:`ntkdsl.symbolic.spatial.dual_arguments` (in the full layout, pixel variances).
+    :func:`ntkdsl.algebra.spatial.dual_arguments` (in the full layout, pixel variances).
     """
     q1, q2, c = sp.symbols("q1 q2 c", real=True)
     at = dual_arguments(before)
@@ -365,28 +364,3 @@ def _hide_quadratures(exprs):
                          lambda n: GaussianExpectation(by_func[n.func][0], by_func[n.func][1], *n.args, by_func[n.func][2]))
 
     return hidden, restore
-
-
-def _support(functions) -> str:
-    """Module-level definitions the printed expressions call: σ functions and the quadrature routine."""
-    parts = []
-    if "perp" in functions:
-        parts.append(inspect.getsource(support.perp))
-    if "gaussian_expectation" in functions:
-        parts += [support_source(), mehler.source()]  # the quadrature routines (_Quiet) and the Mehler series modules call
-    spatial = [name for name in functions if name in spatial_support.ROUTINES]
-    if spatial:
-        parts.append(spatial_support.routine_sources(spatial))
-    parts += [src for name, src in sorted(functions.items())
-              if name not in ("gaussian_expectation", "perp") and name not in spatial_support.ROUTINES]
-    return "".join("\n\n" + p.rstrip("\n") + "\n" for p in parts)
-
-
-def support_source() -> str:
-    """The quadrature routine of :mod:`.support`, verbatim, with its constants."""
-    constants = [f"{name} = {getattr(support, name)!r}" for name in
-                 ("GAUSS_PANEL_EDGES", "SIGMA_PANEL_EDGES", "GAUSS_TAIL", "GAUSS_NODES", "TAIL_RATIO")]
-    functions = [inspect.getsource(getattr(support, name)).rstrip("\n") for name in
-                 ("gaussian_expectation", "gaussian_expectations", "_panels", "_edges", "_expectation", "_decayed", "_Quiet",
-                  "_leggauss")]
-    return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"

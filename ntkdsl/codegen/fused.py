@@ -58,12 +58,12 @@ from typing import Dict, List, Optional, Tuple
 
 import sympy as sp
 
-from ..ir import nodes
-from ..symbolic.functions import GaussianExpectation, to_atan2
+from ..algebra.functions import GaussianExpectation, to_atan2
 from ..symbolic.program import KernelProgram
 from . import fused_support, mehler_fused
-from .emit import _support, layer_location, module_header, parameter_binding, parameter_table, point_helpers
-from .printer import ArrayPrinter, CodegenError, conditional_chain
+from ..arraycode.sources import support_sources
+from .emit import layer_location, module_header, parameter_binding, parameter_table, point_helpers
+from ..arraycode.printer import ArrayPrinter, CodegenError, conditional_chain
 
 FASTMATH = "False"  # no FMA contraction: q1·q2 − c² must stay exactly 0 on the diagonal, as on the NumPy path
 
@@ -253,9 +253,8 @@ def structural_reason(program: KernelProgram) -> Optional[str]:
     """Why the program's layers cannot be fused (for a vector network, a layer that is not
     elementwise after the Gram matrix; for an image network, a numerical dual), or None."""
     vector = len(program.network.input_shape) == 1
-    kinds = (nodes.Dense, nodes.Identity, *nodes.ELEMENTWISE)
     for step in program.steps[1:]:
-        if vector and (not isinstance(step.layer, kinds) or any(not isinstance(m, kinds) for m in step.merged)):
+        if vector and not all(layer.entrywise for layer in (step.layer, *step.merged)):
             return f"layer {step.index} ({step.label}) is not elementwise after the input Gram matrix"
         if not vector and any(expr.has(GaussianExpectation) for _, expr in step.assignments):
             return f"layer {step.index} ({step.label}) has a numerical dual (quadrature)"
@@ -385,7 +384,7 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
     if duals.series:
         helpers += "\n\n" + mehler_fused.scalar_source()
     prologue = fused_support.PROLOGUE.format(d=net.input_dim)
-    return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
+    return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + support_sources(vector.functions)
             + point_helpers(net.input_shape) + parameter_table(program) + "\n\n" + fused_support.array_helpers(net.input_dim)
             + ("\n\n" + mehler_fused.array_source() + "\n\n" + refill if duals.series else "")
             + helpers + "\n\n" + kernel + "\n\n" + _ROW_BLOCKS.format(

@@ -50,15 +50,16 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import sympy as sp
 
-from ..ir.geometry import window_geometry
-from ..symbolic.functions import to_atan2
+from ..algebra.geometry import window_geometry
+from ..algebra.functions import to_atan2
 from ..symbolic.program import KernelProgram
-from ..symbolic.spatial import (FULL, variance_at, _SpatialOp, conv_taps, flatten_mean, global_pool, pixel_variance, pool_window,
+from ..algebra.spatial import (FULL, variance_at, _SpatialOp, conv_taps, flatten_mean, global_pool, pixel_variance, pool_window,
                                 spatial_diagonal)
 from . import fused_support
-from .emit import _support, free_after_last_use, layer_location, module_header, parameter_binding, parameter_table, point_helpers
+from ..arraycode.sources import support_sources
+from .emit import free_after_last_use, layer_location, module_header, parameter_binding, parameter_table, point_helpers
 from .fused import FASTMATH, NotFusable, ScalarPrinter, _cse_lines, structural_reason
-from .printer import ArrayPrinter, CodegenError
+from ..arraycode.printer import ArrayPrinter, CodegenError
 
 class PixelPrinter(ScalarPrinter):
     """The scalar printer inside a loop over a block's pairs and their grids.
@@ -351,7 +352,7 @@ def emit_fused_spatial_module(program: KernelProgram, source: Optional[str] = No
     per_point, fixed = memory_terms(p0 * channels, len(printer.slots) * width, count, block_pairs * pmax, point_entries)
     memory = ("\n\n# peak bytes of kernels(x1, x2) ≈ PER_PAIR·N1·N2 + PER_POINT·(N1 + N2) + FIXED (fused_spatial.memory_terms)\n"
               f"MEMORY_MODEL = (16.0, {per_point:.1f}, THREADS * {fixed[0]:.1f} + {fixed[1]:.1f})\n")
-    return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + _support(vector.functions)
+    return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + support_sources(vector.functions)
             + point_helpers(net.input_shape) + parameter_table(program) + "\n\n"
             + fused_support.spatial_helpers(shape0, channels, full0) + memory
             + fused_support.scalar_helpers(printer.helpers) + "\n\n" + "".join(loops)

@@ -12,7 +12,7 @@ import math
 
 from typing import Iterable
 
-from . import wedge_support
+from ..arraycode import wedge_support
 from .emit import POINTS_AND_DTYPE
 
 # Cephes atan (Moshier, Cephes Math Library, atan.c): atan(u) = u + u·z·P(z)/Q(z), z = u², for

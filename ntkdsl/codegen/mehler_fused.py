@@ -32,8 +32,8 @@ from collections.abc import Callable
 import numpy as xp
 import sympy as sp
 
-from ..symbolic.functions import GaussianExpectation
-from .mehler import MEHLER_DEGREES, MEHLER_TOLERANCE, _functions, mehler_coefficients
+from ..algebra.functions import GaussianExpectation
+from ..arraycode.mehler import MEHLER_DEGREES, MEHLER_TOLERANCE, _functions, mehler_coefficients
 
 
 def mehler_points(pairs, q1, q2, n1, n2, kinks=(), threads=1):

@@ -1,14 +1,9 @@
-"""The IR: immutable layer nodes (:mod:`.nodes`, :mod:`.spatial`, :mod:`.branches`), lowering from
-the AST, verification, printing."""
+"""The IR: a network as an immutable sequence of layer nodes (:class:`.layer.Layer`; the layer kinds
+live in :mod:`ntkdsl.layers`), the arguments layers take, verification and canonical printing."""
 
-from .branches import Parallel, Residual
-from .lower import lower, lower_all, select_network
-from .nodes import Activation, Dense, Identity, KernelState, Network
+from .layer import Layer
+from .network import Network
 from .printer import format_network
-from .spatial import Conv, Flatten, GlobalPool, LayerNorm, Pool
 from .verify import verify
 
-__all__ = [
-    "Activation", "Conv", "Dense", "Flatten", "GlobalPool", "Identity", "KernelState", "LayerNorm", "Network",
-    "Parallel", "Pool", "Residual", "format_network", "lower", "lower_all", "select_network", "verify",
-]
+__all__ = ["Layer", "Network", "format_network", "verify"]

@@ -55,18 +55,6 @@ def check_degree(expr: sp.Expr, x: sp.Symbol, span: Optional[Span], what: str) -
         raise LimitSpecError(f"{what} has degree {d} in {x} (at most {MAX_DEGREE})", span)
 
 
-def activation_degree(layer) -> int:
-    """The structural degree (:func:`degree`) of an elementwise layer's function σ in its variable."""
-    from .nodes import CustomActivation
-
-    if isinstance(layer, CustomActivation):
-        return degree(layer.body, sp.Symbol(layer.variable, real=True))
-    x = sp.Symbol("x", real=True)
-    kinds = {p.name: p.kind for p in layer.row.params}
-    args = {name: int(v) if kinds.get(name) == "natural" else v for name, v in layer.args}
-    return degree(layer.row.fn(x, **args), x)
-
-
 def degree(expr: sp.Expr, x: sp.Symbol) -> int:
     """An upper bound of the polynomial degree of ``expr`` in ``x``, without expanding it.
 

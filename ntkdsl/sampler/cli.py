@@ -148,7 +148,7 @@ def run(args) -> int:
         x, where = default_inputs(shape, args.points, args.seed), "random, unit sphere" if len(shape) == 1 else "random images"
     refuse_oversized(net.ir, widths)
     if args.backend != "numpy":
-        from .backend import array_module
+        from ..layers.arrays import array_module
 
         try:
             array_module(args.backend)

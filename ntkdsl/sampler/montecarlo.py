@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from .backend import to_numpy
+from ..layers.arrays import to_numpy
 from ..validate import seed as valid_seed
 from .network import FiniteNetwork, as_inputs, override_widths
 

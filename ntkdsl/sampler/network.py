@@ -12,12 +12,11 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..ir.branches import Parallel, Residual
-from ..ir.nodes import Network
+from ..ir.network import Network
+from ..layers.arrays import array_module, namespace, to_numpy
+from ..layers.branching import sequence_forward, sequence_init, walk
+from ..layers.finite import Params
 from ..validate import points, seed as valid_seed
-from .backend import array_module, namespace, to_numpy
-from .branch_layers import sequence_forward, sequence_init, walk
-from .layers import Params
 
 # fields that set a layer's feature count: overridden by ``width=`` except in the output layer
 WIDTH_FIELDS = ("width", "channels")
@@ -37,7 +36,7 @@ def _has_sized(layers) -> bool:
 
 
 def _branches(layer):
-    return layer.finite_sequences() if isinstance(layer, (Residual, Parallel)) else ()
+    return layer.finite_sequences() if layer.branching else ()
 
 
 def _resize(layers, width: int, keep: bool):
@@ -53,11 +52,11 @@ def _resize(layers, width: int, keep: bool):
             if not keep:
                 out[i] = replace(layer, **{name: width})
             keep = False
-        elif isinstance(layer, Residual):
-            out[i] = replace(layer, body=_resize(layer.body, width, keep))
-        elif isinstance(layer, Parallel):
-            out[i] = replace(layer, branches=tuple(_resize(b, width, keep) for b in layer.branches))
-            keep = keep and not all(_has_sized(b) for b in layer.branches)
+        elif layer.branching:
+            branches = layer.finite_sequences()
+            out[i] = layer.with_branches([_resize(b, width, keep) for b in branches])
+            # x + f(x) keeps its input's channels: the layers below set them; parallel outputs are the branches'
+            keep = keep and (layer.keeps_input_width or not all(_has_sized(b) for b in branches))
     return tuple(out)
 
 
@@ -177,7 +176,7 @@ class FiniteNetwork:
 
     def _leaf_passes(self, x):
         """Yield (layer, params, cache, output cotangents) for every layer with parameters, from the
-        top down and inside branches (:func:`.branch_layers.walk`: one backward pass)."""
+        top down and inside branches (:func:`ntkdsl.layers.branching.walk`: one backward pass)."""
         f, caches = self._forward(x)
         return walk(self.ir.layers, self.params, caches, self._output_cotangents(f), need_input=False)
 

@@ -13,9 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from .backend import to_numpy
-from .branch_layers import walk
-from .network import FiniteNetwork
+from ..layers.arrays import to_numpy
+from ..layers.branching import walk
 
 
 @dataclass
@@ -67,12 +66,12 @@ def _check_options(learning_rate, steps, record_every, loss_normalization) -> in
     return int(record_every)
 
 
-def train(fnet: FiniteNetwork, x, y, learning_rate: float = 1.0, steps: int = 100, probe=None,
+def train(fnet, x, y, learning_rate: float = 1.0, steps: int = 100, probe=None,
           record_every: Optional[int] = None, loss_normalization: str = "points") -> TrainRecord:
     """Train ``fnet`` in place by full-batch gradient descent on the squared loss.
 
     Args:
-        fnet: the network; its ``params`` are updated in place.
+        fnet: the :class:`~ntkdsl.sampler.FiniteNetwork`; its ``params`` are updated in place.
         x: training inputs, (N, *input_shape).
         y: targets, (N, k) (or (N,) for one output).
         learning_rate: η > 0.

@@ -6,7 +6,7 @@ from typing import Dict, List
 
 import sympy as sp
 
-from .functions import angle, perp
+from ..algebra.functions import angle, perp
 from .program import KernelProgram
 
 _FIELD_TEX = {

@@ -13,17 +13,14 @@ from __future__ import annotations
 from math import prod
 from typing import List, Sequence, Tuple
 
-from ..ir.branches import BRANCHING
-
 
 def needs_full_input(layer, full_output: bool, force_full: bool = False) -> bool:
     """Whether ``layer`` needs its input in the full layout, given what its output must be."""
     if force_full:
         return True
-    if isinstance(layer, BRANCHING):
+    if layer.branching:
         return any(plan_sequence(b, full_output)[0] for b in layer.branch_sequences())
-    rule = getattr(layer, "needs_full_input", None)
-    return rule(full_output) if rule is not None else full_output  # dense, identity, activations
+    return layer.needs_full_input(full_output)
 
 
 def plan_sequence(layers: Sequence, full_output: bool, force_full: bool = False) -> Tuple[bool, List[bool]]:
@@ -71,7 +68,6 @@ def _ranges(indices: Sequence[int]) -> str:
 
 def layout_report(program) -> List[str]:
     """Lines for ``ntkdsl check``: which steps hold which layout, why, and the largest kernel array."""
-    from ..ir.printer import format_header
     from ..tiling import format_bytes
 
     steps = [s for s in program.steps if s.state.shape]
@@ -79,11 +75,11 @@ def layout_report(program) -> List[str]:
         return []
     full = [s.index for s in steps if s.state.layout == "full"]
     diagonal = [s.index for s in steps if s.state.layout != "full"]
-    needers = [s for s in program.steps[1:] if getattr(s.layer, "needs_full_input", None) and s.layer.needs_full_input(False)]
+    needers = [s for s in program.steps[1:] if s.layer.needs_full_input(False)]
     lines = []
     if full:
-        why = ", ".join(f"{format_header(s.layer)} at {s.layer.span.line}:{s.layer.span.col}" if s.layer.span
-                        else format_header(s.layer) for s in needers)
+        why = ", ".join(f"{s.layer.header()} at {s.layer.span.line}:{s.layer.span.col}" if s.layer.span
+                        else s.layer.header() for s in needers)
         lines.append(f"  layout: full (all pixel pairs (p, p')) after steps {_ranges(full)}"
                      + (f", for {why}" if why else " (forced)"))
     if diagonal:

@@ -17,11 +17,12 @@ import sympy as sp
 
 from ..activations import finiteness
 from ..activations.dual import function_dual
-from ..ir import nodes
-from ..ir.branches import BRANCHING, Residual
-from ..ir.printer import format_header, format_layer, format_value
+from ..algebra.spatial import DIAGONAL, FULL, to_layout
+from ..algebra.state import KernelState, elementwise_kernel
+from ..ir.layer import Layer
+from ..ir.network import Network
+from ..ir.printer import format_value
 from .layout import needs_full_input, plan_sequence
-from .spatial import DIAGONAL, FULL, to_layout
 
 FIELDS = ("cov1", "cov2", "nngp", "nngp_dot", "ntk")  # assignment order within a layer
 
@@ -40,12 +41,12 @@ class Step:
     """
 
     index: int
-    layer: Optional[nodes.Layer]
+    layer: Optional[Layer]
     assignments: Tuple[Tuple[sp.Symbol, sp.Expr], ...]
-    state: nodes.KernelState
+    state: KernelState
     parameters: Tuple[Tuple[sp.Symbol, sp.Expr], ...]
-    merged: Tuple[nodes.Layer, ...] = ()  # earlier activations composed into this one (σ_k ∘ … ∘ σ_1)
-    input_state: Optional[nodes.KernelState] = None  # the state the layer read (in the layout it read it)
+    merged: Tuple[Layer, ...] = ()  # earlier activations composed into this one (σ_k ∘ … ∘ σ_1)
+    input_state: Optional[KernelState] = None  # the state the layer read (in the layout it read it)
     context: str = ""  # where the layer sits when inside branches, e.g. "residual 5, branch 2"
     detail: str = ""  # for a branching layer: which steps its branches are
 
@@ -53,9 +54,9 @@ class Step:
     def label(self) -> str:
         if self.layer is None:
             return "input"
-        if isinstance(self.layer, BRANCHING):
-            return format_header(self.layer) + (f": {self.detail}" if self.detail else "")
-        return " ∘ ".join(format_layer(n) for n in (self.layer, *reversed(self.merged)))
+        if self.layer.branching:
+            return self.layer.header() + (f": {self.detail}" if self.detail else "")
+        return " ∘ ".join(n.format() for n in (self.layer, *reversed(self.merged)))
 
     @property
     def note(self) -> str:
@@ -80,7 +81,7 @@ class Step:
 class KernelProgram:
     """The derived recursion of a network: input step, one step per layer, outputs."""
 
-    network: nodes.Network
+    network: Network
     steps: Tuple[Step, ...]
 
     @property
@@ -106,7 +107,7 @@ class KernelProgram:
     def fixed_parameters(self) -> Dict[sp.Symbol, sp.Expr]:
         """The parameters that generated code has as numbers (substituted exactly): those of steps
         with a numerical dual (a quadrature over σ)."""
-        from .functions import GaussianExpectation
+        from ..algebra.functions import GaussianExpectation
 
         return {sym: val for step in self.steps if any(e.has(GaussianExpectation) for _, e in step.assignments)
                 for sym, val in step.parameters}
@@ -121,7 +122,7 @@ class KernelProgram:
             for a, b in zip(self.steps, other.steps))
 
     @property
-    def output(self) -> nodes.KernelState:
+    def output(self) -> KernelState:
         return self.steps[-1].state
 
     def check(self) -> "KernelProgram":
@@ -158,7 +159,7 @@ class KernelProgram:
         return "\n".join(lines)
 
 
-def input_state(d: int, shape: Tuple[int, ...] = (), layout: str = DIAGONAL) -> Tuple[Step, nodes.KernelState]:
+def input_state(d: int, shape: Tuple[int, ...] = (), layout: str = DIAGONAL) -> Tuple[Step, KernelState]:
     """Step 0: Σ⁰(x, x') = x·x'/d and Θ⁰ = 0 (kernel-math.md §1); evaluated by the code generator.
 
     For images, d is the channel count and x·x' the product of the pixels' channel vectors, at
@@ -166,11 +167,11 @@ def input_state(d: int, shape: Tuple[int, ...] = (), layout: str = DIAGONAL) -> 
     """
     cov1, cov2 = sp.symbols("cov1_0 cov2_0", nonnegative=True)  # variances
     nngp = sp.Symbol("nngp_0", real=True)
-    state = nodes.KernelState(cov1, cov2, nngp, sp.S.Zero, gaussian=False, width=d, shape=tuple(shape), layout=layout)
+    state = KernelState(cov1, cov2, nngp, sp.S.Zero, gaussian=False, width=d, shape=tuple(shape), layout=layout)
     return Step(0, None, (), state, ()), state
 
 
-def derive(net: nodes.Network, layout: str = "auto") -> KernelProgram:
+def derive(net: Network, layout: str = "auto") -> KernelProgram:
     """Derive the kernel recursion of a verified network.
 
     Args:
@@ -207,7 +208,7 @@ class _Deriver:
         self.count += 1
         return self.count
 
-    def sequence(self, layers, state: nodes.KernelState, full_output: bool, context: str) -> nodes.KernelState:
+    def sequence(self, layers, state: KernelState, full_output: bool, context: str) -> KernelState:
         """Derive ``layers`` from ``state``; return the state after them."""
         _, after = plan_sequence(layers, full_output, self.force_full)
         i = 0
@@ -215,7 +216,7 @@ class _Deriver:
             layer = layers[i]
             if state.layout == FULL and not needs_full_input(layer, after[i], self.force_full):
                 state = to_layout(state, DIAGONAL)  # nothing downstream needs the pairs (p, p') any more
-            if isinstance(layer, BRANCHING):
+            if layer.branching:
                 index, params, new, detail = self._branching(layer, state, after[i], context)
                 group, i = [(index, layer)], i + 1
             else:
@@ -229,19 +230,19 @@ class _Deriver:
                     for j, node in group:
                         f = node.elementwise(params[j])
                         fn = f if fn is None else sp.Lambda(fn.variables, f(fn.expr))
-                    new = nodes.elementwise_kernel(state, lambda q1, q2, c: function_dual(fn, q1, q2, c))
+                    new = elementwise_kernel(state, lambda q1, q2, c: function_dual(fn, q1, q2, c))
                 detail = ""
-                if new.shape and new.layout == FULL and not after[i - 1] and not isinstance(layer, nodes.ELEMENTWISE):
+                if new.shape and new.layout == FULL and not after[i - 1] and not layer.elementwise:
                     new = to_layout(new, DIAGONAL)  # e.g. pooling whose output only flatten or conv read
             state = self._append(index, layer, group, params, state, new, context, detail)
         return state
 
-    def _branching(self, layer, state: nodes.KernelState, full_output: bool, context: str):
+    def _branching(self, layer, state: KernelState, full_output: bool, context: str):
         """Derive every branch of ``layer`` from ``state``, then merge them (:meth:`combine`);
         returns (index, parameter symbols, merged state, step detail naming the branches' steps)."""
-        where = f"{format_header(layer)} at line {layer.span.line}" if layer.span else format_header(layer)
+        where = f"{layer.header()} at line {layer.span.line}" if layer.span else layer.header()
         inner = f"{context}, " if context else ""
-        names = ("skip", "body") if isinstance(layer, Residual) else None
+        names = layer.branch_names()
         states, ranges = [], []
         for b, branch in enumerate(layer.branch_sequences(), start=1):
             start = self.count + 1
@@ -260,10 +261,10 @@ class _Deriver:
         (identities between them dropped); returns (group, next position)."""
         layer = layers[i]
         group, i = [(self._next(), layer)], i + 1
-        if isinstance(layer, nodes.ELEMENTWISE):
+        if layer.elementwise:
             pending = []  # identities seen since the last activation of the run
-            while i < len(layers) and isinstance(layers[i], (nodes.Identity, *nodes.ELEMENTWISE)):
-                if isinstance(layers[i], nodes.ELEMENTWISE):
+            while i < len(layers) and (layers[i].transparent or layers[i].elementwise):
+                if layers[i].elementwise:
                     for _ in pending:
                         self._next()
                     pending = []
@@ -275,7 +276,7 @@ class _Deriver:
             i -= len(pending)  # trailing identities are layers of their own
         return group, i
 
-    def _append(self, index, layer, group, params, before, new, context, detail) -> nodes.KernelState:
+    def _append(self, index, layer, group, params, before, new, context, detail) -> KernelState:
         """Assign every changed field of ``new`` to a fresh symbol; record the step."""
         assignments, fields = [], {}
         pending = {name: getattr(new, name) for name in FIELDS}
@@ -289,7 +290,7 @@ class _Deriver:
             fields[name] = sym
             if name == "nngp" and pending["ntk"] is not None:  # Θ' = Σ' + σ_w²Θ reads the new Σ'
                 pending["ntk"] = pending["ntk"].subs(expr, sym)
-        state = nodes.KernelState(gaussian=new.gaussian, width=new.width, note=new.note, shape=new.shape,
+        state = KernelState(gaussian=new.gaussian, width=new.width, note=new.note, shape=new.shape,
                                   layout=new.layout, **fields)
         parameters = tuple((sym, node.parameters()[name]) for j, node in group for name, sym in params[j].items())
         merged = tuple(node for _, node in group[:-1])
@@ -297,7 +298,7 @@ class _Deriver:
         return state
 
 
-def _symbols(index: int, layer: nodes.Layer) -> Dict[str, sp.Symbol]:
+def _symbols(index: int, layer: Layer) -> Dict[str, sp.Symbol]:
     """Fresh symbols for a layer's parameters: w_std_3, b_std_3, erf_a_4, ..."""
-    prefix = f"{layer.name}_" if isinstance(layer, nodes.ELEMENTWISE) else ""
+    prefix = layer.parameter_prefix()
     return {name: sp.Symbol(f"{prefix}{name}_{index}", real=True) for name in layer.parameters()}

@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import sympy as sp
 
-from ..symbolic.functions import derivative
+from ..algebra.functions import derivative
 
 
 class Elementwise(NamedTuple):

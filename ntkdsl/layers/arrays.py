@@ -1,6 +1,6 @@
 """The array module of finite networks: NumPy (default) or CuPy, chosen once per network.
 
-The layer rules (:mod:`.layers`, :mod:`.spatial_layers`, :mod:`.branch_layers`) never name NumPy
+The finite-width rules of the layers (:mod:`ntkdsl.layers`) never name NumPy
 or CuPy for array math: they take the namespace ``xp`` of the arrays they are given
 (:func:`namespace`, the array-API convention), so one set of rules runs on both. Parameters are
 drawn on the host with NumPy (the same seed gives the same network on every backend) and moved to

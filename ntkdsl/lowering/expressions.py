@@ -1,7 +1,7 @@
 """Constant expressions of a spec, evaluated exactly: names, arithmetic and function calls.
 
-A mixin of the lowering (:mod:`ntkdsl.ir.lower`): values are exact sympy numbers, tuples (sequences)
-or :class:`~ntkdsl.ir.builtins.Word`. Chains of ``+ -`` and ``* /`` are evaluated iteratively; any
+A mixin of the lowering (:mod:`.lower`): values are exact sympy numbers, tuples (sequences)
+or :class:`~ntkdsl.ir.arguments.Word`. Chains of ``+ -`` and ``* /`` are evaluated iteratively; any
 other nesting counts towards :data:`~ntkdsl.frontend.limits.MAX_NESTING`; every intermediate
 number must lie in the float64 range (:func:`ntkdsl.ir.checks.in_float_range`).
 """
@@ -16,8 +16,8 @@ import sympy as sp
 from ..errors import ArgumentSpecError, LimitSpecError, NameSpecError, Span, did_you_mean
 from ..frontend import ast
 from ..frontend.limits import MAX_DIGITS, MAX_NESTING, nesting_message, power_too_large, same_level
-from .builtins import Word
-from .checks import in_float_range
+from ..ir.arguments import Word
+from ..ir.checks import in_float_range
 
 MAX_EXPONENT = 1_024  # keeps `10**10**10` from hanging exact arithmetic
 

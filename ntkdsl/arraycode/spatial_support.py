@@ -14,7 +14,7 @@ kernel) stands for an array of that value.
 
 import numpy as xp
 
-from ..ir.geometry import window_geometry
+from ..algebra.geometry import window_geometry
 
 
 def _pixels(shape):

@@ -34,10 +34,10 @@ from typing import Dict, List, Tuple
 
 import sympy as sp
 
-from .symbolic.functions import GaussianExpectation
-from .symbolic.layout import entries_per_pair, largest_kernel
-from .symbolic.spatial import conv_taps, flatten_mean, global_pool, pixel_variance, pool_window, spatial_diagonal
-from .tiling import MemoryModel
+from ..algebra.functions import GaussianExpectation
+from ..symbolic.layout import entries_per_pair, largest_kernel
+from ..algebra.spatial import conv_taps, flatten_mean, global_pool, pixel_variance, pool_window, spatial_diagonal
+from ..tiling import MemoryModel
 
 EXPRESSION_TEMPORARIES = 2  # arrays NumPy allocates while evaluating one statement (a binary op's operands)
 INPUT_PIXEL_ARRAYS = 8  # per point, image networks' input stage: pixel(-pair) Gram rows and variances (measured)
@@ -197,7 +197,7 @@ def fused_memory(program) -> MemoryModel:
             return MemoryModel(16.0, 8.0 * (size + 4), 2.0**20)
         return MemoryModel(16.0 + FLAG_BYTES, 8.0 * (size + 4) + duals * MEHLER_STACK_BYTES + MEHLER_TRANSIENT_BYTES,
                            2.0**20 + threads() * MEHLER_SCRATCH_BYTES)
-    from .codegen.dispatch import emit_source
+    from .dispatch import emit_source
 
     found = _MEMORY_LINE.search(emit_source(program, "numba"))
     if found is None:
@@ -246,9 +246,9 @@ def format_seconds(t: float) -> str:
 
 def report(program, n: int, budget: int) -> List[str]:
     """Lines for ``ntkdsl check``: memory and time of n x n points on each backend, nothing run."""
-    from .codegen.dispatch import module_available
-    from .codegen.fused import fusable
-    from .tiling import MemoryBudgetError, format_bytes, plan
+    from .dispatch import module_available
+    from .fused import fusable
+    from ..tiling import MemoryBudgetError, format_bytes, plan
 
     costs = step_costs(program)
     model = numpy_memory(program, costs)

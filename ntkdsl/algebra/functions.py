@@ -161,10 +161,12 @@ class GaussianExpectation(sp.Function):
     Once f, g and the breakpoints hold no parameter symbols (the code generator substitutes their
     values), it evaluates: to 0 when f or g is 0, to the exact orthant-probability form when f = g is
     piecewise constant, and otherwise to itself with every locator replaced by the numbers it locates
-    (:func:`ntkdsl.activations.steps.resolve`).
+    (the resolver :func:`ntkdsl.activations.steps.resolve` installs in :attr:`resolvers`, so the
+    algebra imports nothing above it).
     """
 
     nargs = 6
+    resolvers: list = []  # (f, g, q1, q2, c, kinks) -> closed form, resolved kinks, or None
 
     @classmethod
     def eval(cls, f, g, q1, q2, c, kinks):
@@ -173,9 +175,7 @@ class GaussianExpectation(sp.Function):
         if not any(isinstance(k, sp.Lambda) for k in kinks) and not kinks.has(sp.Heaviside, sp.sign) \
                 and not f.expr.has(sp.Heaviside, sp.sign):
             return None  # nothing to resolve (the common case: no work at every rebuild)
-        from ..activations.steps import resolve
-
-        resolved = resolve(f, g, q1, q2, c, kinks)
+        resolved = next((r for r in (rule(f, g, q1, q2, c, kinks) for rule in cls.resolvers) if r is not None), None)
         if resolved is None or resolved == kinks:
             return None
         if isinstance(resolved, sp.Tuple):
@@ -354,7 +354,7 @@ class owens_t_angle(sp.Function):  # noqa: N801
 class mills(sp.Function):  # noqa: N801
     """Mills' ratio R(x) = Φ(−x)/φ(x) = √(π/2)·erfcx(x/√2), x ≥ 0 (Abramowitz & Stegun 26.2.12):
     bounded by 1/x, where Φ(−x) underflows and e^{x²/2} overflows. R' = x·R − 1.
-    Printed as a call of :func:`ntkdsl.codegen.wedge_support.mills`."""
+    Printed as a call of :func:`ntkdsl.arraycode.wedge_support.mills`."""
 
     nargs = 1
 
@@ -406,7 +406,7 @@ class wedge(sp.Function):  # noqa: N801
     − T(A sin β, cot β)], Owen's T; Owen 1956). Bounded by |β|/(2π) for every A, so the ELU dual
     (:mod:`ntkdsl.activations.elu`) never forms e^{q/2}·Φ(−√q)-type products that overflow or
     underflow. ∂W/∂β = M(A cos β)/(2π), ∂W/∂A = A·W − sin β·R(A cos β)/(2π).
-    Printed as a call of :func:`ntkdsl.codegen.wedge_support.wedge`."""
+    Printed as a call of :func:`ntkdsl.arraycode.wedge_support.wedge`."""
 
     nargs = 2
 
@@ -445,7 +445,7 @@ class wedge(sp.Function):  # noqa: N801
 
 class wedge_rem(sp.Function):  # noqa: N801
     """W(A, β) − (β − √(π/2)·A·sin β)/(2π): the wedge function past its first-order expansion in A,
-    evaluated without cancellation at small A (:func:`ntkdsl.codegen.wedge_support.wedge_rem`)."""
+    evaluated without cancellation at small A (:func:`ntkdsl.arraycode.wedge_support.wedge_rem`)."""
 
     nargs = 2
 

@@ -1,6 +1,6 @@
 """AST -> IR: resolve names, evaluate constants exactly, bind arguments, expand blocks and repeats.
 
-Values during lowering (:mod:`ntkdsl.ir.expressions`) are exact sympy numbers, tuples (sequences) or :class:`Word` (a bare name
+Values during lowering (:mod:`.expressions`) are exact sympy numbers, tuples (sequences) or :class:`Word` (a bare name
 that is not a ``let`` or parameter: legal only where a parameter takes a fixed set of words, such as
 ``parameterization = standard`` or ``b_std = none``). Every mistake raises a SpecError with a span.
 """
@@ -16,9 +16,11 @@ from ..activations import REGISTRY
 from ..errors import ArgumentSpecError, LimitSpecError, NameSpecError, Span, SpecError, StructureSpecError, did_you_mean
 from ..frontend import ast
 from ..frontend.limits import MAX_ACTIVATION_NESTING, MAX_DEGREE, MAX_LAYERS, MAX_NESTING
-from . import nodes
-from .builtins import BODY_LAYERS, LAYERS, REQUIRED, Spec, enum, input_shape, natural, positive_int, real
-from .checks import check_degree
+from ..ir.arguments import FROM_NETWORK, PARAMETERIZATIONS, REQUIRED, Spec, enum, input_shape, natural, positive_int, real
+from ..ir.checks import check_degree
+from ..ir.layer import Layer
+from ..ir.network import Network
+from ..layers import LAYERS, Activation, Call, CustomActivation
 from .expressions import ACTIVATION_FUNCTIONS, FUNCTIONS, Expressions, Value
 
 MAX_REPEAT = 10_000  # a repeat beyond this is a typo, not a network
@@ -28,7 +30,7 @@ class _Bound:
     span: Optional[Span]
 
 
-def lower(module: ast.Module, network: Optional[str] = None) -> nodes.Network:
+def lower(module: ast.Module, network: Optional[str] = None) -> Network:
     """Lower one network of a parsed module to IR.
 
     Args:
@@ -36,7 +38,7 @@ def lower(module: ast.Module, network: Optional[str] = None) -> nodes.Network:
         network: the network's name; may be omitted when the file defines exactly one.
 
     Returns:
-        The :class:`nodes.Network` (not yet verified: see :func:`ntkdsl.ir.verify.verify`).
+        The :class:`~ntkdsl.ir.network.Network` (not yet verified: see :func:`ntkdsl.ir.verify.verify`).
 
     Raises:
         SpecError: any naming, argument or structural mistake, with its span.
@@ -45,7 +47,7 @@ def lower(module: ast.Module, network: Optional[str] = None) -> nodes.Network:
     return lowerer.network(select_network(module, network))
 
 
-def lower_all(module: ast.Module) -> List[nodes.Network]:
+def lower_all(module: ast.Module) -> List[Network]:
     """Lower every network of the module (``ntkdsl check``)."""
     lowerer = _Lowerer(module)
     return [lowerer.network(n) for n in module.items if isinstance(n, ast.NetworkDef)]
@@ -103,7 +105,7 @@ class _Lowerer(Expressions):
         self.layer_count = 0  # layers of the network being lowered so far, repeats expanded
         self.rank = 0  # spatial dimensions of the network being lowered (set by `network`)
         seen: Dict[str, Span] = {}
-        builtin = set(LAYERS) | set(REGISTRY.names())
+        builtin = set(LAYERS.names()) | set(REGISTRY.names())
         for item in module.items:
             key = ("network " if isinstance(item, ast.NetworkDef) else "") + item.name
             if key in seen:
@@ -126,20 +128,20 @@ class _Lowerer(Expressions):
             raise NameSpecError("'pi' is a built-in constant and cannot be redefined", self.lets["pi"].span)
 
     # ------------------------------------------------------------ statements
-    def network(self, net: ast.NetworkDef) -> nodes.Network:
+    def network(self, net: ast.NetworkDef) -> Network:
         specs = [
             Spec("input", REQUIRED, input_shape),
-            Spec("parameterization", "ntk", enum(nodes.PARAMETERIZATIONS)),
+            Spec("parameterization", "ntk", enum(PARAMETERIZATIONS)),
         ]
         args = self.bind(f"network '{net.name}'", specs, net.args, {}, net.span)
         values = {s.name: s.convert(self, args[s.name].value, args[s.name].span, s.name) for s in specs}
         self.rank = len(values["input"]) - 1  # spatial dimensions: an int window broadcasts to them
         self.layer_count = 0
         layers = self.body(net.body, {}, values["parameterization"])
-        return nodes.Network(net.name, values["input"], values["parameterization"], tuple(layers), net.span)
+        return Network(net.name, values["input"], values["parameterization"], tuple(layers), net.span)
 
-    def body(self, body: ast.Body, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
-        out: List[nodes.Layer] = []
+    def body(self, body: ast.Body, env: Mapping[str, Value], param: str) -> List[Layer]:
+        out: List[Layer] = []
         with self.deeper(body.span):
             for st in body.statements:
                 if isinstance(st, ast.Repeat):
@@ -161,14 +163,15 @@ class _Lowerer(Expressions):
             raise LimitSpecError(f"the network has more than {MAX_LAYERS} layers once repeats and blocks are "
                                  "expanded (layers inside residual and parallel bodies count)", span)
 
-    def call(self, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
-        if st.bodies and st.name not in BODY_LAYERS:
+    def call(self, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[Layer]:
+        rule = LAYERS.get(st.name)
+        if st.bodies and not (rule is not None and rule.bodies):
             raise StructureSpecError(f"'{st.name}' takes no {{ }} body", st.bodies[0].span)
         if st.name in self.blocks:
             return self.block(self.blocks[st.name], st, env, param)
         row = REGISTRY.get(st.name)
-        if st.name in LAYERS:
-            layer = LAYERS[st.name](self, st, env, param)
+        if rule is not None:
+            layer = self.layer(rule, st, env, param)
         elif row is not None:
             layer = self.activation(row, st, env)
         elif st.name in self.activations:
@@ -178,10 +181,18 @@ class _Lowerer(Expressions):
         if layer is not None:
             self.add_layers(1, st.name_span)
             return [layer]
-        known = list(LAYERS) + REGISTRY.names() + list(self.blocks) + list(self.activations)
+        known = LAYERS.names() + REGISTRY.names() + list(self.blocks) + list(self.activations)
         raise NameSpecError(f"unknown layer or activation '{st.name}'{did_you_mean(st.name, known)}", st.name_span)
 
-    def activation(self, row, st: ast.LayerCall, env: Mapping[str, Value]) -> nodes.Activation:
+    def layer(self, rule, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> Layer:
+        """A layer of the table: its arguments bound and converted by its specs, its bodies lowered."""
+        specs = [Spec(s.name, param, s.convert) if s.default is FROM_NETWORK else s for s in rule.specs]
+        args = self.bind(rule.name, specs, st.args, env, st.name_span)
+        values = {s.name: s.convert(self, args[s.name].value, args[s.name].span, s.name, env) for s in specs}
+        bodies = tuple(tuple(self.body(b, env, param)) for b in st.bodies)
+        return rule.build(values, Call(st.span, st.name_span, bodies, tuple(b.span for b in st.bodies)))
+
+    def activation(self, row, st: ast.LayerCall, env: Mapping[str, Value]) -> Activation:
         what = f"activation '{st.name}'"
         convert = {"real": real, "natural": natural}
         specs = [Spec(p.name, REQUIRED if p.default is None else p.default, convert[p.kind]) for p in row.params]
@@ -198,7 +209,7 @@ class _Lowerer(Expressions):
             args = [a for a in args if isinstance(a, ast.Keyword)]
         bound = self.bind(what, specs, args, env, st.name_span)
         values += [(s.name, s.convert(self, bound[s.name].value, bound[s.name].span, s.name, env)) for s in specs]
-        return nodes.Activation(row.name, tuple(values), st.span)
+        return Activation(row.name, tuple(values), st.span)
 
     def activation_body(self, d: ast.ActivationDef) -> sp.Expr:
         """The body of ``activation NAME(x, p = ...) = EXPR`` over real symbols x and p."""
@@ -219,7 +230,7 @@ class _Lowerer(Expressions):
         check_degree(body, env[variable.name], d.body.span, f"activation '{d.name}'")
         return body
 
-    def custom_activation(self, d: ast.ActivationDef, st: ast.LayerCall, env: Mapping[str, Value]) -> nodes.CustomActivation:
+    def custom_activation(self, d: ast.ActivationDef, st: ast.LayerCall, env: Mapping[str, Value]) -> CustomActivation:
         specs = [Spec(p.name, REQUIRED if p.default is None else p.default, None) for p in d.params[1:]]
         bound = self.bind(f"activation '{d.name}'", specs, st.args, env, st.name_span, lazy_defaults=True)
         values: Dict[str, Value] = {}
@@ -227,10 +238,10 @@ class _Lowerer(Expressions):
             b = bound[p.name]
             raw = self.evaluate(b.value.expr, values) if isinstance(b.value, _Default) else b.value
             values[p.name] = real(self, raw, b.span, p.name, env)
-        return nodes.CustomActivation(d.name, d.params[0].name, self.activation_bodies[d.name],
+        return CustomActivation(d.name, d.params[0].name, self.activation_bodies[d.name],
                                       tuple(values.items()), st.span)
 
-    def block(self, block: ast.BlockDef, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[nodes.Layer]:
+    def block(self, block: ast.BlockDef, st: ast.LayerCall, env: Mapping[str, Value], param: str) -> List[Layer]:
         if block.name in self.block_stack:
             chain = " -> ".join(self.block_stack[self.block_stack.index(block.name):] + [block.name])
             raise _SelfCall(f"block '{block.name}' calls itself ({chain})", st.name_span)

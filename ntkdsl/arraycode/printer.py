@@ -4,7 +4,7 @@ special functions), so one printer serves NumPy, CuPy and any array module with 
 Unknown functions are errors, never silently printed Python (sympy's strict mode), and the
 numerically delicate primitives print in their safe forms (kernel-math.md §3): ``perp`` with a
 clamp at 0, ``asin`` with its argument clipped to [−1, 1]; the one-variable functions σ, σ' of
-numerical duals in the overflow-safe forms of :func:`ntkdsl.symbolic.stable.stabilize`.
+numerical duals in the overflow-safe forms of :func:`ntkdsl.algebra.stable.stabilize`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ArrayPrinter(SciPyPrinter):
 
     def _elementwise(self, fn: sp.Lambda) -> str:
         """Define (once) a module-level function evaluating the one-variable Lambda; return its name."""
-        from ..symbolic.stable import stabilize
+        from ..algebra.stable import stabilize
 
         (x,) = fn.variables
         body = self._print(stabilize(fn.expr).xreplace({x: sp.Symbol("x")}))
@@ -57,10 +57,10 @@ class ArrayPrinter(SciPyPrinter):
         self.functions[name] = f"def {name}(x):\n    return {body}\n"
         return name
 
-    def _print_Logistic(self, expr):  # 1/(1 + e^(−a)) without overflow (symbolic.stable)
+    def _print_Logistic(self, expr):  # 1/(1 + e^(−a)) without overflow (algebra.stable)
         return f"{self._module_format('scipy.special.expit')}({self._print(expr.args[0])})"
 
-    def _print_Softplus(self, expr):  # log(1 + e^a) = logaddexp(0, a) without overflow (symbolic.stable)
+    def _print_Softplus(self, expr):  # log(1 + e^a) = logaddexp(0, a) without overflow (algebra.stable)
         return f"{self._module_format('numpy.logaddexp')}(0.0, {self._print(expr.args[0])})"
 
     def _module_format(self, fqn, register=True):
@@ -80,7 +80,7 @@ class ArrayPrinter(SciPyPrinter):
         return f"perp({self._print(c)}, {self._print(factors[0])}, {self._print(factors[1])})"
 
     def _print_angle(self, expr):  # θ = atan2(√max(p − c², 0), c) ∈ [0, π]
-        from ..symbolic.functions import perp
+        from ..algebra.functions import perp
 
         c, p = expr.args
         return f"{self._module_format('numpy.arctan2')}({self._print(perp(c, p))}, {self._print(c)})"
@@ -115,12 +115,12 @@ class ArrayPrinter(SciPyPrinter):
         return self._nested(expr.args, "numpy.maximum")
 
     def _print_cos_angle(self, expr):  # cos θ = cos(atan2(√max(p − c², 0), c)): 1, not 0/0, at p = 0
-        from ..symbolic.functions import angle
+        from ..algebra.functions import angle
 
         return f"{self._module_format('numpy.cos')}({self._print_angle(angle(*expr.args))})"
 
     def _print_sin_angle(self, expr):  # sin θ, 0 at p = 0
-        from ..symbolic.functions import angle
+        from ..algebra.functions import angle
 
         return f"{self._module_format('numpy.sin')}({self._print_angle(angle(*expr.args))})"
 
@@ -128,7 +128,7 @@ class ArrayPrinter(SciPyPrinter):
         h, phi = (self._print(a) for a in expr.args)
         return f"{self._module_format('scipy.special.owens_t')}({h}, {self._module_format('numpy.tan')}({phi}))"
 
-    def _print_polar_cos(self, expr):  # cos θ = cos(atan2(perp, c)) (symbolic.functions.to_atan2)
+    def _print_polar_cos(self, expr):  # cos θ = cos(atan2(perp, c)) (algebra.functions.to_atan2)
         y, x = (self._print(a) for a in expr.args)
         return f"{self._module_format('numpy.cos')}({self._module_format('numpy.arctan2')}({y}, {x}))"
 
@@ -146,10 +146,10 @@ class ArrayPrinter(SciPyPrinter):
     _print_mills = _print_mills_rem = _print_wedge = _print_wedge_rem = _print_wedge_routine
 
 
-    # structural operations of image kernels (ntkdsl.symbolic.spatial): calls of the run-time
-    # routines of ntkdsl.codegen.spatial_support, their static settings as Python literals
+    # structural operations of image kernels (ntkdsl.algebra.spatial): calls of the run-time
+    # routines of ntkdsl.arraycode.spatial_support, their static settings as Python literals
     def _spatial_call(self, expr, names):
-        from ..symbolic.spatial import static
+        from ..algebra.spatial import static
 
         name = type(expr).__name__
         self.functions.setdefault(name, "")
@@ -157,7 +157,7 @@ class ArrayPrinter(SciPyPrinter):
         return f"{name}({self._print(expr.args[0])}, {settings})"
 
     def _print_conv_taps(self, expr):
-        from ..symbolic.spatial import static
+        from ..algebra.spatial import static
 
         text = self._spatial_call(expr, ("shape", "kernel", "stride", "padding", "layout"))
         return text.replace(f"layout={static(expr.args[5])!r}", f"full={static(expr.args[5]) == 'full'}")
@@ -166,7 +166,7 @@ class ArrayPrinter(SciPyPrinter):
         return self._spatial_call(expr, ("shape", "window", "stride", "padding", "mode"))
 
     def _print_flatten_mean(self, expr):
-        from ..symbolic.spatial import static
+        from ..algebra.spatial import static
 
         text = self._spatial_call(expr, ("shape", "layout"))
         return text.replace(f"layout={static(expr.args[2])!r}", f"full={static(expr.args[2]) == 'full'}")
@@ -197,17 +197,17 @@ def array_function(expr: sp.Expr, args):
     """A NumPy function of ``args`` (sympy symbols) evaluating ``expr`` through this printer.
 
     The same printing and loading path as generated modules (σ helpers, perp, the quadrature and
-    spatial routines included by :func:`.emit._support`, the module run by :func:`.loader.load_module`),
+    spatial routines included by :func:`.sources.support_sources`, the module run by :func:`.loader.load_module`),
     for tests and numerical tools. Only ever called on expressions ntkdsl built, never on user text.
     """
-    from ..symbolic.functions import to_atan2
+    from ..algebra.functions import to_atan2
     from .backends import BACKENDS
-    from .emit import _support
+    from .sources import support_sources
     from .loader import load_module
 
     printer = ArrayPrinter()
     names = [f"a{i}" for i in range(len(args))]
     body = printer.doprint(to_atan2(expr).xreplace(dict(zip(args, sp.symbols(names)))))
-    source = (BACKENDS["numpy"].imports(printer.modules_used | {"xp"}) + _support(printer.functions)
+    source = (BACKENDS["numpy"].imports(printer.modules_used | {"xp"}) + support_sources(printer.functions)
               + f"\n\ndef function({', '.join(names)}):\n    return {body}\n")
     return load_module(source, "array_function").function

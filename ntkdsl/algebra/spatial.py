@@ -11,7 +11,7 @@ window shift is a slice of contiguous N1 x N2 blocks.
 Each function below is linear in its first argument (the kernel array); the others are static
 (``sp.Tuple`` of integers, ``Str`` words), so CSE and differentiation pass through them. The code
 printer turns each into a call of the run-time routine of the same name
-(:mod:`ntkdsl.codegen.spatial_support`); ``_latex`` gives an operator notation.
+(:mod:`ntkdsl.arraycode.spatial_support`); ``_latex`` gives an operator notation.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Window geometry of convolutions and pooling along one spatial axis, written once.
 
 The IR uses it for output shapes (and their errors); the run-time support routines of generated
-modules (:mod:`ntkdsl.codegen.spatial_support`) carry a verbatim copy (``inspect.getsource``), so
+modules (:mod:`ntkdsl.arraycode.spatial_support`) carry a verbatim copy (``inspect.getsource``), so
 shapes and padding agree between compile time and run time. Keep it free of other names.
 """
 

@@ -1,4 +1,5 @@
-"""Finite-width rules of branching layers (residual, parallel) and the backward walk through them.
+"""What the branching layers (residual, parallel) share: the independence check of their branches
+(kernel-math.md §2), their finite-width rules and the backward walk that descends into branches.
 
 A branching node's parameters are one flat dict whose keys are ``"{branch}.{layer}.{name}"``
 (nested nodes add their own prefixes), so a network's parameters stay one dict of arrays per
@@ -20,13 +21,79 @@ the branches' pull-backs.
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
 
-from .backend import namespace
-from .layers import Params
+from ..ir.layer import Layer
+from .arrays import namespace
+from .finite import Params
 
 
-# --- parameters of branches --------------------------------------------------------------------
+def fresh_end(layers: Sequence) -> Tuple[bool, Optional[object]]:
+    """Whether a branch ends in a fresh zero-mean affine layer (dense or conv), possibly followed by
+    parameter-free linear layers (identity, pooling, flatten) — kernel-math.md §2 — and the layer
+    that decides it (None for an empty branch).
+
+    A fresh affine output is independent of everything else in the limit, so it is uncorrelated
+    with any other branch. A nested ``parallel`` sum or concat is fresh when all its branches are.
+    """
+    for layer in reversed(layers):
+        fresh = layer.ends_fresh()
+        if fresh is not None:
+            return fresh, layer
+    return False, None
+
+
+def describe(layer) -> str:
+    if layer is None:
+        return "has no dense or conv layer (it passes its input on)"
+    return f"ends in '{layer.header()}'"
+
+
+
+class Branching(Layer):
+    """A layer that runs branches of layers on its input and merges their outputs; subclasses define
+    ``finite_sequences()`` (the branches with layers), ``finite_merge()`` (residual, sum, concat,
+    prod), ``merge_outputs(x, outs)``, ``combine`` (the kernel rule) and ``check_branches``."""
+
+    branching = True
+    keeps_input_width: ClassVar[bool] = False  # whether the output has the input's channels whatever the branches do
+
+    def check_branches(self) -> None:
+        """Refuse merges of correlated branches (kernel-math.md §2) at a span."""
+
+    def branch_names(self) -> Optional[Tuple[str, ...]]:
+        """Names of the derivation's branches for step labels, or None for "branch 1", "branch 2", ..."""
+        return None
+
+    def init_params(self, rng, in_shape):
+        return branches_init(self, rng, in_shape)
+
+    def forward(self, params, x):
+        return branches_forward(self, params, x)
+
+    def backward(self, params, cache, g):
+        return branches_backward(self, params, cache, g)
+
+    def param_grads(self, params, cache, g, per_example=False):
+        return branches_param_grads(self, params, cache, g, per_example)
+
+    def ntk_terms(self, params, cache1, g1, cache2, g2, trace=True):
+        return branches_ntk_terms(self, params, cache1, g1, cache2, g2, trace)
+
+    def split_cotangent(self, params, cache, g):
+        return split_cotangent(self, params, cache, g)
+
+    def merge_cotangents(self, params, cache, g, parts):
+        return merge_cotangents(self, params, cache, g, parts)
+
+    def format(self, indent: str = "") -> str:
+        inner = indent + "    "
+        text = self.header()
+        for body in self.finite_sequences():
+            lines = [f"{inner}{layer.format(inner)}" for layer in body]
+            text += " {\n" + "".join(line + "\n" for line in lines) + indent + "}"
+        return text
+
 
 def pack(per_branch: Sequence[Sequence[Params]]) -> Params:
     """One flat dict ``{"b.j.name": array}`` from each branch's list of per-layer dicts."""
@@ -60,8 +127,6 @@ def sequence_forward(layers: Sequence, params: Sequence[Params], x):
         caches.append(cache)
     return x, caches
 
-
-# --- the backward walk ---------------------------------------------------------------------------
 
 def walk(layers: Sequence, params: Sequence[Params], caches: Sequence, g, need_input: bool = True):
     """Pull ``g`` back through ``layers`` from the top, descending into branching nodes.
@@ -99,8 +164,6 @@ def _drain(gen):
         except StopIteration as stop:
             return stop.value
 
-
-# --- the node rules, shared by Residual and Parallel ------------------------------------------
 
 def branches_init(node, rng, in_shape):
     """Every branch's parameters, drawn branch by branch and layer by layer, as one flat dict."""
@@ -150,8 +213,6 @@ def branches_ntk_terms(node, params: Params, cache1, g1, cache2, g2, trace: bool
     return total
 
 
-# --- merges ----------------------------------------------------------------------------------------
-
 def split_cotangent(node, params: Params, cache, g):
     """[(layers, params, caches, g_branch)] for the branches of ``node`` (see the module docstring)."""
     caches, outs = cache
@@ -185,3 +246,4 @@ def merge_cotangents(node, params: Params, cache, g, parts):
     for part in parts:
         total = part if total is None else total + part
     return total
+

@@ -1,0 +1,49 @@
+"""A network in the IR: its input shape, default parameterization and layers (immutable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ..errors import Span
+from .arguments import PARAMETERIZATIONS
+from .layer import Layer, span_field
+from .shapes import sequence_shape
+
+__all__ = ["Network", "PARAMETERIZATIONS"]
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network: its input shape, default parameterization and layers (blocks and repeats expanded)."""
+
+    name: str
+    input_shape: Tuple[int, ...]
+    parameterization: str
+    layers: Tuple[Layer, ...]
+    span: Optional[Span] = span_field()
+
+    @property
+    def input_dim(self) -> int:
+        return self.input_shape[-1]
+
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        """The features' shape after the last layer ((k,) for a network with k outputs).
+
+        Raises:
+            ShapeSpecError: layers whose shapes do not fit (see :func:`ntkdsl.ir.shapes.sequence_shape`).
+        """
+        return sequence_shape(self.layers, self.input_shape)
+
+    @property
+    def output_width(self) -> int:
+        return self.output_shape[-1]
+
+
+def all_layers(layers):
+    """Every layer, those inside branches included (pre-order)."""
+    for layer in layers:
+        yield layer
+        for branch in layer.branch_sequences():
+            yield from all_layers(branch)

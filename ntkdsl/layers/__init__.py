@@ -1,0 +1,22 @@
+"""The layers: one module per layer kind, each holding side by side its argument spec, shape rule,
+layout needs, kernel rule (on :mod:`ntkdsl.algebra`), the facts verification checks, canonical text and
+finite-width rules, registered in :data:`.registry.LAYERS` (see :class:`ntkdsl.ir.layer.Layer`).
+
+Importing this package registers every built-in layer.
+"""
+
+from .activation import Activation, CustomActivation
+from .conv import Conv
+from .dense import Dense
+from .flatten import Flatten
+from .identity import Identity
+from .layer_norm import LayerNorm
+from .parallel import Parallel
+from .pool import GlobalPool, Pool
+from .registry import LAYERS, Call, LayerRule, register
+from .residual import Residual
+
+__all__ = [
+    "Activation", "Call", "Conv", "CustomActivation", "Dense", "Flatten", "GlobalPool", "Identity", "LAYERS",
+    "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "register",
+]

@@ -1,0 +1,35 @@
+"""The finite-width interface of every layer (kernel-math.md §5): the methods each node implements.
+
+Every layer node answers the same five questions (methods of :class:`ntkdsl.ir.layer.Layer`; a new
+layer kind implements them in its own module and the sampler needs no other change):
+
+``init_params(rng, in_shape) -> (params, out_shape)``
+    a dict of float64 parameter arrays, all drawn i.i.d. from their prior; shapes exclude the batch.
+``forward(params, x) -> (y, cache)``
+    x of shape (N, *in_shape); the cache is whatever the backward rules need.
+``backward(params, cache, g) -> g_in``
+    cotangents g of shape (N, m, *out_shape) — m vectors per input (m = k, one per output, for the
+    NTK; m = 1 for a loss gradient) — pulled back to (N, m, *in_shape).
+``param_grads(params, cache, g, per_example=False) -> dict``
+    ∂/∂θ of Σ ⟨g, y⟩: summed over inputs and the m axis, or (``per_example``) with leading (N, m)
+    axes, i.e. the explicit Jacobian rows.
+``ntk_terms(params, cache1, g1, cache2, g2, trace=True) -> array | None``
+    this layer's share Σ_θ ⟨∂f/∂θ(x), ∂f/∂θ(x′)⟩ of the empirical NTK, contracted without the
+    Jacobian: (N1, N2) summed over the m axis (``trace``) or (N1, N2, m, m); None without parameters.
+
+Array math uses the namespace of its arguments (:mod:`.arrays`: NumPy, or CuPy for a network
+built with ``backend = "cupy"``).
+
+Conventions match the analytic rules: NTK parameterization z = (σ_w/√n_in)·W·x + σ_b·b with
+W, b ~ N(0, 1); standard parameterization z = W·x + b with W ~ N(0, σ_w²/n_in), b ~ N(0, σ_b²),
+the NTK taken with respect to W and b themselves (Sohl-Dickstein et al. 2020, "On the infinite
+width limit of neural networks with a standard parameterization").
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+
+Params = Dict[str, np.ndarray]  # one layer's parameters by name (float64 arrays, shapes without the batch)
