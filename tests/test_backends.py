@@ -130,7 +130,7 @@ def test_cupy_backend_without_cupy_says_how_to_install_it(net, data):
 
 
 def test_backend_table_and_cli_choices():
-    from ntkdsl.cli import _parser
+    from ntkdsl.cli.main import _parser
 
     assert set(BACKENDS) == {"numpy", "numba", "cupy"}
     assert BACKENDS["cupy"].imports({"xp", "xps"}) == "import cupy as xp\nimport cupyx.scipy.special as xps"

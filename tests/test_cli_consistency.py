@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import ntkdsl
-from ntkdsl.cli import _parser, main
-from ntkdsl.sampler.cli import parameter_count
+from ntkdsl.cli.main import _parser, main
+from ntkdsl.cli.sample import parameter_count
 from ntkdsl.sampler.network import FiniteNetwork, override_widths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -282,7 +282,7 @@ def _captured_figure(monkeypatch, module):
 
 
 def test_flow_plot_has_log_time_from_early_times_and_the_test_loss(files, monkeypatch, capsys):
-    from ntkdsl.flow import cli as flow_cli
+    from ntkdsl.cli import flow as flow_cli
 
     figures = _captured_figure(monkeypatch, flow_cli)
     rng = np.random.default_rng(3)
@@ -301,7 +301,7 @@ def test_flow_plot_has_log_time_from_early_times_and_the_test_loss(files, monkey
 
 
 def test_sampler_plot_shows_the_noise_floor(files, monkeypatch, capsys):
-    from ntkdsl.sampler import cli as sampler_cli
+    from ntkdsl.cli import sample as sampler_cli
 
     figures = _captured_figure(monkeypatch, sampler_cli)
     assert main(["sample", str(files / "small.ntk"), "--widths", "4,16", "--samples", "3", "--points", "3",

@@ -191,7 +191,7 @@ def test_cupy_module_at_every_scale(setting, monkeypatch):
 
 
 def test_wedge_routines_against_mpmath():
-    """W, W̃, R, ẽ (codegen/wedge_support.py), scalar and array versions, against mpmath quadrature of
+    """W, W̃, R, ẽ (arraycode/wedge_support.py), scalar and array versions, against mpmath quadrature of
     their defining integrals at 30 digits, for A from 0 to 1e150 and β up to ±π/2."""
     import mpmath as mp
 

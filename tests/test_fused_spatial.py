@@ -307,7 +307,7 @@ ELU_NETS = [("network e(input = 3) { dense(4, w_std = 3); elu; dense(3); elu(alp
 @needs_numba
 @pytest.mark.parametrize("spec, shape", ELU_NETS)
 def test_elu_and_selu_fuse(spec, shape):
-    # the wedge integrals of the ELU dual (codegen/wedge_support.py) compile as numba scalar routines;
+    # the wedge integrals of the ELU dual (arraycode/wedge_support.py) compile as numba scalar routines;
     # agreement 1e-12: the scalar and array routines differ by ≤ 6e-14 (erfc vs erfcx near x = 5)
     net = ntkdsl.loads(spec)
     assert fusable(net.program) is None

@@ -1,4 +1,4 @@
-"""Numerical duals by Mehler series (ntkdsl/codegen/mehler.py) against independent references:
+"""Numerical duals by Mehler series (ntkdsl/arraycode/mehler.py) against independent references:
 a table of 25-digit mpmath expectations at random (q1, q2, c) (variances 1e-6…1e6, ρ → ±1 and ρ = ±1
 exactly; made by benchmarks/numerical_duals.py, which shares no code with ntkdsl), scipy's adaptive
 quadrature for kinked functions, and exact identities (the diagonal, zero variance, symmetry)."""

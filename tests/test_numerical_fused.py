@@ -99,7 +99,7 @@ def _realize(q1, q2, c):
 def test_fused_kernels_match_mpmath(sigma):
     """The table's entries as kernels Σ(x1, x2) = E[σ(u)σ(v)] of `dense(1); σ; dense(1)` on the fused path,
     entries that no series degree covers integrated after the loop: within the bound of mpmath."""
-    rows = [r for r in _rows() if r["sigma"] == sigma]  # all variances: σ' prints overflow-safe (symbolic/stable.py)
+    rows = [r for r in _rows() if r["sigma"] == sigma]  # all variances: σ' prints overflow-safe (algebra/stable.py)
     q1, q2, c = (np.array([r[k] for r in rows]) for k in ("q1", "q2", "c"))
     net = _probe(sigma)
     assert fusable(net.program) is None

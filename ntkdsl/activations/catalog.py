@@ -95,7 +95,7 @@ def markdown() -> str:
         "θ = arccos(c/√(q1q2)). Conventions: kernel-math.md §3. Custom activations",
         "(`activation NAME(x) = EXPR`) get exact duals when ntkdsl can derive them, numerical ones otherwise.",
         "`mills`, `mills_rem`, `wedge`, `wedge_rem` (ELU, SELU): Mills' ratio Φ(−x)/φ(x) and Owen's T scaled by its",
-        "exponential, with their expansions past first order (ntkdsl/activations/elu.py, ntkdsl/codegen/wedge_support.py).",
+        "exponential, with their expansions past first order (ntkdsl/activations/elu.py, ntkdsl/arraycode/wedge_support.py).",
         "",
         "| activation | σ | K | K̇ | dual | reference |",
         "|---|---|---|---|---|---|",

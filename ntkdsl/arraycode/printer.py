@@ -136,7 +136,7 @@ class ArrayPrinter(SciPyPrinter):
         y, x = (self._print(a) for a in expr.args)
         return f"{self._module_format('numpy.sin')}({self._module_format('numpy.arctan2')}({y}, {x}))"
 
-    def _print_wedge_routine(self, expr):  # the scaled wedge integrals of the ELU dual (codegen/wedge_support.py)
+    def _print_wedge_routine(self, expr):  # the scaled wedge integrals of the ELU dual (arraycode/wedge_support.py)
         from . import wedge_support
 
         self.functions["wedge_support"] = wedge_support.array_source()

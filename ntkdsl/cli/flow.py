@@ -18,11 +18,11 @@ import numpy as np
 from .. import progress
 from .._files import write_npz
 from .._plotting import pyplot, save_figure
-from ..cli_inputs import load_network, require_gpu
+from .inputs import load_network, require_gpu
 from ..errors import UserError
 from ..validate import npz_member_header
-from .arrays import to_numpy
-from .solver import KernelFlow
+from ..flow.arrays import to_numpy
+from ..flow.solver import KernelFlow
 
 SHOWN = 5  # test predictions printed per time (all of them go to -o)
 

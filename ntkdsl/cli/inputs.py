@@ -8,10 +8,10 @@ import os
 
 import numpy as np
 
-from .api import CompiledNetwork, load
-from .errors import UserError
-from .frontend.limits import read_source
-from .validate import npy_header, npz_member_header, points
+from ..api import CompiledNetwork, load
+from ..errors import UserError
+from ..frontend.limits import read_source
+from ..validate import npy_header, npz_member_header, points
 
 
 def read_spec(path: str) -> str:

@@ -20,8 +20,9 @@ from .. import progress
 from .._files import write_npz
 from ..progress import tile_progress
 from .._plotting import pyplot, save_figure
+from .inputs import load_network, load_points, require_gpu  # the spec and input loaders with readable errors
 from ..errors import UserError
-from .montecarlo import WidthStudy, loglog_slope, width_study
+from ..sampler.montecarlo import WidthStudy, loglog_slope, width_study
 
 
 def register(subparsers) -> None:
@@ -79,7 +80,7 @@ def parameter_count(ir, width: int) -> int:
     weights, one width in biases and norms), so Newton's forward differences through widths 1, 2 and 3
     give it exactly at any width without allocating it.
     """
-    from .network import FiniteNetwork, override_widths
+    from ..sampler.network import FiniteNetwork, override_widths
 
     p1, p2, p3 = (FiniteNetwork.initialise(override_widths(ir, w), 0).num_params for w in (1, 2, 3))
     return p1 + (width - 1) * (p2 - p1) + (width - 1) * (width - 2) // 2 * (p3 - 2 * p2 + p1)
@@ -131,7 +132,6 @@ def default_inputs(input_shape, n: int, seed: int) -> np.ndarray:
 
 def run(args) -> int:
     """Run the width study and report; returns the exit status."""
-    from ..cli import _load, load_points, require_gpu  # the spec and input loaders with readable errors
 
     widths = parse_widths(args.widths)
     if args.samples < 2:
@@ -140,7 +140,7 @@ def run(args) -> int:
         raise UserError(f"--points must be at least 1, not {args.points}")
     if args.plot:
         pyplot(args.plot)  # fail before any work when matplotlib is missing
-    net = _load(args)
+    net = load_network(args)
     shape = tuple(net.ir.input_shape)
     if args.x1:
         x, where = load_points(args.x1, shape, "--x1").astype(np.float64), args.x1

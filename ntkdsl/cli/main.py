@@ -13,15 +13,16 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import __version__, progress
-from ._files import protecting, write_npz, write_text
-from .api import CompiledNetwork
-from .cli_inputs import load_network as _load, load_points, read_spec, require_gpu  # sampler/cli.py imports these here
-from .errors import SpecError, UserError
-from .flow import cli as flow_cli
-from .sampler import cli as sampler_cli
-from .frontend import parse
-from .lowering import lower, lower_all, select_network
+from .. import progress
+from .._version import __version__
+from .._files import protecting, write_npz, write_text
+from ..api import CompiledNetwork
+from .inputs import load_network, load_points, read_spec, require_gpu
+from ..errors import SpecError, UserError
+from . import flow as flow_cli
+from . import sample as sampler_cli
+from ..frontend import parse
+from ..lowering import lower, lower_all, select_network
 
 USER_ERROR = 2
 INPUTS = ("spec", "x1", "x2", "train", "test")  # arguments of every command that name input files
@@ -41,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as exc:
         print(f"ntkdsl: error: {exc}", file=sys.stderr)
         return USER_ERROR
-    except FloatingPointError as exc:  # a numerical dual refused at the inputs' variances (codegen/support.py)
+    except FloatingPointError as exc:  # a numerical dual refused at the inputs' variances (arraycode/support.py)
         print(f"ntkdsl: error: {exc}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:
@@ -124,11 +125,11 @@ def _output(text: str, out: Optional[str]) -> None:
 
 
 def _compile(args) -> int:
-    net = _load(args)
+    net = load_network(args)
     if args.emit == "python":
         text = net.to_python(backend=args.backend)
         if args.backend == "numba":
-            from .codegen.fused import fusable
+            from ..codegen.fused import fusable
 
             reason = fusable(net.program)
             if reason:
@@ -140,7 +141,7 @@ def _compile(args) -> int:
 
 
 def _eval(args) -> int:
-    net = _load(args)
+    net = load_network(args)
     shape = net.ir.input_shape
     x1 = load_points(args.x1, shape, "--x1")
     x2 = load_points(args.x2, shape, "--x2") if args.x2 else None
@@ -174,7 +175,7 @@ def _eval(args) -> int:
 
 def _eval_to_disk(args, net: CompiledNetwork, x1, x2) -> int:
     """``eval --memmap DIR``: tiles streamed to DIR/nngp.npy and DIR/ntk.npy (ntkdsl.streaming)."""
-    from .streaming import MANIFEST, ResumeMismatchError
+    from ..streaming import MANIFEST, ResumeMismatchError
 
     if args.out:
         raise UserError("--memmap DIR writes DIR/nngp.npy and DIR/ntk.npy; it cannot be combined with -o/--out")
@@ -203,8 +204,8 @@ def _eval_to_disk(args, net: CompiledNetwork, x1, x2) -> int:
 
 def _eval_distributed(args, net: CompiledNetwork, x1, x2) -> int:
     """``eval --zarr STORE``: tiles computed on a dask cluster into a zarr store (ntkdsl.distributed)."""
-    from . import distributed
-    from .streaming import ResumeMismatchError
+    from .. import distributed
+    from ..streaming import ResumeMismatchError
 
     if args.out or args.memmap:
         raise UserError("--zarr STORE writes the arrays nngp and ntk into STORE; it cannot be combined with -o or --memmap")
@@ -239,8 +240,8 @@ def _eval_distributed(args, net: CompiledNetwork, x1, x2) -> int:
 def _activations(args) -> int:
     import shutil
 
-    from .activations.catalog import matching, text_table
-    from .activations.registry import REGISTRY
+    from ..activations.catalog import matching, text_table
+    from ..activations.registry import REGISTRY
 
     names = None if args.name is None else matching(args.name)
     if names == []:
@@ -306,9 +307,9 @@ def _unit_variance(net: CompiledNetwork) -> List[str]:
 
 
 def _summary(net: CompiledNetwork, n: int = 10_000) -> str:
-    from .codegen.cost import report
-    from .symbolic.layout import layout_report
-    from .tiling import memory_budget
+    from ..codegen.cost import report
+    from ..symbolic.layout import layout_report
+    from ..tiling import memory_budget
 
     ir = net.ir
     shape = ir.input_dim if len(ir.input_shape) == 1 else list(ir.input_shape)
