@@ -261,7 +261,8 @@ def test_owens_t_and_angle_functions():
     from scipy.special import owens_t
 
     from ntkdsl.arraycode.printer import ArrayPrinter
-    from ntkdsl.algebra.functions import cos_angle, owens_t_angle, sin_angle
+    from ntkdsl.algebra.functions import cos_angle, sin_angle
+    from ntkdsl.algebra.special import owens_t_angle
 
     h, phi, c, p = sp.symbols("h phi c p", real=True)
     assert owens_t_angle(0, phi) == phi / (2 * sp.pi) and owens_t_angle(h, 0) == 0

@@ -26,7 +26,8 @@ from ntkdsl.codegen.cuda import emit_cupy_module
 from ntkdsl.codegen.cuda_printer import CudaPrinter
 from ntkdsl.arraycode.loader import load_module
 from ntkdsl.arraycode.printer import CodegenError
-from ntkdsl.algebra.functions import angle, hypot, owens_t_angle, perp, smaller
+from ntkdsl.algebra.functions import angle, hypot, perp, smaller
+from ntkdsl.algebra.special import owens_t_angle
 
 needs_cxx = pytest.mark.skipif(cupy_standin.CXX is None, reason="no C++ compiler for the CPU stand-in of CuPy")
 needs_nvcc = pytest.mark.skipif(cupy_standin.NVCC is None, reason="nvcc is not installed")

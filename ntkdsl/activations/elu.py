@@ -40,7 +40,8 @@ from functools import lru_cache
 
 import sympy as sp
 
-from ..algebra.functions import angle, cos_angle, mills, mills_rem, ordered_variances, perp, sin_angle, wedge, wedge_rem
+from ..algebra.functions import angle, cos_angle, ordered_variances, perp, sin_angle
+from ..algebra.special import mills, mills_rem, wedge, wedge_rem
 from .registry import REGISTRY, ActivationParam, ActivationRow
 
 _TSUCHIDA_2021 = ("Tsuchida, Pearce, van der Heide, Roosta & Gallagher 2021, 'Avoiding kernel fixed points: "

@@ -30,7 +30,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 import sympy as sp
 
-from ..algebra.functions import GaussianExpectation, angle, owens_t_angle, perp
+from ..algebra.functions import GaussianExpectation, angle, perp
+from ..algebra.special import owens_t_angle
 from .breakpoints import MAX_CHANGES, numeric_function, sign_changes
 
 _JUMPS = (sp.Heaviside, sp.sign)
