@@ -8,6 +8,7 @@ Importing this package registers every built-in layer.
 from .activation import Activation, CustomActivation
 from .conv import Conv
 from .dense import Dense
+from .exp_normalized import ExpNormalized
 from .flatten import Flatten
 from .identity import Identity
 from .layer_norm import LayerNorm
@@ -17,6 +18,6 @@ from .registry import LAYERS, Call, LayerRule, register
 from .residual import Residual
 
 __all__ = [
-    "Activation", "Call", "Conv", "CustomActivation", "Dense", "Flatten", "GlobalPool", "Identity", "LAYERS",
+    "Activation", "Call", "Conv", "CustomActivation", "Dense", "ExpNormalized", "Flatten", "GlobalPool", "Identity", "LAYERS",
     "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "register",
 ]

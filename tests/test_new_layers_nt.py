@@ -1,0 +1,90 @@
+"""Layers beyond the first set, against neural-tangents 0.6.5 (tests/data/nt_new_layers.json, written by
+benchmarks/neural_tangents_new_layers.py from stax layers, independently of ntkdsl's spec text), and
+against their own closed forms.
+
+neural-tangents computes in float64 with the same formulas up to the order of operations; 1e-12 of
+the kernel's scale (the issue's bound) leaves room for a few hundred roundings through a network.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import ntkdsl
+
+DATA = json.loads((Path(__file__).resolve().parent / "data" / "nt_new_layers.json").read_text())["architectures"]
+NT_RTOL = 1e-12
+
+IMPLEMENTED = ["exp-normalized-mlp", "exp-normalized-cnn-gap"]
+
+
+def close(a, b, rtol):
+    """max |a − b| / max |b| ≤ rtol (a relative error of the kernel's scale)."""
+    scale = np.max(np.abs(b))
+    assert np.max(np.abs(np.asarray(a) - np.asarray(b))) <= rtol * scale, np.max(np.abs(a - b)) / scale
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("name", IMPLEMENTED)
+def test_agrees_with_neural_tangents(name, backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    ref = DATA[name]
+    net = ntkdsl.loads(ref["spec"])
+    x1, x2 = np.asarray(ref["x1"]), np.asarray(ref["x2"])
+    k = net.kernels(x1, x2, backend=backend)
+    close(k.nngp, np.asarray(ref["nngp"]), NT_RTOL)
+    close(k.ntk, np.asarray(ref["ntk"]), NT_RTOL)
+    if "nngp_11" in ref:  # the self-kernel: diagonal entries of neural-tangents lose ~1e-10 to arccos; ours are exact
+        k11 = net.kernels(x1, backend=backend)
+        close(k11.nngp, np.asarray(ref["nngp_11"]), NT_RTOL)
+        close(k11.ntk, np.asarray(ref["ntk_11"]), NT_RTOL)
+
+
+def test_exp_normalized_matches_its_closed_form_after_one_dense_layer():
+    """Σ¹ = σ_w²·x·x'/d + σ_b² (kernel-math.md §2), then Σ' = √(q1q2)·exp(γ(ρ + s)), Θ' = γ·Θ¹·exp(γ(ρ + s))
+    with Θ¹ = Σ¹, and a readout dense(1): Σ = Σ', Θ = Σ' + Θ'. Written here in NumPy from the formula."""
+    g, s, w, b = 0.7, -0.4, 1.3, 0.2
+    net = ntkdsl.loads(f"network n(input = 4) {{ dense(16, w_std = {w}, b_std = {b}); "
+                       f"exp_normalized(gamma = {g}, shift = {s}); dense(1) }}")
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.standard_normal((3, 4)), rng.standard_normal((5, 4)) * 3
+    c = w**2 * x1 @ x2.T / 4 + b**2
+    q1, q2 = w**2 * np.sum(x1**2, 1) / 4 + b**2, w**2 * np.sum(x2**2, 1) / 4 + b**2
+    rho = c / np.sqrt(np.outer(q1, q2))
+    e = np.exp(g * (rho + s))
+    nngp = np.sqrt(np.outer(q1, q2)) * e
+    k = net.kernels(x1, x2)
+    close(k.nngp, nngp, 1e-14)  # the same few operations in another order
+    close(k.ntk, nngp + g * c * e, 1e-14)
+    diag = net.kernels(x1).nngp.diagonal()
+    np.testing.assert_array_equal(diag, q1 * np.exp(g * (1 + s)))  # ρ = 1 exactly on the diagonal
+    assert np.all(np.isfinite(net.kernels(np.zeros((2, 4)), x2).ntk))  # a zero-norm input: no 0/0
+
+
+def test_exp_normalized_prints_parses_and_sweeps():
+    net = ntkdsl.loads("network n(input = 3) { dense(8); exp_normalized(gamma = 2, do_clip = true); dense(1) }")
+    assert "exp_normalized(gamma = 2, shift = -1, do_clip = true)" in net.to_ntk()
+    assert ntkdsl.loads(net.to_ntk()).ir == net.ir
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    swept = net.with_hyperparameters(gamma=sp.Rational(1, 2)).kernels(x)
+    direct = ntkdsl.loads("network n(input = 3) { dense(8); exp_normalized(gamma = 1/2); dense(1) }").kernels(x)
+    np.testing.assert_allclose(swept.ntk, direct.ntk, rtol=1e-15, atol=0)  # same module, other run-time value
+
+
+def test_exp_normalized_needs_gaussian_input_and_refuses_finite_width(tmp_path):
+    with pytest.raises(ntkdsl.SpecError, match="exp_normalized needs a Gaussian input"):
+        ntkdsl.loads("network n(input = 3) { dense(8); relu; exp_normalized; dense(1) }")
+    net = ntkdsl.loads("network n(input = 3) {\n  dense(8)\n  exp_normalized\n  dense(1)\n}", filename="e.ntk")
+    with pytest.raises(ntkdsl.SpecError) as info:
+        net.finite(width=16)
+    assert "e.ntk:3:3" in str(info.value) and "no finite-width network" in str(info.value)
+    spec = tmp_path / "e.ntk"
+    spec.write_text("network n(input = 3) {\n  dense(8)\n  exp_normalized\n  dense(1)\n}\n")
+    from ntkdsl.cli import main
+
+    assert main(["sample", str(spec), "--widths", "8", "--samples", "2", "-o", str(tmp_path / "out.npz")]) == 2
+    assert not (tmp_path / "out.npz").exists()
