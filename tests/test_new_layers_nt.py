@@ -18,7 +18,8 @@ import ntkdsl
 DATA = json.loads((Path(__file__).resolve().parent / "data" / "nt_new_layers.json").read_text())["architectures"]
 NT_RTOL = 1e-12
 
-IMPLEMENTED = ["exp-normalized-mlp", "exp-normalized-cnn-gap"]
+IMPLEMENTED = ["exp-normalized-mlp", "exp-normalized-cnn-gap", "layer-norm-channels-2d", "layer-norm-spatial-2d",
+               "layer-norm-spatial-2d-flatten-standard", "layer-norm-1d"]
 
 
 def close(a, b, rtol):
@@ -38,10 +39,14 @@ def test_agrees_with_neural_tangents(name, backend):
     k = net.kernels(x1, x2, backend=backend)
     close(k.nngp, np.asarray(ref["nngp"]), NT_RTOL)
     close(k.ntk, np.asarray(ref["ntk"]), NT_RTOL)
-    if "nngp_11" in ref:  # the self-kernel: diagonal entries of neural-tangents lose ~1e-10 to arccos; ours are exact
+    if "nngp_11" in ref:  # the self-kernel
         k11 = net.kernels(x1, backend=backend)
-        close(k11.nngp, np.asarray(ref["nngp_11"]), NT_RTOL)
-        close(k11.ntk, np.asarray(ref["ntk_11"]), NT_RTOL)
+        off = ~np.eye(len(x1), dtype=bool)
+        for got, want in ((k11.nngp, np.asarray(ref["nngp_11"])), (k11.ntk, np.asarray(ref["ntk_11"]))):
+            close(got[off], want[off], NT_RTOL)
+            # neural-tangents evaluates the diagonal at a ρ rounded off 1, where arccos-type duals lose
+            # √ε ≈ 1e-8 (measured up to 8e-10 of scale here); ntkdsl's diagonal takes ρ = 1 exactly
+            close(got.diagonal(), want.diagonal(), 1e-8)
 
 
 def test_exp_normalized_matches_its_closed_form_after_one_dense_layer():

@@ -50,6 +50,8 @@ NETWORKS = {
                       "avg_pool((2, 1), stride = (1, 1)); flatten; dense(2) }",
     "layer-norm-image": "network t(input = [4, 4, 3]) { conv(4, kernel = 3, padding = same); layer_norm; tanh; "
                         "global_avg_pool; dense(2, b_std = 0.1) }",
+    "layer-norm-spatial": "network t(input = [4, 3, 3]) { conv(4, kernel = 2, padding = same, b_std = 0.3); "
+                          "layer_norm(axes = spatial_and_channels, eps = 0.01); tanh; flatten; dense(2) }",
     "layer-norm-vector-standard": "network t(input = 3, parameterization = standard) { dense(5, b_std = 0.2); "
                                   "layer_norm; tanh; dense(2) }",
     "residual": "network t(input = [4, 4, 2]) { conv(3, kernel = 2, padding = same, b_std = 0.1); "
@@ -205,6 +207,8 @@ MC_CASES = {
                        "{{ conv({h}, kernel = 3, padding = same, b_std = 0.2); erf }}; flatten; dense({k})",
     "layer-norm": "conv({n}, kernel = 3, padding = same, w_std = 1.5, b_std = 0.5); layer_norm; relu; "
                   "global_avg_pool; dense({k})",
+    "layer-norm-spatial": "conv({n}, kernel = 2, padding = same, w_std = 1.5, b_std = 0.5); "
+                          "layer_norm(axes = spatial_and_channels); relu; global_avg_pool; dense({k})",
     "sum-pool-parallel-prod": "conv({n}, kernel = 2, padding = same, b_std = 0.3); relu; sum_pool(2, stride = 1, "
                               "padding = circular); parallel(merge = prod) {{ conv({n}, kernel = 1, w_std = 0.5, "
                               "b_std = 0.2) }} {{ conv({n}, kernel = 2, padding = same, w_std = 0.5); erf }}; global_sum_pool; dense({k})",

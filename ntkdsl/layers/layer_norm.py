@@ -1,5 +1,6 @@
-"""``layer_norm(eps = 1e-12)``: normalisation over the channels of each pixel (the features of a
-vector), on Gaussian input (neural-tangents' LayerNorm(axis = -1); kernel-math.md §2)."""
+"""``layer_norm(axes = channels | spatial_and_channels, eps = 1e-12)``: normalisation over the channels
+of each pixel (the features of a vector), or over all pixels and channels of each input, on Gaussian
+input (neural-tangents' LayerNorm(axis = -1), LayerNorm(axis = (1, ..., -1)); kernel-math.md §2)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,24 @@ import sympy as sp
 
 from ..algebra import spatial as ops
 from ..algebra.state import KernelState
-from ..errors import Span
-from ..ir.arguments import Spec, positive_real
+from ..errors import ArgumentSpecError, Span
+from ..ir.arguments import Spec, enum, positive_real
 from ..ir.layer import Layer, span_field
 from ..ir.printer import format_value
 from .arrays import namespace
 from .finite import Params
 from .registry import LayerRule, register
 
+AXES = ("channels", "spatial_and_channels")
+
 
 @dataclass(frozen=True)
 class LayerNorm(Layer):
-    """Normalisation over the channels of each pixel (over the features of a vector), on Gaussian input."""
+    """Normalisation over the channels of each pixel (over the features of a vector), or over every
+    pixel and channel of an input (``axes = "spatial_and_channels"``), on Gaussian input."""
 
     eps: sp.Expr = sp.Rational(1, 10**12)
+    axes: str = "channels"
     span: Optional[Span] = span_field()
 
     def parameters(self) -> Dict[str, sp.Expr]:
@@ -31,9 +36,14 @@ class LayerNorm(Layer):
 
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """kernel-math.md §2 (neural-tangents' LayerNorm): every field K at (q1, q2) becomes
-        K/√((ε + q1)(ε + q2)), q1 and q2 the variances of its two pixels (cov1 -> cov1/(ε + cov1))."""
+        K/√((ε + q1)(ε + q2)), q1 and q2 the variances of its two pixels (cov1 -> cov1/(ε + cov1));
+        over pixels and channels, q the input's mean variance over its pixels, mean_p Σ(x, x)(p, p)."""
         eps = p["eps"]
-        at = ops.dual_arguments(s)
+        if self.axes == "spatial_and_channels" and s.shape:
+            m1, m2 = (ops.flatten(k, s.shape, s.layout) for k in (s.cov1, s.cov2))
+            at = {"nngp": (m1, m2), "cov1": (m1, m1), "cov2": (m2, m2)}
+        else:
+            at = ops.dual_arguments(s)
 
         def normalised(k, q1, q2):
             return k / sp.sqrt((eps + q1) * (eps + q2))
@@ -47,8 +57,12 @@ class LayerNorm(Layer):
     def gaussian_input_needed(self) -> Optional[str]:
         return "layer_norm needs a Gaussian input (kernel-math.md §1: put it right after dense or conv)"
 
+    def check(self) -> None:
+        if self.axes not in AXES:
+            raise ArgumentSpecError(f"unknown layer_norm axes '{self.axes}' (one of {', '.join(AXES)})", self.span)
+
     def format(self, indent: str = "") -> str:
-        return f"layer_norm(eps = {format_value(self.eps)})"
+        return f"layer_norm(axes = {self.axes}, eps = {format_value(self.eps)})"
 
     def forward(self, params, x):
         return layer_norm_forward(self, params, x)
@@ -57,25 +71,32 @@ class LayerNorm(Layer):
         return layer_norm_backward(self, params, cache, g)
 
 
+def _axes(node, ndim: int, lead: int):
+    """The normalised axes of an array with ``lead`` leading axes (batch, or batch and m) and ``ndim`` in all."""
+    return (ndim - 1,) if node.axes == "channels" else tuple(range(lead, ndim))
+
+
 def layer_norm_forward(node, params: Params, x):
-    """y = (z − mean_c z)/√(ε + var_c z) over the channels (last axis) of each pixel, as
-    neural-tangents' LayerNorm(axis = -1); its kernel rule K/√((ε + q1)(ε + q2)) (kernel-math.md §2)
-    is the wide limit, where mean_c z → 0 and var_c z → q. Cache: (y, √(ε + var))."""
-    mean = x.mean(axis=-1, keepdims=True)
+    """y = (z − mean z)/√(ε + var z) over the channels (last axis) of each pixel, or over all
+    non-batch axes, as neural-tangents' LayerNorm; its kernel rule (kernel-math.md §2) is the wide
+    limit, where mean z → 0 and var z → q (its mean over pixels). Cache: (y, √(ε + var))."""
+    axes = _axes(node, x.ndim, 1)
+    mean = x.mean(axis=axes, keepdims=True)
     d = x - mean
-    s = (float(node.eps) + (d * d).mean(axis=-1, keepdims=True)) ** 0.5
+    s = (float(node.eps) + (d * d).mean(axis=axes, keepdims=True)) ** 0.5
     y = d / s
     return y, (y, s)
 
 
 def layer_norm_backward(node, params: Params, cache, g):
-    """∂y_i/∂z_j = (δ_ij − 1/n − y_i·y_j/n)/s, so g_in = (g − mean_c g − y·mean_c(g·y))/s."""
+    """∂y_i/∂z_j = (δ_ij − 1/n − y_i·y_j/n)/s over the n normalised entries, so
+    g_in = (g − mean g − y·mean(g·y))/s, means over the normalised axes."""
     y, s = cache
     xp = namespace(g)
     y, s = xp.expand_dims(y, 1), xp.expand_dims(s, 1)
-    return (g - g.mean(axis=-1, keepdims=True) - y * (g * y).mean(axis=-1, keepdims=True)) / s
+    axes = _axes(node, g.ndim, 2)
+    return (g - g.mean(axis=axes, keepdims=True) - y * (g * y).mean(axis=axes, keepdims=True)) / s
 
 
-
-register(LayerRule("layer_norm", (Spec("eps", sp.Rational(1, 10**12), positive_real),),
-                   lambda v, call: LayerNorm(v["eps"], call.span)))
+register(LayerRule("layer_norm", (Spec("axes", "channels", enum(AXES)), Spec("eps", sp.Rational(1, 10**12), positive_real)),
+                   lambda v, call: LayerNorm(v["eps"], v["axes"], call.span)))
