@@ -19,7 +19,8 @@ DATA = json.loads((Path(__file__).resolve().parent / "data" / "nt_new_layers.jso
 NT_RTOL = 1e-12
 
 IMPLEMENTED = ["exp-normalized-mlp", "exp-normalized-cnn-gap", "layer-norm-channels-2d", "layer-norm-spatial-2d",
-               "layer-norm-spatial-2d-flatten-standard", "layer-norm-1d"]
+               "layer-norm-spatial-2d-flatten-standard", "layer-norm-1d", "conv-local-ntk", "conv-local-standard",
+               "conv-local-circular-gap"]
 
 
 def close(a, b, rtol):

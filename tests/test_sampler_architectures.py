@@ -50,6 +50,10 @@ NETWORKS = {
                       "avg_pool((2, 1), stride = (1, 1)); flatten; dense(2) }",
     "layer-norm-image": "network t(input = [4, 4, 3]) { conv(4, kernel = 3, padding = same); layer_norm; tanh; "
                         "global_avg_pool; dense(2, b_std = 0.1) }",
+    "conv-local": "network t(input = [4, 3, 2]) { conv_local(3, kernel = 2, padding = same, b_std = 0.3); tanh; "
+                  "conv_local(2, kernel = (2, 1), stride = (2, 1), w_std = 1.2); avg_pool(2, stride = 1); flatten; dense(2) }",
+    "conv-local-standard": "network t(input = [5, 2], parameterization = standard) { conv_local(3, kernel = 3, "
+                           "padding = circular, w_std = 1.1, b_std = 0.2); erf; global_avg_pool; dense(2) }",
     "layer-norm-spatial": "network t(input = [4, 3, 3]) { conv(4, kernel = 2, padding = same, b_std = 0.3); "
                           "layer_norm(axes = spatial_and_channels, eps = 0.01); tanh; flatten; dense(2) }",
     "layer-norm-vector-standard": "network t(input = 3, parameterization = standard) { dense(5, b_std = 0.2); "
@@ -108,7 +112,7 @@ def test_ntk_and_backward_match_finite_differences(name):
     _close(input_gradient(fnet, x1), fd_input_gradient(fnet, x1))
 
 
-@pytest.mark.parametrize("name", ["residual", "parallel-concat", "pools-on-input", "layer-norm-vector-standard"])
+@pytest.mark.parametrize("name", ["residual", "parallel-concat", "pools-on-input", "layer-norm-vector-standard", "conv-local"])
 def test_training_gradient_matches_finite_differences(name):
     net = ntkdsl.loads(NETWORKS[name])
     fnet = net.finite(seed=5)
@@ -207,6 +211,8 @@ MC_CASES = {
                        "{{ conv({h}, kernel = 3, padding = same, b_std = 0.2); erf }}; flatten; dense({k})",
     "layer-norm": "conv({n}, kernel = 3, padding = same, w_std = 1.5, b_std = 0.5); layer_norm; relu; "
                   "global_avg_pool; dense({k})",
+    "conv-local": "conv_local({n}, kernel = 3, padding = same, w_std = 1.3, b_std = 0.3); relu; "
+                  "avg_pool(2, stride = 1); conv({n}, kernel = 2); global_avg_pool; dense({k})",
     "layer-norm-spatial": "conv({n}, kernel = 2, padding = same, w_std = 1.5, b_std = 0.5); "
                           "layer_norm(axes = spatial_and_channels); relu; global_avg_pool; dense({k})",
     "sum-pool-parallel-prod": "conv({n}, kernel = 2, padding = same, b_std = 0.3); relu; sum_pool(2, stride = 1, "

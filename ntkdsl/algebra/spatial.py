@@ -164,13 +164,32 @@ class spatial_diagonal(_SpatialOp):  # noqa: N801
     nargs = 2
     _constant_passes = True
 
+    @classmethod
+    def eval(cls, k, *settings):
+        if isinstance(k, diagonal_embed):  # diag(δ·K) = K: no full array for a layer whose output is read diagonally
+            return k.args[0]
+        return super().eval(k, *settings)
+
     @_powered
     def _latex(self, printer):
         tex = rf"\operatorname{{diag}}\left[{self._arg_tex(printer)}\right]"
         return tex
 
 
-SPATIAL_FUNCTIONS = (conv_taps, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal)
+class diagonal_embed(_SpatialOp):  # noqa: N801
+    """The full layout of a kernel that vanishes between different pixels: δ(p, p′)·K(p), from its
+    diagonal layout (the output of a layer with unshared weights, kernel-math.md §2). Arguments:
+    (K, spatial shape)."""
+
+    nargs = 2
+
+    @_powered
+    def _latex(self, printer):
+        tex = rf"\delta_{{pp'}}\left[{self._arg_tex(printer)}\right]_{{p}}"
+        return tex
+
+
+SPATIAL_FUNCTIONS = (conv_taps, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal, diagonal_embed)
 
 
 # ---------------------------------------------------------------- constructors with named settings
@@ -199,6 +218,10 @@ def diagonal(k, shape) -> sp.Expr:
 
 
 # ---------------------------------------------------------------- state-level helpers
+def embed(k, shape) -> sp.Expr:
+    return diagonal_embed(k, _ints(shape))
+
+
 def dual_arguments(s) -> Dict[str, Tuple[sp.Expr, sp.Expr, sp.Expr]]:
     """The (q1, q2, c) at which an elementwise rule evaluates each field of the state ``s``.
 

@@ -180,6 +180,9 @@ class ArrayPrinter(SciPyPrinter):
     def _print_spatial_diagonal(self, expr):
         return self._spatial_call(expr, ("shape",))
 
+    def _print_diagonal_embed(self, expr):
+        return self._spatial_call(expr, ("shape",))
+
 
 def conditional_chain(printer, expr, choose) -> str:
     """A Piecewise as nested conditional expressions, its default (last) piece innermost;

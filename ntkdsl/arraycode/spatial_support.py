@@ -201,6 +201,19 @@ def input_covariances(x1, x2, same, full):
     return (cov1.reshape(pixels + (n1, 1)), cov2.reshape(pixels + (1, n2)), nngp.reshape(pixels + (n1, n2)))
 
 
+def diagonal_embed(k, shape):
+    """The full layout (P, P, *point axes) of a diagonal-layout array, zero between different pixels."""
+    k = xp.asarray(k, dtype=xp.float64)
+    if k.ndim < 2:  # a constant: the same number at every pixel
+        k = xp.broadcast_to(k.reshape((1,) * len(shape) + (1, 1)), tuple(shape) + (1, 1))
+    p = _pixels(shape)
+    flat = k.reshape((p,) + k.shape[-2:])
+    out = xp.zeros((p, p) + k.shape[-2:], dtype=xp.float64)
+    index = xp.arange(p)
+    out[index, index] = flat
+    return out.reshape(tuple(shape) * 2 + k.shape[-2:])
+
+
 ROUTINES = {  # printed name -> the functions its generated module needs, in definition order
     "conv_taps": ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "conv_taps"),
     "pool_window": ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "pool_window"),
@@ -208,6 +221,7 @@ ROUTINES = {  # printed name -> the functions its generated module needs, in def
     "global_pool": ("_pixels", "_spatial_array", "global_pool"),
     "pixel_variance": ("_pixels", "_diagonal", "pixel_variance"),
     "spatial_diagonal": ("_pixels", "_diagonal", "spatial_diagonal"),
+    "diagonal_embed": ("_pixels", "diagonal_embed"),
     "input_covariances": ("_pixels", "input_covariances"),
 }
 

@@ -7,6 +7,7 @@ Importing this package registers every built-in layer.
 
 from .activation import Activation, CustomActivation
 from .conv import Conv
+from .conv_local import ConvLocal
 from .dense import Dense
 from .exp_normalized import ExpNormalized
 from .flatten import Flatten
@@ -18,6 +19,6 @@ from .registry import LAYERS, Call, LayerRule, register
 from .residual import Residual
 
 __all__ = [
-    "Activation", "Call", "Conv", "CustomActivation", "Dense", "ExpNormalized", "Flatten", "GlobalPool", "Identity", "LAYERS",
+    "Activation", "Call", "Conv", "ConvLocal", "CustomActivation", "Dense", "ExpNormalized", "Flatten", "GlobalPool", "Identity", "LAYERS",
     "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "register",
 ]
