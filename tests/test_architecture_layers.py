@@ -18,7 +18,7 @@ ALLOWED = {
     "frontend": set(),
     "activations": {"algebra", "arraycode"},
     "ir": {"algebra", "frontend"},
-    "layers": {"algebra", "activations", "ir"},
+    "layers": {"algebra", "activations", "arraycode", "ir"},
     "lowering": {"activations", "frontend", "ir", "layers"},
     "symbolic": {"activations", "algebra", "ir"},
     "codegen": {"algebra", "arraycode", "ir", "symbolic"},

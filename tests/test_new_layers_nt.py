@@ -20,7 +20,8 @@ NT_RTOL = 1e-12
 
 IMPLEMENTED = ["exp-normalized-mlp", "exp-normalized-cnn-gap", "layer-norm-channels-2d", "layer-norm-spatial-2d",
                "layer-norm-spatial-2d-flatten-standard", "layer-norm-1d", "conv-local-ntk", "conv-local-standard",
-               "conv-local-circular-gap"]
+               "conv-local-circular-gap"] + [f"conv-transpose-{p}-s{s}-{m}" for p in ("valid", "same", "circular")
+                                             for s in (1, 2) for m in ("ntk", "standard")] + ["conv-transpose-1d-gap"]
 
 
 def close(a, b, rtol):

@@ -54,6 +54,11 @@ NETWORKS = {
                   "conv_local(2, kernel = (2, 1), stride = (2, 1), w_std = 1.2); avg_pool(2, stride = 1); flatten; dense(2) }",
     "conv-local-standard": "network t(input = [5, 2], parameterization = standard) { conv_local(3, kernel = 3, "
                            "padding = circular, w_std = 1.1, b_std = 0.2); erf; global_avg_pool; dense(2) }",
+    "conv-transpose": "network t(input = [3, 2, 2]) { conv_transpose(3, kernel = (3, 2), stride = (2, 1), b_std = 0.3); "
+                      "tanh; conv_transpose(2, kernel = 2, padding = same, w_std = 1.2); flatten; dense(2) }",
+    "conv-transpose-circular-standard": "network t(input = [3, 2], parameterization = standard) { conv_transpose(3, "
+                                        "kernel = 3, stride = 2, padding = circular, w_std = 1.1, b_std = 0.2); erf; "
+                                        "global_avg_pool; dense(2) }",
     "layer-norm-spatial": "network t(input = [4, 3, 3]) { conv(4, kernel = 2, padding = same, b_std = 0.3); "
                           "layer_norm(axes = spatial_and_channels, eps = 0.01); tanh; flatten; dense(2) }",
     "layer-norm-vector-standard": "network t(input = 3, parameterization = standard) { dense(5, b_std = 0.2); "
@@ -112,7 +117,8 @@ def test_ntk_and_backward_match_finite_differences(name):
     _close(input_gradient(fnet, x1), fd_input_gradient(fnet, x1))
 
 
-@pytest.mark.parametrize("name", ["residual", "parallel-concat", "pools-on-input", "layer-norm-vector-standard", "conv-local"])
+@pytest.mark.parametrize("name", ["residual", "parallel-concat", "pools-on-input", "layer-norm-vector-standard", "conv-local",
+                                  "conv-transpose-circular-standard"])
 def test_training_gradient_matches_finite_differences(name):
     net = ntkdsl.loads(NETWORKS[name])
     fnet = net.finite(seed=5)
@@ -213,6 +219,8 @@ MC_CASES = {
                   "global_avg_pool; dense({k})",
     "conv-local": "conv_local({n}, kernel = 3, padding = same, w_std = 1.3, b_std = 0.3); relu; "
                   "avg_pool(2, stride = 1); conv({n}, kernel = 2); global_avg_pool; dense({k})",
+    "conv-transpose": "conv_transpose({n}, kernel = 3, stride = 2, padding = circular, w_std = 1.3, b_std = 0.3); relu; "
+                      "avg_pool(2); conv({n}, kernel = 2); global_avg_pool; dense({k})",
     "layer-norm-spatial": "conv({n}, kernel = 2, padding = same, w_std = 1.5, b_std = 0.5); "
                           "layer_norm(axes = spatial_and_channels); relu; global_avg_pool; dense({k})",
     "sum-pool-parallel-prod": "conv({n}, kernel = 2, padding = same, b_std = 0.3); relu; sum_pool(2, stride = 1, "

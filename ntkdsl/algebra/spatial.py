@@ -87,6 +87,23 @@ class conv_taps(_SpatialOp):  # noqa: N801 - sympy functions are lower-case by c
         return tex
 
 
+class conv_transpose_taps(_SpatialOp):  # noqa: N801
+    """(1/|f|)·Σ_{δ ∈ f} K(D(q + δ − a), D(q′ + δ − a)): a transposed convolution's mean over its taps,
+    D(j) = j/s at input pixels and a hole (contributing 0) between them, a the pad before
+    (kernel-math.md §2, ConvTranspose). Arguments as :class:`conv_taps`.
+    """
+
+    nargs = 6
+
+    @_powered
+    def _latex(self, printer):
+        _, _, kernel, stride, padding, _ = self.args
+        extra = "" if set(static(stride)) == {1} else rf",\ s={_times(stride)}"
+        tex = (rf"\operatorname{{conv}}^{{\top}}_{{{_times(kernel)},\ \mathrm{{{static(padding)}}}{extra}}}"
+               rf"\left[{self._arg_tex(printer)}\right]")
+        return tex
+
+
 class pool_window(_SpatialOp):  # noqa: N801
     """Σ_{δ, δ′ ∈ w} K(s·o + δ, s·o′ + δ′), divided by |w|² for average pooling (full layout).
 
@@ -189,12 +206,17 @@ class diagonal_embed(_SpatialOp):  # noqa: N801
         return tex
 
 
-SPATIAL_FUNCTIONS = (conv_taps, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal, diagonal_embed)
+SPATIAL_FUNCTIONS = (conv_taps, conv_transpose_taps, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal,
+                     diagonal_embed)
 
 
 # ---------------------------------------------------------------- constructors with named settings
 def conv(k, shape, kernel, stride, padding: str, layout: str) -> sp.Expr:
     return conv_taps(k, _ints(shape), _ints(kernel), _ints(stride), Str(padding), Str(layout))
+
+
+def conv_transpose(k, shape, kernel, stride, padding: str, layout: str) -> sp.Expr:
+    return conv_transpose_taps(k, _ints(shape), _ints(kernel), _ints(stride), Str(padding), Str(layout))
 
 
 def pool(k, shape, window, stride, padding: str, mode: str) -> sp.Expr:

@@ -162,6 +162,8 @@ class ArrayPrinter(SciPyPrinter):
         text = self._spatial_call(expr, ("shape", "kernel", "stride", "padding", "layout"))
         return text.replace(f"layout={static(expr.args[5])!r}", f"full={static(expr.args[5]) == 'full'}")
 
+    _print_conv_transpose_taps = _print_conv_taps
+
     def _print_pool_window(self, expr):
         return self._spatial_call(expr, ("shape", "window", "stride", "padding", "mode"))
 

@@ -105,6 +105,66 @@ def conv_taps(k, shape, kernel, stride, padding, full):
     return k
 
 
+def transpose_geometry(n, k, s, padding):
+    """(pad before, output size) of a transposed convolution along one axis of n pixels, filter k,
+    stride s: jax's conv_transpose (lhs dilation s, the filter not flipped); 'circular' is 'valid'
+    wrapped onto n·s positions (neural-tangents' ConvTranspose)."""
+    if padding == "same":
+        lo = k - 1 if s > k - 1 else (k + s - 1) // 2
+        return lo, n * s
+    return k - 1, n * s + max(k - s, 0)
+
+
+def transpose_taps(n, k, s, padding):
+    """The 0/1 matrices M[δ] (k, out, n): output q reads input pixel j through tap δ when
+    q + δ − pad = s·j; for 'circular', the 'valid' matrices folded onto n·s rows."""
+    lo, size = transpose_geometry(n, k, s, padding)
+    m = xp.zeros((k, size, n), dtype=xp.float64)
+    for d in range(k):
+        for j in range(n):
+            q = s * j + lo - d
+            if 0 <= q < size:
+                m[d, q, j] = 1.0
+    if padding == "circular":
+        m = xp.einsum("oi,dij->doj", fold_matrix(n, k, s), m)
+    return m
+
+
+def fold_matrix(n, k, s):
+    """(n·s, valid length) 0/1: 'circular' adds the 'valid' output position i to (i − offset) mod n·s,
+    offset = max(k − s, 0) // 2 (neural-tangents' ConvTranspose)."""
+    size, out = transpose_geometry(n, k, s, "valid")[1], n * s
+    fold = xp.zeros((out, size), dtype=xp.float64)
+    for i in range(size):
+        fold[(i - max(k - s, 0) // 2) % out, i] = 1.0
+    return fold
+
+
+def conv_transpose_taps(k, shape, kernel, stride, padding, full):
+    """(1/|f|)·Σ_{δ ∈ f} k(D(q + δ), D(q′ + δ)) of a transposed convolution, D(j) = j/s at the
+    input pixels and a hole (0) between them (kernel-math.md §2, ConvTranspose): per spatial
+    dimension, M[δ]·k·M[δ]ᵀ summed over the taps in the full layout, (Σ_δ M[δ])·k on the diagonal
+    (one input pixel per output and tap: M[δ] has at most one 1 per row).
+
+    Cost: O(N1·N2·P·Σ_d k_d·n_d) flops (diagonal) and O(N1·N2·P²·Σ_d k_d·n_d) (full); memory: one
+    array of the output's size per dimension.
+    """
+    k = _spatial_array(k, shape, full)
+    n = len(shape)
+    for d in range(n):
+        m = transpose_taps(shape[d], kernel[d], stride[d], padding)
+        if not full:
+            k = xp.moveaxis(xp.tensordot(m.sum(axis=0), k, axes=(1, d)), 0, d)
+            continue
+        total = None
+        for tap in m:
+            part = xp.moveaxis(xp.tensordot(tap, k, axes=(1, d)), 0, d)
+            part = xp.moveaxis(xp.tensordot(tap, part, axes=(1, n + d)), 0, n + d)
+            total = part if total is None else total + part
+        k = total
+    return k / _pixels(kernel)
+
+
 def pool_window(k, shape, window, stride, padding, mode):
     """Σ_{δ, δ′ ∈ w} k(s·o + δ, s·o′ + δ′) over a full-layout array, divided by |w|² for 'avg'.
 
@@ -216,6 +276,8 @@ def diagonal_embed(k, shape):
 
 ROUTINES = {  # printed name -> the functions its generated module needs, in definition order
     "conv_taps": ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "conv_taps"),
+    "conv_transpose_taps": ("_pixels", "_spatial_array", "transpose_geometry", "fold_matrix", "transpose_taps",
+                            "conv_transpose_taps"),
     "pool_window": ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "pool_window"),
     "flatten_mean": ("_pixels", "_spatial_array", "flatten_mean"),
     "global_pool": ("_pixels", "_spatial_array", "global_pool"),

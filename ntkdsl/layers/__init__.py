@@ -8,6 +8,7 @@ Importing this package registers every built-in layer.
 from .activation import Activation, CustomActivation
 from .conv import Conv
 from .conv_local import ConvLocal
+from .conv_transpose import ConvTranspose
 from .dense import Dense
 from .exp_normalized import ExpNormalized
 from .flatten import Flatten
@@ -19,6 +20,6 @@ from .registry import LAYERS, Call, LayerRule, register
 from .residual import Residual
 
 __all__ = [
-    "Activation", "Call", "Conv", "ConvLocal", "CustomActivation", "Dense", "ExpNormalized", "Flatten", "GlobalPool", "Identity", "LAYERS",
-    "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "register",
+    "Activation", "Call", "Conv", "ConvLocal", "ConvTranspose", "CustomActivation", "Dense", "ExpNormalized", "Flatten",
+    "GlobalPool", "Identity", "LAYERS", "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "register",
 ]
