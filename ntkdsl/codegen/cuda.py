@@ -44,15 +44,15 @@ from typing import Dict, List, Optional, Set
 
 import sympy as sp
 
-from ..algebra.functions import to_atan2
+from ..arraycode.backends import BACKENDS
+from ..arraycode.printer import CodegenError
+from ..arraycode.sources import support_sources
 from ..symbolic.program import KernelProgram
 from . import cuda_support
-from ..arraycode.backends import BACKENDS
 from .cuda_printer import CUDA_PRINTABLE, CudaPrinter, CupyArrayPrinter, c_comment
-from ..arraycode.sources import support_sources
-from .emit import (_hide_quadratures, free_after_last_use, layer_location, module_header, parameter_binding,
-                   parameter_table, point_helpers, result_statements, spatial_fields, step_statements)
-from ..arraycode.printer import CodegenError
+from .emit import result_statements, step_statements
+from .prologue import module_header, parameter_binding, parameter_table, point_helpers, spatial_fields
+from .schedule import LayerSchedule, cse, free_after_last_use, schedule
 
 # SSA names of the Python statements (kernel fields, CSE temporaries t*, per-point temporaries v*,
 # hoisted operations h*), freed after their last use
@@ -99,16 +99,18 @@ class _Run:
 
 
 class _Emitter:
+    """A CuPy module while it is printed: the scheduled layers as array statements (:class:`_Python`)
+    and parts of fused kernels (:class:`_KernelStep`), grouped into runs (:meth:`segments`)."""
+
     def __init__(self, program: KernelProgram):
         self.program = program
-        self.values = program.fixed_parameters  # the run-time parameters stay names: scalar kernel arguments
+        self.plan = schedule(program)  # the run-time parameters stay names: scalar kernel arguments
         self.parameter_names = {str(s) for s in program.runtime_parameters}
         self.spatial = len(program.network.input_shape) > 1
         self.arrays = CupyArrayPrinter()
         self.cuda = CudaPrinter()
         self.duals: List[str] = []
-        self.per_point = {s.state.cov1 for s in program.steps if isinstance(s.state.cov1, sp.Symbol)}
-        self.per_point |= {s.state.cov2 for s in program.steps if isinstance(s.state.cov2, sp.Symbol)}
+        self.per_point = self.plan.per_point
         self.point_names = {s.name for s in self.per_point}
         self.point_hoisted: Set[str] = set()  # hoisted operations of variances only: per-point inputs
 
@@ -117,25 +119,20 @@ class _Emitter:
     def items(self):
         """The program as a sequence of array statements (:class:`_Python`) and fusable steps."""
         out = []
-        for prev, step in zip(self.program.steps, self.program.steps[1:]):
-            before = step.input_state if step.input_state is not None else prev.state
-            inside = f" [{step.context}]" if step.context else ""
-            comment = f"layer {step.index}: {step.label}{layer_location(step.layer)}{inside}"
-            if step.state.shape:
-                comment += f"; kernel over pixels {list(step.state.shape)}, {step.state.layout} layout"
-            fused = self._fuse(step, comment) if step.assignments else None
+        for layer in self.plan.layers:
+            comment = f"{layer.heading}; {layer.grid}" if layer.grid else layer.heading
+            fused = self._fuse(layer, comment) if layer.assignments else None
             if fused is None:
-                out.append(_Python([[f"    # {comment}"]] + step_statements(before, step, self.values, self.arrays,
+                out.append(_Python([[f"    # {comment}"]] + step_statements(layer, self.plan.values, self.arrays,
                                                                             self.duals)))
             else:
                 out += fused
         return out
 
-    def _fuse(self, step, comment):
+    def _fuse(self, layer: LayerSchedule, comment):
         """A step as [per-point statements, hoisted operations..., its kernel part], or None when its
         assignments cannot be split into CUDA and array operations (it then runs as array code)."""
-        vector = [(s, e) for s, e in step.assignments if s in self.per_point]
-        matrix = [(s, e) for s, e in step.assignments if s not in self.per_point]
+        vector, matrix = layer.points, layer.pairs
         if not matrix:
             return None
         targets = [s for s, _ in matrix]
@@ -145,56 +142,53 @@ class _Emitter:
             name = type(e).__name__
             if isinstance(e, sp.Function) and name not in CUDA_PRINTABLE:
                 if e not in hoisted:
-                    hoisted[e] = sp.Symbol(f"h{step.index}_{len(hoisted)}", real=True)
+                    hoisted[e] = sp.Symbol(f"h{layer.index}_{len(hoisted)}", real=True)
                 return hoisted[e]
             if not e.args or e.is_Atom:
                 return e
             return e.func(*[hoist(a) for a in e.args])
 
-        exprs = [hoist(to_atan2(e.xreplace(self.values))) for _, e in matrix]
+        hoisted_matrix = [(s, hoist(e)) for s, e in matrix]
         if any(e.free_symbols & set(targets) for e in hoisted):
             return None  # an operation CUDA cannot print reads this very step's quantities
-        shared, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(f"t{step.index}_"), order="none")
+        shared, reduced = cse(hoisted_matrix, f"t{layer.index}_")
         lines = []
         try:
             for sym, e in shared:
                 lines.append(f"const double {sym} = {self.cuda.doprint(e)};")
-            for sym, e in zip(targets, reduced):
-                exact = sym == step.state.nngp and step.state.cov1 in dict(vector)
+            for sym, e in reduced:
+                exact = sym == layer.state.nngp and layer.exact_diagonal
                 lines.append(f"{'' if exact else 'const '}double {sym} = {self.cuda.doprint(e)};")
                 if exact:  # Σ(x, x) is the variance, bit for bit (as on the NumPy path)
-                    lines.append(f"if (diagonal) {sym} = {step.state.cov1};")
+                    lines.append(f"if (diagonal) {sym} = {layer.state.cov1};")
         except CodegenError:
             return None
         reads = set()
-        for e in reduced + [e for _, e in shared]:
+        for e in [e for _, e in reduced + shared]:
             reads |= {s.name for s in e.free_symbols}
         reads -= {s.name for s, _ in shared} | {s.name for s in targets}
         out = []
         if vector:
-            out.append(_Python([[f"    # {comment}: the variances"]] + self._vector_lines(step, vector)))
+            out.append(_Python([[f"    # {comment}: the variances"]] + self._vector_lines(layer, vector)))
         for e, sym in hoisted.items():
             what = "CuPy array operations between the kernels"
             if {str(s) for s in e.free_symbols} <= self.point_names | self.parameter_names:
                 what = "per point, an input of the kernel"
                 self.point_hoisted.add(sym.name)
-            out.append(_Python([[f"    # layer {step.index}: {type(e).__name__}, {what}"],
+            out.append(_Python([[f"    # layer {layer.index}: {type(e).__name__}, {what}"],
                                 [f"    {sym} = {self.arrays.doprint(e)}"]]))
-        if step.state.cov1 in dict(vector) and step.state.nngp in targets:
-            reads |= {"same", step.state.cov1.name}
-        out.append(_KernelStep(step.index, comment, lines, [s.name for s in targets], reads))
+        if layer.exact_diagonal:
+            reads |= {"same", layer.state.cov1.name}
+        out.append(_KernelStep(layer.index, comment, lines, [s.name for s in targets], reads))
         return out
 
-    def _vector_lines(self, step, vector):
-        exprs, restore = _hide_quadratures([to_atan2(e.xreplace(self.values)) for _, e in vector])
-        shared, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(f"v{step.index}_"), order="none")
-        shared, reduced = [(s, restore(e)) for s, e in shared], [restore(e) for e in reduced]
-        lines = [[f"    {s} = {self.arrays.doprint(e)}"] for s, e in shared]
-        lines += [[f"    {s} = {self.arrays.doprint(e)}"] for (s, _), e in zip(vector, reduced)]
-        if step.state.cov1 in dict(vector) and step.state.cov2 in dict(vector):  # sympy may order the terms of
+    def _vector_lines(self, layer: LayerSchedule, vector):
+        shared, reduced = cse(vector, f"v{layer.index}_")
+        lines = [[f"    {s} = {self.arrays.doprint(e)}"] for s, e in shared + reduced]
+        if layer.both_variances:  # sympy may order the terms of
             lines.append(["    if same:  # the two formulas differently: x2 is x1, so its numbers are x1's, bit for bit",
-                          f"        {step.state.cov2} = {step.state.cov1} if xp.ndim({step.state.cov1}) < 2 else "
-                          f"xp.swapaxes({step.state.cov1}, -1, -2)"])
+                          f"        {layer.state.cov2} = {layer.state.cov1} if xp.ndim({layer.state.cov1}) < 2 else "
+                          f"xp.swapaxes({layer.state.cov1}, -1, -2)"])
         return lines
 
     # ------------------------------------------------------------------ runs

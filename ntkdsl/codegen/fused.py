@@ -4,7 +4,7 @@ For a fully connected network everything after the input Gram matrix x1·x2ᵀ/d
 the entries (i, j): affine maps of Σ and Θ and the activations' dual kernels. The NumPy backend
 evaluates that one array operation at a time, so every operation crosses memory (benchmarks/run.py measured
 a NumPy ReLU layer on 4000² entries at four times the Gram matrix). Here the same SSA program is
-printed a second way, by :class:`ScalarPrinter` (the one printer with a scalar math namespace in
+printed a second way, by :class:`.loops.ScalarPrinter` (the one printer with a scalar math namespace in
 place of ``xp``), into ``_fused_layers``: for each row i, one loop over j per layer, reading the
 previous layers' row buffers (a few KiB, in cache) and writing its own. numba compiles it
 (``nogil``, cached on disk) and ``_in_threads`` runs interleaved rows on every core, each thread
@@ -54,180 +54,15 @@ A vector network whose steps are not all dense/identity/activations is :class:`N
 from __future__ import annotations
 
 import weakref
-from typing import Dict, List, Optional, Tuple
+from functools import cached_property
+from typing import List, Optional, Tuple
 
-import sympy as sp
-
-from ..algebra.functions import GaussianExpectation, to_atan2
+from ..arraycode.printer import ArrayPrinter, CodegenError
 from ..symbolic.program import KernelProgram
-from . import fused_support, mehler_fused
-from ..arraycode.sources import support_sources
-from .emit import layer_location, module_header, parameter_binding, parameter_table, point_helpers
-from ..arraycode.printer import ArrayPrinter, CodegenError, conditional_chain
-
-FASTMATH = "False"  # no FMA contraction: q1·q2 − c² must stay exactly 0 on the diagonal, as on the NumPy path
-
-
-class NotFusable(Exception):
-    """The program has a step that the fused kernel cannot evaluate; the message says which."""
-
-
-# numpy/scipy names that the shared printer asks for -> the scalar code of the loop body
-_SCALAR = {
-    "numpy.sqrt": "math.sqrt", "numpy.exp": "math.exp", "numpy.expm1": "math.expm1", "numpy.log": "math.log",
-    "numpy.log1p": "math.log1p", "numpy.sin": "math.sin", "numpy.cos": "math.cos", "numpy.tan": "math.tan",
-    "numpy.arctan": "math.atan", "numpy.tanh": "math.tanh", "numpy.sinh": "math.sinh", "numpy.cosh": "math.cosh",
-    "numpy.floor": "math.floor", "numpy.ceil": "math.ceil", "numpy.pi": "math.pi", "numpy.e": "math.e",
-    "scipy.constants.pi": "math.pi",
-    "numpy.abs": "abs", "numpy.maximum": "max", "numpy.minimum": "min",
-    "numpy.arctan2": "atan2", "numpy.hypot": "hypot",  # vectorisable helpers (fused_support)
-    "scipy.special.erf": "math.erf", "scipy.special.erfc": "math.erfc", "scipy.special.gamma": "math.gamma",
-    "scipy.special.gammaln": "math.lgamma",
-}
-_HELPERS = ("atan2", "asin", "hypot", "perp_scaled", "pow2_scale")
-
-
-class ScalarPrinter(ArrayPrinter):
-    """The shared printer with a scalar namespace: the statements of one entry (i, j) of a layer loop.
-
-    Symbols print as the loop sees them: a variance of x1 as ``cov1_3_i`` (loaded once per row), of
-    x2 as ``cov2_3_j`` (loaded at the top of the layer's loop), the input Gram matrix as
-    ``nngp_0[i, j]``, a quantity that a later layer reads as its row buffer ``nngp_3[j]``, any other
-    by its SSA name (a local of the layer's loop). Functions without a scalar translation raise
-    :class:`CodegenError` (the program is then not fusable).
-    """
-
-    def __init__(self, rows, cols, matrices):
-        super().__init__()
-        self._rows, self._cols, self._matrices = set(rows), set(cols), set(matrices)
-        self.buffered = set()  # quantities kept in a row buffer (read by a later layer or the output)
-        self.arrays: Dict[str, str] = {}  # per-point inputs of the kernel: name -> "row" | "col" | "matrix"
-        self.cols_used: List[str] = []  # column numbers the current layer reads (loaded at its loop's top)
-        self.hoisted: Dict[str, str] = {}  # name -> NumPy expression computed before the loop
-        self.helpers = set()
-        self.cast: Optional[str] = None  # the loop's number type (F: float32 or float64); None: Python floats
-
-    def _number(self, text: str) -> str:
-        """A constant in the loop's number type: Python's float or int literals would make numba
-        promote float32 arithmetic to float64."""
-        return f"{self.cast}({text})" if self.cast else text
-
-    def _module_format(self, fqn, register=True):
-        if fqn not in _SCALAR:
-            raise CodegenError(f"{fqn} has no scalar translation for the fused kernel")
-        name = _SCALAR[fqn]
-        if name.startswith("math."):
-            self.modules_used.add("math")
-            if name in ("math.pi", "math.e"):
-                return self._number(name)
-        elif name in _HELPERS:
-            self.helpers.add(name)
-        return name
-
-    def _print_Symbol(self, expr):
-        name = expr.name
-        if expr in self._rows:
-            return self._row(name)
-        if expr in self._cols:
-            return self._column(name)
-        if expr in self._matrices:
-            self.arrays[name] = "matrix"
-            return f"{name}[i, j]"
-        if expr in self.buffered:
-            return f"{name}[j]"
-        return name
-
-    def _row(self, name: str) -> str:
-        """A per-point number of x1 (a variance or a scale): a local loaded once per row i."""
-        self.arrays[name] = "row"
-        return f"{name}_i"
-
-    def _column(self, name: str) -> str:
-        """A per-point number of x2: a local loaded at the top of the layer's loop over j."""
-        self.arrays[name] = "col"
-        if name not in self.cols_used:
-            self.cols_used.append(name)
-        return f"{name}_j"
-
-    def _print_Rational(self, expr):
-        return self._number(f"{expr.p}/{expr.q}") if self.cast else f"({expr.p}/{expr.q})"
-
-    def _print_Integer(self, expr):
-        return self._number(str(expr.p))
-
-    def _print_Float(self, expr):
-        return self._number(super()._print_Float(expr))
-
-    def _print_Pow(self, expr, rational=False):
-        """Integer powers as ``x**n`` (numba keeps a float32 x in float32), others in the loop's type."""
-        base, exp = expr.base, expr.exp
-        if not self.cast or not (exp.is_Integer or abs(exp) == sp.S.Half):
-            return super()._print_Pow(expr, rational)
-        base_text = self._print(base)
-        if exp.is_Integer:
-            power = f"{self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Pow'])}**{abs(exp.p)}"
-        else:
-            power = f"{self._module_format('numpy.sqrt')}({base_text})"
-        return power if exp > 0 else f"({self._number('1')}/{power})"
-
-    def _print_asin(self, expr):
-        self.helpers.add("asin")
-        return f"asin({self._print(expr.args[0])})"
-
-    def _print_perp(self, expr):  # √max(q1·q2 − c², 0) with the overflow-safe scales hoisted out of the loop
-        c, p = expr.args
-        factors = p.as_ordered_factors() if p.is_Mul else []
-        if len(factors) != 2:
-            return f"math.sqrt(max({self._print(p - c**2)}, {self._number('0.0')}))"
-        self.helpers.add("perp_scaled")
-        self.modules_used.add("math")
-        q1, q2 = factors
-        scales = ", ".join(self._scale(q, inverse) for inverse in (False, True) for q in (q1, q2))
-        return f"perp_scaled({self._print(c)}, {self._print(q1)}, {self._print(q2)}, {scales})"
-
-    def _scale(self, q, inverse: bool) -> str:
-        """The exact power-of-two scale of a variance (or its inverse): hoisted where q is a per-point
-        variance, else computed in the loop."""
-        if q in self._rows or q in self._cols:
-            name = f"{'inv_' if inverse else ''}scale_{q.name}"
-            self.hoisted[name] = f"1 / scale_{q.name}" if inverse else f"_pow2_scale({q.name})"
-            return self._row(name) if q in self._rows else self._column(name)
-        if q.func.__name__ in ("smaller", "larger") and all(a in self._rows or a in self._cols for a in q.args):
-            a, b = q.args
-            op = "<=" if q.func.__name__ == "smaller" else ">="
-            return f"({self._scale(a, inverse)} if {self._print(a)} {op} {self._print(b)} else {self._scale(b, inverse)})"
-        self.helpers.add("pow2_scale")
-        return f"{'1 / ' if inverse else ''}pow2_scale({self._print(q)})"
-
-    def _print_smaller(self, expr):
-        return f"min({self._print(expr.args[0])}, {self._print(expr.args[1])})"
-
-    def _print_larger(self, expr):
-        return f"max({self._print(expr.args[0])}, {self._print(expr.args[1])})"
-
-    def _print_Piecewise(self, expr):  # Python's conditional expressions, nested
-        return conditional_chain(self, expr, lambda condition, value, rest: f"(({value}) if {condition} else {rest})")
-
-    def _print_Relational(self, expr):
-        if expr.rel_op not in ("==", "!=", "<", "<=", ">", ">="):
-            raise CodegenError(f"relation {expr.rel_op}")
-        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
-
-    def _print_wedge_routine(self, expr):  # the ELU dual's wedge integrals: numba versions (wedge_support)
-        self.helpers.add("wedge_support")
-        self.modules_used.add("math")
-        args = (self._print(a) for a in expr.args)  # in float64 whatever the loop's type (their series and
-        args = (f"numba.float64({a})" for a in args) if self.cast else args  # continued fractions: float64 constants)
-        return f"{type(expr).__name__}_scalar({', '.join(args)})"
-
-    _print_mills = _print_mills_rem = _print_wedge = _print_wedge_rem = _print_wedge_routine
-
-    def _print_GaussianExpectation(self, expr):  # emit_fused_module replaces them (mehler_fused.FusedDuals)
-        raise CodegenError("a numerical dual inside an expression that the fused loop cannot split off")
-
-    def _print_Heaviside(self, expr):
-        raise CodegenError("Heaviside in a kernel formula")
-
+from . import fused_spatial, fused_support, mehler_fused
+from .loops import NotFusable, ScalarPrinter, module_start, structural_reason
+from .prologue import module_header, parameter_binding
+from .schedule import LayerSchedule, cse_lines, schedule
 
 _FUSABLE: "weakref.WeakKeyDictionary[KernelProgram, Optional[str]]" = weakref.WeakKeyDictionary()
 
@@ -249,23 +84,12 @@ def fusable(program: KernelProgram) -> Optional[str]:
     return _FUSABLE[program]
 
 
-def structural_reason(program: KernelProgram) -> Optional[str]:
-    """Why the program's layers cannot be fused (for a vector network, a layer that is not
-    elementwise after the Gram matrix; for an image network, a numerical dual), or None."""
-    vector = len(program.network.input_shape) == 1
-    for step in program.steps[1:]:
-        if vector and not all(layer.entrywise for layer in (step.layer, *step.merged)):
-            return f"layer {step.index} ({step.label}) is not elementwise after the input Gram matrix"
-        if not vector and any(expr.has(GaussianExpectation) for _, expr in step.assignments):
-            return f"layer {step.index} ({step.label}) has a numerical dual (quadrature)"
-    return None
-
-
 def emit_fused_module(program: KernelProgram, source: Optional[str] = None, filename: str = "<string>") -> str:
     """The source of a module defining ``kernels(x1, x2=None, dtype=numpy.float64) -> (nngp, ntk)``.
 
     Args:
-        program: the derived recursion of a fully connected network with closed-form duals.
+        program: the derived recursion of a fully connected network with closed-form duals (an
+            image or signal network goes to :func:`.fused_spatial.emit_fused_spatial_module`).
         source: the .ntk text it came from (hashed into the header).
         filename: where that text came from.
 
@@ -276,121 +100,135 @@ def emit_fused_module(program: KernelProgram, source: Optional[str] = None, file
         NotFusable: a layer the kernel cannot evaluate (the NumPy backend can).
     """
     if len(program.network.input_shape) > 1:
-        from .fused_spatial import emit_fused_spatial_module
-
-        return emit_fused_spatial_module(program, source, filename)
+        return fused_spatial.emit_fused_spatial_module(program, source, filename)
     reason = structural_reason(program)
     if reason:
         raise NotFusable(reason)
-    net = program.network
-    values = program.fixed_parameters  # the run-time ones stay names: locals of kernels() and of the loops
-    rows = {s.state.cov1 for s in program.steps if isinstance(s.state.cov1, sp.Symbol)}
-    cols = {s.state.cov2 for s in program.steps if isinstance(s.state.cov2, sp.Symbol)}
-    scalar = ScalarPrinter(rows, cols, {program.steps[0].state.nngp})
-    scalar.cast = "F"  # the loops compute in the request's dtype (one numba specialisation each)
-    vector = ArrayPrinter()
-    out = program.output
-    duals = mehler_fused.FusedDuals(vector)
-    entries, groups = {}, {}  # step index -> its entry (i, j) assignments (parameters substituted), its numerical duals
-    for step in program.steps[1:]:
-        entries[step.index], groups[step.index] = duals.split(
-            [(s, to_atan2(e.xreplace(values))) for s, e in step.assignments if s not in rows | cols], f"e{step.index}_")
-        duals.layers.append((step.index, entries[step.index], groups[step.index]))
-    reads = {k: [e for _, e in assigned] + [a for group in groups[k] for _, ge in group for a in ge.args[2:5]]
-             for k, assigned in entries.items()}
-    for step in program.steps[1:]:  # a quantity read outside its own layer lives in a row buffer
-        later = [e for k, read in reads.items() if k > step.index for e in read] + [out.nngp, out.ntk]
-        scalar.buffered |= {s for s, _ in entries[step.index] if any(e.has(s) for e in later)}
-    outer: List[str] = [parameter_binding(program).rstrip("\n")]  # lines of kernels(): the variances, layer by layer
-    loop: List[str] = []  # the body of the loop over rows i: one loop over j per layer
-    indent = " " * 8
-    for step in program.steps[1:]:
-        where = layer_location(step.layer)
-        comment = f"# layer {step.index}: {step.label}{where}"
-        outer.append(f"    {comment}")
-        loop.append(indent + comment)
-        if not step.assignments:
-            outer.append("    # (leaves the kernel unchanged)")
-            loop.append(indent + "# (leaves the kernel unchanged)")
-            continue
-        vec, variance_duals = duals.split([(s, to_atan2(e.xreplace(values))) for s, e in step.assignments
-                                           if s in rows or s in cols], f"v{step.index}_e")
-        outer += duals.points_lines(step.index, groups[step.index], "    ")
-        outer += duals.variance_lines(variance_duals, "    ")
-        outer += _cse_lines(vec, {}, vector, f"v{step.index}_", "    ")  # K(q, q, q), simplified
-        if step.state.cov2 in dict(vec) and step.state.cov1 in dict(vec):  # sympy may order the two formulas'
-            outer.append("    if same:  # terms differently: x2 is x1, so its numbers are x1's, bit for bit")
-            outer.append(f"        {step.state.cov2} = xp.transpose({step.state.cov1})  # a column, or a constant")
-        if not entries[step.index]:
-            continue
-        scalar.cols_used = []
+    module = _VectorModule(program)
+    for layer in module.plan.layers:
+        module.add_layer(layer)
+    module.add_results()
+    return module.source(source, filename)
+
+
+class _VectorModule:
+    """A fused vector module while it is printed: the lines of ``kernels()`` (per-point numbers, in
+    NumPy) and the body of ``_fused_layers``' loop over the rows i (one loop over j per layer)."""
+
+    INDENT = " " * 8  # of a layer's lines in the loop over rows
+
+    def __init__(self, program: KernelProgram):
+        self.program = program
+        self.plan = plan = schedule(program)
+        self.scalar = ScalarPrinter(plan.rows, plan.cols, {plan.input.nngp})
+        self.scalar.cast = "F"  # the loops compute in the request's dtype (one numba specialisation each)
+        self.scalar.buffered |= plan.kept  # a quantity read outside its own layer lives in a row buffer
+        self.vector = ArrayPrinter()
+        self.duals = mehler_fused.FusedDuals(self.vector)
+        self.entries, self.groups = {}, {}  # layer -> its entry (i, j) assignments, its numerical duals
+        for layer in plan.layers:
+            self.entries[layer.index], self.groups[layer.index] = self.duals.split(list(layer.pairs), f"e{layer.index}_")
+            self.duals.layers.append((layer.index, self.entries[layer.index], self.groups[layer.index]))
+        self.outer: List[str] = [parameter_binding(program).rstrip("\n")]  # kernels(): the variances, layer by layer
+        self.loop: List[str] = []  # the loop over rows i
+
+    def add_layer(self, layer: LayerSchedule) -> None:
+        """A layer's variances (kernels()) and its loop over j (``_fused_layers``)."""
+        indent, index = self.INDENT, layer.index
+        self.outer.append(f"    # {layer.title}")
+        self.loop.append(f"{indent}# {layer.title}")
+        if not layer.assignments:
+            self.outer.append("    # (leaves the kernel unchanged)")
+            self.loop.append(indent + "# (leaves the kernel unchanged)")
+            return
+        vec, variance_duals = self.duals.split(list(layer.points), f"v{index}_e")
+        self.outer += self.duals.points_lines(index, self.groups[index], "    ")
+        self.outer += self.duals.variance_lines(variance_duals, "    ")
+        self.outer += cse_lines(vec, self.vector, f"v{index}_", "    ")  # K(q, q, q), simplified
+        if layer.both_variances:
+            self.outer.append("    if same:  # terms differently: x2 is x1, so its numbers are x1's, bit for bit")
+            self.outer.append(f"        {layer.state.cov2} = xp.transpose({layer.state.cov1})  # a column, or a constant")
+        if not self.entries[index]:
+            return
+        self.scalar.cols_used = []
         try:
-            lines = _cse_lines(entries[step.index], {}, scalar, f"t{step.index}_", indent + "    ")
-            series = duals.loop_lines(groups[step.index], scalar, indent + "    ")
+            lines = cse_lines(self.entries[index], self.scalar, f"t{index}_", indent + "    ")
+            series = self.duals.loop_lines(self.groups[index], self.scalar, indent + "    ")
         except CodegenError as exc:
-            raise NotFusable(f"layer {step.index} ({step.label}): {exc}") from None
-        loop.append(indent + "for j in range(lo, hi):")
-        loop += [f"{indent}    {name}_j = cols[{{{name}}}, j]" for name in scalar.cols_used]
-        loop += series + lines
-        if step.state.nngp in scalar.buffered and step.state.cov1 in dict(step.assignments):
-            loop.append(indent + "if same:  # Σ(x, x) is the variance, bit for bit (as on the NumPy path)")
-            loop.append(f"{indent}    {step.state.nngp}[i] = {scalar.doprint(step.state.cov1)}")
-    scalar.cols_used = []
-    last = [f"{indent}    nngp[i, j] = {scalar.doprint(out.nngp)}", f"{indent}    ntk[i, j] = {scalar.doprint(out.ntk)}"]
-    loop.append(indent + "# the results")
-    loop.append(indent + "for j in range(lo, hi):")
-    loop += [f"{indent}    {name}_j = cols[{{{name}}}, j]" for name in scalar.cols_used] + last
+            raise NotFusable(f"layer {index} ({layer.label}): {exc}") from None
+        self.loop += self._loop_over_j() + series + lines
+        if layer.exact_diagonal and layer.state.nngp in self.scalar.buffered:
+            self.loop.append(indent + "if same:  # Σ(x, x) is the variance, bit for bit (as on the NumPy path)")
+            self.loop.append(f"{indent}    {layer.state.nngp}[i] = {self.scalar.doprint(layer.state.cov1)}")
 
-    arrays = sorted(scalar.arrays, key=_argument_order)
-    by_kind = {kind: [n for n in arrays if scalar.arrays[n] == kind] for kind in ("matrix", "row", "col")}
-    column_index = {name: k for k, name in enumerate(by_kind["col"])}
-    loop = [line.format(**column_index) if "= cols[{" in line else line for line in loop]
-    buffers = sorted((s.name for s in scalar.buffered), key=_argument_order)
-    numerical = "mehler_rows, mehler_cols, flags, " if duals.series else ""
-    kernel = _kernel_source(program, by_kind, buffers, loop, numerical)
-    hoisted = [f"    {name} = {expr}" for name, expr in sorted(scalar.hoisted.items(), key=lambda kv: kv[0].startswith("inv"))]
-    body = outer
-    if hoisted:
-        body += ["    # exact power-of-two scales of the variances (perp without overflow), once per point"] + hoisted
-    if duals.series:
-        body += duals.stack_lines("    ")
-    body += [f"    # layers 1–{program.steps[-1].index}, fused: Σ is written over the Gram matrix",
-             "    nngp = nngp_0",
-             "    ntk = xp.empty_like(nngp_0)",
-             f"    rows = _stack([{', '.join(by_kind['row'])}], nngp.shape[0], dtype)",
-             f"    cols = _stack([{', '.join(by_kind['col'])}], nngp.shape[1], dtype)",
-             f"    parameters = xp.array([{', '.join(map(str, program.runtime_parameters))}], dtype=xp.float64)",
-             "    F = numba.float32 if dtype == xp.float32 else numba.float64  # the loops' arithmetic",
-             (f"    _in_threads(_row_blocks, nngp.shape[0], _rows_per_block(nngp.shape[1]), progress, same, "
-              f"{''.join(n + ', ' for n in by_kind['matrix'])}{numerical}rows, cols, nngp, ntk, parameters, F)")]
-    refill = ""
-    if duals.series:  # the entries flagged in the loops, every layer again on NumPy
-        refill, lines = duals.refill(rows | cols, [str(p) for p in program.runtime_parameters], out, net.input_dim,
-                                     _cse_lines, _argument_order)
-        body += lines + ["    if progress is not None:  # the refill: the last step of progress_steps",
-                         "        progress(1)"]
-    body += ["    if same:",
-             "        _in_threads(_mirror_upper, nngp, ntk)",
-             "    return nngp, ntk"]
+    def _loop_over_j(self) -> List[str]:
+        """The head of a loop over j: x2's numbers it reads loaded at its top (their row of ``cols``
+        is filled in when the module is assembled)."""
+        return ([self.INDENT + "for j in range(lo, hi):"]
+                + [f"{self.INDENT}    {name}_j = cols[{{{name}}}, j]" for name in self.scalar.cols_used])
 
-    header = module_header(net, source, filename, "numba (fused CPU kernels)",
-                           "The variances are computed with NumPy; every layer's covariance update runs in `_fused_layers`, one\n"
-                           "numba loop over the entries (i, j) (ntkdsl/codegen/fused.py explains the layout).")
-    imports = ["import concurrent.futures", "import math", "import os", "", "import numba", "import numpy as xp",
-               "import scipy.linalg.blas"]
-    if "xps" in vector.modules_used:
-        imports.append("import scipy.special as xps")
-    helpers = fused_support.scalar_helpers(scalar.helpers)
-    if duals.series:
-        helpers += "\n\n" + mehler_fused.scalar_source()
-    prologue = fused_support.PROLOGUE.format(d=net.input_dim)
-    return (header + "\n".join(imports) + "\n\n" + f"FASTMATH = {FASTMATH}\n" + support_sources(vector.functions)
-            + point_helpers(net.input_shape) + parameter_table(program) + "\n\n" + fused_support.array_helpers(net.input_dim)
-            + ("\n\n" + mehler_fused.array_source() + "\n\n" + refill if duals.series else "")
-            + helpers + "\n\n" + kernel + "\n\n" + _ROW_BLOCKS.format(
-                entries=ROW_BLOCK_ENTRIES, refill=" + 1" if duals.series else "",
-                refill_doc=", then one step: the refill of the entries no series covered" if duals.series else "")
-            + prologue + "\n".join(body) + "\n")
+    def add_results(self) -> None:
+        out, indent = self.program.output, self.INDENT
+        self.scalar.cols_used = []
+        last = [f"{indent}    nngp[i, j] = {self.scalar.doprint(out.nngp)}", f"{indent}    ntk[i, j] = {self.scalar.doprint(out.ntk)}"]
+        self.loop += [indent + "# the results"] + self._loop_over_j() + last
+
+    def kernels_lines(self, by_kind) -> List[str]:
+        """The body of ``kernels()`` after its prologue: per-point numbers, the threads, the refill, the mirror."""
+        program, duals = self.program, self.duals
+        hoisted = [f"    {name} = {expr}" for name, expr in sorted(self.scalar.hoisted.items(), key=lambda kv: kv[0].startswith("inv"))]
+        body = list(self.outer)
+        if hoisted:
+            body += ["    # exact power-of-two scales of the variances (perp without overflow), once per point"] + hoisted
+        if duals.series:
+            body += duals.stack_lines("    ")
+        numerical = "mehler_rows, mehler_cols, flags, " if duals.series else ""
+        body += [f"    # layers 1–{program.steps[-1].index}, fused: Σ is written over the Gram matrix",
+                 "    nngp = nngp_0",
+                 "    ntk = xp.empty_like(nngp_0)",
+                 f"    rows = _stack([{', '.join(by_kind['row'])}], nngp.shape[0], dtype)",
+                 f"    cols = _stack([{', '.join(by_kind['col'])}], nngp.shape[1], dtype)",
+                 f"    parameters = xp.array([{', '.join(map(str, program.runtime_parameters))}], dtype=xp.float64)",
+                 "    F = numba.float32 if dtype == xp.float32 else numba.float64  # the loops' arithmetic",
+                 (f"    _in_threads(_row_blocks, nngp.shape[0], _rows_per_block(nngp.shape[1]), progress, same, "
+                  f"{''.join(n + ', ' for n in by_kind['matrix'])}{numerical}rows, cols, nngp, ntk, parameters, F)")]
+        if duals.series:  # the entries flagged in the loops, every layer again on NumPy
+            body += self.refill[1] + ["    if progress is not None:  # the refill: the last step of progress_steps",
+                                      "        progress(1)"]
+        return body + ["    if same:", "        _in_threads(_mirror_upper, nngp, ntk)", "    return nngp, ntk"]
+
+    @cached_property
+    def refill(self):
+        """(the source of ``_refill``, the lines of kernels() that call it) of the numerical duals."""
+        return self.duals.refill(self.plan.per_point, [str(p) for p in self.program.runtime_parameters],
+                                 self.program.output, self.program.network.input_dim,
+                                 lambda assignments, _values, printer, prefix, indent: cse_lines(assignments, printer, prefix, indent),
+                                 _argument_order)
+
+    def source(self, source: Optional[str], filename: str) -> str:
+        """The module's text."""
+        program, net, scalar, series = self.program, self.program.network, self.scalar, self.duals.series
+        arrays = sorted(scalar.arrays, key=_argument_order)
+        by_kind = {kind: [n for n in arrays if scalar.arrays[n] == kind] for kind in ("matrix", "row", "col")}
+        column_index = {name: k for k, name in enumerate(by_kind["col"])}
+        loop = [line.format(**column_index) if "= cols[{" in line else line for line in self.loop]
+        buffers = sorted((s.name for s in scalar.buffered), key=_argument_order)
+        kernel = _kernel_source(program, by_kind, buffers, loop, "mehler_rows, mehler_cols, flags, " if series else "")
+        body = self.kernels_lines(by_kind)
+        header = module_header(net, source, filename, "numba (fused CPU kernels)",
+                               "The variances are computed with NumPy; every layer's covariance update runs in `_fused_layers`, one\n"
+                               "numba loop over the entries (i, j) (ntkdsl/codegen/fused.py explains the layout).")
+        helpers = fused_support.scalar_helpers(scalar.helpers)
+        if series:
+            helpers += "\n\n" + mehler_fused.scalar_source()
+        prologue = fused_support.PROLOGUE.format(d=net.input_dim)
+        return (module_start(program, header, self.vector, ["import scipy.linalg.blas"])
+                + "\n\n" + fused_support.array_helpers(net.input_dim)
+                + ("\n\n" + mehler_fused.array_source() + "\n\n" + self.refill[0] if series else "")
+                + helpers + "\n\n" + kernel + "\n\n" + _ROW_BLOCKS.format(
+                    entries=ROW_BLOCK_ENTRIES, refill=" + 1" if series else "",
+                    refill_doc=", then one step: the refill of the entries no series covered" if series else "")
+                + prologue + "\n".join(body) + "\n")
 
 
 ROW_BLOCK_ENTRIES = 2 ** 18  # entries per call of _fused_layers: milliseconds of work against a call's microseconds
@@ -417,18 +255,6 @@ def progress_steps(n1, n2):
     from both ends of its triangle in turn, so the rows done track the work done){refill_doc}."""
     return (n1{refill} if n1 and n2 else 0), "row"
 '''
-
-
-def _cse_lines(assignments, values, printer, prefix, indent) -> List[str]:
-    """One statement per line: the shared subexpressions of a layer, then its assignments."""
-    if not assignments:
-        return []
-    targets = [s for s, _ in assignments]
-    exprs = [to_atan2(e.xreplace(values)) for _, e in assignments]
-    shared, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), order="none")
-    lines = [f"{indent}{s} = {printer.doprint(e)}" for s, e in shared]
-    lines += [f"{indent}{printer.doprint(s)} = {printer.doprint(e)}" for s, e in zip(targets, reduced)]
-    return lines
 
 
 def _argument_order(name: str) -> Tuple[int, int, str]:

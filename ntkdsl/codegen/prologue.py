@@ -1,0 +1,114 @@
+"""The parts of a generated module that every backend shares: the provenance header, the table of
+run-time parameters and the line that binds them, and the checks of the input points."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, Optional
+
+from .._version import __version__
+from ..ir.printer import format_network
+from ..symbolic.program import KernelProgram
+from .schedule import inert
+
+_POINT_HELPERS = '''
+
+def _as_points(x, name):
+    """x as a float64 {array} of shape (N, {shape}){channels_last}; a clear ValueError otherwise."""
+    x = xp.asarray(x, dtype=xp.float64)
+    if x.ndim != {ndim} or tuple(x.shape[1:]) != {shape_tuple}:
+        raise ValueError(f"{{name}} must have shape (N, {shape}) for this network, got {{tuple(x.shape)}}")
+    return x
+
+
+def _exact_diagonal(nngp, cov1):
+    """Where x2 is x1, set Σ(x, x) to the variance cov1 itself, bit for bit (cov1 has shape (..., N1, 1), or is a constant)."""
+    if xp.ndim(nngp) < 2:  # a constant kernel (after a constant activation): the same number for every pair
+        return
+    index = xp.arange(nngp.shape[-1])
+    nngp[..., index, index] = cov1[..., 0] if xp.ndim(cov1) else cov1
+
+
+def _per_pair(k, x1, x2):
+    """k as an (N1, N2) array: a kernel that does not depend on the inputs (after a constant
+    activation such as gaussian(b = 0)) comes out of the layers as a number or a (1, 1) array."""
+    shape = (x1.shape[0], x2.shape[0])
+    if getattr(k, "shape", ()) == shape:
+        return k
+    return xp.broadcast_to(xp.asarray(k, dtype=xp.float64), shape).copy()
+'''
+
+
+_PARAMETER_HELPER = '''
+
+def _parameters(params):
+    """The run-time parameters in the order of PARAMETERS: its values, overridden by params (name -> number)."""
+    values = dict(PARAMETERS)
+    for name, value in (params or {}).items():
+        if name not in values:
+            raise ValueError(f"unknown parameter {name!r}; this module's are: {', '.join(values) or 'none'}")
+        values[name] = float(value)
+    return tuple(values.values())
+'''
+
+
+def parameter_table(program: KernelProgram) -> str:
+    """``PARAMETERS`` (name -> the spec's value) and ``_parameters`` of a generated module (every
+    backend): the numbers it takes at run time (:attr:`KernelProgram.runtime_parameters`)."""
+    values = program.runtime_parameters
+    table = "".join(f"    {str(sym)!r}: {float(val)!r},\n" for sym, val in values.items())
+    return ("\n\n# the run-time parameters and the spec's values; kernels(..., params={name: value}) overrides them\n"
+            + ("PARAMETERS = {\n" + table + "}\n" if values else "PARAMETERS = {}\n") + _PARAMETER_HELPER)
+
+
+def parameter_binding(program: KernelProgram, indent: str = "    ", source: str = "_parameters(params)") -> str:
+    """The line that binds the run-time parameters to their names, from ``source`` (a tuple in
+    the order of PARAMETERS)."""
+    names = [str(sym) for sym in program.runtime_parameters]
+    if not names:
+        return f"{indent}{source}  # no run-time parameters: only checks params\n" if source.endswith("(params)") else ""
+    return f"{indent}{', '.join(names)}{',' if len(names) == 1 else ''} = {source}\n"
+
+
+# the first lines of kernels(x1, x2=None, dtype=...) of every backend that takes a dtype (a .format template)
+POINTS_AND_DTYPE = '''    same = x2 is None
+    dtype = xp.dtype(dtype)
+    if dtype not in (xp.float64, xp.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {{dtype}}")
+    x1 = _as_points(x1, "x1")
+    x2 = x1 if same else _as_points(x2, "x2")
+'''
+
+
+def point_helpers(input_shape, array: str = "array") -> str:
+    """``_as_points`` and ``_exact_diagonal`` of a generated module (every backend) for inputs of ``input_shape``."""
+    return _POINT_HELPERS.format(array=array, shape=", ".join(map(str, input_shape)), ndim=len(input_shape) + 1,
+                                 shape_tuple=tuple(input_shape),
+                                 channels_last=" (channels last)" if len(input_shape) > 1 else "")
+
+
+def spatial_fields(program: KernelProgram) -> Dict[str, object]:
+    """The fields of a spatial prologue: input shape, channels, the first layout and its array shape."""
+    net, first = program.network, program.steps[0].state
+    dims = ", ".join(map(str, first.shape * (2 if first.layout == "full" else 1)))
+    return dict(shape=", ".join(map(str, net.input_shape)), channels=net.input_dim, layout=first.layout,
+                full=first.layout == "full", array=f"({dims}, N1, N2)")
+
+
+def module_header(net, source: Optional[str], filename: str, backend: str, about: str = "") -> str:
+    """The provenance docstring of every generated module: the network, its source file and hash,
+    the backend, the conventions, ``about`` (how this backend evaluates), the canonical network."""
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16] if source is not None else "n/a"
+    canonical = "\n".join("    " + line for line in format_network(net).rstrip("\n").splitlines())
+    about = about.rstrip("\n") + "\n" if about else ""
+    return f'''"""NNGP and NTK kernels of the network `{net.name}`, generated by ntkdsl {__version__}.
+
+Source: {inert(filename)} (sha256 {digest}); backend: {backend}.
+Conventions: kernel-math.md (neural-tangents'): Σ⁰ = x·x'/d, Θ⁰ = 0, {net.parameterization} parameterization
+by default, the scalar kernel K of K ⊗ I_k for k outputs. Regenerate with `ntkdsl compile`; do not edit.
+{about}
+Network (canonical form):
+
+{canonical}
+"""
+'''
