@@ -307,7 +307,7 @@ def _unit_variance(net: CompiledNetwork) -> List[str]:
 
 
 def _summary(net: CompiledNetwork, n: int = 10_000) -> str:
-    from ..codegen.cost import report
+    from ..codegen.report import report
     from ..symbolic.layout import layout_report
     from ..tiling import memory_budget
 
@@ -325,7 +325,7 @@ def _summary(net: CompiledNetwork, n: int = 10_000) -> str:
             lines.append(f"                dual: {step.note}")
     lines += layout_report(net.program)
     lines += _unit_variance(net)
-    lines += report(net.program, n, memory_budget())  # ntkdsl/codegen/cost.py: nothing is run
+    lines += report(net.program, n, memory_budget())  # ntkdsl/codegen/report.py: nothing is run
     lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
                  f"the {ir.output_width} outputs share it (K ⊗ I_k)")
     return "\n".join(lines)

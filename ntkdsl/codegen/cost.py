@@ -1,8 +1,8 @@
 """A static cost model of a kernel request: memory and time from the derived program, nothing run.
 
-``ntkdsl check --n N`` reports, for N x N points and each backend, the peak memory and an estimate
-of the time, in a fraction of a second whatever the network and N (the program is walked once; no
-evaluator is imported, compiled or run).
+For N x N points and each backend, the peak memory and an estimate of the time, in a fraction of a
+second whatever the network and N (the program is walked once; no evaluator is imported, compiled or
+run): what ``ntkdsl check --n N`` reports (:mod:`.report`) and the backend choice weighs (:mod:`.dispatch`).
 
 Memory (NumPy evaluator): the generated module frees every kernel array after its last use
 (``del``, :func:`ntkdsl.codegen.emit.free_after_last_use`), so its peak is the largest, over the
@@ -27,7 +27,6 @@ all cores: :data:`FUSED_SPEEDUP` (numerical duals :data:`FUSED_NUMERICAL_SPEEDUP
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
@@ -38,6 +37,8 @@ from ..algebra.functions import GaussianExpectation
 from ..symbolic.layout import entries_per_pair, largest_kernel
 from ..algebra.spatial import conv_taps, flatten_mean, global_pool, pixel_variance, pool_window, spatial_diagonal
 from ..tiling import MemoryModel
+from .fused import NotFusable, emit_fused_module
+from .fused_routines import cpu_threads
 
 EXPRESSION_TEMPORARIES = 2  # arrays NumPy allocates while evaluating one statement (a binary op's operands)
 INPUT_PIXEL_ARRAYS = 8  # per point, image networks' input stage: pixel(-pair) Gram rows and variances (measured)
@@ -197,9 +198,10 @@ def fused_memory(program) -> MemoryModel:
             return MemoryModel(16.0, 8.0 * (size + 4), 2.0**20)
         return MemoryModel(16.0 + FLAG_BYTES, 8.0 * (size + 4) + duals * MEHLER_STACK_BYTES + MEHLER_TRANSIENT_BYTES,
                            2.0**20 + threads() * MEHLER_SCRATCH_BYTES)
-    from .dispatch import emit_source
-
-    found = _MEMORY_LINE.search(emit_source(program, "numba"))
+    try:
+        found = _MEMORY_LINE.search(emit_fused_module(program))
+    except NotFusable:
+        found = None
     if found is None:
         raise RuntimeError("the fused image module has no MEMORY_MODEL line of the expected form")
     per_pair, per_point, per_thread, fixed = map(float, found.groups())
@@ -215,7 +217,7 @@ def numerical_duals(program) -> int:
 
 def threads() -> int:
     """The CPU threads the fused kernels use (their THREADS: the cores this process may run on)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpu_threads()
 
 
 def seconds(program, n1: int, n2: int, backend: str = "numpy", costs=None) -> float:
@@ -231,48 +233,3 @@ def seconds(program, n1: int, n2: int, backend: str = "numpy", costs=None) -> fl
     if backend == "numba":
         ns, numerical = ns / FUSED_SPEEDUP, numerical / FUSED_NUMERICAL_SPEEDUP
     return gram + pairs * (ns + numerical) * 1e-9
-
-
-def format_seconds(t: float) -> str:
-    """A duration for messages: ms, s, min, h or days."""
-    if t < 1:
-        return f"{t * 1000:.3g} ms"
-    if t < 120:
-        return f"{t:.3g} s"
-    if t < 7200:
-        return f"{t / 60:.3g} min"
-    return f"{t / 3600:.3g} h" if t < 172800 else f"{t / 86400:.3g} days"
-
-
-def report(program, n: int, budget: int) -> List[str]:
-    """Lines for ``ntkdsl check``: memory and time of n x n points on each backend, nothing run."""
-    from .dispatch import module_available
-    from .fused import fusable
-    from ..tiling import MemoryBudgetError, format_bytes, plan
-
-    costs = step_costs(program)
-    model = numpy_memory(program, costs)
-    try:
-        tile = plan(n, n, model, budget)
-    except MemoryBudgetError:
-        tile = "over"
-    where = (f", more than the budget of {format_bytes(budget)} even in tiles" if tile == "over" else
-             f", tiles of {tile[0]} x {tile[1]} under the budget of {format_bytes(budget)}" if tile else "")
-    lines = [f"  cost of {n} x {n} points (a static model, nothing is run; {ACCURACY_SHORT}):",
-             f"  numpy evaluator: memory {format_bytes(model.per_pair)} per input pair + "
-             f"{format_bytes(model.per_point)} per point; {format_bytes(model.peak(n, n))} in one piece{where}; "
-             f"time about {format_seconds(seconds(program, n, n, 'numpy', costs))}"]
-    head = "  fused CPU kernels (backend numba): "
-    reason = fusable(program)
-    if reason:
-        lines.append(head + f"no, the NumPy evaluator runs: {reason}")
-    else:
-        fused = fused_memory(program)
-        installed = "" if module_available("numba") else " (numba is not installed: pip install 'ntkdsl[fast]')"
-        lines.append(head + f"yes{installed}; memory {format_bytes(fused.per_pair)} per input pair + "
-                     f"{format_bytes(fused.per_point)} per point; {n} x {n} points: {format_bytes(fused.peak(n, n))}; "
-                     f"time about {format_seconds(seconds(program, n, n, 'numba', costs))} after a compile of "
-                     "seconds (once per machine, cached)")
-    lines.append(f"  cupy (GPU): the NumPy evaluator's arrays in device memory, about {format_bytes(model.peak(n, n))} "
-                 "in one piece; time not estimated (no GPU measurements yet)")
-    return lines

@@ -30,6 +30,7 @@ import numpy as np
 from ..symbolic.program import KernelProgram
 from ..arraycode.backends import BACKENDS
 from .cache import _compiled_in, compiled_for
+from . import cost
 from .emit import emit_module
 
 AUTO = "auto"
@@ -103,9 +104,7 @@ def compile_seconds(program: KernelProgram) -> float:
 
 def _numpy_seconds_per_pair(program: KernelProgram) -> float:
     if program not in _PER_PAIR:
-        from .cost import seconds
-
-        _PER_PAIR[program] = seconds(program, 1, 1, "numpy")
+        _PER_PAIR[program] = cost.seconds(program, 1, 1, "numpy")
     return _PER_PAIR[program]
 
 
@@ -136,9 +135,8 @@ def fused_pays(program: KernelProgram, pairs: int, modules: dict, dtype=None) ->
 
 
 def _fused_speedup() -> float:
-    from .cost import FUSED_SPEEDUP
-
-    return FUSED_SPEEDUP
+    """The fused kernels' speedup over the NumPy evaluator that the cost model assumes."""
+    return cost.FUSED_SPEEDUP
 
 
 def _record_numpy(modules: dict, program: KernelProgram, pairs: int, seconds: float) -> None:
