@@ -123,7 +123,7 @@ class _PairModule:
             side = 1 if sym in self.plan.cols else 0
             self.variances[name] = (sym.name, expr if expr is not None else variance_at(sym, self.sides_shape[sym.name], side))
             self.grids[name] = (self.grids[sym.name][1], 0)
-            (self.printer._cols if sym in self.plan.cols else self.printer._rows).add(sp.Symbol(name))
+            (self.printer.cols if sym in self.plan.cols else self.printer.rows).add(sp.Symbol(name))
         return sp.Symbol(name)
 
     def grid_of(self, expr) -> Tuple[int, int]:
@@ -182,7 +182,7 @@ class _PairModule:
         """The block's first statement: Σ⁰ of its pairs' pixels, the variance on the pair (i, i)."""
         first, p0, full0, channels = self.first, self.p0, self.full0, self.program.network.input_dim
         entries0, step0 = (p0 * p0, p0 + 1) if full0 else (p0, 1)  # the pixel pairs (p, p) of a block's pair: every step0-th
-        exact = self.printer._slot((self.pixel_variances(first.cov1) if full0 else first.cov1).name)
+        exact = self.printer.slot((self.pixel_variances(first.cov1) if full0 else first.cov1).name)
         self.blocks.append(Block([
             f"# input: Σ⁰ = x(p)·x'(q)/{channels} at each of the {entries0} {'pixel pairs' if full0 else 'pixels'}; "
             "Σ(x, x)(p, p) is the variance, bit for bit",

@@ -49,7 +49,7 @@ class ScalarPrinter(ArrayPrinter):
 
     def __init__(self, rows, cols, matrices):
         super().__init__()
-        self._rows, self._cols, self._matrices = set(rows), set(cols), set(matrices)
+        self.rows, self.cols, self._matrices = set(rows), set(cols), set(matrices)  # per-point symbols of x1, x2
         self.buffered = set()  # quantities kept in a row buffer (read by a later layer or the output)
         self.arrays: Dict[str, str] = {}  # per-point inputs of the kernel: name -> "row" | "col" | "matrix"
         self.cols_used: List[str] = []  # column numbers the current layer reads (loaded at its loop's top)
@@ -76,9 +76,9 @@ class ScalarPrinter(ArrayPrinter):
 
     def _print_Symbol(self, expr):
         name = expr.name
-        if expr in self._rows:
+        if expr in self.rows:
             return self._row(name)
-        if expr in self._cols:
+        if expr in self.cols:
             return self._column(name)
         if expr in self._matrices:
             self.arrays[name] = "matrix"
@@ -138,11 +138,11 @@ class ScalarPrinter(ArrayPrinter):
     def _scale(self, q, inverse: bool) -> str:
         """The exact power-of-two scale of a variance (or its inverse): hoisted where q is a per-point
         variance, else computed in the loop."""
-        if q in self._rows or q in self._cols:
+        if q in self.rows or q in self.cols:
             name = f"{'inv_' if inverse else ''}scale_{q.name}"
             self.hoisted[name] = f"1 / scale_{q.name}" if inverse else f"_pow2_scale({q.name})"
-            return self._row(name) if q in self._rows else self._column(name)
-        if q.func.__name__ in ("smaller", "larger") and all(a in self._rows or a in self._cols for a in q.args):
+            return self._row(name) if q in self.rows else self._column(name)
+        if q.func.__name__ in ("smaller", "larger") and all(a in self.rows or a in self.cols for a in q.args):
             a, b = q.args
             op = "<=" if q.func.__name__ == "smaller" else ">="
             return f"({self._scale(a, inverse)} if {self._print(a)} {op} {self._print(b)} else {self._scale(b, inverse)})"

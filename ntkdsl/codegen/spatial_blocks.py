@@ -50,20 +50,20 @@ class PixelPrinter(ScalarPrinter):
             return "p"
         raise CodegenError(f"{name} has {pixels} pixels inside a loop over {self.loop}")
 
-    def _slot(self, name: str) -> int:
+    def slot(self, name: str) -> int:
         key = name.replace("cov2_", "cov1_")
         return self.slots.setdefault(key, len(self.slots))
 
     def _row(self, name: str) -> str:
-        return f"rows_i[{self._slot(name)}, {self._pixel(name)}]"
+        return f"rows_i[{self.slot(name)}, {self._pixel(name)}]"
 
     def _column(self, name: str) -> str:
-        return f"cols_b[b, {self._slot(name)}, {self._pixel(name, 'q')}]"
+        return f"cols_b[b, {self.slot(name)}, {self._pixel(name, 'q')}]"
 
     def _print_Symbol(self, expr):
-        if expr in self._rows:
+        if expr in self.rows:
             return self._row(expr.name)
-        if expr in self._cols:
+        if expr in self.cols:
             return self._column(expr.name)
         if expr in self.buffered:
             entries = self.grids[expr.name][0]
@@ -120,7 +120,7 @@ def materialize(step, k, argument, printer: PixelPrinter, grids) -> Tuple[str, O
         return argument.name, None
     name = f"m{step.index}_{k}"
     found = {grids[s.name] for s in argument.free_symbols
-             if s.name in grids and s not in printer._rows and s not in printer._cols} - {(1, 0)}
+             if s.name in grids and s not in printer.rows and s not in printer.cols} - {(1, 0)}
     if len(found) > 1:
         raise NotFusable(f"layer {step.index} ({step.label}): an argument mixes grids of {sorted(found)} entries")
     printer.loop, printer.side = found.pop() if found else (1, 0)
