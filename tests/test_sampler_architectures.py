@@ -59,6 +59,8 @@ NETWORKS = {
     "conv-transpose-circular-standard": "network t(input = [3, 2], parameterization = standard) { conv_transpose(3, "
                                         "kernel = 3, stride = 2, padding = circular, w_std = 1.1, b_std = 0.2); erf; "
                                         "global_avg_pool; dense(2) }",
+    "resize": "network t(input = [4, 3, 2]) { conv(3, kernel = 2, padding = same, b_std = 0.3); "
+              "resize((3, 5), method = linear, antialias = false); tanh; resize((5, -1), method = nearest); flatten; dense(2) }",
     "layer-norm-spatial": "network t(input = [4, 3, 3]) { conv(4, kernel = 2, padding = same, b_std = 0.3); "
                           "layer_norm(axes = spatial_and_channels, eps = 0.01); tanh; flatten; dense(2) }",
     "layer-norm-vector-standard": "network t(input = 3, parameterization = standard) { dense(5, b_std = 0.2); "
@@ -221,6 +223,8 @@ MC_CASES = {
                   "avg_pool(2, stride = 1); conv({n}, kernel = 2); global_avg_pool; dense({k})",
     "conv-transpose": "conv_transpose({n}, kernel = 3, stride = 2, padding = circular, w_std = 1.3, b_std = 0.3); relu; "
                       "avg_pool(2); conv({n}, kernel = 2); global_avg_pool; dense({k})",
+    "resize-flatten": "conv({n}, kernel = 2, padding = same, b_std = 0.1); resize((3, 5), method = linear); relu; "
+                      "resize((-1, 3), method = linear, antialias = false); flatten; dense({k})",
     "layer-norm-spatial": "conv({n}, kernel = 2, padding = same, w_std = 1.5, b_std = 0.5); "
                           "layer_norm(axes = spatial_and_channels); relu; global_avg_pool; dense({k})",
     "sum-pool-parallel-prod": "conv({n}, kernel = 2, padding = same, b_std = 0.3); relu; sum_pool(2, stride = 1, "

@@ -104,6 +104,21 @@ class conv_transpose_taps(_SpatialOp):  # noqa: N801
         return tex
 
 
+class resize_map(_SpatialOp):  # noqa: N801
+    """R·K·Rᵀ along each resized spatial dimension, R the map of jax.image.resize (neural-tangents'
+    ImageResize; both pixel axes in the full layout). Arguments: (K, spatial shape, new shape,
+    method word 'linear' | 'nearest', antialias word 'true' | 'false', layout word).
+    """
+
+    nargs = 6
+
+    @_powered
+    def _latex(self, printer):
+        _, _, size, method, _, _ = self.args
+        tex = rf"\operatorname{{resize}}_{{{_times(size)},\ \mathrm{{{static(method)}}}}}\left[{self._arg_tex(printer)}\right]"
+        return tex
+
+
 class pool_window(_SpatialOp):  # noqa: N801
     """Σ_{δ, δ′ ∈ w} K(s·o + δ, s·o′ + δ′), divided by |w|² for average pooling (full layout).
 
@@ -206,7 +221,7 @@ class diagonal_embed(_SpatialOp):  # noqa: N801
         return tex
 
 
-SPATIAL_FUNCTIONS = (conv_taps, conv_transpose_taps, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal,
+SPATIAL_FUNCTIONS = (conv_taps, conv_transpose_taps, resize_map, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal,
                      diagonal_embed)
 
 
@@ -217,6 +232,10 @@ def conv(k, shape, kernel, stride, padding: str, layout: str) -> sp.Expr:
 
 def conv_transpose(k, shape, kernel, stride, padding: str, layout: str) -> sp.Expr:
     return conv_transpose_taps(k, _ints(shape), _ints(kernel), _ints(stride), Str(padding), Str(layout))
+
+
+def resize(k, shape, size, method: str, antialias: bool, layout: str) -> sp.Expr:
+    return resize_map(k, _ints(shape), _ints(size), Str(method), Str("true" if antialias else "false"), Str(layout))
 
 
 def pool(k, shape, window, stride, padding: str, mode: str) -> sp.Expr:

@@ -164,6 +164,13 @@ class ArrayPrinter(SciPyPrinter):
 
     _print_conv_transpose_taps = _print_conv_taps
 
+    def _print_resize_map(self, expr):
+        from ..algebra.spatial import static
+
+        text = self._spatial_call(expr, ("shape", "size", "method", "antialias", "layout"))
+        text = text.replace(f"antialias={static(expr.args[4])!r}", f"antialias={static(expr.args[4]) == 'true'}")
+        return text.replace(f"layout={static(expr.args[5])!r}", f"full={static(expr.args[5]) == 'full'}")
+
     def _print_pool_window(self, expr):
         return self._spatial_call(expr, ("shape", "window", "stride", "padding", "mode"))
 

@@ -165,6 +165,45 @@ def conv_transpose_taps(k, shape, kernel, stride, padding, full):
     return k / _pixels(kernel)
 
 
+def resize_matrix(n, m, method, antialias):
+    """(m, n): the linear map jax.image.resize applies along one axis of n pixels resized to m
+    (neural-tangents' ImageResize). 'nearest': output i takes pixel ⌊(i + 1/2)·n/m⌋, in float32 as jax
+    computes it; 'linear': a triangle kernel at the sample points (i + 1/2)·n/m − 1/2, widened by n/m
+    when shrinking with antialias, each output's weights normalised to 1, samples outside
+    [−1/2, n − 1/2] zero (jax's scale_and_translate)."""
+    if method == "nearest":
+        offsets = xp.floor((xp.arange(m, dtype=xp.float32) + xp.float32(0.5)) * xp.float32(n) / xp.float32(m))
+        out = xp.zeros((m, n), dtype=xp.float64)
+        out[xp.arange(m), offsets.astype(xp.int64)] = 1.0
+        return out
+    inverse = 1.0 / (m / n)
+    width = max(inverse, 1.0) if antialias else 1.0
+    sample = (xp.arange(m, dtype=xp.float64) + 0.5) * inverse - 0.5
+    weights = xp.maximum(0.0, 1.0 - xp.abs(sample[None, :] - xp.arange(n, dtype=xp.float64)[:, None]) / width)
+    total = weights.sum(axis=0, keepdims=True)
+    weights = xp.where(xp.abs(total) > 1000.0 * 1.1920929e-07, weights / xp.where(total != 0, total, 1.0), 0.0)
+    inside = (sample >= -0.5) & (sample <= n - 0.5)
+    return xp.where(inside[None, :], weights, 0.0).T
+
+
+def resize_map(k, shape, size, method, antialias, full):
+    """R·k·Rᵀ along every resized spatial dimension (both pixel axes of the full layout), R of
+    :func:`resize_matrix`; in the diagonal layout (nearest only: R selects one pixel per output) R·k.
+
+    Cost: O(N1·N2·P²·Σ_d n_d) flops in the full layout; memory: one array of the output's size.
+    """
+    k = _spatial_array(k, shape, full)
+    n = len(shape)
+    for d in range(n):
+        if shape[d] == size[d]:
+            continue
+        r = resize_matrix(shape[d], size[d], method, antialias)
+        k = xp.moveaxis(xp.tensordot(r, k, axes=(1, d)), 0, d)
+        if full:
+            k = xp.moveaxis(xp.tensordot(r, k, axes=(1, n + d)), 0, n + d)
+    return k
+
+
 def pool_window(k, shape, window, stride, padding, mode):
     """Σ_{δ, δ′ ∈ w} k(s·o + δ, s·o′ + δ′) over a full-layout array, divided by |w|² for 'avg'.
 
@@ -278,6 +317,7 @@ ROUTINES = {  # printed name -> the functions its generated module needs, in def
     "conv_taps": ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "conv_taps"),
     "conv_transpose_taps": ("_pixels", "_spatial_array", "transpose_geometry", "fold_matrix", "transpose_taps",
                             "conv_transpose_taps"),
+    "resize_map": ("_pixels", "_spatial_array", "resize_matrix", "resize_map"),
     "pool_window": ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "pool_window"),
     "flatten_mean": ("_pixels", "_spatial_array", "flatten_mean"),
     "global_pool": ("_pixels", "_spatial_array", "global_pool"),

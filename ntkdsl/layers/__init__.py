@@ -18,8 +18,9 @@ from .parallel import Parallel
 from .pool import GlobalPool, Pool
 from .registry import LAYERS, Call, LayerRule, register
 from .residual import Residual
+from .resize import Resize
 
 __all__ = [
     "Activation", "Call", "Conv", "ConvLocal", "ConvTranspose", "CustomActivation", "Dense", "ExpNormalized", "Flatten",
-    "GlobalPool", "Identity", "LAYERS", "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "register",
+    "GlobalPool", "Identity", "LAYERS", "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "Resize", "register",
 ]
