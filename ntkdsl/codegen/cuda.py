@@ -52,7 +52,7 @@ from . import cuda_support
 from .cuda_printer import CUDA_PRINTABLE, CudaPrinter, CupyArrayPrinter, c_comment
 from .emit import result_statements, step_statements
 from .prologue import module_header, parameter_binding, parameter_table, point_helpers, spatial_fields
-from .schedule import LayerSchedule, cse, free_after_last_use, schedule
+from .schedule import LayerSchedule, cse, cse_lines, free_after_last_use, schedule
 
 # SSA names of the Python statements (kernel fields, CSE temporaries t*, per-point temporaries v*,
 # hoisted operations h*), freed after their last use
@@ -183,8 +183,7 @@ class _Emitter:
         return out
 
     def _vector_lines(self, layer: LayerSchedule, vector):
-        shared, reduced = cse(vector, f"v{layer.index}_")
-        lines = [[f"    {s} = {self.arrays.doprint(e)}"] for s, e in shared + reduced]
+        lines = [[line] for line in cse_lines(vector, self.arrays, f"v{layer.index}_", "    ")]
         if layer.both_variances:  # sympy may order the terms of
             lines.append(["    if same:  # the two formulas differently: x2 is x1, so its numbers are x1's, bit for bit",
                           f"        {layer.state.cov2} = {layer.state.cov1} if xp.ndim({layer.state.cov1}) < 2 else "
