@@ -59,6 +59,8 @@ NETWORKS = {
     "conv-transpose-circular-standard": "network t(input = [3, 2], parameterization = standard) { conv_transpose(3, "
                                         "kernel = 3, stride = 2, padding = circular, w_std = 1.1, b_std = 0.2); erf; "
                                         "global_avg_pool; dense(2) }",
+    "index": "network t(input = [5, 4, 2]) { conv(3, kernel = 2, padding = same, b_std = 0.3); index[1:4, ::-1]; "
+             "tanh; index[::2, 1]; conv(2, kernel = 2); flatten; dense(2) }",
     "resize": "network t(input = [4, 3, 2]) { conv(3, kernel = 2, padding = same, b_std = 0.3); "
               "resize((3, 5), method = linear, antialias = false); tanh; resize((5, -1), method = nearest); flatten; dense(2) }",
     "layer-norm-spatial": "network t(input = [4, 3, 3]) { conv(4, kernel = 2, padding = same, b_std = 0.3); "
@@ -223,6 +225,8 @@ MC_CASES = {
                   "avg_pool(2, stride = 1); conv({n}, kernel = 2); global_avg_pool; dense({k})",
     "conv-transpose": "conv_transpose({n}, kernel = 3, stride = 2, padding = circular, w_std = 1.3, b_std = 0.3); relu; "
                       "avg_pool(2); conv({n}, kernel = 2); global_avg_pool; dense({k})",
+    "index": "conv({n}, kernel = 2, padding = same, b_std = 0.1); index[::-1, 1:]; relu; "
+             "conv({n}, kernel = 2, padding = circular); index[:, 1]; global_avg_pool; dense({k})",
     "resize-flatten": "conv({n}, kernel = 2, padding = same, b_std = 0.1); resize((3, 5), method = linear); relu; "
                       "resize((-1, 3), method = linear, antialias = false); flatten; dense({k})",
     "layer-norm-spatial": "conv({n}, kernel = 2, padding = same, w_std = 1.5, b_std = 0.5); "

@@ -32,9 +32,9 @@ def _ints(values: Sequence[int]) -> sp.Tuple:
 
 
 def static(arg) -> object:
-    """A static argument as a plain Python value: a tuple of ints, a string or an int."""
+    """A static argument as a plain Python value: a (nested) tuple of ints, a string or an int."""
     if isinstance(arg, sp.Tuple):
-        return tuple(int(a) for a in arg)
+        return tuple(static(a) for a in arg)
     if isinstance(arg, Str):
         return arg.name
     return int(arg)
@@ -116,6 +116,22 @@ class resize_map(_SpatialOp):  # noqa: N801
     def _latex(self, printer):
         _, _, size, method, _, _ = self.args
         tex = rf"\operatorname{{resize}}_{{{_times(size)},\ \mathrm{{{static(method)}}}}}\left[{self._arg_tex(printer)}\right]"
+        return tex
+
+
+class spatial_index(_SpatialOp):  # noqa: N801
+    """K at the picked pixels of each spatial axis (both pixel axes of the full layout), an axis
+    indexed by an integer dropped: the kernel of x[..., picks, ...] (neural-tangents' Index).
+    Arguments: (K, spatial shape, picks per axis (tuples of pixel indices), drops per axis (0 | 1),
+    layout word).
+    """
+
+    nargs = 5
+    _constant_passes = True  # a constant kernel picked is the same constant
+
+    @_powered
+    def _latex(self, printer):
+        tex = rf"\operatorname{{index}}\left[{self._arg_tex(printer)}\right]"
         return tex
 
 
@@ -221,8 +237,8 @@ class diagonal_embed(_SpatialOp):  # noqa: N801
         return tex
 
 
-SPATIAL_FUNCTIONS = (conv_taps, conv_transpose_taps, resize_map, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal,
-                     diagonal_embed)
+SPATIAL_FUNCTIONS = (conv_taps, conv_transpose_taps, resize_map, spatial_index, pool_window, flatten_mean, global_pool,
+                     pixel_variance, spatial_diagonal, diagonal_embed)
 
 
 # ---------------------------------------------------------------- constructors with named settings
@@ -236,6 +252,10 @@ def conv_transpose(k, shape, kernel, stride, padding: str, layout: str) -> sp.Ex
 
 def resize(k, shape, size, method: str, antialias: bool, layout: str) -> sp.Expr:
     return resize_map(k, _ints(shape), _ints(size), Str(method), Str("true" if antialias else "false"), Str(layout))
+
+
+def index(k, shape, picks, drops, layout: str) -> sp.Expr:
+    return spatial_index(k, _ints(shape), sp.Tuple(*(_ints(p) for p in picks)), _ints(int(d) for d in drops), Str(layout))
 
 
 def pool(k, shape, window, stride, padding: str, mode: str) -> sp.Expr:

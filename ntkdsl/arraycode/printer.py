@@ -164,6 +164,12 @@ class ArrayPrinter(SciPyPrinter):
 
     _print_conv_transpose_taps = _print_conv_taps
 
+    def _print_spatial_index(self, expr):
+        from ..algebra.spatial import static
+
+        text = self._spatial_call(expr, ("shape", "picks", "drops", "layout"))
+        return text.replace(f"layout={static(expr.args[4])!r}", f"full={static(expr.args[4]) == 'full'}")
+
     def _print_resize_map(self, expr):
         from ..algebra.spatial import static
 

@@ -204,6 +204,21 @@ def resize_map(k, shape, size, method, antialias, full):
     return k
 
 
+def spatial_index(k, shape, picks, drops, full):
+    """k at the picked pixels of every spatial axis (both pixel axes in the full layout), axes picked
+    by an integer dropped: the kernel of ``x[..., picks, ...]`` (neural-tangents' Index).
+
+    Cost: a gather of the output's size.
+    """
+    k = _spatial_array(k, shape, full)
+    n = len(shape)
+    axes = [d for d in range(n)] + ([n + d for d in range(n)] if full else [])
+    for axis in axes:
+        k = xp.take(k, xp.asarray(picks[axis % n], dtype=xp.int64), axis=axis)
+    dropped = tuple(a for a in axes if drops[a % n])
+    return k.reshape(tuple(size for a, size in enumerate(k.shape) if a not in dropped))
+
+
 def pool_window(k, shape, window, stride, padding, mode):
     """Σ_{δ, δ′ ∈ w} k(s·o + δ, s·o′ + δ′) over a full-layout array, divided by |w|² for 'avg'.
 
@@ -318,6 +333,7 @@ ROUTINES = {  # printed name -> the functions its generated module needs, in def
     "conv_transpose_taps": ("_pixels", "_spatial_array", "transpose_geometry", "fold_matrix", "transpose_taps",
                             "conv_transpose_taps"),
     "resize_map": ("_pixels", "_spatial_array", "resize_matrix", "resize_map"),
+    "spatial_index": ("_pixels", "_spatial_array", "spatial_index"),
     "pool_window": ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "pool_window"),
     "flatten_mean": ("_pixels", "_spatial_array", "flatten_mean"),
     "global_pool": ("_pixels", "_spatial_array", "global_pool"),

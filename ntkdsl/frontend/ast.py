@@ -70,6 +70,16 @@ class Keyword:
 Argument = Union[Expr, Keyword]
 
 
+@dataclass(frozen=True)
+class Slice:
+    """``start:stop:step`` in a subscript (``index[1:5, ::-1]``); a missing part is None."""
+
+    start: Optional[Expr]
+    stop: Optional[Expr]
+    step: Optional[Expr]
+    span: Optional[Span] = field(**_span)
+
+
 # ---------------------------------------------------------------- statements
 @dataclass(frozen=True)
 class Body:
@@ -84,6 +94,7 @@ class LayerCall:
     bodies: Tuple[Body, ...]
     span: Optional[Span] = field(**_span)  # the whole call
     name_span: Optional[Span] = field(**_span)
+    subscript: Optional[Tuple[Union[Expr, Slice], ...]] = None  # ``index[...]``: one entry per spatial axis
 
 
 @dataclass(frozen=True)

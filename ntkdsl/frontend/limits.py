@@ -128,7 +128,9 @@ def _children(node):
     if isinstance(node, ast.Sequence):
         return node.items
     if isinstance(node, ast.LayerCall):
-        return tuple(a.value if isinstance(a, ast.Keyword) else a for a in node.args) + node.bodies
+        return tuple(a.value if isinstance(a, ast.Keyword) else a for a in node.args) + node.bodies + (node.subscript or ())
+    if isinstance(node, ast.Slice):
+        return tuple(e for e in (node.start, node.stop, node.step) if e is not None)
     if isinstance(node, ast.Body):
         return node.statements
     if isinstance(node, ast.Repeat):

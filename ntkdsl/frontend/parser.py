@@ -201,6 +201,15 @@ class _ToAst(Transformer_NonRecursive):
         name, args, *bodies = children
         return ast.LayerCall(str(name), tuple(args or ()), tuple(bodies), self._span(meta), self._tok(name))
 
+    def subscript_call(self, meta, children):
+        name, *entries = children
+        entries = tuple(e for e in entries if e is not None)
+        return ast.LayerCall(str(name), (), (), self._span(meta), self._tok(name), subscript=entries)
+
+    def slice(self, meta, children):
+        start, stop, step = (list(children) + [None, None, None])[:3]
+        return ast.Slice(start, stop, step, self._span(meta))
+
     def repeat(self, meta, children):
         count, body = children
         return ast.Repeat(count, body, self._span(meta))

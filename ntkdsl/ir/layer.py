@@ -54,6 +54,11 @@ class Layer:
         """Whether the layer needs all pixel pairs (p, p') of its input, given what its output needs (§1)."""
         return full_output
 
+    def spatial_rank_after(self, rank: int) -> int:
+        """The number of spatial axes after the layer, given those before (for the per-dimension
+        arguments of later layers: a window written as one integer covers every spatial axis)."""
+        return rank
+
     def branch_sequences(self) -> Tuple[Tuple["Layer", ...], ...]:
         """The branches the derivation runs from the layer's input (a branching layer's)."""
         return ()

@@ -13,6 +13,7 @@ from .dense import Dense
 from .exp_normalized import ExpNormalized
 from .flatten import Flatten
 from .identity import Identity
+from .index import Index
 from .layer_norm import LayerNorm
 from .parallel import Parallel
 from .pool import GlobalPool, Pool
@@ -22,5 +23,5 @@ from .resize import Resize
 
 __all__ = [
     "Activation", "Call", "Conv", "ConvLocal", "ConvTranspose", "CustomActivation", "Dense", "ExpNormalized", "Flatten",
-    "GlobalPool", "Identity", "LAYERS", "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "Resize", "register",
+    "GlobalPool", "Identity", "Index", "LAYERS", "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "Resize", "register",
 ]

@@ -48,6 +48,9 @@ class Flatten(Layer):
     def ends_fresh(self) -> Optional[bool]:
         return None
 
+    def spatial_rank_after(self, rank: int) -> int:
+        return 0
+
     def format(self, indent: str = "") -> str:
         return "flatten"
 

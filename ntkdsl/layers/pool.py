@@ -100,6 +100,9 @@ class GlobalPool(Layer):
     def ends_fresh(self) -> Optional[bool]:
         return None
 
+    def spatial_rank_after(self, rank: int) -> int:
+        return 0
+
     def format(self, indent: str = "") -> str:
         return f"global_{self.mode}_pool"
 

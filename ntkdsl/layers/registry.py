@@ -26,6 +26,8 @@ class Call:
     name_span: Optional[Span]
     bodies: Tuple[Tuple[Layer, ...], ...] = ()
     body_spans: Tuple[Optional[Span], ...] = ()
+    subscript: Optional[Tuple[object, ...]] = None  # ``index[...]``: an int or (start, stop, step) per entry
+    subscript_spans: Tuple[Optional[Span], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,15 @@ class LayerRule:
         specs: its parameters in positional order (a default of ``FROM_NETWORK`` takes the network's).
         build: (argument values by name, :class:`Call`) -> the IR node; raises SpecErrors at spans.
         bodies: whether the call takes ``{ ... }`` bodies (residual, parallel).
+        subscript: whether the call is written with a subscript, ``index[1:5, ::-1]`` (then it takes
+            no parenthesised arguments).
     """
 
     name: str
     specs: Tuple[Spec, ...]
     build: Callable[[Mapping[str, object], Call], Layer]
     bodies: bool = False
+    subscript: bool = False
 
 
 class LayerTable:

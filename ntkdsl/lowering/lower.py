@@ -153,7 +153,11 @@ class _Lowerer(Expressions):
                     self.add_layers((self.layer_count - before) * (count - 1), st.count.span)
                     out.extend(once * count)
                 else:
-                    out.extend(self.call(st, env, param))
+                    layers = self.call(st, env, param)
+                    if st.name not in self.blocks:  # (a block's body counted its own layers)
+                        for layer in layers:
+                            self.rank = layer.spatial_rank_after(self.rank)
+                    out.extend(layers)
         return out
 
     def add_layers(self, n: int, span: Optional[Span]) -> None:
@@ -167,6 +171,11 @@ class _Lowerer(Expressions):
         rule = LAYERS.get(st.name)
         if st.bodies and not (rule is not None and rule.bodies):
             raise StructureSpecError(f"'{st.name}' takes no {{ }} body", st.bodies[0].span)
+        if st.subscript is not None and not (rule is not None and rule.subscript):
+            raise StructureSpecError(f"'{st.name}' takes no [ ] subscript (only index does: index[1:5, ::-1])", st.span)
+        if rule is not None and rule.subscript and st.subscript is None:
+            raise StructureSpecError(f"{st.name} is written with a subscript of the spatial axes, as in Python: "
+                                     f"{st.name}[1:5, ::-1], {st.name}[2]", st.name_span)
         if st.name in self.blocks:
             return self.block(self.blocks[st.name], st, env, param)
         row = REGISTRY.get(st.name)
@@ -189,8 +198,30 @@ class _Lowerer(Expressions):
         specs = [Spec(s.name, param, s.convert) if s.default is FROM_NETWORK else s for s in rule.specs]
         args = self.bind(rule.name, specs, st.args, env, st.name_span)
         values = {s.name: s.convert(self, args[s.name].value, args[s.name].span, s.name, env) for s in specs}
-        bodies = tuple(tuple(self.body(b, env, param)) for b in st.bodies)
-        return rule.build(values, Call(st.span, st.name_span, bodies, tuple(b.span for b in st.bodies)))
+        rank, bodies = self.rank, []
+        for b in st.bodies:  # every branch starts from the call's input
+            self.rank = rank
+            bodies.append(tuple(self.body(b, env, param)))
+        self.rank, bodies = rank, tuple(bodies)
+        subscript = None if st.subscript is None else tuple(self.subscript_entry(e, env) for e in st.subscript)
+        return rule.build(values, Call(st.span, st.name_span, bodies, tuple(b.span for b in st.bodies), subscript,
+                                       tuple(getattr(e, "span", None) for e in st.subscript or ())))
+
+    def subscript_entry(self, e, env: Mapping[str, Value]):
+        """An integer, or (start, stop, step) with None for a missing part, as Python's subscripts."""
+        def integer(part, what):
+            n = self.number(part, env, what)
+            if not n.is_integer:
+                raise ArgumentSpecError(f"{what} must be an integer, got {n}", part.span)
+            return int(n)
+
+        if not isinstance(e, ast.Slice):
+            return integer(e, "an index")
+        parts = [None if x is None else integer(x, f"a slice {name}") for x, name in
+                 ((e.start, "start"), (e.stop, "stop"), (e.step, "step"))]
+        if parts[2] == 0:
+            raise ArgumentSpecError("a slice step cannot be 0", e.step.span)
+        return tuple(parts)
 
     def activation(self, row, st: ast.LayerCall, env: Mapping[str, Value]) -> Activation:
         what = f"activation '{st.name}'"
