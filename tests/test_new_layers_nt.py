@@ -103,3 +103,24 @@ def test_exp_normalized_needs_gaussian_input_and_refuses_finite_width(tmp_path):
 
     assert main(["sample", str(spec), "--widths", "8", "--samples", "2", "-o", str(tmp_path / "out.npz")]) == 2
     assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("bad, where, message", [
+    ("index[1:1]", "1:53", "the slice 1:1 of spatial axis 1 (size 4) selects no pixel"),
+    ("index[7]", "1:53", "7 is out of range for spatial axis 1 of size 4"),
+    ("index[0, 0, 0]", "1:53", "index has 3 entries, but its input has 2 spatial dimensions"),
+    ("index[::0]", "1:61", "a slice step cannot be 0"),
+    ("index[1.5]", "1:59", "an index must be an integer, got 3/2"),
+    ("index", "1:53", "index is written with a subscript"),
+    ("dense[2]", "1:53", "'dense' takes no [ ] subscript"),
+])
+def test_index_mistakes_are_located(bad, where, message):
+    with pytest.raises(ntkdsl.SpecError) as info:
+        ntkdsl.loads(f"network n(input = [5, 4, 2]) {{ conv(3, kernel = 2); {bad}; flatten; dense(1) }}", filename="t.ntk")
+    assert f"t.ntk:{where}: error:" in str(info.value) and message in str(info.value) and "^" in str(info.value)
+
+
+def test_an_integer_window_after_a_dropped_axis_covers_the_remaining_ones():
+    net = ntkdsl.loads("network n(input = [5, 4, 2]) { conv(3, kernel = 2); index[-1]; conv(2, kernel = 2); flatten; dense(1) }")
+    assert net.ir.layers[2].kernel_size == (2,)
+    assert ntkdsl.loads(net.to_ntk()).ir == net.ir
