@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import pickle
 import re
 import sys
 import tempfile
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+from ..progress import note
 
 
 def default_cache_dir() -> Path:
@@ -105,8 +108,6 @@ def compiled_for(module, dtype) -> bool:
 def _indexed(path: Path) -> Optional[list]:
     """The signatures in a numba cache index (numba's own format: a pickled version string, then a
     pickled (source stamp, {(signature, target, ...): data file})); None if it cannot be read."""
-    import pickle
-
     try:
         with open(path, "rb") as f:
             pickle.load(f)
@@ -146,8 +147,6 @@ def load_cached_module(source: str, name: str, cache_dir: Optional[os.PathLike] 
     if module_name in sys.modules:
         return sys.modules[module_name]
     if not _compiled_in(path.parent, stem):
-        from ..progress import note
-
         note(f"compiling the numba kernels of network {name} once (seconds; cached in {path.parent})")
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)

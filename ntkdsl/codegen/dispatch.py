@@ -27,11 +27,15 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..symbolic.program import KernelProgram
 from ..arraycode.backends import BACKENDS
-from .cache import _compiled_in, compiled_for
+from ..arraycode.loader import load_module
+from ..progress import note, pair_progress, wanted
+from ..symbolic.program import KernelProgram
 from . import cost
+from .cache import _compiled_in, compiled_for, compiled_on_disk, load_cached_module
+from .cuda import emit_cupy_module
 from .emit import emit_module
+from .fused import NotFusable, emit_fused_module, fusable
 
 AUTO = "auto"
 # measured by benchmarks/sweeps.py (results/sweeps.json) on the 2-core development machine, CPU seconds
@@ -71,8 +75,6 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0,
         ValueError: an unknown backend name.
         ImportError: ``cupy`` asked for but not installed (there is no silent GPU -> CPU fallback).
     """
-    from .fused import fusable
-
     backend = AUTO if backend is None else backend
     if backend != AUTO and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
@@ -118,8 +120,6 @@ def fused_pays(program: KernelProgram, pairs: int, modules: dict, dtype=None) ->
     the rule): compiled means compiled for dtype (:func:`.cache.specialised`)."""
     timing = modules.get(TIMING, {})
     model = pairs * _numpy_seconds_per_pair(program) * timing.get("ratio", 1.0)  # calibrated where measured
-    from .cache import compiled_on_disk
-
     dtype = np.float64 if dtype is None else dtype
     fused = modules.get("numba")
     if fused is not None and compiled_for(fused, dtype):
@@ -151,12 +151,8 @@ def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional
                 filename: str = "<string>") -> str:
     """The module text for a backend; a fused backend that cannot fuse the program gives NumPy's."""
     if BACKENDS[backend].cuda:
-        from .cuda import emit_cupy_module
-
         return emit_cupy_module(program, source=source, filename=filename)
     if BACKENDS[backend].fused:
-        from .fused import NotFusable, emit_fused_module
-
         try:
             return emit_fused_module(program, source=source, filename=filename)
         except NotFusable:
@@ -173,12 +169,8 @@ def module_for(modules: dict, program: KernelProgram, backend: str, source: Opti
     if backend not in modules:
         text = emit_source(program, backend, source, filename)
         if BACKENDS[backend].fused:
-            from .cache import load_cached_module
-
             modules[backend] = load_cached_module(text, name)
         else:  # a Python compile of its own text (milliseconds): tracebacks show this network's lines
-            from ..arraycode.loader import load_module
-
             modules[backend] = load_module(text, name)
     return modules[backend]
 
@@ -189,8 +181,6 @@ def _with_pair_progress(module, progress, name: str, x1, x2, **options):
     ``progress_steps(n1, n2)`` (the vector kernels' rows), else over the input pairs (image kernels)."""
     if progress is False or "progress" not in inspect.signature(module.kernels).parameters:
         return module.kernels(x1, x2, **options)
-    from ..progress import pair_progress
-
     n1 = len(x1)
     steps = getattr(module, "progress_steps", None)
     total, unit = (n1 * (n1 + 1) // 2 if x2 is None else n1 * len(x2)), "pair"
@@ -207,8 +197,6 @@ def _specialisation_note(module, dtype, name: str, progress) -> None:
     """A one-line note (:func:`ntkdsl.progress.note`) before numba compiles a fused module for a dtype
     that neither this process nor the disk cache has compiled it for, though it has another's (the
     first compile of all notes itself: :func:`.cache.load_cached_module`)."""
-    from ..progress import note, wanted
-
     if not wanted(progress) or compiled_for(module, dtype):
         return
     path = Path(module.__file__)
