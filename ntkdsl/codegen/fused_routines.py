@@ -148,7 +148,9 @@ def _in_threads(kernel, *args):
 
 # --- the text generated modules carry
 
-INLINE = '@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=True)\n'
+INLINE = '@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=True)\n'  # in the loop body
+LOOP = '@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)\n'  # a loop of its own, in threads
+INLINE_LOOP = '@numba.njit(inline="always", nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)\n'
 DECORATORS = {atan2: INLINE, asin: INLINE, hypot: INLINE, perp_scaled: INLINE, pow2_scale: INLINE,
               _mirror_upper: '@numba.njit(nogil=True, cache=True)\n'}
 

@@ -15,7 +15,7 @@ import math
 
 import numpy as xp
 
-from .fused_routines import source
+from .fused_routines import INLINE_LOOP, LOOP, source
 
 
 def _input_variances_diagonal(x, side):
@@ -217,10 +217,8 @@ def _pair_blocks(n1, n2, same, size, first, step):
 
 # --- the text generated modules carry
 
-_LOOP = '@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)\n'
-_INLINE_LOOP = '@numba.njit(inline="always", nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)\n'
-DECORATORS = {_input_pairs: _LOOP, _window_pass: _INLINE_LOOP, _window_pass2: _INLINE_LOOP, _divide: _INLINE_LOOP,
-              _pixel_sums: _LOOP, _pixel_traces: _LOOP, _diagonals: _LOOP, _input_pairs_full: _LOOP}
+DECORATORS = {_input_pairs: LOOP, _window_pass: INLINE_LOOP, _window_pass2: INLINE_LOOP, _divide: INLINE_LOOP,
+              _pixel_sums: LOOP, _pixel_traces: LOOP, _diagonals: LOOP, _input_pairs_full: LOOP}
 
 
 def arrays_source(full: bool) -> str:

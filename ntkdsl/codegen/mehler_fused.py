@@ -34,6 +34,7 @@ import sympy as sp
 
 from ..algebra.functions import GaussianExpectation
 from ..arraycode.mehler import MEHLER_DEGREES, MEHLER_TOLERANCE, _functions, mehler_coefficients
+from .fused_routines import LOOP, source
 
 
 def mehler_points(pairs, q1, q2, n1, n2, kinks=(), threads=1):
@@ -121,8 +122,7 @@ def array_source() -> str:
 def scalar_source() -> str:
     """:func:`mehler_rho` and :func:`mehler_series` as numba functions, for a fused module (names
     math, numba, FASTMATH)."""
-    decorator = '@numba.njit(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=True)\n'
-    return "\n\n".join(decorator + inspect.getsource(f) for f in (mehler_rho, mehler_series))
+    return source(mehler_rho, mehler_series, decorators={mehler_rho: LOOP, mehler_series: LOOP})
 
 
 # --- code generation: the lines of a fused module that evaluate its numerical duals
