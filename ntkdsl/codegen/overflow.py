@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from .dispatch import module_for, runtime_values
 from .emit import layer_location
 
 _QUANTITY = re.compile(r"(cov1|nngp|ntk)_(\d+)$")  # the generated modules' names of each layer's results
@@ -124,8 +125,6 @@ def largest_variance(net, x) -> float:
     """max over the layers and the points of ``x`` of the variance Σ(x, x) (cov1), inputs included: the
     V of the PSD bound (README, Reliability). The NumPy module's self-kernel of ``x`` under a trace, so
     O(N²) like the kernels: meant for diagnostics and tests, not for every request."""
-    from .dispatch import module_for, runtime_values
-
     module = module_for(net._modules, net.program, "numpy", net.source, net.filename, net.name)
     largest = [0.0]
 
@@ -159,8 +158,6 @@ def _first_nonfinite(modules, program, points, source, filename, name):
     """(layer index, quantity, a non-finite value, largest finite variance before, which point) of the first layer
     whose result is not finite for the self-kernel of ``points``, or None; the NumPy module runs
     once under a trace of its own frame (a few points: milliseconds)."""
-    from .dispatch import module_for, runtime_values
-
     module = module_for(modules, program, "numpy", source, filename, name)
     seen, found, largest = set(), [], {}
 
