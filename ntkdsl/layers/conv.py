@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 from math import prod
-from typing import Dict, Mapping, Optional, Tuple
+from typing import ClassVar, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import sympy as sp
@@ -33,8 +33,11 @@ class Conv(Layer):
     """A convolution with shared weights: ``channels`` outputs, a ``kernel_size`` filter, strides, padding.
 
     NTK parameterization: z = (σ_w/√fan_in)·W * x + σ_b·b, fan_in = C_in·Π kernel_size; standard:
-    W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²); ``b_std = None`` means no bias.
+    W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²); ``b_std = None`` means no bias. The windowed affine layers
+    (conv_local, conv_transpose) subclass it: same arguments, facts and text, their own rules.
     """
+
+    keyword: ClassVar[str] = "conv"
 
     channels: int
     kernel_size: Tuple[int, ...]
@@ -49,8 +52,8 @@ class Conv(Layer):
         return weight_parameters(self.w_std, self.b_std)
 
     def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
-        spatial = spatial_input("conv", in_shape, len(self.kernel_size), self.span)
-        return windowed("conv", spatial, self.kernel_size, self.stride, self.padding, self.span) + (self.channels,)
+        spatial = spatial_input(self.keyword, in_shape, len(self.kernel_size), self.span)
+        return windowed(self.keyword, spatial, self.kernel_size, self.stride, self.padding, self.span) + (self.channels,)
 
     def needs_full_input(self, full_output: bool) -> bool:
         return full_output  # output pair (p, p') reads input pairs (p + δ, p' + δ): same layout
@@ -79,7 +82,7 @@ class Conv(Layer):
     def format(self, indent: str = "") -> str:
         args = [str(self.channels), f"kernel = {tuple_text(self.kernel_size)}", f"stride = {tuple_text(self.stride)}",
                 f"padding = {self.padding}"] + weight_text(self)
-        return f"conv({', '.join(args)})"
+        return f"{self.keyword}({', '.join(args)})"
 
     def init_params(self, rng, in_shape):
         return conv_init(self, rng, in_shape)
@@ -256,17 +259,21 @@ def _conv_ntk_jacobian(a1, d1, a2, d2, trace: bool, same: bool):
 
 
 
-def _build(v, call) -> Conv:
-    return Conv(v["channels"], v["kernel"], v["stride"], v["padding"], v["w_std"], v["b_std"], v["parameterization"],
-                call.span)
+def register_windowed(cls) -> None:
+    """Register a windowed affine layer (conv and its subclasses) under its keyword, with conv's arguments."""
+    def build(v, call):
+        return cls(v["channels"], v["kernel"], v["stride"], v["padding"], v["w_std"], v["b_std"], v["parameterization"],
+                   call.span)
+
+    register(LayerRule(cls.keyword, (
+        Spec("channels", REQUIRED, positive_int),
+        Spec("kernel", REQUIRED, per_dimension),
+        Spec("stride", sp.S.One, per_dimension),
+        Spec("padding", "valid", enum(PADDINGS)),
+        Spec("w_std", sp.S.One, std),
+        Spec("b_std", None, std_or_none),
+        Spec("parameterization", FROM_NETWORK, enum(PARAMETERIZATIONS)),
+    ), build))
 
 
-register(LayerRule("conv", (
-    Spec("channels", REQUIRED, positive_int),
-    Spec("kernel", REQUIRED, per_dimension),
-    Spec("stride", sp.S.One, per_dimension),
-    Spec("padding", "valid", enum(PADDINGS)),
-    Spec("w_std", sp.S.One, std),
-    Spec("b_std", None, std_or_none),
-    Spec("parameterization", FROM_NETWORK, enum(PARAMETERIZATIONS)),
-), _build))
+register_windowed(Conv)

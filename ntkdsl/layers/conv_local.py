@@ -14,43 +14,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 from math import prod
-from typing import Dict, Mapping, Optional, Tuple
+from typing import ClassVar, Mapping
 
 import numpy as np
 import sympy as sp
 
 from ..algebra import spatial as ops
 from ..algebra.state import KernelState, affine_kernel
-from ..errors import Span
-from ..ir.arguments import FROM_NETWORK, PARAMETERIZATIONS, REQUIRED, Spec, enum, per_dimension, positive_int, std, std_or_none
-from ..ir.layer import Layer, span_field
 from .arrays import namespace
-from .conv import _patches
-from .dense import check_affine, dense_scales, weight_parameters, weight_text
+from .conv import Conv, _patches, register_windowed
+from .dense import dense_scales
 from .finite import Params
-from .registry import LayerRule, register
-from .windows import PADDINGS, check_window, geometry, scatter_taps, spatial_input, tuple_text, unpad, windowed
+from .windows import geometry, scatter_taps, unpad
 
 
 @dataclass(frozen=True)
-class ConvLocal(Layer):
+class ConvLocal(Conv):
     """A convolution with unshared weights: ``channels`` outputs, a ``kernel_size`` filter per position."""
 
-    channels: int
-    kernel_size: Tuple[int, ...]
-    stride: Tuple[int, ...]
-    padding: str = "valid"
-    w_std: sp.Expr = sp.S.One
-    b_std: Optional[sp.Expr] = None
-    parameterization: str = "ntk"
-    span: Optional[Span] = span_field()
-
-    def parameters(self) -> Dict[str, sp.Expr]:
-        return weight_parameters(self.w_std, self.b_std)
-
-    def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
-        spatial = spatial_input("conv_local", in_shape, len(self.kernel_size), self.span)
-        return windowed("conv_local", spatial, self.kernel_size, self.stride, self.padding, self.span) + (self.channels,)
+    keyword: ClassVar[str] = "conv_local"
 
     def needs_full_input(self, full_output: bool) -> bool:
         return False  # output pairs (p, p') with p ≠ p' are 0 whatever the input: only (p, p) is read
@@ -66,21 +48,6 @@ class ConvLocal(Layer):
         shape = self.out_shape(s.shape + (s.width,))[:-1]
         cov1, cov2, nngp, ntk = (ops.embed(k, shape) for k in fields)
         return KernelState(cov1, cov2, nngp, ntk, gaussian=True, width=self.channels, shape=shape, layout=ops.FULL)
-
-    def check(self) -> None:
-        check_affine(self, self.channels, "channels")
-        check_window(self, self.kernel_size, self.format())
-
-    def verified(self, shape, gaussian, why, check):
-        return True, ""
-
-    def ends_fresh(self) -> Optional[bool]:
-        return True
-
-    def format(self, indent: str = "") -> str:
-        args = [str(self.channels), f"kernel = {tuple_text(self.kernel_size)}", f"stride = {tuple_text(self.stride)}",
-                f"padding = {self.padding}"] + weight_text(self)
-        return f"conv_local({', '.join(args)})"
 
     def init_params(self, rng, in_shape):
         """W of shape (*O, *kernel, C_in, C_out) and b (*O, C_out): every output position its own."""
@@ -162,17 +129,4 @@ def _weights(node, params: Params):
     return w.reshape(positions, fan_in, w.shape[-1]), dense_scales(node, fan_in)
 
 
-def _build(v, call) -> ConvLocal:
-    return ConvLocal(v["channels"], v["kernel"], v["stride"], v["padding"], v["w_std"], v["b_std"], v["parameterization"],
-                     call.span)
-
-
-register(LayerRule("conv_local", (
-    Spec("channels", REQUIRED, positive_int),
-    Spec("kernel", REQUIRED, per_dimension),
-    Spec("stride", sp.S.One, per_dimension),
-    Spec("padding", "valid", enum(PADDINGS)),
-    Spec("w_std", sp.S.One, std),
-    Spec("b_std", None, std_or_none),
-    Spec("parameterization", FROM_NETWORK, enum(PARAMETERIZATIONS)),
-), _build))
+register_windowed(ConvLocal)

@@ -16,38 +16,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
-from typing import Dict, Mapping, Optional, Tuple
+from typing import ClassVar, Mapping, Tuple
 
 import sympy as sp
 
 from ..algebra import spatial as ops
 from ..algebra.state import KernelState, affine_kernel
 from ..arraycode.spatial_support import fold_matrix, transpose_geometry
-from ..errors import Span
-from ..ir.arguments import FROM_NETWORK, PARAMETERIZATIONS, REQUIRED, Spec, enum, per_dimension, positive_int, std, std_or_none
-from ..ir.layer import Layer, span_field
 from .arrays import namespace
-from .conv import Conv, conv_backward, conv_forward, conv_init, conv_ntk_terms, conv_param_grads
-from .dense import check_affine, dense_scales, weight_parameters, weight_text
-from .registry import LayerRule, register
-from .windows import PADDINGS, check_window, spatial_input, tuple_text
+from .conv import Conv, conv_backward, conv_forward, conv_init, conv_ntk_terms, conv_param_grads, register_windowed
+from .dense import dense_scales
+from .windows import spatial_input
 
 
 @dataclass(frozen=True)
-class ConvTranspose(Layer):
+class ConvTranspose(Conv):
     """A transposed convolution with shared weights: ``channels`` outputs, a ``kernel_size`` filter."""
 
-    channels: int
-    kernel_size: Tuple[int, ...]
-    stride: Tuple[int, ...]
-    padding: str = "valid"
-    w_std: sp.Expr = sp.S.One
-    b_std: Optional[sp.Expr] = None
-    parameterization: str = "ntk"
-    span: Optional[Span] = span_field()
-
-    def parameters(self) -> Dict[str, sp.Expr]:
-        return weight_parameters(self.w_std, self.b_std)
+    keyword: ClassVar[str] = "conv_transpose"
 
     def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         spatial = spatial_input("conv_transpose", in_shape, len(self.kernel_size), self.span)
@@ -64,21 +50,6 @@ class ConvTranspose(Layer):
         cov1, cov2, nngp, ntk = affine_kernel(s, p, self.parameterization, s.width * prod(self.kernel_size), taps)
         shape = self.out_shape(s.shape + (s.width,))[:-1]
         return KernelState(cov1, cov2, nngp, ntk, gaussian=True, width=self.channels, shape=shape, layout=s.layout)
-
-    def check(self) -> None:
-        check_affine(self, self.channels, "channels")
-        check_window(self, self.kernel_size, self.format())
-
-    def verified(self, shape, gaussian, why, check):
-        return True, ""
-
-    def ends_fresh(self) -> Optional[bool]:
-        return True
-
-    def format(self, indent: str = "") -> str:
-        args = [str(self.channels), f"kernel = {tuple_text(self.kernel_size)}", f"stride = {tuple_text(self.stride)}",
-                f"padding = {self.padding}"] + weight_text(self)
-        return f"conv_transpose({', '.join(args)})"
 
     # --- finite width: a stride-1 'valid' conv over the dilated, padded input
     @property
@@ -192,17 +163,4 @@ def _unfold(node, g, spatial):
     return g
 
 
-def _build(v, call) -> ConvTranspose:
-    return ConvTranspose(v["channels"], v["kernel"], v["stride"], v["padding"], v["w_std"], v["b_std"],
-                         v["parameterization"], call.span)
-
-
-register(LayerRule("conv_transpose", (
-    Spec("channels", REQUIRED, positive_int),
-    Spec("kernel", REQUIRED, per_dimension),
-    Spec("stride", sp.S.One, per_dimension),
-    Spec("padding", "valid", enum(PADDINGS)),
-    Spec("w_std", sp.S.One, std),
-    Spec("b_std", None, std_or_none),
-    Spec("parameterization", FROM_NETWORK, enum(PARAMETERIZATIONS)),
-), _build))
+register_windowed(ConvTranspose)
