@@ -32,6 +32,7 @@ The scalar functions (``*_scalar``) are what the fused numba kernels compile; th
 names other than ``math``/``xp``/``xps`` and this module's own.
 """
 
+import inspect
 import math
 
 import numpy as xp
@@ -282,14 +283,10 @@ def _constants() -> str:
 
 def array_source() -> str:
     """The array routines with their constants, for a NumPy or CuPy module (names xp, xps, math)."""
-    import inspect
-
     return _constants() + "\n\n" + "\n\n".join(inspect.getsource(globals()[n]) for n in _ARRAY)
 
 
 def scalar_source() -> str:
     """The scalar routines as numba functions, for a fused module (names math, numba, FASTMATH)."""
-    import inspect
-
     decorator = '@numba.njit(fastmath=FASTMATH, error_model="numpy", cache=True)\n'
     return _constants() + "\n\n" + "\n\n".join(decorator + inspect.getsource(globals()[n]) for n in _SCALAR)
