@@ -152,7 +152,9 @@ def test_every_closed_form_row_has_settings():
         row = REGISTRY.get(name)
         if row.variadic is None and all(p.default is not None for p in row.params):
             assert {} in SETTINGS[name], name
-        if row.params or row.variadic:
+        # word parameters that leave the closed form (gelu(approximate = tanh): a numerical dual) are
+        # tested against their own oracles (tests/test_gelu_approximate.py), not here
+        if row.variadic or any(p.name not in dict(row.closed_form_when or ()) for p in row.params):
             assert len(SETTINGS[name]) >= 2, f"{name}: add a non-trivial parameter setting"
         assert row.citation, name
         assert row.breakpoints or not row.jumps, f"{name}: a row with jumps names them in breakpoints"

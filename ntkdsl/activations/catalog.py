@@ -20,7 +20,10 @@ def _signature(row: ActivationRow) -> str:
     if row.variadic:
         params.append(f"{row.variadic}...")
     for p in row.params:
-        params.append(p.name if p.default is None else f"{p.name} = {p.default}")
+        if p.kind == "word":  # the default first: approximate = none | tanh
+            params.append(f"{p.name} = {' | '.join(sorted(p.words, key=lambda w: w != p.default))}")
+        else:
+            params.append(p.name if p.default is None else f"{p.name} = {p.default}")
     return f"{row.name}({', '.join(params)})" if params else row.name
 
 
@@ -35,12 +38,24 @@ def _formulas(row: ActivationRow):
     for p in row.params:
         if p.kind == "natural":
             args[p.name] = int(p.default) if p.default is not None else 2
+        elif p.kind == "word":  # the formulas shown are those of the default word
+            args[p.name] = p.default
         else:  # a parameter named like the kernel's own variables is shown with a subscript 0
             args[p.name] = sp.Symbol(p.name + ("0" if p.name in ("c", "q1", "q2") else ""), real=True)
     if not row.exact:
         return "E[σ(u)σ(v)] (quadrature)", "E[σ'(u)σ'(v)] (quadrature)"
     dual = row_dual(row, args, q1, q2, c)
     return _text(dual.nngp), _text(dual.nngp_dot)
+
+
+def _kind(row: ActivationRow) -> str:
+    """How the dual is obtained; for a row exact only for some words, which words are numerical."""
+    if not row.exact:
+        return "numerical"
+    if row.closed_form_when is None:
+        return "closed form"
+    numerical = [f"{p.name} = {w}" for p in row.params for w in p.words if not row.exact_for({p.name: w})]
+    return f"closed form; numerical for {', '.join(numerical)}" if numerical else "closed form"
 
 
 _SHORTHANDS = [  # structural functions of ntkdsl.algebra.functions, written as the math they stand for
@@ -80,7 +95,7 @@ def rows(names: Optional[Collection[str]] = None) -> List[dict]:
             "sigma": row.doc,
             "nngp": k,
             "nngp_dot": kdot,
-            "kind": "closed form" if row.exact else "numerical",
+            "kind": _kind(row),
             "reference": row.citation,
         })
     return out

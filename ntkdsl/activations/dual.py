@@ -56,8 +56,8 @@ class Dual:
 
 
 def row_dual(row: ActivationRow, args: dict, q1, q2, c) -> Dual:
-    """The dual of a catalog row: its closed form, or the numerical dual of its σ."""
-    if row.exact:
+    """The dual of a catalog row: its closed form where it holds for ``args``, else the numerical dual of its σ."""
+    if row.exact_for(args):
         k, kdot = row.dual(q1, q2, c, **args)
         return Dual(k, kdot, f"closed form ({row.citation.split(';')[0].split(',')[0]}); {ROUNDING}")
     x = sp.Symbol("x", real=True)

@@ -16,13 +16,15 @@ def _row(row) -> ActivationRow:
 
 
 def _kwargs(row: ActivationRow, params: dict) -> dict:
-    """Parameter values as the row's formulas take them: exact sympy numbers, ints for natural ones."""
+    """Parameter values as the row's formulas take them: exact sympy numbers, ints for natural ones, words."""
     out = {}
     for p in row.params:
         value = params.get(p.name, p.default)
         if value is None:
             raise TypeError(f"activation {row.name!r} needs the parameter {p.name!r}")
-        out[p.name] = int(value) if p.kind == "natural" else sp.nsimplify(value)
+        if p.kind == "word" and value not in p.words:
+            raise ValueError(f"activation {row.name!r}: {p.name} must be one of {', '.join(p.words)}, not {value!r}")
+        out[p.name] = int(value) if p.kind == "natural" else value if p.kind == "word" else sp.nsimplify(value)
     if row.variadic is not None:
         out[row.variadic] = tuple(sp.nsimplify(v) for v in params[row.variadic])
     return out

@@ -6,13 +6,15 @@ quadrature and composition), the dual K_σ(q1, q2, c) = E[σ(u)σ(v)] for
 kernel K̇_σ = E[σ'(u)σ'(v)]; otherwise K̇_σ = ∂K_σ/∂c (Price's theorem, kernel-math.md §3). A row
 without a closed form gets a numerical dual (:mod:`.numerical`). Real parameters reach the
 formulas as sympy symbols (so kernels can be differentiated with respect to them); integer
-parameters (``monomial(n)``) are structural and arrive as Python ints.
+parameters (``monomial(n)``) are structural and arrive as Python ints, word parameters
+(``gelu(approximate = tanh)``) as one of their words (a str). A row whose closed form holds only for
+some words names them in ``closed_form_when``; the other settings get the numerical dual.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import sympy as sp
 
@@ -26,13 +28,19 @@ class ActivationParam:
     Attributes:
         name: its keyword.
         default: its default (None: required).
-        kind: "real" (a sympy symbol in the formulas) or "natural" (an int ≥ 0 fixed at compile
-            time, e.g. the degree of a monomial).
+        kind: "real" (a sympy symbol in the formulas), "natural" (an int ≥ 0 fixed at compile
+            time, e.g. the degree of a monomial) or "word" (one of ``words``, fixed at compile time).
+        words: the words a "word" parameter accepts (its default among them).
     """
 
     name: str
-    default: Optional[sp.Expr] = None
+    default: Optional[object] = None
     kind: str = "real"
+    words: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if (self.kind == "word") != bool(self.words) or (self.words and self.default not in self.words):
+            raise ValueError(f"parameter {self.name!r}: a word parameter names its words and defaults to one")
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class ActivationRow:
         breakpoints: x where σ is not smooth (kinks, jumps), for kink-aware quadrature.
         variadic: the name of a parameter taking all positional arguments as a tuple
             (``polynomial(c0, c1, ...)``), or None.
+        closed_form_when: the settings of the word parameters where ``nngp`` holds, as pairs
+            ``(parameter, words)`` (None: every setting); the others get the numerical dual of σ.
     """
 
     name: str
@@ -65,15 +75,24 @@ class ActivationRow:
     mean: Optional[Callable[..., sp.Expr]] = None
     breakpoints: Tuple[float, ...] = ()
     variadic: Optional[str] = None
+    closed_form_when: Optional[Tuple[Tuple[str, Tuple[str, ...]], ...]] = None
 
     @property
     def exact(self) -> bool:
+        """Whether the row has a closed-form dual (for its default words at least)."""
         return self.nngp is not None
 
+    def exact_for(self, params: Mapping[str, object]) -> bool:
+        """Whether the closed form holds for these parameter values (words missing: their defaults)."""
+        if self.nngp is None or self.closed_form_when is None:
+            return self.nngp is not None
+        defaults = {p.name: p.default for p in self.params}
+        return all(params.get(name, defaults[name]) in words for name, words in self.closed_form_when)
+
     def dual(self, q1, q2, cov, /, **params) -> Tuple[sp.Expr, sp.Expr]:
-        """(K_σ, K̇_σ) at the given variances and covariance (sympy expressions); closed-form rows only."""
-        if self.nngp is None:
-            raise ValueError(f"activation {self.name!r} has no closed-form dual")
+        """(K_σ, K̇_σ) at the given variances and covariance (sympy expressions); closed-form settings only."""
+        if not self.exact_for(params):
+            raise ValueError(f"activation {self.name!r} has no closed-form dual for {params}")
         k = self.nngp(q1, q2, cov, **params)
         if self.nngp_dot is not None:
             return k, self.nngp_dot(q1, q2, cov, **params)

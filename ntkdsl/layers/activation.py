@@ -53,8 +53,8 @@ class _Elementwise(Layer):
 class Activation(_Elementwise):
     """An elementwise nonlinearity σ from the activation registry, with its parameter values.
 
-    ``args`` holds every parameter of the row in order: a sympy number, or for a variadic
-    parameter (``polynomial(c0, c1, ...)``) a tuple of them.
+    ``args`` holds every parameter of the row in order: a sympy number, a word (str) for a word
+    parameter, or for a variadic parameter (``polynomial(c0, c1, ...)``) a tuple of numbers.
     """
 
     name: str
@@ -77,7 +77,8 @@ class Activation(_Elementwise):
         return out
 
     def row_arguments(self, p: Mapping[str, sp.Symbol]) -> Dict[str, object]:
-        """The keyword arguments of the row's formulas: symbols for real parameters, ints for natural ones."""
+        """The keyword arguments of the row's formulas: symbols for real parameters, ints for natural
+        ones, words (str) for word ones."""
         kinds = {q.name: q.kind for q in self.row.params}
         out: Dict[str, object] = {}
         for name, value in self.args:
@@ -86,7 +87,7 @@ class Activation(_Elementwise):
             elif kinds.get(name, "real") == "real":
                 out[name] = p[name]
             else:
-                out[name] = int(value)
+                out[name] = value if kinds[name] == "word" else int(value)
         return out
 
     def elementwise(self, p: Mapping[str, sp.Symbol]) -> sp.Lambda:
@@ -117,6 +118,8 @@ class Activation(_Elementwise):
         for k, v in self.args:
             if isinstance(v, tuple):  # a variadic parameter: positional values
                 args += [format_value(x) for x in v]
+            elif isinstance(v, str):  # a word parameter (gelu(approximate = tanh))
+                args.append(f"{k} = {v}")
             else:
                 args.append(f"{k} = {format_value(v)}")
         return f"{self.name}({', '.join(args)})"

@@ -225,8 +225,8 @@ class _Lowerer(Expressions):
 
     def activation(self, row, st: ast.LayerCall, env: Mapping[str, Value]) -> Activation:
         what = f"activation '{st.name}'"
-        convert = {"real": real, "natural": natural}
-        specs = [Spec(p.name, REQUIRED if p.default is None else p.default, convert[p.kind]) for p in row.params]
+        convert = {"real": lambda p: real, "natural": lambda p: natural, "word": lambda p: enum(p.words)}
+        specs = [Spec(p.name, REQUIRED if p.default is None else p.default, convert[p.kind](p)) for p in row.params]
         args = list(st.args)
         values = []
         if row.variadic is not None:  # polynomial(c0, c1, ...): every positional argument is a coefficient
