@@ -52,7 +52,8 @@ class CompiledNetwork:
         return self._backend_module("numpy")
 
     def kernels(self, x1, x2=None, *, backend: Optional[str] = None, dtype=None, to_numpy: bool = False,
-                batch_size: Optional[int] = None, memory_budget: Optional[int] = None, progress=None) -> Kernels:
+                batch_size: Optional[int] = None, memory_budget: Optional[int] = None, progress=None,
+                diagonal: bool = False) -> Kernels:
         """Σ and Θ between the rows of ``x1`` and of ``x2`` (None: ``x1`` itself).
 
         Args:
@@ -72,20 +73,29 @@ class CompiledNetwork:
                 or rows (vector networks) of one the fused kernels run in one piece: None (only when
                 stderr is a terminal; pairs and rows: once the call has run a second), True, False,
                 or a callable ``progress(done, total)`` (:mod:`ntkdsl.progress`).
+            diagonal: only Σ(x, x) and Θ(x, x) of each row of ``x1`` (neural-tangents' diagonal_batch),
+                arrays of shape (N1,) equal to the self-kernel's diagonal, in O(N1) time and memory (the
+                modules' ``kernels_diagonal``; no tiles, no fused loop: any backend but "cupy" runs NumPy's).
 
         Pairs of identical points get the exact value at (x, x) (:func:`ntkdsl.tiling.exact_duplicates`),
         so results do not depend on the tiles even there, where the kernels are ill-conditioned.
 
         Returns:
-            :class:`Kernels` of arrays of shape (N1, N2) (CuPy arrays from the CuPy backend).
+            :class:`Kernels` of arrays of shape (N1, N2), or (N1,) with ``diagonal`` (CuPy arrays from
+            the CuPy backend).
 
         Raises:
             ValueError: an input that is not an array of finite real numbers of shape
-                (N, *input shape) (:func:`ntkdsl.validate.points`: the same rules as the CLI).
+                (N, *input shape) (:func:`ntkdsl.validate.points`: the same rules as the CLI), or
+                ``x2`` given with ``diagonal``.
             MemoryBudgetError: not even tiles fit the budget (the message says how much is needed).
         """
         from . import tiling
 
+        if diagonal:
+            if x2 is not None:
+                raise ValueError("diagonal=True evaluates K(x, x) for each row of x1 alone; x2 must be None")
+            return self._diagonal(self._points(x1, "x1"), backend, dtype, to_numpy, progress)
         x1, x2 = self._points(x1, "x1"), None if x2 is None else self._points(x2, "x2")
         request_note(self, len(x1), len(x1 if x2 is None else x2), progress)  # slow requests say so on stderr
         tile = self._tile(x1, x2, backend, batch_size, memory_budget)
@@ -232,6 +242,26 @@ class CompiledNetwork:
         refuse_nonfinite(self._modules, self.program, x1, x2, *k, dtype=dtype, source=self.source,
                          filename=self.filename, name=self.name)
         return k
+
+    def _diagonal(self, x, backend, dtype, to_numpy, progress) -> Kernels:
+        """Σ(x, x) and Θ(x, x) of each row of ``x`` (:func:`ntkdsl.codegen.dispatch.run_diagonal`); a
+        value that is not finite is refused naming its row and the layer that overflowed."""
+        from .codegen.dispatch import run_diagonal
+        from .codegen.overflow import _to_numpy
+
+        request_note(self, len(x), 1, progress)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused below
+            nngp, ntk = run_diagonal(self._modules, self.program, x, backend=backend, dtype=dtype, to_numpy=to_numpy,
+                                     source=self.source, filename=self.filename, name=self.name)
+        bad = np.flatnonzero(~(np.isfinite(_to_numpy(nngp)) & np.isfinite(_to_numpy(ntk))))
+        if bad.size:  # the self-kernel of that row names the layer; then the row in x
+            i = int(bad[0])
+            try:
+                refuse_nonfinite(self._modules, self.program, x[i:i + 1], None, nngp[i:i + 1, None], ntk[i:i + 1, None],
+                                 dtype=dtype, source=self.source, filename=self.filename, name=self.name)
+            except KernelOverflowError as exc:
+                raise exc.relocated(x) from None
+        return Kernels(nngp, ntk)
 
     def _run(self, x1, x2=None, **options):
         from .codegen.dispatch import run

@@ -282,37 +282,46 @@ def spatial_diagonal(k, shape):
     return _diagonal(k, shape).copy().reshape(tuple(shape) + k.shape[-2:])
 
 
+def input_variances(x, full):
+    """Σ⁰(x, x)(p, p′) = x(p)·x(p′)/C of each input of shape (N, *S, C) by itself (kernel-math.md §1):
+    shape (*S, *S, N, 1) in the full layout, (*S, N, 1) in the diagonal one (the pixel variances)."""
+    n, c = x.shape[0], x.shape[-1]
+    shape = tuple(x.shape[1:-1])
+    a = xp.ascontiguousarray(xp.moveaxis(x.reshape(n, _pixels(shape), c), 1, 0))  # (P, N, C)
+    if full:
+        return (xp.einsum("pic,qic->pqi", a, a) / c).reshape(shape + shape + (n, 1))
+    return (xp.sum(a * a, axis=2) / c).reshape(shape + (n, 1))
+
+
 def input_covariances(x1, x2, same, full):
     """Σ⁰(x, x′)(p, p′) = x(p)·x′(p′)/C for inputs of shape (N, *S, C) (kernel-math.md §1).
 
     Returns (cov1, cov2, nngp) of shapes (..., N1, 1), (..., 1, N2), (..., N1, N2) in the diagonal
-    or full layout. With ``same`` (x2 is x1) nngp is made exactly symmetric and its diagonal
-    nngp[..., i, i] is cov1[..., i, 0] itself, bit for bit. One GEMM of (P·N1, C) by (C, P·N2) in
-    the full layout, P GEMMs of (N1, C) by (C, N2) in the diagonal one.
+    or full layout (the variances by :func:`input_variances`). With ``same`` (x2 is x1) nngp is made
+    exactly symmetric and its diagonal nngp[..., i, i] is cov1[..., i, 0] itself, bit for bit. One
+    GEMM of (P·N1, C) by (C, P·N2) in the full layout, P GEMMs of (N1, C) by (C, N2) in the diagonal one.
     """
     n1, n2, c = x1.shape[0], x2.shape[0], x1.shape[-1]
     shape = tuple(x1.shape[1:-1])
     p = _pixels(shape)
     a = xp.ascontiguousarray(xp.moveaxis(x1.reshape(n1, p, c), 1, 0))  # (P, N1, C)
     b = xp.ascontiguousarray(xp.moveaxis(x2.reshape(n2, p, c), 1, 0))
+    cov1 = input_variances(x1, full)
+    cov2 = xp.swapaxes(cov1 if same else input_variances(x2, full), -1, -2)
     if full:
         nngp = (a.reshape(p * n1, c) @ b.reshape(p * n2, c).T).reshape(p, n1, p, n2).transpose(0, 2, 1, 3) / c
-        cov1 = xp.einsum("pic,qic->pqi", a, a) / c  # (P, P, N1)
-        cov2 = cov1 if same else xp.einsum("pic,qic->pqi", b, b) / c
         swap = (1, 0, 3, 2)
         pixels = shape + shape
     else:
         nngp = xp.matmul(a, b.transpose(0, 2, 1)) / c  # (P, N1, N2)
-        cov1 = xp.sum(a * a, axis=2) / c  # (P, N1)
-        cov2 = cov1 if same else xp.sum(b * b, axis=2) / c
         swap = (0, 2, 1)
         pixels = shape
     nngp = xp.ascontiguousarray(nngp)
     if same:
         nngp = (nngp + nngp.transpose(swap)) / 2
         index = xp.arange(n1)
-        nngp[..., index, index] = cov1
-    return (cov1.reshape(pixels + (n1, 1)), cov2.reshape(pixels + (1, n2)), nngp.reshape(pixels + (n1, n2)))
+        nngp[..., index, index] = cov1.reshape(nngp.shape[:-2] + (n1,))
+    return cov1, cov2, nngp.reshape(pixels + (n1, n2))
 
 
 def diagonal_embed(k, shape):
@@ -340,7 +349,8 @@ ROUTINES = {  # printed name -> the functions its generated module needs, in def
     "pixel_variance": ("_pixels", "_diagonal", "pixel_variance"),
     "spatial_diagonal": ("_pixels", "_diagonal", "spatial_diagonal"),
     "diagonal_embed": ("_pixels", "diagonal_embed"),
-    "input_covariances": ("_pixels", "input_covariances"),
+    "input_covariances": ("_pixels", "input_variances", "input_covariances"),
+    "input_variances": ("_pixels", "input_variances"),
 }
 
 

@@ -248,3 +248,36 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
     if to_numpy:
         nngp, ntk = (a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in (nngp, ntk))
     return nngp, ntk
+
+
+def run_diagonal(modules: dict, program: KernelProgram, x, *, backend: Optional[str] = None, dtype=None,
+                 to_numpy: bool = False, source: Optional[str] = None, filename: str = "<string>",
+                 name: str = "network"):
+    """(Σ(x_i, x_i), Θ(x_i, x_i)) of each row of ``x``, arrays of shape (N,): the ``kernels_diagonal``
+    of the array module (O(N) time and memory, no loop to fuse): NumPy's for "auto", "numpy" and
+    "numba", CuPy's (the same text with ``xp`` bound to CuPy, kept in ``modules["cupy-arrays"]``)
+    for "cupy". Computed in float64 and returned cast to ``dtype``.
+
+    Raises:
+        ValueError: an unknown backend name or a dtype other than float64 and float32.
+        ImportError: ``cupy`` asked for but not installed.
+    """
+    dtype = np.dtype(np.float64 if dtype is None else dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    chosen = AUTO if backend is None else backend
+    if chosen == "cupy":
+        resolve(program, chosen)  # without CuPy: its ImportError, never a silent fall back to the CPU
+        if "cupy-arrays" not in modules:
+            modules["cupy-arrays"] = load_module(emit_module(program, "cupy", source, filename), name)
+        module = modules["cupy-arrays"]
+    else:
+        if chosen != AUTO and chosen not in BACKENDS:
+            resolve(program, chosen)  # the ValueError naming the backends
+        module = module_for(modules, program, "numpy", source, filename, name)
+    nngp, ntk = module.kernels_diagonal(x, params=runtime_values(program))
+    if dtype != np.float64:
+        nngp, ntk = nngp.astype(dtype), ntk.astype(dtype)
+    if to_numpy:
+        nngp, ntk = (a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a for a in (nngp, ntk))
+    return nngp, ntk

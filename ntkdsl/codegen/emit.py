@@ -9,6 +9,7 @@ The same text is what ``ntkdsl compile`` writes and what :mod:`.loader` executes
 
 from __future__ import annotations
 
+import re
 from typing import List, Optional
 
 import sympy as sp
@@ -70,8 +71,49 @@ def kernels(x1, x2=None, params=None):
 '''
 
 
+_DIAGONAL_PROLOGUE = '''
+
+def kernels_diagonal(x, params=None):
+    """Σ(x, x) and Θ(x, x) of each input with itself, in O(N) time and memory (neural-tangents' diagonal_batch).
+
+    The layers of kernels() on the N pairs (x_i, x_i) alone: the points are a column (..., N, 1) in
+    every array, Σ⁰ = cov1_0 = cov2_0 is each input's own variance, so every step acts on the pairs
+    elementwise and no (N, N) array exists. Σ(x_i, x_i) and Θ(x_i, x_i) are those of kernels(x)'s
+    diagonal: the same statements on the same numbers.
+
+    Args:
+        x: inputs, shape (N, {shape}){channels_last}.
+        params: run-time parameters by name (see PARAMETERS); None: the spec's values.
+
+    Returns:
+        (nngp, ntk): float64 arrays of shape (N,).
+    """
+    x = _as_points(x, "x")
+    {variances}
+    cov2_0 = nngp_0 = cov1_0  # the pair (x_i, x_i): both variances and the covariance are x_i's variance
+'''
+
+_PER_POINT = '''
+
+def _per_point(k, x):
+    """k (a column (N, 1), or a number or (1, 1) array for a kernel that does not depend on the
+    inputs) as a new float64 array of shape (N,)."""
+    k = xp.asarray(k, dtype=xp.float64).reshape(-1)
+    return xp.broadcast_to(k, (x.shape[0],)).copy()
+
+
+def _variance_pairs(nngp, cov1):
+    """Σ of the pairs (x_i, x_i) of kernels_diagonal(): the variance cov1 itself, bit for bit (what
+    _exact_diagonal puts on kernels()' diagonal; a constant kernel stays as it is)."""
+    if xp.ndim(nngp) < 2:
+        return nngp
+    return cov1 if xp.shape(cov1) == xp.shape(nngp) else xp.broadcast_to(cov1, xp.shape(nngp))
+'''
+
+
 def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional[str] = None, filename: str = "<string>") -> str:
-    """The Python source of a module defining ``kernels(x1, x2=None) -> (nngp, ntk)``.
+    """The Python source of a module defining ``kernels(x1, x2=None) -> (nngp, ntk)`` and
+    ``kernels_diagonal(x) -> (nngp, ntk)`` (the self-kernels' diagonals only, arrays of shape (N,)).
 
     Args:
         program: the derived recursion.
@@ -91,19 +133,48 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
     for layer in scheduled.layers:
         body.append([f"    # {layer.heading}"] + ([f"    #   {layer.grid}"] if layer.grid else []))
         body += step_statements(layer, scheduled.values, printer, duals)
-    body += result_statements(program, printer)
-    lines = free_after_last_use(body) + ["    return nngp, ntk"]
+    out = program.output
+    lines = free_after_last_use(body + result_statements(program, printer)) + ["    return nngp, ntk"]
+    diagonal = [[f"    nngp = _per_point({printer.doprint(out.nngp)}, x)"],
+                [f"    ntk = _per_point({printer.doprint(out.ntk)}, x)"]]
+    diagonal_lines = free_after_last_use(_diagonal_statements(body) + diagonal) + ["    return nngp, ntk"]
 
     header = module_header(net, source, filename, backend)
+    fields = spatial_fields(program) if spatial else dict(shape=net.input_dim, channels_last="")
     if spatial:
-        prologue = _SPATIAL_PROLOGUE.format(**spatial_fields(program))
+        prologue = _SPATIAL_PROLOGUE.format(**fields)
         printer.functions.setdefault("input_covariances", "")
+        variances = f"cov1_0 = input_variances(x, full={fields['full']})  # (..., N, 1): Σ⁰(x, x)(p, p') = x(p)·x(p')/{net.input_dim}"
+        fields["channels_last"] = " (channels last)"
     else:
         prologue = _PROLOGUE.format(d=net.input_dim)
-    prologue = point_helpers(net.input_shape) + parameter_table(program) + prologue + parameter_binding(program)
+        variances = f"cov1_0 = xp.sum(x * x, axis=1, keepdims=True) / {net.input_dim}  # (N, 1): Σ⁰(x, x) = x·x/d"
+    binding = parameter_binding(program)
+    prologue = point_helpers(net.input_shape) + _PER_POINT + parameter_table(program) + prologue + binding
+    diagonal_prologue = _DIAGONAL_PROLOGUE.format(shape=fields["shape"], channels_last=fields["channels_last"],
+                                                  variances=variances) + binding
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
     return (header + imports + "\n" + support_sources(printer.functions) + "".join("\n\n" + d for d in duals)
-            + prologue + "\n".join(lines) + "\n")
+            + prologue + "\n".join(lines) + "\n" + diagonal_prologue + "\n".join(diagonal_lines) + "\n")
+
+
+def _diagonal_statements(statements: List[List[str]]) -> List[List[str]]:
+    """The statements for a diagonal request: ``if same: _exact_diagonal(nngp_L, cov1_L)`` becomes
+    ``nngp_L = _variance_pairs(nngp_L, cov1_L)``, the same numbers kernels() puts on its diagonal
+    (Σ(x, x) is the variance bit for bit, so a dual after it sees ρ = 1 exactly)."""
+    out = []
+    for statement in statements:
+        kept = list(statement)
+        for i in range(len(kept) - 2, -1, -1):  # an `if same:` whose one-line body sets the diagonal
+            alone = i + 2 >= len(kept) or not kept[i + 2].startswith("        ")
+            call = _EXACT.fullmatch(kept[i + 1])
+            if kept[i] == "    if same:" and call and alone:
+                kept[i:i + 2] = [f"    {call[1]} = _variance_pairs({call[1]}, {call[2]})"]
+        out.append(kept)
+    return out
+
+
+_EXACT = re.compile(r"        _exact_diagonal\((\w+), (\w+)\)")
 
 
 def step_statements(layer: LayerSchedule, values, printer, duals: List[str]) -> List[List[str]]:

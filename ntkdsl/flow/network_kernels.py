@@ -15,11 +15,11 @@ from . import inputs
 NETWORK_KERNEL_RTOL = 1e-8
 
 
-def evaluate(net, x1, x2, arrays):
-    """``net.kernels(x1, x2)``, evaluated with the backend of the array namespace ``arrays``."""
+def evaluate(net, x1, x2, arrays, **options):
+    """``net.kernels(x1, x2, **options)``, evaluated with the backend of the array namespace ``arrays``."""
     if arrays.name == "numpy":
-        return net.kernels(x1, x2)
-    return net.kernels(x1, x2, backend=arrays.name)
+        return net.kernels(x1, x2, **options)
+    return net.kernels(x1, x2, backend=arrays.name, **options)
 
 
 def accurate_enough(k, kernel: str, arrays) -> None:
@@ -44,10 +44,11 @@ class NetworkBlocks:
     """The test kernel blocks of a flow built on a network, for test inputs x*.
 
     The kernels of the last test set are kept (keyed by the inputs' SHA-1), so that ``predict`` and
-    ``ensemble`` on the same points evaluate the network once.
+    ``ensemble`` on the same points evaluate the network once. The prior's diagonal alone (variances,
+    ``compute_cov=False``) comes from ``net.kernels(x*, diagonal=True)``: O(N_test), no (N_test, N_test) array.
 
     Args:
-        net: the network (anything with ``kernels(x1, x2=None)``).
+        net: the network (anything with ``kernels(x1, x2=None, diagonal=False)``).
         x_train: the training inputs X, float64 (N, d).
         kernel: "ntk" or "nngp", the flow's training kernel.
         arrays: the array namespace of the flow (:mod:`.arrays`).
@@ -64,10 +65,10 @@ class NetworkBlocks:
         cached_key, k, k_test = self._cache
         if cached_key != key:
             k, k_test = evaluate(self._net, x, self._x_train, self._arrays), None
-        if prior is not None and k_test is None:
-            k_test = evaluate(self._net, x, None, self._arrays).nngp
+        if prior is not None and (k_test is None or (prior and k_test.ndim == 1)):  # full, or its diagonal
+            k_test = evaluate(self._net, x, None, self._arrays, **({} if prior else {"diagonal": True})).nngp
         self._cache = (key, k, k_test)
         as_array = self._arrays.asarray
         kx = as_array(k.ntk if self._kernel == "ntk" else k.nngp)
-        p = None if prior is None else as_array(k_test if prior else k_test.diagonal().copy())
+        p = None if prior is None else as_array(k_test if prior or k_test.ndim == 1 else k_test.diagonal().copy())
         return kx, as_array(k.nngp), p
