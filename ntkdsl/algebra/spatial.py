@@ -237,8 +237,22 @@ class diagonal_embed(_SpatialOp):  # noqa: N801
         return tex
 
 
+class time_shift(_SpatialOp):  # noqa: N801
+    """K(t − 1, t′ − 1) at (t, t′), 0 where t = 1 or t′ = 1: one step of a recurrence along the single
+    spatial (time) axis of a signal (the full layout shifts both axes, the diagonal one its only axis;
+    kernel-math.md §2, recurrent). Arguments: (K, spatial shape (T,), layout word).
+    """
+
+    nargs = 3
+
+    @_powered
+    def _latex(self, printer):
+        tex = rf"\operatorname{{shift}}\left[{self._arg_tex(printer)}\right]"
+        return tex
+
+
 SPATIAL_FUNCTIONS = (conv_taps, conv_transpose_taps, resize_map, spatial_index, pool_window, flatten_mean, global_pool,
-                     pixel_variance, spatial_diagonal, diagonal_embed)
+                     pixel_variance, spatial_diagonal, diagonal_embed, time_shift)
 
 
 # ---------------------------------------------------------------- constructors with named settings
@@ -276,6 +290,10 @@ def variance_at(k, shape, side: int) -> sp.Expr:
 
 def diagonal(k, shape) -> sp.Expr:
     return spatial_diagonal(k, _ints(shape))
+
+
+def shift(k, shape, layout: str) -> sp.Expr:
+    return time_shift(k, _ints(shape), Str(layout))
 
 
 # ---------------------------------------------------------------- state-level helpers

@@ -198,6 +198,12 @@ class ArrayPrinter(SciPyPrinter):
     def _print_diagonal_embed(self, expr):
         return self._spatial_call(expr, ("shape",))
 
+    def _print_time_shift(self, expr):
+        from ..algebra.spatial import static
+
+        text = self._spatial_call(expr, ("shape", "layout"))
+        return text.replace(f"layout={static(expr.args[2])!r}", f"full={static(expr.args[2]) == 'full'}")
+
 
 def conditional_chain(printer, expr, choose) -> str:
     """A Piecewise as nested conditional expressions, its default (last) piece innermost;

@@ -282,6 +282,21 @@ def spatial_diagonal(k, shape):
     return _diagonal(k, shape).copy().reshape(tuple(shape) + k.shape[-2:])
 
 
+def time_shift(k, shape, full):
+    """k(t − 1, t′ − 1) at (t, t′) and 0 where t or t′ is the first step (full layout; k(t − 1) at t
+    in the diagonal one): one step of a recurrence along the time axis of a signal (shape (T,)).
+
+    Cost: a copy of the array.
+    """
+    k = _spatial_array(k, shape, full)
+    out = xp.zeros(k.shape, dtype=xp.float64)
+    if full:
+        out[1:, 1:] = k[:-1, :-1]
+    else:
+        out[1:] = k[:-1]
+    return out
+
+
 def input_variances(x, full):
     """Σ⁰(x, x)(p, p′) = x(p)·x(p′)/C of each input of shape (N, *S, C) by itself (kernel-math.md §1):
     shape (*S, *S, N, 1) in the full layout, (*S, N, 1) in the diagonal one (the pixel variances)."""
@@ -349,6 +364,7 @@ ROUTINES = {  # printed name -> the functions its generated module needs, in def
     "pixel_variance": ("_pixels", "_diagonal", "pixel_variance"),
     "spatial_diagonal": ("_pixels", "_diagonal", "spatial_diagonal"),
     "diagonal_embed": ("_pixels", "diagonal_embed"),
+    "time_shift": ("_spatial_array", "time_shift"),
     "input_covariances": ("_pixels", "input_variances", "input_covariances"),
     "input_variances": ("_pixels", "input_variances"),
 }

@@ -17,11 +17,13 @@ from .index import Index
 from .layer_norm import LayerNorm
 from .parallel import Parallel
 from .pool import GlobalPool, Pool
+from .recurrent import Recurrent
 from .registry import LAYERS, Call, LayerRule, register
 from .residual import Residual
 from .resize import Resize
 
 __all__ = [
     "Activation", "Call", "Conv", "ConvLocal", "ConvTranspose", "CustomActivation", "Dense", "ExpNormalized", "Flatten",
-    "GlobalPool", "Identity", "Index", "LAYERS", "LayerNorm", "LayerRule", "Parallel", "Pool", "Residual", "Resize", "register",
+    "GlobalPool", "Identity", "Index", "LAYERS", "LayerNorm", "LayerRule", "Parallel", "Pool", "Recurrent", "Residual", "Resize",
+    "register",
 ]

@@ -76,6 +76,7 @@ def layout_report(program) -> List[str]:
     full = [s.index for s in steps if s.state.layout == "full"]
     diagonal = [s.index for s in steps if s.state.layout != "full"]
     needers = [s for s in program.steps[1:] if s.layer.needs_full_input(False)]
+    needers = list({id(s.layer): s for s in needers}.values())  # a recurrent layer's stages: named once
     lines = []
     if full:
         why = ", ".join(f"{s.layer.header()} at {s.layer.span.line}:{s.layer.span.col}" if s.layer.span

@@ -223,7 +223,9 @@ class _Deriver:
                 group, i = self._group(layers, i)
                 index, layer = group[-1]
                 params = {j: _symbols(j, node) for j, node in group}
-                if len(group) == 1:
+                if len(group) == 1 and hasattr(layer, "kernel_stages"):
+                    index, state, new = self._stages(layer, index, params, state, context)
+                elif len(group) == 1:
                     new = layer.kernel(state, params[index])
                 else:  # σ_k ∘ … ∘ σ_1: the input of σ_2 is not Gaussian, so take the dual of the composition
                     fn = None
@@ -255,6 +257,22 @@ class _Deriver:
         new = layer.combine([to_layout(s, target) for s in states], params[index])
         detail = f"x + f(x), f = {ranges[1]}" if names else "branches = " + " | ".join(ranges)
         return index, params, new, detail
+
+    def _stages(self, layer, index, params, state: KernelState, context: str):
+        """A layer whose kernel is a recursion (``recurrent``: one stage per time step): its generator
+        ``kernel_stages(state, p)`` yields each stage's state and is sent back that state with fresh
+        symbols, so every stage is a step of its own and no expression nests the recursion's depth.
+        Returns (the final step's index, the last stage's state, the final state for the caller to append)."""
+        stages = layer.kernel_stages(state, params[index])
+        new, count = next(stages), 0
+        while True:
+            count += 1
+            where = f"{context}, " if context else ""
+            state = self._append(self._next(), layer, [], {}, state, new, f"{where}stage {count}", "")
+            try:
+                new = stages.send(state)
+            except StopIteration as done:
+                return self._next(), state, done.value
 
     def _group(self, layers, i):
         """The layer at ``i`` with fresh indices: alone, or with the run of activations it starts
