@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 
 from .codegen.overflow import KernelOverflowError, refuse_nonfinite
+from .codegen.prologue import uses_same_point
 from .frontend import parse
 from .frontend.limits import read_source
 from .hyperparameters import with_values
@@ -113,7 +114,8 @@ class CompiledNetwork:
         on_host = not any(hasattr(x, "__cuda_array_interface__") for x in (x1, x2))
         if isinstance(k[0], np.ndarray) and on_host:  # identical points: exact, whatever the tiles
             nngp, ntk = (a if a.flags.writeable else a.copy() for a in k)
-            k = tiling.exact_duplicates(nngp, ntk, x1, x2, lambda a: self._evaluate(a, None, backend, dtype, True))
+            k = tiling.exact_duplicates(nngp, ntk, x1, x2, lambda a: self._evaluate(a, None, backend, dtype, True),
+                                          uses_same_point(self.program))
         return Kernels(*k)
 
     def kernels_to_disk(self, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,

@@ -38,6 +38,7 @@ from typing import Optional
 import numpy as np
 
 from .codegen.overflow import KernelOverflowError
+from .codegen.prologue import uses_same_point
 from .errors import NtkdslError
 from .streaming import ResumeMismatchError, _check, request_fingerprint
 
@@ -318,4 +319,5 @@ def _exact_duplicates(net, root, x1, x2, backend, dtype) -> None:
     from .tiling import exact_duplicates
 
     exact_duplicates(_Orthogonal(root["nngp"]), _Orthogonal(root["ntk"]), np.asarray(x1),
-                     None if x2 is None else np.asarray(x2), lambda a: net._evaluate(a, None, backend, dtype, True))
+                     None if x2 is None else np.asarray(x2), lambda a: net._evaluate(a, None, backend, dtype, True),
+                     uses_same_point(net.program))

@@ -37,6 +37,7 @@ import numpy as np
 
 from ._files import atomic_open
 from .codegen.overflow import KernelOverflowError
+from .codegen.prologue import uses_same_point
 from .errors import NtkdslError
 
 MANIFEST = "progress.json"
@@ -187,7 +188,8 @@ def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype) -> None:
 
     right = (None if a == b else x1[b]) if x2 is None else x2[b]
     k = [np.array(v) for v in net._evaluate(x1[a], right, backend, dtype, True)]
-    exact_duplicates(k[0], k[1], x1[a], right, lambda p: net._evaluate(p, None, backend, dtype, True))
+    exact_duplicates(k[0], k[1], x1[a], right, lambda p: net._evaluate(p, None, backend, dtype, True),
+                     uses_same_point(net.program))
     for name, value in zip(NAMES, k):
         out[name][a, b] = value
         if x2 is None and a != b:

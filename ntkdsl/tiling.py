@@ -245,8 +245,12 @@ def duplicate_groups(x1, x2=None):
     return [(r, c) for r, c in out if len(r) and len(c)]
 
 
-def exact_duplicates(nngp, ntk, x1, x2, self_kernel: Callable):
+def exact_duplicates(nngp, ntk, x1, x2, self_kernel: Callable, by_index: bool = False):
     """Give every pair of identical points the kernel's exact value at (x, x), in place.
+
+    ``by_index``: the kernel depends on whether a pair is one point with itself (the same-point
+    indicator of :mod:`ntkdsl.algebra.points`, e.g. dropout), so two identical rows are different
+    points whose value is not that at (x, x): nothing is changed.
 
     At θ = 0 the kernels are ill-conditioned (θ ≈ √(2(1 − ρ)), so one rounding of x·x′ moves an
     arc-cosine NTK by ~1e-8): a duplicate pair would otherwise depend on how the BLAS blocked the
@@ -255,7 +259,7 @@ def exact_duplicates(nngp, ntk, x1, x2, self_kernel: Callable):
     self-kernel evaluation of the duplicated points, whose diagonal is exact: θ = 0). Tiled and
     untiled results then agree to round-off even with duplicates.
     """
-    groups = duplicate_groups(x1, x2)
+    groups = [] if by_index else duplicate_groups(x1, x2)
     if not groups:
         return nngp, ntk
     if x2 is None:

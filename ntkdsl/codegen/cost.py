@@ -39,6 +39,7 @@ from ..algebra.spatial import conv_taps, flatten_mean, global_pool, pixel_varian
 from ..tiling import MemoryModel
 from .fused import NotFusable, emit_fused_module
 from .fused_routines import cpu_threads
+from .prologue import uses_same_point
 
 EXPRESSION_TEMPORARIES = 2  # arrays NumPy allocates while evaluating one statement (a binary op's operands)
 INPUT_PIXEL_ARRAYS = 8  # per point, image networks' input stage: pixel(-pair) Gram rows and variances (measured)
@@ -177,7 +178,8 @@ def numpy_memory(program, costs=None) -> MemoryModel:
     size = math.prod(program.network.input_shape)
     e0 = entries_per_pair(first.shape, first.layout)
     pixel_arrays = INPUT_PIXEL_ARRAYS * e0 if first.shape else 0
-    return MemoryModel(8.0 * max(peak_pair, 2 * largest_kernel(program)), 4.0 * peak_point, 2.0**20,
+    identity = 1 if uses_same_point(program) else 0  # δ(x, x′) of a self request: an (N1, N2) array for the whole call
+    return MemoryModel(8.0 * (max(peak_pair, 2 * largest_kernel(program)) + identity), 4.0 * peak_point, 2.0**20,
                        8.0 * (size + 1 + pixel_arrays), 2.0**20)
 
 

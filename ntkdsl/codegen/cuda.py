@@ -51,7 +51,7 @@ from ..symbolic.program import KernelProgram
 from . import cuda_support
 from .cuda_printer import CUDA_PRINTABLE, CudaPrinter, CupyArrayPrinter, c_comment
 from .emit import result_statements, step_statements
-from .prologue import module_header, parameter_binding, parameter_table, point_helpers, spatial_fields
+from .prologue import module_header, parameter_binding, parameter_table, point_helpers, same_point_binding, spatial_fields
 from .schedule import LayerSchedule, cse, cse_lines, free_after_last_use, schedule
 
 # SSA names of the Python statements (kernel fields, CSE temporaries t*, per-point temporaries v*,
@@ -319,7 +319,7 @@ def emit_cupy_module(program: KernelProgram, source: Optional[str] = None, filen
     else:
         prologue = cuda_support.PROLOGUE.format(d=net.input_dim)
     prologue = (point_helpers(net.input_shape, "CuPy array (from a NumPy or CuPy one)") + parameter_table(program)
-                + prologue + parameter_binding(program))
+                + prologue + parameter_binding(program) + same_point_binding(program))
     imports = BACKENDS["cupy"].imports(printer.modules_used | {"xp"})
     helpers = cuda_support.device_helpers(em.cuda.helpers)
     cuda = ""

@@ -43,6 +43,9 @@ class CudaPrinter(C99CodePrinter):
     def _print_not_supported(self, expr):
         raise CodegenError(f"{type(expr).__name__} has no CUDA form")
 
+    def _print_SamePoint(self, expr):  # δ(x, x′) is an (N1, N2) array: the layer runs as CuPy array code
+        raise CodegenError("the same-point indicator has no CUDA form")
+
     def _print_Function(self, expr):
         name = type(expr).__name__
         if name not in _C_FUNCTIONS:

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 import sympy as sp
 
 from ..algebra.functions import GaussianExpectation
+from ..algebra.points import has_same_point
 from ..arraycode.printer import ArrayPrinter, CodegenError, conditional_chain
 from ..arraycode.sources import support_sources
 from ..symbolic.program import KernelProgram
@@ -175,6 +176,9 @@ class ScalarPrinter(ArrayPrinter):
     def _print_GaussianExpectation(self, expr):  # emit_fused_module replaces them (mehler_fused.FusedDuals)
         raise CodegenError("a numerical dual inside an expression that the fused loop cannot split off")
 
+    def _print_SamePoint(self, expr):  # δ(x, x′) of the vector loop: the pair (i, i) of a self request (j from lo = i)
+        return f"({self._number('1')} if same and j == lo else {self._number('0')})"
+
     def _print_Heaviside(self, expr):
         raise CodegenError("Heaviside in a kernel formula")
 
@@ -183,11 +187,15 @@ def structural_reason(program: KernelProgram) -> Optional[str]:
     """Why the program's layers cannot be fused (for a vector network, a layer that is not
     elementwise after the Gram matrix; for an image network, a numerical dual), or None."""
     vector = len(program.network.input_shape) == 1
+    numerical = any(expr.has(GaussianExpectation) for step in program.steps for _, expr in step.assignments)
     for step in program.steps[1:]:
         if vector and not all(layer.entrywise for layer in (step.layer, *step.merged)):
             return f"layer {step.index} ({step.label}) is not elementwise after the input Gram matrix"
         if not vector and any(expr.has(GaussianExpectation) for _, expr in step.assignments):
             return f"layer {step.index} ({step.label}) has a numerical dual (quadrature)"
+        if has_same_point(expr for _, expr in step.assignments) and (not vector or numerical):
+            return (f"layer {step.index} ({step.label}) reads the same-point indicator, which the fused "
+                    f"{'image kernels' if not vector else 'refill of numerical duals'} lack")
     return None
 
 

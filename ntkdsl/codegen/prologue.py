@@ -4,9 +4,11 @@ run-time parameters and the line that binds them, and the checks of the input po
 from __future__ import annotations
 
 import hashlib
+import weakref
 from typing import Dict, Optional
 
 from .._version import __version__
+from ..algebra.points import has_same_point
 from ..ir.printer import format_network
 from ..symbolic.program import KernelProgram
 from .schedule import inert
@@ -68,6 +70,30 @@ def parameter_binding(program: KernelProgram, indent: str = "    ", source: str 
     if not names:
         return f"{indent}{source}  # no run-time parameters: only checks params\n" if source.endswith("(params)") else ""
     return f"{indent}{', '.join(names)}{',' if len(names) == 1 else ''} = {source}\n"
+
+
+def uses_same_point(program: KernelProgram) -> bool:
+    """Whether the program reads the same-point indicator δ(x, x′) (:mod:`ntkdsl.algebra.points`);
+    remembered per program (every request asks, and sympy's walk allocates)."""
+    if program not in _SAME_POINT:
+        out = program.output
+        _SAME_POINT[program] = has_same_point([e for step in program.steps for _, e in step.assignments] + [out.nngp, out.ntk])
+    return _SAME_POINT[program]
+
+
+_SAME_POINT: "weakref.WeakKeyDictionary[KernelProgram, bool]" = weakref.WeakKeyDictionary()
+
+
+def same_point_binding(program: KernelProgram, diagonal: bool = False, indent: str = "    ") -> str:
+    """The line of an array module that defines ``same_point`` (δ(x, x′) per pair), or "" if no step reads
+    it: in kernels() an (N1, N2) identity where x2 is None (the pairs (i, i) of a self request) and 0 for a
+    cross request, even one whose rows repeat x1's; in kernels_diagonal() 1 (every pair is (x_i, x_i))."""
+    if not uses_same_point(program):
+        return ""
+    if diagonal:
+        return f"{indent}same_point = 1.0  # δ(x, x') of the pairs (x_i, x_i): each point with itself\n"
+    return (f"{indent}# δ(x, x'), by index: 1 on the pairs (i, i) of a self request (x2 None), 0 in a cross request\n"
+            f"{indent}same_point = xp.eye(x1.shape[0]) if same else 0.0\n")
 
 
 # the first lines of kernels(x1, x2=None, dtype=...) of every backend that takes a dtype (a .format template)

@@ -10,6 +10,7 @@ from .conv import Conv
 from .conv_local import ConvLocal
 from .conv_transpose import ConvTranspose
 from .dense import Dense
+from .dropout import Dropout
 from .exp_normalized import ExpNormalized
 from .flatten import Flatten
 from .identity import Identity
@@ -23,7 +24,7 @@ from .residual import Residual
 from .resize import Resize
 
 __all__ = [
-    "Activation", "Call", "Conv", "ConvLocal", "ConvTranspose", "CustomActivation", "Dense", "ExpNormalized", "Flatten",
+    "Activation", "Call", "Conv", "ConvLocal", "ConvTranspose", "CustomActivation", "Dense", "Dropout", "ExpNormalized", "Flatten",
     "GlobalPool", "Identity", "Index", "LAYERS", "LayerNorm", "LayerRule", "Parallel", "Pool", "Recurrent", "Residual", "Resize",
     "register",
 ]

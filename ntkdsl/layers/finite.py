@@ -28,8 +28,29 @@ width limit of neural networks with a standard parameterization").
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Dict
 
 import numpy as np
 
 Params = Dict[str, np.ndarray]  # one layer's parameters by name (float64 arrays, shapes without the batch)
+
+_MASKS: ContextVar = ContextVar("ntkdsl_mask_rng", default=None)
+
+
+@contextmanager
+def random_masks(rng):
+    """Forward passes inside the block draw their random masks (dropout) from ``rng``, a NumPy Generator."""
+    token = _MASKS.set(rng)
+    try:
+        yield rng
+    finally:
+        _MASKS.reset(token)
+
+
+def mask_rng():
+    """The Generator of the running forward pass's masks (:func:`random_masks`; a finite network sets
+    its own); outside one, a fresh unseeded Generator."""
+    rng = _MASKS.get()
+    return rng if rng is not None else np.random.default_rng()

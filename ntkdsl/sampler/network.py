@@ -15,7 +15,7 @@ import numpy as np
 from ..ir.network import Network
 from ..layers.arrays import array_module, namespace, to_numpy
 from ..layers.branching import sequence_forward, sequence_init, walk
-from ..layers.finite import Params
+from ..layers.finite import Params, random_masks
 from ..validate import points, seed as valid_seed
 
 # fields that set a layer's feature count: overridden by ``width=`` except in the output layer
@@ -107,7 +107,7 @@ class FiniteNetwork:
     """
 
     def __init__(self, ir: Network, params: List[Params], out_shape: Optional[Tuple[int, ...]] = None,
-                 backend: str = "numpy"):
+                 backend: str = "numpy", mask_rng: Optional[np.random.Generator] = None):
         if len(params) != len(ir.layers):
             raise ValueError(f"{len(params)} parameter dicts for {len(ir.layers)} layers")
         self.ir = ir
@@ -116,6 +116,7 @@ class FiniteNetwork:
         self.xp = array_module(backend)
         self.out_shape = tuple(out_shape) if out_shape is not None else (ir.output_width,)
         self.output_width = int(np.prod(self.out_shape, dtype=int))
+        self.mask_rng = mask_rng if mask_rng is not None else np.random.default_rng(0)  # dropout masks, fresh per pass
 
     @classmethod
     def initialise(cls, ir: Network, seed=0, backend: str = "numpy") -> "FiniteNetwork":
@@ -132,10 +133,11 @@ class FiniteNetwork:
             ImportError: backend "cupy" without CuPy.
         """
         xp = array_module(backend)
-        params, shape = sequence_init(ir.layers, np.random.default_rng(valid_seed(seed)), ir.input_shape)
+        rng = np.random.default_rng(valid_seed(seed))
+        params, shape = sequence_init(ir.layers, rng, ir.input_shape)
         if xp is not np:
             params = [{name: xp.asarray(a) for name, a in p.items()} for p in params]
-        return cls(ir, params, shape, backend)
+        return cls(ir, params, shape, backend, np.random.default_rng(rng.integers(2**63)))  # masks: the same seed's stream
 
     def _inputs(self, x, name: str = "x"):
         """``x`` checked (:func:`as_inputs`) and on this network's backend."""
@@ -153,7 +155,8 @@ class FiniteNetwork:
 
     def _forward(self, x: np.ndarray):
         """(outputs as the last layer shapes them, (N, *out_shape); the per-layer caches)."""
-        return sequence_forward(self.ir.layers, self.params, x)
+        with random_masks(self.mask_rng):  # dropout's masks: fresh each pass, one per point
+            return sequence_forward(self.ir.layers, self.params, x)
 
     def apply(self, x) -> np.ndarray:
         """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape)."""

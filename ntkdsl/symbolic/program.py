@@ -17,6 +17,7 @@ import sympy as sp
 
 from ..activations import finiteness
 from ..activations.dual import function_dual
+from ..algebra.points import SAME_POINT
 from ..algebra.spatial import DIAGONAL, FULL, to_layout
 from ..algebra.state import KernelState, elementwise_kernel
 from ..ir.layer import Layer
@@ -128,7 +129,7 @@ class KernelProgram:
     def check(self) -> "KernelProgram":
         """Verify the SSA invariants: each symbol assigned once, and only used after assignment."""
         inputs = self.steps[0].state
-        defined = set(self.parameters) | {inputs.cov1, inputs.cov2, inputs.nngp}
+        defined = set(self.parameters) | {inputs.cov1, inputs.cov2, inputs.nngp, SAME_POINT}  # δ(x, x′): every request's
         for step in self.steps:
             for sym, expr in step.assignments:
                 unknown = expr.free_symbols - defined
