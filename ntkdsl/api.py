@@ -54,7 +54,7 @@ class CompiledNetwork:
 
     def kernels(self, x1, x2=None, *, backend: Optional[str] = None, dtype=None, to_numpy: bool = False,
                 batch_size: Optional[int] = None, memory_budget: Optional[int] = None, progress=None,
-                diagonal: bool = False) -> Kernels:
+                diagonal: bool = False, graph1=None, graph2=None) -> Kernels:
         """Σ and Θ between the rows of ``x1`` and of ``x2`` (None: ``x1`` itself).
 
         Args:
@@ -77,6 +77,9 @@ class CompiledNetwork:
             diagonal: only Σ(x, x) and Θ(x, x) of each row of ``x1`` (neural-tangents' diagonal_batch),
                 arrays of shape (N1,) equal to the self-kernel's diagonal, in O(N1) time and memory (the
                 modules' ``kernels_diagonal``; no tiles, no fused loop: any backend but "cupy" runs NumPy's).
+            graph1, graph2: a network with ``aggregate`` layers: each point's adjacency, dense (N, V, V)
+                floats (A[i, j] the weight of the edge i → j) or (N, E, 2) integer edge lists
+                (:mod:`ntkdsl.graphs`); graph2 None in a self request (graph1 is used); NumPy module only.
 
         Pairs of identical points get the exact value at (x, x) (:func:`ntkdsl.tiling.exact_duplicates`),
         so results do not depend on the tiles even there, where the kernels are ill-conditioned.
@@ -92,35 +95,42 @@ class CompiledNetwork:
             MemoryBudgetError: not even tiles fit the budget (the message says how much is needed).
         """
         from . import tiling
+        from .graphs import request_graphs, with_graphs
 
         if diagonal:
             if x2 is not None:
                 raise ValueError("diagonal=True evaluates K(x, x) for each row of x1 alone; x2 must be None")
-            return self._diagonal(self._points(x1, "x1"), backend, dtype, to_numpy, progress)
+            x1 = self._points(x1, "x1")
+            graphs = request_graphs(self, x1, None, graph1, graph2)
+            return self._diagonal(x1, backend, dtype, to_numpy, progress, None if graphs is None else graphs["graph1"])
         x1, x2 = self._points(x1, "x1"), None if x2 is None else self._points(x2, "x2")
+        graphs = request_graphs(self, x1, x2, graph1, graph2)
         request_note(self, len(x1), len(x1 if x2 is None else x2), progress)  # slow requests say so on stderr
         tile = self._tile(x1, x2, backend, batch_size, memory_budget)
         if tile is not None and _covers(tile, x1, x2):
             tile = None  # one tile is the whole request: no second pair of (N1, N2) outputs to copy into
         if tile is None:  # one piece: the fused kernels show progress over its pairs or rows
-            k = self._evaluate(x1, x2, backend, dtype, to_numpy, progress)
+            k = self._evaluate(x1, x2, backend, dtype, to_numpy, progress, graphs)
         else:
             to_numpy = to_numpy or backend == "cupy"
+            fn, rows1, rows2 = (lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy)), x1, x2
+            if graphs is not None:  # tiles of row numbers: each tile's graphs sliced with its points
+                fn, rows1, rows2 = with_graphs(lambda a, b, g: self._evaluate(a, b, backend, dtype, to_numpy, False, g),
+                                               x1, x2, graphs)
             try:
-                k = tiling.evaluate(lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy), x1, x2, tile,
-                                    progress)
+                k = tiling.evaluate(fn, rows1, rows2, tile, progress)
             except KernelOverflowError as exc:  # name the rows of the request, not of the tile
                 raise exc.relocated(x1, x2) from None
         on_host = not any(hasattr(x, "__cuda_array_interface__") for x in (x1, x2))
         if isinstance(k[0], np.ndarray) and on_host:  # identical points: exact, whatever the tiles
             nngp, ntk = (a if a.flags.writeable else a.copy() for a in k)
             k = tiling.exact_duplicates(nngp, ntk, x1, x2, lambda a: self._evaluate(a, None, backend, dtype, True),
-                                          uses_same_point(self.program))
+                                          uses_same_point(self.program) or graphs is not None)  # equal x, other graph
         return Kernels(*k)
 
     def kernels_to_disk(self, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
                         memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None,
-                        progress=None) -> Kernels:
+                        progress=None, graph1=None, graph2=None) -> Kernels:
         """Σ and Θ streamed tile by tile into ``directory``/nngp.npy and ntk.npy; resumable.
 
         For results larger than memory: only one tile is held at a time, and each finished tile is
@@ -137,7 +147,7 @@ class CompiledNetwork:
         from .streaming import kernels_to_disk
 
         return kernels_to_disk(self, x1, x2, directory, batch_size=batch_size, memory_budget=memory_budget,
-                               backend=backend, dtype=dtype, progress=progress)
+                               backend=backend, dtype=dtype, progress=progress, graph1=graph1, graph2=graph2)
 
     def _points(self, x, name: str):
         """``x`` checked as input points of this network (:func:`ntkdsl.validate.points`)."""
@@ -231,21 +241,27 @@ class CompiledNetwork:
             return int(self.memory_model.peak(n1, n2))
         return int(16 * n1 * n2 + self.memory_model.peak(min(batch_size, n1), min(batch_size, n2)))
 
-    def _evaluate(self, x1, x2, backend, dtype, to_numpy, progress=False):
+    def _evaluate(self, x1, x2, backend, dtype, to_numpy, progress=False, graphs=None):
         """One evaluation by the chosen backend (no tiling); a result that is not finite is refused,
-        naming the layer whose variance overflowed (:mod:`ntkdsl.codegen.overflow`)."""
+        naming the layer whose variance overflowed (:mod:`ntkdsl.codegen.overflow`). ``graphs``: the
+        adjacencies of a network that aggregates (:func:`ntkdsl.graphs.request_graphs`)."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused below, with its layer
             if dtype is None and backend == "numpy":
                 from .codegen.dispatch import runtime_values
 
-                k = self._module.kernels(x1, x2, params=runtime_values(self.program))  # the NumPy module: nothing to choose
+                k = self._module.kernels(x1, x2, params=runtime_values(self.program), **(graphs or {}))  # nothing to choose
             else:
-                k = self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy, progress=progress)
+                k = self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy, progress=progress, graphs=graphs)
+        if graphs is not None:  # the overflow tracer re-runs single points without their graphs: name the request
+            if not all(np.isfinite(np.asarray(a)).all() for a in k):
+                raise KernelOverflowError(f"the kernels of network {self.name} are not finite at these inputs and graphs "
+                                          "(large edge weights grow the variances at each aggregate; normalise the adjacencies)")
+            return k
         refuse_nonfinite(self._modules, self.program, x1, x2, *k, dtype=dtype, source=self.source,
                          filename=self.filename, name=self.name)
         return k
 
-    def _diagonal(self, x, backend, dtype, to_numpy, progress) -> Kernels:
+    def _diagonal(self, x, backend, dtype, to_numpy, progress, graph=None) -> Kernels:
         """Σ(x, x) and Θ(x, x) of each row of ``x`` (:func:`ntkdsl.codegen.dispatch.run_diagonal`); a
         value that is not finite is refused naming its row and the layer that overflowed."""
         from .codegen.dispatch import run_diagonal
@@ -254,8 +270,11 @@ class CompiledNetwork:
         request_note(self, len(x), 1, progress)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused below
             nngp, ntk = run_diagonal(self._modules, self.program, x, backend=backend, dtype=dtype, to_numpy=to_numpy,
-                                     source=self.source, filename=self.filename, name=self.name)
+                                     source=self.source, filename=self.filename, name=self.name, graph=graph)
         bad = np.flatnonzero(~(np.isfinite(_to_numpy(nngp)) & np.isfinite(_to_numpy(ntk))))
+        if bad.size and graph is not None:
+            raise KernelOverflowError(f"the kernels of row {int(bad[0])} of x1 are not finite with its graph (large edge "
+                                      "weights grow the variances at each aggregate; normalise the adjacencies)")
         if bad.size:  # the self-kernel of that row names the layer; then the row in x
             i = int(bad[0])
             try:

@@ -85,7 +85,7 @@ def connect(address: Optional[str] = None, timeout: float = 30.0):
 
 
 def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Optional[int] = None, dtype=None,
-            backend: Optional[str] = None, progress=None, retries: int = RETRIES):
+            backend: Optional[str] = None, progress=None, retries: int = RETRIES, graph1=None, graph2=None):
     """Σ and Θ of ``net`` computed on a dask cluster into the zarr store ``store``, tile by tile.
 
     Args:
@@ -105,6 +105,8 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
         progress: as for :func:`ntkdsl.streaming.kernels_to_disk`: called with (done, total) as
             each tile's task finishes on the cluster.
         retries: extra attempts of a tile task that raises.
+        graph1, graph2: each point's adjacency for a network with ``aggregate`` layers
+            (:func:`ntkdsl.graphs.request_graphs`), shipped with the rows of each tile.
 
     Returns:
         :class:`ntkdsl.Kernels` of two dask arrays reading the store.
@@ -118,10 +120,13 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
     from .results import Kernels
     from .codegen.dispatch import resolve
     from .progress import tile_progress
+    from .graphs import request_graphs
+    from .streaming import array_fingerprint
     from .tiling import tiles
 
     x1 = _points(net, x1, "x1")
     x2 = None if x2 is None else _points(net, x2, "x2")
+    graphs = request_graphs(net, x1, x2, graph1, graph2)
     dtype = np.dtype(np.float64 if dtype is None else dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
@@ -129,6 +134,8 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
         raise ValueError(f"backend must be auto, numpy or numba on a cluster (CPU tiles), not {backend!r}")
     n1, n2 = x1.shape[0], (x1 if x2 is None else x2).shape[0]
     ident = request_fingerprint(net, x1, x2, dtype)
+    if graphs is not None:  # another graph is another request
+        ident.update({name: None if g is None else array_fingerprint(g) for name, g in graphs.items()})
     root, side = _open_store(store, ident, (n1, n2), _tile_side(net, n1, n2, tile), dtype)
     result = Kernels(*(_lazy(store, name) for name in NAMES))
     if root.attrs.get("complete"):
@@ -142,12 +149,12 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
         if missing:
             with _session(client) as c:
                 try:
-                    _run(c, net, x1, x2, missing, os.fspath(store), side, chosen, dtype, bar, retries)
+                    _run(c, net, x1, x2, missing, os.fspath(store), side, chosen, dtype, bar, retries, graphs)
                 except KernelOverflowError as exc:  # name the rows of the request, not of the tile
                     raise exc.relocated(x1, x2) from None
     finally:
         bar.close()
-    _exact_duplicates(net, root, x1, x2, backend, dtype)
+    _exact_duplicates(net, root, x1, x2, backend, dtype, graphs is not None)
     root.attrs["complete"] = True
     return result
 
@@ -235,9 +242,11 @@ def _rows(x, side: int):
     return list(x.to_delayed().reshape(-1))
 
 
-def _run(client, net, x1, x2, missing, store: str, side: int, backend: str, dtype, bar, retries: int) -> None:
+def _run(client, net, x1, x2, missing, store: str, side: int, backend: str, dtype, bar, retries: int,
+         graphs=None) -> None:
     """Submit one task per missing tile and wait for all; cancel the rest if one fails or the
-    driver is interrupted (tasks already running finish their tile, which is kept)."""
+    driver is interrupted (tasks already running finish their tile, which is kept). ``graphs``: the
+    request's adjacencies, cut into the same blocks of rows as the points."""
     import dask
     from distributed import as_completed
 
@@ -245,11 +254,19 @@ def _run(client, net, x1, x2, missing, store: str, side: int, backend: str, dtyp
     token = hashlib.sha256(repr((spec, store, side, backend, str(dtype))).encode()).hexdigest()[:16]
     rows1 = _rows(x1, side)
     rows2 = None if x2 is None else _rows(x2, side)
+    g1 = g2 = None
+    if graphs is not None:
+        g1 = _rows(graphs["graph1"], side)
+        g2 = None if x2 is None else _rows(graphs["graph2"], side)
     tasks = []
     for i, j in missing:
         other = (None if i == j else rows1[j]) if x2 is None else rows2[j]
+        tile_graphs = None
+        if graphs is not None:
+            tile_graphs = (g1[i], (None if i == j else g1[j]) if x2 is None else g2[j])
         tasks.append(dask.delayed(_tile_task, pure=True)(spec, rows1[i], other, i, j, store, side, x2 is None,
-                                                         backend, str(dtype), dask_key_name=f"ntkdsl-tile-{token}-{i}-{j}"))
+                                                         backend, str(dtype), tile_graphs,
+                                                         dask_key_name=f"ntkdsl-tile-{token}-{i}-{j}"))
     futures = client.compute(tasks, retries=retries)
     try:
         for future in as_completed(futures):
@@ -273,8 +290,10 @@ def _network(spec):
     return _NETWORKS[key]
 
 
-def _tile_task(spec, rows, other, i: int, j: int, store: str, side: int, mirror: bool, backend: str, dtype: str):
-    """On a worker: evaluate tile (i, j), write it (and its mirror), then set its done flag."""
+def _tile_task(spec, rows, other, i: int, j: int, store: str, side: int, mirror: bool, backend: str, dtype: str,
+               graphs=None):
+    """On a worker: evaluate tile (i, j), write it (and its mirror), then set its done flag.
+    ``graphs``: (the rows' adjacencies, the other rows' or None) of a network that aggregates."""
     import zarr
 
     net = _network(spec)
@@ -283,7 +302,9 @@ def _tile_task(spec, rows, other, i: int, j: int, store: str, side: int, mirror:
     for rows_of, x in ((i, x_a), (j, x_b)):
         if x is not None and not np.all(np.isfinite(x)):
             raise ValueError(f"the input rows {rows_of * side}..{rows_of * side + len(x) - 1} hold NaN or infinite values")
-    nngp, ntk = net._evaluate(x_a, x_b, backend, dtype, True)
+    tile_graphs = None if graphs is None else {"graph1": np.asarray(graphs[0]),
+                                               "graph2": None if graphs[1] is None else np.asarray(graphs[1])}
+    nngp, ntk = net._evaluate(x_a, x_b, backend, dtype, True, False, tile_graphs)
     root = zarr.open_group(store, mode="r+")
     a = slice(i * side, i * side + nngp.shape[0])
     b = slice(j * side, j * side + nngp.shape[1])
@@ -314,10 +335,11 @@ class _Orthogonal:
         self.array.oindex[tuple(np.ravel(k) for k in key)] = value
 
 
-def _exact_duplicates(net, root, x1, x2, backend, dtype) -> None:
-    """Identical points get the exact value at (x, x), as in ``net.kernels`` (idempotent)."""
+def _exact_duplicates(net, root, x1, x2, backend, dtype, graphs: bool = False) -> None:
+    """Identical points get the exact value at (x, x), as in ``net.kernels`` (idempotent); not where
+    points carry graphs (equal rows with other graphs are other points)."""
     from .tiling import exact_duplicates
 
     exact_duplicates(_Orthogonal(root["nngp"]), _Orthogonal(root["ntk"]), np.asarray(x1),
                      None if x2 is None else np.asarray(x2), lambda a: net._evaluate(a, None, backend, dtype, True),
-                     uses_same_point(net.program))
+                     uses_same_point(net.program) or graphs)

@@ -84,7 +84,8 @@ def request_fingerprint(net, x1: np.ndarray, x2: Optional[np.ndarray], dtype: np
 
 
 def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
-                    memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None, progress=None):
+                    memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None, progress=None,
+                    graph1=None, graph2=None):
     """Evaluate Σ and Θ of ``net`` into ``directory``/nngp.npy and ntk.npy, tile by tile, resumable.
 
     Args:
@@ -102,6 +103,9 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
         dtype: float64 (default) or float32 files.
         progress: None (a bar when stderr is a terminal), True, False or a callable ``(done, total)``
             called after each tile is on disk (:mod:`ntkdsl.progress`).
+        graph1, graph2: each point's adjacency for a network with ``aggregate`` layers
+            (:func:`ntkdsl.graphs.request_graphs`), sliced with the points of each tile and part of
+            the request a resume must match.
 
     Returns:
         :class:`ntkdsl.Kernels` of the two files opened read-only as memory maps.
@@ -118,10 +122,12 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     """
     from .results import Kernels
     from .progress import tile_progress
+    from .graphs import request_graphs
     from .tiling import tiles
 
     x1 = _points(net, x1, "x1")
     x2 = None if x2 is None else _points(net, x2, "x2")
+    graphs = request_graphs(net, x1, x2, graph1, graph2)
     dtype = np.dtype(np.float64 if dtype is None else dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
@@ -131,6 +137,8 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     final = {name: os.path.join(directory, f"{name}.npy") for name in NAMES}
     part = {name: os.path.join(directory, f"{name}.partial.npy") for name in NAMES}
     ident = request_fingerprint(net, x1, x2, dtype)
+    if graphs is not None:  # another graph is another request
+        ident.update({name: None if g is None else array_fingerprint(g) for name, g in graphs.items()})
     tile, done = _resume(net, directory, ident, final, part, (n1, n2), batch_size, memory_budget)
     blocks = tiles(n1, None if x2 is None else n2, tile)
     out, done = _open_partials(part, (n1, n2), dtype, done, blocks, x2 is None, directory)
@@ -144,7 +152,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
             if (a.start, b.start) in done:
                 continue
             try:
-                _write_tile(net, out, x1, x2, a, b, backend, dtype)
+                _write_tile(net, out, x1, x2, a, b, backend, dtype, graphs)
             except KernelOverflowError as exc:  # name the rows of the request, not of the tile
                 raise exc.relocated(x1, x2) from None
             done[a.start, b.start] = _tile_digest(out, a, b, x2 is None)
@@ -180,16 +188,21 @@ def _resume(net, directory, ident, final, part, shape, batch_size, memory_budget
     return tuple(manifest["tile"]), manifest["done"]
 
 
-def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype) -> None:
+def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype, graphs=None) -> None:
     """Evaluate one tile, give its identical points the exact value at (x, x)
     (:func:`ntkdsl.tiling.exact_duplicates`, as ``net.kernels`` does), write it (and, for a
-    self-kernel, its mirror below the diagonal) and flush both files."""
+    self-kernel, its mirror below the diagonal) and flush both files. ``graphs``: the request's
+    adjacencies, sliced with the tile's points."""
     from .tiling import exact_duplicates
 
     right = (None if a == b else x1[b]) if x2 is None else x2[b]
-    k = [np.array(v) for v in net._evaluate(x1[a], right, backend, dtype, True)]
+    tile_graphs = None
+    if graphs is not None:
+        g1, g2 = graphs["graph1"], graphs["graph2"]
+        tile_graphs = {"graph1": g1[a], "graph2": (None if a == b else g1[b]) if x2 is None else g2[b]}
+    k = [np.array(v) for v in net._evaluate(x1[a], right, backend, dtype, True, False, tile_graphs)]
     exact_duplicates(k[0], k[1], x1[a], right, lambda p: net._evaluate(p, None, backend, dtype, True),
-                     uses_same_point(net.program))
+                     uses_same_point(net.program) or graphs is not None)  # equal x with other graphs differ
     for name, value in zip(NAMES, k):
         out[name][a, b] = value
         if x2 is None and a != b:
@@ -308,9 +321,9 @@ def _check(manifest: dict, ident: dict, directory) -> None:
     """Refuse a manifest of another request, naming what differs."""
     differ = []
     for key, label in (("spec_sha256", "the network"), ("x1", "--x1 / x1"), ("x2", "--x2 / x2"),
-                       ("dtype", "the dtype")):
-        if manifest.get(key) != ident[key]:
-            differ.append(f"{label}: {_describe(manifest.get(key))} there, {_describe(ident[key])} here")
+                       ("dtype", "the dtype"), ("graph1", "--graph1 / graph1"), ("graph2", "--graph2 / graph2")):
+        if manifest.get(key) != ident.get(key):
+            differ.append(f"{label}: {_describe(manifest.get(key))} there, {_describe(ident.get(key))} here")
     if differ:
         state = "a complete result" if manifest.get("complete") else f"{len(manifest['done'])} tiles"
         raise ResumeMismatchError(

@@ -251,8 +251,25 @@ class time_shift(_SpatialOp):  # noqa: N801
         return tex
 
 
+class graph_aggregate(_SpatialOp):  # noqa: N801
+    """A₁ᵀ·K·A₂ on the node axes of a full-layout kernel of a graph signal, each point with its own
+    adjacency given at run time (neural-tangents' Aggregate; kernel-math.md §2, aggregate): nngp and ntk
+    take A(x) on the left and A(x′) on the right (side 'pair'), cov1 A(x) on both sides, cov2 A(x′).
+    Arguments: (K, node shape (V,), side word 'pair' | 'cov1' | 'cov2').
+    """
+
+    nargs = 3
+
+    @_powered
+    def _latex(self, printer):
+        side = static(self.args[2])
+        left, right = {"pair": ("A", "A'"), "cov1": ("A", "A"), "cov2": ("A'", "A'")}[side]
+        tex = rf"{left}^{{\top}}\left[{self._arg_tex(printer)}\right]{right}"
+        return tex
+
+
 SPATIAL_FUNCTIONS = (conv_taps, conv_transpose_taps, resize_map, spatial_index, pool_window, flatten_mean, global_pool,
-                     pixel_variance, spatial_diagonal, diagonal_embed, time_shift)
+                     pixel_variance, spatial_diagonal, diagonal_embed, time_shift, graph_aggregate)
 
 
 # ---------------------------------------------------------------- constructors with named settings
@@ -294,6 +311,10 @@ def diagonal(k, shape) -> sp.Expr:
 
 def shift(k, shape, layout: str) -> sp.Expr:
     return time_shift(k, _ints(shape), Str(layout))
+
+
+def aggregate(k, shape, side: str) -> sp.Expr:
+    return graph_aggregate(k, _ints(shape), Str(side))
 
 
 # ---------------------------------------------------------------- state-level helpers

@@ -204,6 +204,12 @@ class ArrayPrinter(SciPyPrinter):
         text = self._spatial_call(expr, ("shape", "layout"))
         return text.replace(f"layout={static(expr.args[2])!r}", f"full={static(expr.args[2]) == 'full'}")
 
+    def _print_graph_aggregate(self, expr):  # graph1, graph2: the adjacencies kernels() receives
+        from ..algebra.spatial import static
+
+        self.functions.setdefault("graph_aggregate", "")
+        return f"graph_aggregate({self._print(expr.args[0])}, graph1, graph2, side={static(expr.args[2])!r})"
+
 
 def conditional_chain(printer, expr, choose) -> str:
     """A Piecewise as nested conditional expressions, its default (last) piece innermost;

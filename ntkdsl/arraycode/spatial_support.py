@@ -297,6 +297,31 @@ def time_shift(k, shape, full):
     return out
 
 
+def graph_aggregate(k, graph1, graph2, side):
+    """A(x)ᵀ·K·A(x′) on the node axes of a full-layout array (V, V, n1, n2), per pair of points
+    (neural-tangents' Aggregate, kernel-math.md §2): graph1 (N1, V, V) and graph2 (N2, V, V) are the
+    adjacencies of the request's points (A[i, j] the weight of the edge i → j). ``side`` 'pair' (nngp,
+    ntk): graph1 on the left, graph2 on the right; 'cov1' graph1 on both sides (points on axis −2);
+    'cov2' graph2 on both (points on axis −1). graph2 None (kernels_diagonal: the pairs (x_i, x_i) as
+    a column) reads graph1 on both sides whatever ``side``.
+
+    Cost: two batched V x V products per pair of points, O(V³·n1·n2).
+    """
+    v = graph1.shape[-1]
+    k = _spatial_array(k, (v,), True)
+    if graph2 is None or side == "cov1":
+        k = xp.broadcast_to(k, (v, v, graph1.shape[0], k.shape[-1]))
+        t = xp.einsum("aij,ikab->jkab", graph1, k)
+        return xp.einsum("jkab,akl->jlab", t, graph1)
+    if side == "cov2":
+        k = xp.broadcast_to(k, (v, v, k.shape[-2], graph2.shape[0]))
+        t = xp.einsum("bij,ikab->jkab", graph2, k)
+        return xp.einsum("jkab,bkl->jlab", t, graph2)
+    k = xp.broadcast_to(k, (v, v, graph1.shape[0], graph2.shape[0]))
+    t = xp.einsum("aij,ikab->jkab", graph1, k)
+    return xp.einsum("jkab,bkl->jlab", t, graph2)
+
+
 def input_variances(x, full):
     """Σ⁰(x, x)(p, p′) = x(p)·x(p′)/C of each input of shape (N, *S, C) by itself (kernel-math.md §1):
     shape (*S, *S, N, 1) in the full layout, (*S, N, 1) in the diagonal one (the pixel variances)."""
@@ -365,6 +390,7 @@ ROUTINES = {  # printed name -> the functions its generated module needs, in def
     "spatial_diagonal": ("_pixels", "_diagonal", "spatial_diagonal"),
     "diagonal_embed": ("_pixels", "diagonal_embed"),
     "time_shift": ("_spatial_array", "time_shift"),
+    "graph_aggregate": ("_spatial_array", "graph_aggregate"),
     "input_covariances": ("_pixels", "input_variances", "input_covariances"),
     "input_variances": ("_pixels", "input_variances"),
 }

@@ -17,7 +17,7 @@ from .. import progress
 from .._version import __version__
 from .._files import protecting, write_npz, write_text
 from ..api import CompiledNetwork
-from .inputs import load_network, load_points, read_spec, require_gpu
+from .inputs import load_graphs, load_network, load_points, read_spec, require_gpu
 from ..errors import SpecError, UserError
 from . import flow as flow_cli
 from . import sample as sampler_cli
@@ -25,7 +25,7 @@ from ..frontend import parse
 from ..lowering import lower, lower_all, select_network
 
 USER_ERROR = 2
-INPUTS = ("spec", "x1", "x2", "train", "test")  # arguments of every command that name input files
+INPUTS = ("spec", "x1", "x2", "graph1", "graph2", "train", "test")  # arguments of every command that name input files
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--x1", required=True, help="inputs: .npy array of shape (N1, *input shape), an .npz holding "
                                                "one array, or FILE.npz:NAME")
     e.add_argument("--x2", help="second inputs, as --x1, of shape (N2, *input shape); default: x1")
+    e.add_argument("--graph1", metavar="FILE", help="networks with aggregate: each --x1 point's graph, (N1, V, V) "
+                   "adjacency floats or (N1, E, 2) integer [sender, receiver] edge lists (.npy, or .npz with 'graph')")
+    e.add_argument("--graph2", metavar="FILE", help="as --graph1, for the --x2 points")
     e.add_argument("--network", help="which network, when the file defines several")
     e.add_argument("-o", "--out", help=".npz to write with arrays nngp and ntk (atomically)")
     e.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"), default="auto",
@@ -145,17 +148,18 @@ def _eval(args) -> int:
     shape = net.ir.input_shape
     x1 = load_points(args.x1, shape, "--x1")
     x2 = load_points(args.x2, shape, "--x2") if args.x2 else None
+    graphs = load_graphs(args, net, x1, x2)
     if args.zarr is not None:
-        return _eval_distributed(args, net, x1, x2)
+        return _eval_distributed(args, net, x1, x2, graphs)
     if args.scheduler is not None or args.tile is not None:
         raise UserError("--scheduler and --tile go with --zarr STORE (the dask cluster's output)")
     if args.memmap is not None:
-        return _eval_to_disk(args, net, x1, x2)
+        return _eval_to_disk(args, net, x1, x2, graphs)
     if args.backend == "cupy":
         require_gpu()
     try:
         k = net.kernels(x1, x2, backend=args.backend, dtype=args.dtype, to_numpy=True, batch_size=args.batch_size,
-                        memory_budget=args.memory_budget, progress=args.progress)
+                        memory_budget=args.memory_budget, progress=args.progress, **graphs)
     except (ImportError, MemoryError) as exc:
         raise UserError(str(exc)) from None
     if args.out:
@@ -173,7 +177,7 @@ def _eval(args) -> int:
     return 0
 
 
-def _eval_to_disk(args, net: CompiledNetwork, x1, x2) -> int:
+def _eval_to_disk(args, net: CompiledNetwork, x1, x2, graphs: dict) -> int:
     """``eval --memmap DIR``: tiles streamed to DIR/nngp.npy and DIR/ntk.npy (ntkdsl.streaming)."""
     from ..streaming import MANIFEST, ResumeMismatchError
 
@@ -185,7 +189,7 @@ def _eval_to_disk(args, net: CompiledNetwork, x1, x2) -> int:
         raise UserError(f"--memmap {args.memmap!r} is a file, not a directory")
     try:
         k = net.kernels_to_disk(x1, x2, args.memmap, batch_size=args.batch_size, backend=args.backend,
-                                dtype=args.dtype, memory_budget=args.memory_budget, progress=args.progress)
+                                dtype=args.dtype, memory_budget=args.memory_budget, progress=args.progress, **graphs)
     except ResumeMismatchError as exc:
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:
@@ -202,7 +206,7 @@ def _eval_to_disk(args, net: CompiledNetwork, x1, x2) -> int:
     return 0
 
 
-def _eval_distributed(args, net: CompiledNetwork, x1, x2) -> int:
+def _eval_distributed(args, net: CompiledNetwork, x1, x2, graphs: dict) -> int:
     """``eval --zarr STORE``: tiles computed on a dask cluster into a zarr store (ntkdsl.distributed)."""
     from .. import distributed
     from ..streaming import ResumeMismatchError
@@ -220,7 +224,7 @@ def _eval_distributed(args, net: CompiledNetwork, x1, x2) -> int:
     try:
         print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
         k = distributed.kernels(net, x1, x2, args.zarr, client, tile=args.tile, dtype=args.dtype,
-                                backend=args.backend, progress=args.progress)
+                                backend=args.backend, progress=args.progress, **graphs)
     except ResumeMismatchError as exc:
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:

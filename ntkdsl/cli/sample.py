@@ -142,6 +142,11 @@ def run(args) -> int:
         pyplot(args.plot)  # fail before any work when matplotlib is missing
     net = load_network(args)
     shape = tuple(net.ir.input_shape)
+    from ..codegen.prologue import uses_graphs
+
+    if uses_graphs(net.program):
+        raise UserError(f"network {net.name} aggregates over graphs, which `ntkdsl sample` does not take; use "
+                        "ntkdsl.monte_carlo(net, x1, graph1=...) from Python")
     if args.x1:
         x, where = load_points(args.x1, shape, "--x1").astype(np.float64), args.x1
     else:

@@ -36,6 +36,7 @@ from .cache import _compiled_in, compiled_for, compiled_on_disk, load_cached_mod
 from .cuda import emit_cupy_module
 from .emit import emit_module
 from .fused import NotFusable, emit_fused_module, fusable
+from .prologue import uses_graphs
 
 AUTO = "auto"
 # measured by benchmarks/sweeps.py (results/sweeps.json) on the 2-core development machine, CPU seconds
@@ -87,6 +88,8 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0,
         if backend == "cupy":
             raise ImportError("backend 'cupy' needs CuPy and a CUDA GPU: pip install 'ntkdsl[gpu]'")
         return "numpy", f"{spec.requires} is not installed (pip install 'ntkdsl[{spec.extra}]'); using NumPy"
+    if spec.cuda and uses_graphs(program):
+        return "numpy", "the CUDA kernels cannot evaluate this network (aggregate's per-point graphs); using NumPy"
     if spec.fused:
         reason = fusable(program)
         if reason:
@@ -150,6 +153,8 @@ def _record_numpy(modules: dict, program: KernelProgram, pairs: int, seconds: fl
 def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional[str] = None,
                 filename: str = "<string>") -> str:
     """The module text for a backend; a fused backend that cannot fuse the program gives NumPy's."""
+    if BACKENDS[backend].cuda and uses_graphs(program):  # per-point graphs: the array module, xp = CuPy
+        return emit_module(program, backend=backend, source=source, filename=filename)
     if BACKENDS[backend].cuda:
         return emit_cupy_module(program, source=source, filename=filename)
     if BACKENDS[backend].fused:
@@ -212,7 +217,7 @@ def runtime_values(program: KernelProgram) -> dict:
 
 def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional[str] = None, dtype=None,
         to_numpy: bool = False, source: Optional[str] = None, filename: str = "<string>", name: str = "network",
-        progress=False):
+        progress=False, graphs: Optional[dict] = None):
     """Evaluate (nngp, ntk), loading (and caching in ``modules``) the module of the chosen backend.
 
     Args:
@@ -223,6 +228,7 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
         to_numpy: return NumPy arrays whatever the backend (CuPy results are copied to the host).
         progress: a bar over the input pairs or rows where the module reports them (the fused
             kernels): None, True, False or a callable (done, total), as :class:`ntkdsl.progress.pair_progress`.
+        graphs: ``graph1``/``graph2`` of a network that aggregates over graphs (its NumPy module takes them).
     """
     n1 = np.shape(x1)[0] if np.ndim(x1) else 0
     entries = n1 * (n1 if x2 is None else (np.shape(x2)[0] if np.ndim(x2) else 0))
@@ -240,7 +246,7 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
         nngp, ntk = _with_pair_progress(module, progress, name, x1, x2, dtype=dtype, params=params)
     else:
         start = time.perf_counter()
-        nngp, ntk = module.kernels(x1, x2, params=params)
+        nngp, ntk = module.kernels(x1, x2, params=params, **(graphs or {}))
         if backend in (None, AUTO):
             _record_numpy(modules, program, entries, time.perf_counter() - start)
         if dtype != np.float64:
@@ -252,7 +258,7 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
 
 def run_diagonal(modules: dict, program: KernelProgram, x, *, backend: Optional[str] = None, dtype=None,
                  to_numpy: bool = False, source: Optional[str] = None, filename: str = "<string>",
-                 name: str = "network"):
+                 name: str = "network", graph=None):
     """(Σ(x_i, x_i), Θ(x_i, x_i)) of each row of ``x``, arrays of shape (N,): the ``kernels_diagonal``
     of the array module (O(N) time and memory, no loop to fuse): NumPy's for "auto", "numpy" and
     "numba", CuPy's (the same text with ``xp`` bound to CuPy, kept in ``modules["cupy-arrays"]``)
@@ -266,6 +272,10 @@ def run_diagonal(modules: dict, program: KernelProgram, x, *, backend: Optional[
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     chosen = AUTO if backend is None else backend
+    if chosen == "cupy" and graph is not None:
+        warnings.warn("backend 'cupy': aggregate's per-point graphs run in the NumPy module; using NumPy",
+                      BackendFallbackWarning, stacklevel=3)
+        chosen = "numpy"
     if chosen == "cupy":
         resolve(program, chosen)  # without CuPy: its ImportError, never a silent fall back to the CPU
         if "cupy-arrays" not in modules:
@@ -275,7 +285,7 @@ def run_diagonal(modules: dict, program: KernelProgram, x, *, backend: Optional[
         if chosen != AUTO and chosen not in BACKENDS:
             resolve(program, chosen)  # the ValueError naming the backends
         module = module_for(modules, program, "numpy", source, filename, name)
-    nngp, ntk = module.kernels_diagonal(x, params=runtime_values(program))
+    nngp, ntk = module.kernels_diagonal(x, params=runtime_values(program), **({} if graph is None else {"graph": graph}))
     if dtype != np.float64:
         nngp, ntk = nngp.astype(dtype), ntk.astype(dtype)
     if to_numpy:

@@ -20,8 +20,8 @@ from ..arraycode.backends import BACKENDS
 from ..arraycode.printer import ArrayPrinter
 from ..arraycode.sources import support_sources
 from ..symbolic.program import KernelProgram
-from .prologue import (POINTS_AND_DTYPE, module_header, parameter_binding, parameter_table, point_helpers, same_point_binding,
-                       spatial_fields)
+from .prologue import (POINTS_AND_DTYPE, graph_binding, module_header, parameter_binding, parameter_table, point_helpers,
+                       same_point_binding, spatial_fields, uses_graphs)
 from .schedule import LayerSchedule, cse, free_after_last_use, hide_quadratures, layer_location, schedule
 
 _PROLOGUE = '''
@@ -151,10 +151,14 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         prologue = _PROLOGUE.format(d=net.input_dim)
         variances = f"cov1_0 = xp.sum(x * x, axis=1, keepdims=True) / {net.input_dim}  # (N, 1): Σ⁰(x, x) = x·x/d"
     binding = parameter_binding(program)
+    diagonal_prologue = _DIAGONAL_PROLOGUE.format(shape=fields["shape"], channels_last=fields["channels_last"],
+                                                  variances=variances)
+    if uses_graphs(program):  # aggregate: each point's adjacency, (N, V, V)
+        prologue = prologue.replace("params=None):", "params=None, graph1=None, graph2=None):", 1)
+        diagonal_prologue = diagonal_prologue.replace("params=None):", "params=None, graph=None):", 1)
     prologue = (point_helpers(net.input_shape) + _PER_POINT + parameter_table(program) + prologue + binding
-                + same_point_binding(program))
-    diagonal_prologue = (_DIAGONAL_PROLOGUE.format(shape=fields["shape"], channels_last=fields["channels_last"],
-                                                   variances=variances) + binding + same_point_binding(program, True))
+                + same_point_binding(program) + graph_binding(program))
+    diagonal_prologue += binding + same_point_binding(program, True) + graph_binding(program, True)
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
     return (header + imports + "\n" + support_sources(printer.functions) + "".join("\n\n" + d for d in duals)
             + prologue + "\n".join(lines) + "\n" + diagonal_prologue + "\n".join(diagonal_lines) + "\n")

@@ -7,6 +7,8 @@ import hashlib
 import weakref
 from typing import Dict, Optional
 
+import sympy as sp
+
 from .._version import __version__
 from ..algebra.points import has_same_point
 from ..ir.printer import format_network
@@ -94,6 +96,36 @@ def same_point_binding(program: KernelProgram, diagonal: bool = False, indent: s
         return f"{indent}same_point = 1.0  # δ(x, x') of the pairs (x_i, x_i): each point with itself\n"
     return (f"{indent}# δ(x, x'), by index: 1 on the pairs (i, i) of a self request (x2 None), 0 in a cross request\n"
             f"{indent}same_point = xp.eye(x1.shape[0]) if same else 0.0\n")
+
+
+def uses_graphs(program: KernelProgram) -> bool:
+    """Whether the program reads per-point adjacencies (``aggregate``: :class:`ntkdsl.algebra.spatial.graph_aggregate`),
+    so its modules take ``graph1``/``graph2`` (``graph`` in kernels_diagonal); remembered per program."""
+    if program not in _GRAPHS:
+        from ..algebra.spatial import graph_aggregate
+
+        out = program.output
+        exprs = [e for step in program.steps for _, e in step.assignments] + [out.nngp, out.ntk]
+        _GRAPHS[program] = any(isinstance(e, sp.Basic) and e.has(graph_aggregate) for e in exprs)
+    return _GRAPHS[program]
+
+
+_GRAPHS: "weakref.WeakKeyDictionary[KernelProgram, bool]" = weakref.WeakKeyDictionary()
+
+
+def graph_binding(program: KernelProgram, diagonal: bool = False, indent: str = "    ") -> str:
+    """The lines of an array module that bind the adjacencies the ``graph_aggregate`` calls read, or "":
+    kernels() takes graph1 (N1, V, V) and graph2 (N2, V, V) (None: graph1, for a self request), checked
+    and converted by the caller (:func:`ntkdsl.validate.graphs`); kernels_diagonal() one ``graph``."""
+    if not uses_graphs(program):
+        return ""
+    if diagonal:
+        return (f"{indent}if graph is None:\n{indent}    raise ValueError('this network aggregates over graphs: pass graph=')\n"
+                f"{indent}graph1, graph2 = xp.asarray(graph, dtype=xp.float64), None  # each point's own graph on both sides\n")
+    return (f"{indent}if graph1 is None or (graph2 is None and not same):\n"
+            f"{indent}    raise ValueError('this network aggregates over graphs: pass graph1= (and graph2= with x2)')\n"
+            f"{indent}graph1 = xp.asarray(graph1, dtype=xp.float64)  # (N1, V, V): A[i, j] the weight of the edge i -> j\n"
+            f"{indent}graph2 = graph1 if same else xp.asarray(graph2, dtype=xp.float64)  # (N2, V, V)\n")
 
 
 # the first lines of kernels(x1, x2=None, dtype=...) of every backend that takes a dtype (a .format template)

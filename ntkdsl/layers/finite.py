@@ -54,3 +54,21 @@ def mask_rng():
     its own); outside one, a fresh unseeded Generator."""
     rng = _MASKS.get()
     return rng if rng is not None else np.random.default_rng()
+
+
+_GRAPHS: ContextVar = ContextVar("ntkdsl_graphs", default=None)
+
+
+@contextmanager
+def point_graphs(graph):
+    """Forward passes inside the block aggregate over ``graph``, the (N, V, V) adjacencies of their N points."""
+    token = _GRAPHS.set(graph)
+    try:
+        yield graph
+    finally:
+        _GRAPHS.reset(token)
+
+
+def current_graphs():
+    """The adjacencies of the running forward pass's points (:func:`point_graphs`), or None."""
+    return _GRAPHS.get()

@@ -15,7 +15,8 @@ import numpy as np
 from ..ir.network import Network
 from ..layers.arrays import array_module, namespace, to_numpy
 from ..layers.branching import sequence_forward, sequence_init, walk
-from ..layers.finite import Params, random_masks
+from ..layers.aggregate import aggregates
+from ..layers.finite import Params, point_graphs, random_masks
 from ..validate import points, seed as valid_seed
 
 # fields that set a layer's feature count: overridden by ``width=`` except in the output layer
@@ -153,20 +154,37 @@ class FiniteNetwork:
 
     # --- forward -------------------------------------------------------------------------------
 
-    def _forward(self, x: np.ndarray):
-        """(outputs as the last layer shapes them, (N, *out_shape); the per-layer caches)."""
-        with random_masks(self.mask_rng):  # dropout's masks: fresh each pass, one per point
+    def _forward(self, x: np.ndarray, graph=None):
+        """(outputs as the last layer shapes them, (N, *out_shape); the per-layer caches). ``graph``:
+        the points' adjacencies (N, V, V) for aggregate layers (checked by :meth:`_graphs`)."""
+        with random_masks(self.mask_rng), point_graphs(graph):  # dropout's masks: fresh each pass, one per point
             return sequence_forward(self.ir.layers, self.params, x)
 
-    def apply(self, x) -> np.ndarray:
-        """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape)."""
-        f = self._forward(self._inputs(x))[0]
+    def _graphs(self, graph, x, name: str, points: str):
+        """``graph`` checked and made dense for the points ``x`` (:func:`ntkdsl.graphs.as_graphs`), or
+        None for a network without aggregate layers (which must get none)."""
+        from ..graphs import as_graphs
+
+        if not aggregates(self.ir.layers):
+            if graph is not None:
+                raise ValueError(f"{name} is given, but the network has no aggregate layer; leave it out")
+            return None
+        if graph is None:
+            raise ValueError(f"the network aggregates over graphs: pass {name}= (each point of {points}'s adjacency, "
+                             "(N, V, V) floats or an (N, E, 2) integer edge list)")
+        return self.xp.asarray(as_graphs(graph, x.shape[0], int(self.ir.input_shape[0]), name, points))
+
+    def apply(self, x, graph=None) -> np.ndarray:
+        """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape); ``graph``: each
+        point's adjacency for a network with aggregate layers."""
+        x = self._inputs(x)
+        f = self._forward(x, self._graphs(graph, x, "graph", "x"))[0]
         return f.reshape(f.shape[0], -1)
 
-    def nngp(self, x1, x2=None) -> np.ndarray:
+    def nngp(self, x1, x2=None, graph1=None, graph2=None) -> np.ndarray:
         """This draw's f(x)·f(x′)/k, (N1, N2): its average over draws is the NNGP kernel."""
-        f1 = self.apply(x1)
-        f2 = f1 if x2 is None else self.apply(self._inputs(x2, "x2"))
+        f1 = self.apply(x1, graph1)
+        f2 = f1 if x2 is None else self.apply(self._inputs(x2, "x2"), graph2)
         return f1 @ f2.T / self.output_width
 
     # --- empirical NTK ---------------------------------------------------------------------------
@@ -177,15 +195,15 @@ class FiniteNetwork:
         k = int(np.prod(f.shape[1:], dtype=int))
         return xp.broadcast_to(xp.eye(k).reshape((k,) + f.shape[1:]), (f.shape[0], k) + f.shape[1:]).copy()
 
-    def _leaf_passes(self, x):
+    def _leaf_passes(self, x, graph=None):
         """Yield (layer, params, cache, output cotangents) for every layer with parameters, from the
         top down and inside branches (:func:`ntkdsl.layers.branching.walk`: one backward pass)."""
-        f, caches = self._forward(x)
+        f, caches = self._forward(x, graph)
         return walk(self.ir.layers, self.params, caches, self._output_cotangents(f), need_input=False)
 
-    def _backward_passes(self, x):
+    def _backward_passes(self, x, graph=None):
         """Forward caches, then yield (top-level layer index, cache, output cotangents) from the top down."""
-        f, caches = self._forward(x)
+        f, caches = self._forward(x, graph)
         g = self._output_cotangents(f)
         first = next((i for i, p in enumerate(self.params) if p), len(self.params))
         for i in range(len(self.ir.layers) - 1, first - 1, -1):
@@ -193,7 +211,8 @@ class FiniteNetwork:
             if i > first:  # nothing below the first layer with parameters needs a cotangent
                 g = self.ir.layers[i].backward(self.params[i], caches[i], g)
 
-    def ntk(self, x1, x2=None, trace: bool = True, *, method: str = "structured") -> np.ndarray:
+    def ntk(self, x1, x2=None, trace: bool = True, *, method: str = "structured", graph1=None,
+            graph2=None) -> np.ndarray:
         """The empirical NTK ∇θf(x)·∇θf(x′) of this draw.
 
         Args:
@@ -205,6 +224,8 @@ class FiniteNetwork:
                 signals, O(N1·N2·n) per dense layer, no Jacobian (kernel-math.md §5);
                 "jacobian": materialise each layer's per-example Jacobian (N, k, P_l) and contract
                 it, the reference method (memory N·k·P_l).
+            graph1, graph2: the points' adjacencies for a network with aggregate layers (graph2:
+                none when x2 is None).
 
         Returns:
             float64 array of shape (N1, N2) or (N1, N2, k, k).
@@ -213,30 +234,32 @@ class FiniteNetwork:
             raise ValueError(f"method must be 'structured' or 'jacobian', not {method!r}")
         a1 = self._inputs(x1, "x1")
         a2 = a1 if x2 is None else self._inputs(x2, "x2")
+        g1 = self._graphs(graph1, a1, "graph1", "x1")
+        g2 = g1 if x2 is None else self._graphs(graph2, a2, "graph2", "x2")
         n1, n2 = a1.shape[0], a2.shape[0]
         k = self.output_width
         total = self.xp.zeros((n1, n2) if trace else (n1, n2, k, k))
         if method == "structured":  # per leaf layer, inside branches too
-            passes2 = None if x2 is None else self._leaf_passes(a2)
-            for layer, p, c1, g1 in self._leaf_passes(a1):
-                _, _, c2, g2 = (layer, p, c1, g1) if passes2 is None else next(passes2)
-                term = layer.ntk_terms(p, c1, g1, c2, g2, trace)
+            passes2 = None if x2 is None else self._leaf_passes(a2, g2)
+            for layer, p, c1, d1 in self._leaf_passes(a1, g1):
+                _, _, c2, d2 = (layer, p, c1, d1) if passes2 is None else next(passes2)
+                term = layer.ntk_terms(p, c1, d1, c2, d2, trace)
                 if term is not None:
                     total += term
             return total / k if trace else total
-        passes2 = None if x2 is None else self._backward_passes(a2)
-        for i, c1, g1 in self._backward_passes(a1):
-            _, c2, g2 = (i, c1, g1) if passes2 is None else next(passes2)
-            term = _jacobian_terms(self.ir.layers[i], self.params[i], c1, g1, c2, g2, trace, same=passes2 is None)
+        passes2 = None if x2 is None else self._backward_passes(a2, g2)
+        for i, c1, d1 in self._backward_passes(a1, g1):
+            _, c2, d2 = (i, c1, d1) if passes2 is None else next(passes2)
+            term = _jacobian_terms(self.ir.layers[i], self.params[i], c1, d1, c2, d2, trace, same=passes2 is None)
             if term is not None:
                 total += term
         return total / k if trace else total
 
-    def jacobian(self, x) -> np.ndarray:
+    def jacobian(self, x, graph=None) -> np.ndarray:
         """The explicit Jacobian ∂f/∂θ, (N, k, P), parameters in the order of :meth:`flat_params`."""
         a = self._inputs(x)
         blocks = {}
-        for i, cache, g in self._backward_passes(a):
+        for i, cache, g in self._backward_passes(a, self._graphs(graph, a, "graph", "x")):
             grads = self.ir.layers[i].param_grads(self.params[i], cache, g, per_example=True)
             blocks[i] = [grads[name].reshape(g.shape[0], g.shape[1], -1) for name in self.params[i]]
         parts = [b for i in sorted(blocks) for b in blocks[i]]
