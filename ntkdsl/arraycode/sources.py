@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import mehler, spatial_support, support
+from . import mehler, spatial_maps, spatial_support, support
 
 
 def support_sources(functions) -> str:
@@ -16,11 +16,11 @@ def support_sources(functions) -> str:
         parts.append(inspect.getsource(support.perp))
     if "gaussian_expectation" in functions:
         parts += [support_source(), mehler.source()]  # the quadrature routines (_Quiet) and the Mehler series modules call
-    spatial = [name for name in functions if name in spatial_support.ROUTINES]
+    spatial = [name for name in functions if name in ROUTINES]
     if spatial:
-        parts.append(spatial_support.routine_sources(spatial))
+        parts.append(routine_sources(spatial))
     parts += [src for name, src in sorted(functions.items())
-              if name not in ("gaussian_expectation", "perp") and name not in spatial_support.ROUTINES]
+              if name not in ("gaussian_expectation", "perp") and name not in ROUTINES]
     return "".join("\n\n" + p.rstrip("\n") + "\n" for p in parts)
 
 
@@ -32,4 +32,40 @@ def support_source() -> str:
                  ("gaussian_expectation", "gaussian_expectations", "_panels", "_edges", "_expectation", "_decayed", "_Quiet",
                   "_leggauss")]
     return "\n".join(constants) + "\n\n\n" + "\n\n\n".join(functions) + "\n"
+
+
+ROUTINES = {  # printed name -> the functions its generated module needs, in definition order
+    "conv_taps": ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "conv_taps"),
+    "conv_transpose_taps": ("_pixels", "_spatial_array", "transpose_geometry", "fold_matrix", "transpose_taps",
+                            "conv_transpose_taps"),
+    "resize_map": ("_pixels", "_spatial_array", "resize_matrix", "resize_map"),
+    "spatial_index": ("_pixels", "_spatial_array", "spatial_index"),
+    "pool_window": ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "pool_window"),
+    "flatten_mean": ("_pixels", "_spatial_array", "flatten_mean"),
+    "global_pool": ("_pixels", "_spatial_array", "global_pool"),
+    "pixel_variance": ("_pixels", "_diagonal", "pixel_variance"),
+    "spatial_diagonal": ("_pixels", "_diagonal", "spatial_diagonal"),
+    "diagonal_embed": ("_pixels", "diagonal_embed"),
+    "time_shift": ("_spatial_array", "time_shift"),
+    "graph_aggregate": ("_spatial_array", "graph_aggregate"),
+    "input_covariances": ("_pixels", "input_variances", "input_covariances"),
+    "input_variances": ("_pixels", "input_variances"),
+}
+
+
+def routine_sources(names) -> str:
+    """The source of every routine that ``names`` need, each once, in a fixed order."""
+    wanted = []
+    for name in sorted(names):
+        for fn in ROUTINES[name]:
+            if fn not in wanted:
+                wanted.append(fn)
+    order = ("window_geometry", "_pixels", "_spatial_array", "_window_sum", "_diagonal")
+    wanted.sort(key=lambda fn: (order.index(fn) if fn in order else len(order), fn))
+    return "\n\n".join(inspect.getsource(_routine(fn)).rstrip("\n") + "\n" for fn in wanted)
+
+
+def _routine(name: str):
+    """A spatial routine by name, from whichever of the two routine modules defines it."""
+    return getattr(spatial_maps, name, None) or getattr(spatial_support, name)
 

@@ -5,7 +5,7 @@ Along each spatial axis of n pixels with filter k and stride s, the input is dil
 between pixels), padded by a before and b after, and correlated with the filter, not flipped:
 'valid' pads a = k − 1 (output n·s + max(k − s, 0)), 'same' pads a = k − 1 if s > k − 1 else
 ⌈(k + s − 2)/2⌉ (output n·s), 'circular' folds the 'valid' output onto n·s positions
-(:func:`ntkdsl.arraycode.spatial_support.transpose_geometry`). fan_in = C_in·Π kernel, not divided by
+(:func:`ntkdsl.arraycode.spatial_maps.transpose_geometry`). fan_in = C_in·Π kernel, not divided by
 the stride. Kernel (kernel-math.md §2): conv's affine rule with the mean over taps of the dilated
 kernel (holes contribute 0, the divisor stays Π kernel), :class:`ntkdsl.algebra.spatial.conv_transpose_taps`.
 Finite width: the dilated, padded input through a stride-1 'valid' :class:`~.conv.Conv` (its rules and
@@ -22,7 +22,7 @@ import sympy as sp
 
 from ..algebra import spatial as ops
 from ..algebra.state import KernelState, affine_kernel
-from ..arraycode.spatial_support import fold_matrix, transpose_geometry
+from ..arraycode.spatial_maps import fold_matrix, transpose_geometry
 from .arrays import namespace
 from .conv import Conv, conv_backward, conv_forward, conv_init, conv_ntk_terms, conv_param_grads, register_windowed
 from .dense import dense_scales

@@ -2,7 +2,7 @@
 as jax.image.resize does it (neural-tangents' ImageResize), ``-1`` keeping an axis.
 
 Resizing is linear and separable: along each resized axis the features become R·x with R of
-:func:`ntkdsl.arraycode.spatial_support.resize_matrix`, so every kernel array becomes R·K·Rᵀ on both
+:func:`ntkdsl.arraycode.spatial_maps.resize_matrix`, so every kernel array becomes R·K·Rᵀ on both
 pixel axes (kernel-math.md §2). Linear resizing mixes pixels and needs all pixel pairs of its input;
 nearest selects one pixel per output and keeps the layout. Parameter-free; a Gaussian input stays
 Gaussian.
@@ -17,7 +17,7 @@ import sympy as sp
 
 from ..algebra import spatial as ops
 from ..algebra.state import KernelState
-from ..arraycode.spatial_support import resize_matrix
+from ..arraycode.spatial_maps import resize_matrix
 from ..errors import ArgumentSpecError, ShapeSpecError, Span
 from ..ir.arguments import MAX_WIDTH, REQUIRED, Spec, enum
 from ..ir.layer import Layer, span_field
