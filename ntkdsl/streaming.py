@@ -83,6 +83,22 @@ def request_fingerprint(net, x1: np.ndarray, x2: Optional[np.ndarray], dtype: np
             "x2": None if x2 is None else array_fingerprint(x2), "dtype": str(dtype)}
 
 
+def _request(net, x1, x2, dtype, graph1, graph2):
+    """The validated request: (x1, x2, graphs, dtype, its fingerprint, graphs included)."""
+    from .graphs import request_graphs
+
+    x1 = _points(net, x1, "x1")
+    x2 = None if x2 is None else _points(net, x2, "x2")
+    graphs = request_graphs(net, x1, x2, graph1, graph2)
+    dtype = np.dtype(np.float64 if dtype is None else dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    ident = request_fingerprint(net, x1, x2, dtype)
+    if graphs is not None:  # another graph is another request
+        ident.update({name: None if g is None else array_fingerprint(g) for name, g in graphs.items()})
+    return x1, x2, graphs, dtype, ident
+
+
 def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
                     memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None, progress=None,
                     graph1=None, graph2=None):
@@ -122,23 +138,14 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     """
     from .results import Kernels
     from .progress import tile_progress
-    from .graphs import request_graphs
     from .tiling import tiles
 
-    x1 = _points(net, x1, "x1")
-    x2 = None if x2 is None else _points(net, x2, "x2")
-    graphs = request_graphs(net, x1, x2, graph1, graph2)
-    dtype = np.dtype(np.float64 if dtype is None else dtype)
-    if dtype not in (np.float64, np.float32):
-        raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    x1, x2, graphs, dtype, ident = _request(net, x1, x2, dtype, graph1, graph2)
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
     os.makedirs(directory, exist_ok=True)
     final = {name: os.path.join(directory, f"{name}.npy") for name in NAMES}
     part = {name: os.path.join(directory, f"{name}.partial.npy") for name in NAMES}
-    ident = request_fingerprint(net, x1, x2, dtype)
-    if graphs is not None:  # another graph is another request
-        ident.update({name: None if g is None else array_fingerprint(g) for name, g in graphs.items()})
     tile, done = _resume(net, directory, ident, final, part, (n1, n2), batch_size, memory_budget)
     blocks = tiles(n1, None if x2 is None else n2, tile)
     out, done = _open_partials(part, (n1, n2), dtype, done, blocks, x2 is None, directory)
