@@ -73,3 +73,22 @@ def assert_progress_counts(net, args, total):
     assert all(n == total for _, n in calls) and [d for d, _ in calls] == sorted({d for d, _ in calls})
     for a, b in zip(counted, plain):
         assert np.array_equal(a, b)
+
+
+# neural-tangents computes in float64 with the same formulas up to the order of operations: 1e-12 of
+# the kernel's scale leaves room for a few hundred roundings through a network
+NT_RTOL = 1e-12
+
+
+def assert_agrees_with_neural_tangents(cross, self_kernels, ref):
+    """Kernels (x1 vs x2, and x1 vs itself or None) against a reference of tests/data/nt_new_layers.json."""
+    close_to_scale(cross.nngp, np.asarray(ref["nngp"]), NT_RTOL)
+    close_to_scale(cross.ntk, np.asarray(ref["ntk"]), NT_RTOL)
+    if self_kernels is None or "nngp_11" not in ref:
+        return
+    off = ~np.eye(len(self_kernels.nngp), dtype=bool)
+    for got, want in ((self_kernels.nngp, np.asarray(ref["nngp_11"])), (self_kernels.ntk, np.asarray(ref["ntk_11"]))):
+        close_to_scale(got[off], want[off], NT_RTOL)
+        # neural-tangents evaluates the diagonal at a ρ rounded off 1, where arccos-type duals lose
+        # √ε ≈ 1e-8 (measured up to 8e-10 of scale); ntkdsl's diagonal takes ρ = 1 exactly
+        close_to_scale(got.diagonal(), want.diagonal(), 1e-8)

@@ -3,43 +3,14 @@ numbers (tests/data/nt_new_layers.json, written by benchmarks/neural_tangents_ne
 form written here, Monte Carlo over finite networks with random masks, and the evaluation paths (tiles,
 diagonal requests) that must keep the same-point indicator by index."""
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ntkdsl
 
-DATA = json.loads((Path(__file__).resolve().parent / "data" / "nt_new_layers.json").read_text())["architectures"]
-NT_RTOL = 1e-12  # neural-tangents computes in float64 with the same formulas up to the order of operations
+from shared import close_to_scale
 
-
-def close(a, b, rtol):
-    """max |a − b| / max |b| ≤ rtol (a relative error of the kernel's scale)."""
-    scale = np.max(np.abs(b))
-    assert np.max(np.abs(np.asarray(a) - np.asarray(b))) <= rtol * scale, np.max(np.abs(a - b)) / scale
-
-
-@pytest.mark.filterwarnings("ignore::UserWarning")  # numba on an image network: the stated NumPy fallback
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-@pytest.mark.parametrize("name", ["dropout-mlp", "dropout-mlp-standard", "dropout-cnn-gap"])
-def test_agrees_with_neural_tangents(name, backend):
-    if backend == "numba":
-        pytest.importorskip("numba")
-    ref = DATA[name]
-    net = ntkdsl.loads(ref["spec"])
-    x1, x2 = np.asarray(ref["x1"]), np.asarray(ref["x2"])
-    k = net.kernels(x1, x2, backend=backend)
-    close(k.nngp, np.asarray(ref["nngp"]), NT_RTOL)
-    close(k.ntk, np.asarray(ref["ntk"]), NT_RTOL)
-    k11 = net.kernels(x1, backend=backend)
-    off = ~np.eye(len(x1), dtype=bool)
-    for got, want in ((k11.nngp, np.asarray(ref["nngp_11"])), (k11.ntk, np.asarray(ref["ntk_11"]))):
-        close(got[off], want[off], NT_RTOL)
-        # neural-tangents evaluates the diagonal at a ρ rounded off 1, where arccos-type duals lose
-        # √ε ≈ 1e-8 of scale; ntkdsl's diagonal takes ρ = 1 exactly (as in test_new_layers_nt.py)
-        close(got.diagonal(), want.diagonal(), 1e-8)
 
 
 W, B, W2, B2, RATE = 1.3, 0.2, 0.9, 0.1, 0.6
@@ -62,20 +33,19 @@ def test_dense_dropout_dense_closed_form_by_index():
     x = rng.standard_normal((5, 4))
     x[3] = x[1]  # two equal rows i ≠ j: different points, no factor (neural-tangents keys on the index too)
     y = rng.standard_normal((2, 4))
-    nngp, ntk = _hand(x, x, np.eye(5, dtype=bool))
+    self_nngp, self_ntk = _hand(x, x, np.eye(5, dtype=bool))
     k = net.kernels(x)
-    close(k.nngp, nngp, 1e-14)  # the same few operations in another order
-    close(k.ntk, ntk, 1e-14)
+    close_to_scale(k.nngp, self_nngp, 1e-14)  # the same few operations in another order
+    close_to_scale(k.ntk, self_ntk, 1e-14)
     assert k.nngp[1, 3] < k.nngp[1, 1]  # the repeated row really lacks the factor (the closed form has it at (1, 1) only)
     for other in (x.copy(), y):  # a cross request: never the factor, even against x itself
         nngp, ntk = _hand(x, other, np.zeros((5, len(other)), dtype=bool))
         k = net.kernels(x, other)
-        close(k.nngp, nngp, 1e-14)
-        close(k.ntk, ntk, 1e-14)
+        close_to_scale(k.nngp, nngp, 1e-14)
+        close_to_scale(k.ntk, ntk, 1e-14)
     d = net.kernels(x, diagonal=True)
-    nngp, ntk = _hand(x, x, np.eye(5, dtype=bool))
-    np.testing.assert_array_equal(d.nngp, net.kernels(x).nngp.diagonal())
-    close(d.ntk, ntk.diagonal(), 1e-14)
+    close_to_scale(d.nngp, self_nngp.diagonal(), 1e-14)  # as above: the closed form, in another order
+    close_to_scale(d.ntk, self_ntk.diagonal(), 1e-14)
 
 
 @pytest.mark.parametrize("spec", [
@@ -95,11 +65,11 @@ def test_tiles_and_diagonal_requests_keep_the_indicator(spec):
     for a, b in ((tiled.nngp, whole.nngp), (tiled.ntk, whole.ntk)):
         # off the diagonal the Gram matrix's BLAS blocking differs per tile (an ulp or so, as
         # test_architectures_tiling.py allows); a misplaced factor 1/rate would be off by O(1)
-        close(a, b, 1e-13)
+        close_to_scale(a, b, 1e-13)
         # the diagonal (factor 1/rate included) to round-off, as test_architectures_tiling.py (pooling sums pixel pairs)
         np.testing.assert_allclose(a.diagonal(), b.diagonal(), rtol=1e-14, atol=0)
     cross = net.kernels(x, x[4:5].copy())
-    close(cross.nngp[[0, 4], 0], whole.nngp[[0, 0], 4], 1e-13)  # (4, 4) of a cross request: no factor, as (0, 4)
+    close_to_scale(cross.nngp[[0, 4], 0], whole.nngp[[0, 0], 4], 1e-13)  # (4, 4) of a cross request: no factor, as (0, 4)
     assert whole.nngp[4, 4] > whole.nngp[0, 4]
     d = net.kernels(x, diagonal=True)
     np.testing.assert_array_equal(d.nngp, whole.nngp.diagonal())
@@ -181,7 +151,7 @@ def test_cupy_module_on_the_cpu_standin(spec, shape, monkeypatch):
     x, y = rng.standard_normal((5,) + shape), rng.standard_normal((3,) + shape)
     for args in ((x,), (x, y), (x, x.copy())):
         for got, want in zip(module.kernels(*args), net.kernels(*args, backend="numpy")):
-            close(np.asarray(got), want, 1e-12)
+            close_to_scale(np.asarray(got), want, 1e-12)
 
 
 def test_streamed_and_distributed_self_kernels_keep_the_indicator(tmp_path):
@@ -191,7 +161,7 @@ def test_streamed_and_distributed_self_kernels_keep_the_indicator(tmp_path):
     whole = net.kernels(x)
     disk = net.kernels_to_disk(x, directory=str(tmp_path), batch_size=3)
     for a, b in ((disk.nngp, whole.nngp), (disk.ntk, whole.ntk)):
-        close(np.asarray(a), b, 1e-13)  # per-tile Gram matrices: round-off apart (test_architectures_tiling.py)
+        close_to_scale(np.asarray(a), b, 1e-13)  # per-tile Gram matrices: round-off apart (test_architectures_tiling.py)
     assert disk.nngp[5, 5] > disk.nngp[1, 5]  # the repeated row is another point: no factor off the diagonal
 
 
@@ -210,7 +180,7 @@ def test_distributed_self_kernel_keeps_the_indicator(tmp_path):
     finally:
         client.close()
     for a, b in ((k.nngp, whole.nngp), (k.ntk, whole.ntk)):
-        close(np.asarray(a), b, 1e-13)  # per-tile Gram matrices: round-off apart (test_architectures_tiling.py)
+        close_to_scale(np.asarray(a), b, 1e-13)  # per-tile Gram matrices: round-off apart (test_architectures_tiling.py)
     assert k.nngp[5, 5] > k.nngp[1, 5]  # the repeated row is another point: no factor off the diagonal
 
 

@@ -149,42 +149,37 @@ class ArrayPrinter(SciPyPrinter):
     # structural operations of image kernels (ntkdsl.algebra.spatial): calls of the run-time
     # routines of ntkdsl.arraycode.spatial_support, their static settings as Python literals
     def _spatial_call(self, expr, names):
+        """``name(K, key=value, ...)``; a layout word becomes ``full=<bool>``, a true/false word a bool."""
         from ..algebra.spatial import static
 
         name = type(expr).__name__
         self.functions.setdefault(name, "")
-        settings = ", ".join(f"{key}={static(a)!r}" for key, a in zip(names, expr.args[1:]))
-        return f"{name}({self._print(expr.args[0])}, {settings})"
+        settings = []
+        for key, arg in zip(names, expr.args[1:]):
+            value = static(arg)
+            if key == "layout":
+                key, value = "full", value == "full"
+            elif key == "antialias":
+                value = value == "true"
+            settings.append(f"{key}={value!r}")
+        return f"{name}({self._print(expr.args[0])}, {', '.join(settings)})"
 
     def _print_conv_taps(self, expr):
-        from ..algebra.spatial import static
-
-        text = self._spatial_call(expr, ("shape", "kernel", "stride", "padding", "layout"))
-        return text.replace(f"layout={static(expr.args[5])!r}", f"full={static(expr.args[5]) == 'full'}")
+        return self._spatial_call(expr, ("shape", "kernel", "stride", "padding", "layout"))
 
     _print_conv_transpose_taps = _print_conv_taps
 
     def _print_spatial_index(self, expr):
-        from ..algebra.spatial import static
-
-        text = self._spatial_call(expr, ("shape", "picks", "drops", "layout"))
-        return text.replace(f"layout={static(expr.args[4])!r}", f"full={static(expr.args[4]) == 'full'}")
+        return self._spatial_call(expr, ("shape", "picks", "drops", "layout"))
 
     def _print_resize_map(self, expr):
-        from ..algebra.spatial import static
-
-        text = self._spatial_call(expr, ("shape", "size", "method", "antialias", "layout"))
-        text = text.replace(f"antialias={static(expr.args[4])!r}", f"antialias={static(expr.args[4]) == 'true'}")
-        return text.replace(f"layout={static(expr.args[5])!r}", f"full={static(expr.args[5]) == 'full'}")
+        return self._spatial_call(expr, ("shape", "size", "method", "antialias", "layout"))
 
     def _print_pool_window(self, expr):
         return self._spatial_call(expr, ("shape", "window", "stride", "padding", "mode"))
 
     def _print_flatten_mean(self, expr):
-        from ..algebra.spatial import static
-
-        text = self._spatial_call(expr, ("shape", "layout"))
-        return text.replace(f"layout={static(expr.args[2])!r}", f"full={static(expr.args[2]) == 'full'}")
+        return self._spatial_call(expr, ("shape", "layout"))
 
     def _print_global_pool(self, expr):
         return self._spatial_call(expr, ("shape", "mode"))
@@ -199,10 +194,7 @@ class ArrayPrinter(SciPyPrinter):
         return self._spatial_call(expr, ("shape",))
 
     def _print_time_shift(self, expr):
-        from ..algebra.spatial import static
-
-        text = self._spatial_call(expr, ("shape", "layout"))
-        return text.replace(f"layout={static(expr.args[2])!r}", f"full={static(expr.args[2]) == 'full'}")
+        return self._spatial_call(expr, ("shape", "layout"))
 
     def _print_graph_aggregate(self, expr):  # graph1, graph2: the adjacencies kernels() receives
         from ..algebra.spatial import static

@@ -23,12 +23,8 @@ def transpose_taps(n, k, s, padding):
     """The 0/1 matrices M[δ] (k, out, n): output q reads input pixel j through tap δ when
     q + δ − pad = s·j; for 'circular', the 'valid' matrices folded onto n·s rows."""
     lo, size = transpose_geometry(n, k, s, padding)
-    m = xp.zeros((k, size, n), dtype=xp.float64)
-    for d in range(k):
-        for j in range(n):
-            q = s * j + lo - d
-            if 0 <= q < size:
-                m[d, q, j] = 1.0
+    tap, out, pixel = xp.arange(k)[:, None, None], xp.arange(size)[None, :, None], xp.arange(n)[None, None, :]
+    m = (out == s * pixel + lo - tap).astype(xp.float64)
     if padding == "circular":
         m = xp.einsum("oi,dij->doj", fold_matrix(n, k, s), m)
     return m
@@ -39,8 +35,7 @@ def fold_matrix(n, k, s):
     offset = max(k − s, 0) // 2 (neural-tangents' ConvTranspose)."""
     size, out = transpose_geometry(n, k, s, "valid")[1], n * s
     fold = xp.zeros((out, size), dtype=xp.float64)
-    for i in range(size):
-        fold[(i - max(k - s, 0) // 2) % out, i] = 1.0
+    fold[(xp.arange(size) - max(k - s, 0) // 2) % out, xp.arange(size)] = 1.0
     return fold
 
 

@@ -10,7 +10,7 @@ from typing import Dict, Optional
 import sympy as sp
 
 from .._version import __version__
-from ..algebra.points import has_same_point
+from ..algebra.points import SAME_POINT
 from ..ir.printer import format_network
 from ..symbolic.program import KernelProgram
 from .schedule import inert
@@ -74,16 +74,23 @@ def parameter_binding(program: KernelProgram, indent: str = "    ", source: str 
     return f"{indent}{', '.join(names)}{',' if len(names) == 1 else ''} = {source}\n"
 
 
-def uses_same_point(program: KernelProgram) -> bool:
-    """Whether the program reads the same-point indicator δ(x, x′) (:mod:`ntkdsl.algebra.points`);
-    remembered per program (every request asks, and sympy's walk allocates)."""
-    if program not in _SAME_POINT:
+def program_reads(program: KernelProgram, atom) -> bool:
+    """Whether any step of the program (or its output) contains ``atom`` (a symbol or a function class);
+    remembered per program and atom (every request asks, and sympy's walk allocates)."""
+    seen = _READS.setdefault(program, {})
+    if atom not in seen:
         out = program.output
-        _SAME_POINT[program] = has_same_point([e for step in program.steps for _, e in step.assignments] + [out.nngp, out.ntk])
-    return _SAME_POINT[program]
+        exprs = [e for step in program.steps for _, e in step.assignments] + [out.nngp, out.ntk]
+        seen[atom] = any(isinstance(e, sp.Basic) and e.has(atom) for e in exprs)
+    return seen[atom]
 
 
-_SAME_POINT: "weakref.WeakKeyDictionary[KernelProgram, bool]" = weakref.WeakKeyDictionary()
+_READS: "weakref.WeakKeyDictionary[KernelProgram, dict]" = weakref.WeakKeyDictionary()
+
+
+def uses_same_point(program: KernelProgram) -> bool:
+    """Whether the program reads the same-point indicator δ(x, x′) (:mod:`ntkdsl.algebra.points`)."""
+    return program_reads(program, SAME_POINT)
 
 
 def same_point_binding(program: KernelProgram, diagonal: bool = False, indent: str = "    ") -> str:
@@ -100,23 +107,16 @@ def same_point_binding(program: KernelProgram, diagonal: bool = False, indent: s
 
 def uses_graphs(program: KernelProgram) -> bool:
     """Whether the program reads per-point adjacencies (``aggregate``: :class:`ntkdsl.algebra.spatial.graph_aggregate`),
-    so its modules take ``graph1``/``graph2`` (``graph`` in kernels_diagonal); remembered per program."""
-    if program not in _GRAPHS:
-        from ..algebra.spatial import graph_aggregate
+    so its modules take ``graph1``/``graph2`` (``graph`` in kernels_diagonal)."""
+    from ..algebra.spatial import graph_aggregate
 
-        out = program.output
-        exprs = [e for step in program.steps for _, e in step.assignments] + [out.nngp, out.ntk]
-        _GRAPHS[program] = any(isinstance(e, sp.Basic) and e.has(graph_aggregate) for e in exprs)
-    return _GRAPHS[program]
-
-
-_GRAPHS: "weakref.WeakKeyDictionary[KernelProgram, bool]" = weakref.WeakKeyDictionary()
+    return program_reads(program, graph_aggregate)
 
 
 def graph_binding(program: KernelProgram, diagonal: bool = False, indent: str = "    ") -> str:
     """The lines of an array module that bind the adjacencies the ``graph_aggregate`` calls read, or "":
     kernels() takes graph1 (N1, V, V) and graph2 (N2, V, V) (None: graph1, for a self request), checked
-    and converted by the caller (:func:`ntkdsl.validate.graphs`); kernels_diagonal() one ``graph``."""
+    and converted by the caller (:func:`ntkdsl.graphs.as_graphs`); kernels_diagonal() one ``graph``."""
     if not uses_graphs(program):
         return ""
     if diagonal:

@@ -143,3 +143,13 @@ def positive_real(low, v, span, name: str, env=()) -> sp.Expr:
 def is_positive_int(n) -> bool:
     """Whether ``n`` is a Python int > 0 (not a bool): a width, channel count or window entry."""
     return isinstance(n, int) and not isinstance(n, bool) and n > 0
+
+
+BOOLEANS = ("false", "true")  # the words of a yes/no argument; BOOLEANS[flag] is its canonical text
+
+
+def boolean(low, v, span, name: str, env=()) -> bool:
+    """``true`` or ``false`` as a bool (a default given as a bool passes)."""
+    if isinstance(v, bool):
+        return v
+    return enum(BOOLEANS)(low, v, span, name, env) == "true"

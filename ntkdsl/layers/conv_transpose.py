@@ -36,11 +36,9 @@ class ConvTranspose(Conv):
     keyword: ClassVar[str] = "conv_transpose"
 
     def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
-        spatial = spatial_input("conv_transpose", in_shape, len(self.kernel_size), self.span)
-        sizes = [transpose_geometry(n, k, s, self.padding)[1] for n, k, s in zip(spatial, self.kernel_size, self.stride)]
-        if self.padding == "circular":
-            sizes = [n * s for n, s in zip(spatial, self.stride)]
-        return tuple(sizes) + (self.channels,)
+        spatial = spatial_input(self.keyword, in_shape, len(self.kernel_size), self.span)
+        return tuple(n * s if self.padding == "circular" else transpose_geometry(n, k, s, self.padding)[1]
+                     for n, k, s in zip(spatial, self.kernel_size, self.stride)) + (self.channels,)
 
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """Σ' = σ_w²·T[Σ] + σ_b², Θ' as conv's (kernel-math.md §2), T the transposed mean over taps."""

@@ -33,10 +33,16 @@ from .finite import mask_rng
 from .registry import LayerRule, register
 
 
+def _is_probability(x) -> bool:
+    """0 < x ≤ 1 for an exact number."""
+    x = sp.sympify(x)
+    return bool(x.is_number and 0 < x <= 1)
+
+
 def keep_probability(low, v, span, name: str, env=()) -> sp.Expr:
     """A probability of keeping a feature: 0 < rate ≤ 1."""
     x = real(low, v, span, name, env)
-    if not (x.is_number and 0 < x <= 1):
+    if not _is_probability(x):
         raise ArgumentSpecError(f"{name} is the probability of keeping a feature (as neural-tangents' Dropout) and "
                                 f"must satisfy 0 < {name} <= 1, got {x}", span)
     return x
@@ -52,7 +58,7 @@ class Dropout(Layer):
     entrywise = True  # each entry from its own (x, x′) entry and the pair's same-point indicator
 
     def check(self) -> None:
-        if not (sp.sympify(self.rate).is_number and 0 < self.rate <= 1):
+        if not _is_probability(self.rate):
             raise ArgumentSpecError(f"dropout's rate must satisfy 0 < rate <= 1, got {self.rate}", self.span)
 
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:

@@ -24,12 +24,11 @@ from ..algebra.functions import cos_angle
 from ..algebra.spatial import dual_arguments
 from ..algebra.state import KernelState
 from ..errors import Span, StructureSpecError
-from ..ir.arguments import Spec, enum, scale
+from ..ir.arguments import BOOLEANS, boolean, Spec, scale
 from ..ir.layer import Layer, span_field
 from ..ir.printer import format_value
 from .registry import LayerRule, register
 
-BOOLEANS = ("false", "true")
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,16 @@ class ExpNormalized(Layer):
                 f"do_clip = {BOOLEANS[self.do_clip]})")
 
     def init_params(self, rng, in_shape):
+        self.refuse_finite()
+
+    def forward(self, params, x):
+        self.refuse_finite()
+
+    def backward(self, params, cache, g):
+        self.refuse_finite()
+
+    def refuse_finite(self):
+        """A located error: the layer has no finite-width network (nothing to draw, apply or pull back)."""
         raise StructureSpecError(
             "exp_normalized has no finite-width network: it transforms the kernel (the Gaussian normalized "
             "kernel of Shankar et al. 2020, as neural-tangents' ExpNormalized, whose apply_fn raises too), so "
@@ -76,11 +85,11 @@ class ExpNormalized(Layer):
 
 
 def _build(v, call) -> ExpNormalized:
-    return ExpNormalized(v["gamma"], v["shift"], v["do_clip"] == "true", call.span)
+    return ExpNormalized(v["gamma"], v["shift"], v["do_clip"], call.span)
 
 
 register(LayerRule("exp_normalized", (
     Spec("gamma", sp.S.One, scale),
     Spec("shift", sp.S.NegativeOne, scale),
-    Spec("do_clip", "false", enum(BOOLEANS)),
+    Spec("do_clip", False, boolean),
 ), _build))

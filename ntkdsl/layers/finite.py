@@ -37,16 +37,22 @@ import numpy as np
 Params = Dict[str, np.ndarray]  # one layer's parameters by name (float64 arrays, shapes without the batch)
 
 _MASKS: ContextVar = ContextVar("ntkdsl_mask_rng", default=None)
+_GRAPHS: ContextVar = ContextVar("ntkdsl_graphs", default=None)
 
 
 @contextmanager
+def _bound(var: ContextVar, value):
+    """``var`` set to ``value`` for the block (the forward passes run inside it)."""
+    token = var.set(value)
+    try:
+        yield value
+    finally:
+        var.reset(token)
+
+
 def random_masks(rng):
     """Forward passes inside the block draw their random masks (dropout) from ``rng``, a NumPy Generator."""
-    token = _MASKS.set(rng)
-    try:
-        yield rng
-    finally:
-        _MASKS.reset(token)
+    return _bound(_MASKS, rng)
 
 
 def mask_rng():
@@ -56,17 +62,9 @@ def mask_rng():
     return rng if rng is not None else np.random.default_rng()
 
 
-_GRAPHS: ContextVar = ContextVar("ntkdsl_graphs", default=None)
-
-
-@contextmanager
 def point_graphs(graph):
     """Forward passes inside the block aggregate over ``graph``, the (N, V, V) adjacencies of their N points."""
-    token = _GRAPHS.set(graph)
-    try:
-        yield graph
-    finally:
-        _GRAPHS.reset(token)
+    return _bound(_GRAPHS, graph)
 
 
 def current_graphs():

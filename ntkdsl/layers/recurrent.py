@@ -98,12 +98,16 @@ class Recurrent(Layer):
         w2, u2 = p["w_std"] ** 2, p["u_std"] ** 2
         b2 = p["b_std"] ** 2 if "b_std" in p else sp.S.Zero
         steps = s.shape[0]
-        drive = yield KernelState(u2 * s.cov1 + b2, u2 * s.cov2 + b2, u2 * s.nngp + b2, u2 * s.nngp + b2 + u2 * s.ntk,
+        inputs = u2 * s.nngp + b2  # the input drive U·x_t + b of the pre-activations
+        drive = yield KernelState(u2 * s.cov1 + b2, u2 * s.cov2 + b2, inputs, inputs + u2 * s.ntk,
                                   gaussian=True, width=self.width, shape=s.shape, layout=s.layout)
         state = drive
+
+        def shift(k):  # σ_w²·K(t − 1, t′ − 1): the recurrent weights' share
+            return w2 * ops.shift(k, s.shape, s.layout)
+
         for _ in range(steps - 1):
             e = self._dual(state)
-            shift = lambda k: w2 * ops.shift(k, s.shape, s.layout)  # noqa: E731
             nngp = drive.nngp + shift(e.nngp)
             state = yield KernelState(drive.cov1 + shift(e.cov1), drive.cov2 + shift(e.cov2), nngp,
                                       nngp + u2 * s.ntk + shift(e.ntk), gaussian=True, width=self.width,

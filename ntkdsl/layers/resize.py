@@ -19,14 +19,13 @@ from ..algebra import spatial as ops
 from ..algebra.state import KernelState
 from ..arraycode.spatial_maps import resize_matrix
 from ..errors import ArgumentSpecError, ShapeSpecError, Span
-from ..ir.arguments import MAX_WIDTH, REQUIRED, Spec, enum
+from ..ir.arguments import BOOLEANS, boolean, MAX_WIDTH, REQUIRED, Spec, enum
 from ..ir.layer import Layer, span_field
 from .arrays import namespace
 from .registry import LayerRule, register
 from .windows import spatial_input, tuple_text
 
 METHODS = ("linear", "nearest")
-BOOLEANS = ("false", "true")
 
 
 @dataclass(frozen=True)
@@ -107,11 +106,11 @@ def _sizes(low, v, span, name: str, env=()) -> Tuple[int, ...]:
 
 
 def _build(v, call) -> Resize:
-    return Resize(v["shape"], v["method"], v["antialias"] == "true", call.span)
+    return Resize(v["shape"], v["method"], v["antialias"], call.span)
 
 
 register(LayerRule("resize", (
     Spec("shape", REQUIRED, _sizes),
     Spec("method", "linear", enum(METHODS)),
-    Spec("antialias", "true", enum(BOOLEANS)),
+    Spec("antialias", True, boolean),
 ), _build))
