@@ -223,14 +223,16 @@ class Recurrent(Layer):
         d2 = d1 if (cache2 is cache1 and g2 is g1) else self._through_time(params, cache2, g2)[0]
         xp = namespace(g1)
         n1, n2 = g1.shape[0], g2.shape[0]
+        h2s, x2s = xp.stack(h2[:len(d2)]), xp.moveaxis(x2, 1, 0)  # (T, N2, width), (T, N2, C): all times u at once
+        b = xp.stack([d.reshape(n2, -1) if trace else d for d in d2])
         total = 0.0
         for t, a in enumerate(d1):
-            for u, b in enumerate(d2):
-                share = s_w**2 * (h1[t] @ h2[u].T) + s_u**2 * (x1[:, t] @ x2[:, u].T) + s_b**2
-                if trace:
-                    total = total + share * (a.reshape(n1, -1) @ b.reshape(n2, -1).T)
-                else:
-                    total = total + share[:, :, None, None] * xp.einsum("aij,bkj->abik", a, b, optimize=True)
+            share = (s_w**2 * xp.einsum("ai,ubi->uab", h1[t], h2s) + s_u**2 * xp.einsum("ac,ubc->uab", x1[:, t], x2s)
+                     + s_b**2)  # (T, N1, N2): the weights' shared inner products at (t, u) for every u
+            if trace:
+                total = total + xp.einsum("uab,aj,ubj->ab", share, a.reshape(n1, -1), b, optimize=True)
+            else:
+                total = total + xp.einsum("uab,aij,ubkj->abik", share, a, b, optimize=True)
         return total
 
 
