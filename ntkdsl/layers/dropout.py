@@ -65,13 +65,13 @@ class Dropout(Layer):
         """Each variance times f on the pixel diagonal, Σ and Θ times f where a point meets itself at one pixel."""
         extra = 1 / sp.sympify(self.rate) - 1  # f − 1
         if s.shape and s.layout == ops.FULL:
-            def on_pixels(k):  # K + (f − 1)·δ(p, p′)·K
-                return k + extra * ops.embed(ops.diagonal(k, s.shape), s.shape)
+            def boost(k):  # (f − 1)·δ(p, p′)·K: only the pixel diagonal gains the factor
+                return extra * ops.embed(ops.diagonal(k, s.shape), s.shape)
         else:
-            def on_pixels(k):
-                return (1 + extra) * k
-        cov1, cov2 = on_pixels(s.cov1), on_pixels(s.cov2)
-        nngp, ntk = (k + SAME_POINT * (on_pixels(k) - k) for k in (s.nngp, s.ntk))
+            def boost(k):
+                return extra * k
+        cov1, cov2 = s.cov1 + boost(s.cov1), s.cov2 + boost(s.cov2)
+        nngp, ntk = (k + SAME_POINT * boost(k) for k in (s.nngp, s.ntk))
         return KernelState(cov1, cov2, nngp, ntk, gaussian=False, width=s.width, shape=s.shape, layout=s.layout)
 
     def verified(self, shape, gaussian, why, check):
