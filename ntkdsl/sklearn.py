@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .api import CompiledNetwork, load, loads
 from .flow import KernelFlow
+from .flow.network_kernels import point_graphs
 
 __all__ = ["NTKKernel", "NTKRegressor", "NTKClassifier", "DEFAULT_SPEC"]
 
@@ -227,20 +228,23 @@ class _FlowEstimator(BaseEstimator):
                              f"(inputs of shape {shape}, flattened)")
         return X.reshape((X.shape[0],) + shape)
 
-    def _fit_targets(self, X, targets):
+    def _fit_targets(self, X, targets, graph=None):
         net = self._network(X.shape[1])
         x = self._inputs(net, X)
-        k = net.kernels(x)
+        g = point_graphs(net, x, graph, "graph", "X")  # dense (N, V, V) for a GNN, else None
+        k = net.kernels(x, graph1=g)
         self.flow_ = KernelFlow.from_kernels(k.ntk, targets, k.nngp, learning_rate=self.learning_rate,
                                              diag_reg=self.diag_reg, kernel=self.kernel)
-        self.X_fit_ = X
+        self.X_fit_, self.graph_fit_ = X, g
         return self
 
-    def _outputs(self, X) -> np.ndarray:
+    def _outputs(self, X, graph=None) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
         net = self._network(X.shape[1])
-        k = net.kernels(self._inputs(net, X), self._inputs(net, self.X_fit_))
+        x = self._inputs(net, X)
+        g = point_graphs(net, x, graph, "graph", "X")
+        k = net.kernels(x, self._inputs(net, self.X_fit_), graph1=g, graph2=self.graph_fit_)
         return self.flow_.predict(k.ntk if self.kernel == "ntk" else k.nngp, self.t)
 
     def __getstate__(self):
@@ -253,6 +257,9 @@ class NTKRegressor(RegressorMixin, _FlowEstimator):
     """The infinitely wide network of ``spec`` trained on (X, y) by gradient flow on the squared loss
     for time ``t`` (gradient steps at ``learning_rate``; ``inf``: to convergence, kernel ridge
     regression with ridge ``diag_reg``·mean diagonal); outputs start at 0 (:class:`ntkdsl.KernelFlow`).
+
+    A spec with ``aggregate`` layers (a GNN) takes each row's graph as ``fit(X, y, graph=...)`` and
+    ``predict(X, graph=...)``: dense (N, V, V) adjacencies or (N, E, 2) integer edge lists (as ``net.kernels``).
 
     Args:
         spec: path or text of a .ntk spec; None: a two-hidden-layer ReLU network sized to the data.
@@ -269,30 +276,30 @@ class NTKRegressor(RegressorMixin, _FlowEstimator):
         tags.target_tags.single_output = True
         return tags
 
-    def fit(self, X, y):
+    def fit(self, X, y, graph=None):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
-        return self._fit_targets(X, y.astype(np.float64))
+        return self._fit_targets(X, y.astype(np.float64), graph)
 
-    def predict(self, X):
-        return self._outputs(X)
+    def predict(self, X, graph=None):
+        return self._outputs(X, graph)
 
 
 class NTKClassifier(ClassifierMixin, _FlowEstimator):
     """Classification by the kernel flow on one-hot targets centred to mean zero over the classes
-    (y_onehot − 1/k); the predicted class is the largest output. Arguments as :class:`NTKRegressor`."""
+    (y_onehot − 1/k); the predicted class is the largest output. Arguments (and graphs) as :class:`NTKRegressor`."""
 
-    def fit(self, X, y):
+    def fit(self, X, y, graph=None):
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         self.classes_, index = np.unique(y, return_inverse=True)
         k = len(self.classes_)
         targets = np.eye(k)[index] - 1.0 / k
-        return self._fit_targets(X, targets)
+        return self._fit_targets(X, targets, graph)
 
-    def decision_function(self, X):
-        f = self._outputs(X)
+    def decision_function(self, X, graph=None):
+        f = self._outputs(X, graph)
         return f[:, 1] - f[:, 0] if len(self.classes_) == 2 else f
 
-    def predict(self, X):
-        f = self._outputs(X)
+    def predict(self, X, graph=None):
+        f = self._outputs(X, graph)
         return self.classes_[np.argmax(f, axis=1)]

@@ -15,8 +15,36 @@ from . import inputs
 NETWORK_KERNEL_RTOL = 1e-8
 
 
+def point_graphs(net, x, graph, name: str, points: str) -> Optional[np.ndarray]:
+    """``graph`` as dense float64 adjacencies (N, V, V) of the points ``x`` (:func:`ntkdsl.graphs.as_graphs`) for a
+    network that aggregates over graphs, None for one that does not; a network object without a program
+    (a wrapper) gets ``graph`` as given, for its ``kernels`` to check.
+
+    Raises:
+        ValueError: naming ``name``: graphs missing for a network that aggregates, given to one that does not,
+            or not one adjacency per point of ``points``.
+    """
+    from ..codegen.prologue import uses_graphs
+    from ..graphs import as_graphs
+
+    program = getattr(net, "program", None)
+    if program is None:
+        return graph
+    if not uses_graphs(program):
+        if graph is not None:
+            raise ValueError(f"network {net.name} has no aggregate layer: {name} is not used; leave it out")
+        return None
+    nodes = int(net.ir.input_shape[0])
+    if graph is None:
+        raise ValueError(f"network {net.name} aggregates over graphs: pass {name}=, each point of {points}'s adjacency "
+                         f"((N, {nodes}, {nodes}) floats or an (N, E, 2) integer edge list)")
+    return as_graphs(graph, len(x), nodes, name, points)
+
+
 def evaluate(net, x1, x2, arrays, **options):
-    """``net.kernels(x1, x2, **options)``, evaluated with the backend of the array namespace ``arrays``."""
+    """``net.kernels(x1, x2, **options)``, evaluated with the backend of the array namespace ``arrays``; graph
+    options that are None are left out (a network without aggregate layers takes none)."""
+    options = {k: v for k, v in options.items() if not (k.startswith("graph") and v is None)}
     if arrays.name == "numpy":
         return net.kernels(x1, x2, **options)
     return net.kernels(x1, x2, backend=arrays.name, **options)
@@ -46,27 +74,35 @@ class NetworkBlocks:
     The kernels of the last test set are kept (keyed by the inputs' SHA-1), so that ``predict`` and
     ``ensemble`` on the same points evaluate the network once. The prior's diagonal alone (variances,
     ``compute_cov=False``) comes from ``net.kernels(x*, diagonal=True)``: O(N_test), no (N_test, N_test) array.
+    A network that aggregates over graphs gets the points' adjacencies with them (``graph1=``, ``graph2=``).
 
     Args:
         net: the network (anything with ``kernels(x1, x2=None, diagonal=False)``).
-        x_train: the training inputs X, float64 (N, d).
+        x_train: the training inputs X, float64 (N, *input shape).
         kernel: "ntk" or "nngp", the flow's training kernel.
         arrays: the array namespace of the flow (:mod:`.arrays`).
+        graph_train: X's adjacencies (:func:`point_graphs`), or None for a network without aggregate layers.
     """
 
-    def __init__(self, net, x_train: np.ndarray, kernel: str, arrays):
+    def __init__(self, net, x_train: np.ndarray, kernel: str, arrays, graph_train=None):
         self._net, self._x_train, self._kernel, self._arrays = net, x_train, kernel, arrays
+        self._graph_train = graph_train
         self._cache: tuple = (None, None, None)
 
-    def __call__(self, test, prior: Optional[bool] = None):
-        """(K(x*, X), Σ(x*, X), Σ(x*, x*) or None); ``prior``: None, False (diagonal), True (full)."""
+    def __call__(self, test, prior: Optional[bool] = None, graph_test=None):
+        """(K(x*, X), Σ(x*, X), Σ(x*, x*) or None); ``prior``: None, False (diagonal), True (full);
+        ``graph_test``: x*'s adjacencies for a network that aggregates over graphs."""
         x = inputs.as_float_array(self._arrays.to_numpy(test), "x_test")
-        key = (x.shape, hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest())
+        g = point_graphs(self._net, x, graph_test, "graph_test", "x_test")
+        digest = hashlib.sha1(np.ascontiguousarray(x).tobytes())
+        if g is not None:
+            digest.update(np.ascontiguousarray(g).tobytes())
+        key = (x.shape, None if g is None else np.shape(g), digest.hexdigest())
         cached_key, k, k_test = self._cache
         if cached_key != key:
-            k, k_test = evaluate(self._net, x, self._x_train, self._arrays), None
+            k, k_test = evaluate(self._net, x, self._x_train, self._arrays, graph1=g, graph2=self._graph_train), None
         if prior is not None and (k_test is None or (prior and k_test.ndim == 1)):  # full, or its diagonal
-            k_test = evaluate(self._net, x, None, self._arrays, **({} if prior else {"diagonal": True})).nngp
+            k_test = evaluate(self._net, x, None, self._arrays, graph1=g, **({} if prior else {"diagonal": True})).nngp
         self._cache = (key, k, k_test)
         as_array = self._arrays.asarray
         kx = as_array(k.ntk if self._kernel == "ntk" else k.nngp)
