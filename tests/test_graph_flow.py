@@ -167,3 +167,62 @@ def test_missing_or_unwanted_graphs_are_clear_errors(net, problem):
     given = KernelFlow.from_kernels(k.ntk, y)
     with pytest.raises(ValueError, match="built from kernels"):
         given.predict(np.zeros((4, 8)), np.inf, graph_test=gt)
+
+
+def run_cli(argv, capsys):
+    """(exit status, stdout, stderr) of ``ntkdsl ARGV``."""
+    from ntkdsl.cli.main import main
+
+    capsys.readouterr()
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_flow_command_reads_graphs_from_its_files(net, problem, tmp_path, capsys):
+    """``ntkdsl flow``: arrays x, y, graph in --train, x, graph in --test; the predictions at t = ∞ are the
+    closed form Θ(x*, X) Θ⁻¹ y, the training loss at t = 0 is ‖y‖²/2N (outputs start at 0)."""
+    x, g, y, xt, gt, k, kx, _ = problem
+    spec = tmp_path / "gnn.ntk"
+    spec.write_text(SPEC)
+    np.savez(tmp_path / "train.npz", x=x, y=y, graph=g)
+    np.savez(tmp_path / "test.npz", x=xt, graph=gt)
+    out = tmp_path / "flow.npz"
+    status, _, err = run_cli(["flow", spec, "--train", tmp_path / "train.npz", "--test", tmp_path / "test.npz",
+                              "--times", "0,inf", "-o", out], capsys)
+    assert status == 0, err
+    result = np.load(out)
+    close_to_scale(result["test_pred"][1], kx.ntk @ np.linalg.solve(k.ntk, y), RTOL)
+    np.testing.assert_allclose(result["train_loss"][0], np.sum(y**2) / 16, rtol=1e-14)  # one sum, reordered
+    np.savez(tmp_path / "bare.npz", x=xt)
+    mlp = tmp_path / "mlp.ntk"
+    mlp.write_text("network m(input = [5, 3]) { flatten; dense(8); relu; dense(2) }")
+    for argv, message in (([spec, "--train", tmp_path / "train.npz", "--test", tmp_path / "bare.npz"],
+                           "'" + str(tmp_path / "bare.npz") + "' must hold an array graph"),
+                          ([mlp, "--train", tmp_path / "train.npz"], "holds an array graph, but network m has no aggregate")):
+        status, _, err = run_cli(["flow", *argv, "-o", tmp_path / "bad.npz"], capsys)
+        assert status == 2 and err.startswith("ntkdsl: error: ") and message in err, err
+        assert not (tmp_path / "bad.npz").exists()
+
+
+def test_sample_command_takes_graphs(net, tmp_path, capsys):
+    """``ntkdsl sample --graph1``: its errors are those of ntkdsl.monte_carlo with the same graphs and seed
+    against net.kernels with them (the report's definition); without --x1/--graph1 a clear error."""
+    x, g, _ = data(3, 7)
+    spec = tmp_path / "gnn.ntk"
+    spec.write_text(SPEC)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "g.npy", g)
+    out = tmp_path / "sample.npz"
+    status, text, err = run_cli(["sample", spec, "--x1", tmp_path / "x.npy", "--graph1", tmp_path / "g.npy",
+                                 "--widths", "32", "--samples", "2", "-o", out], capsys)
+    assert status == 0, err
+    mc = ntkdsl.monte_carlo(net, x, width=32, n_samples=2, seed=0, graph1=g)
+    exact = net.with_width(32).kernels(x, graph1=g)
+    expected = np.linalg.norm(mc.ntk - exact.ntk) / np.linalg.norm(exact.ntk)
+    np.testing.assert_allclose(np.load(out)["ntk_error"][0], expected, rtol=1e-12)  # the same draws, summed alike
+    for argv, message in (([], "aggregates over graphs: pass --x1 FILE"),
+                          (["--x1", tmp_path / "x.npy"], "pass --graph1 FILE"),
+                          (["--x1", tmp_path / "x.npy", "--graph1", tmp_path / "x.npy"], "--graph1 in")):
+        status, _, err = run_cli(["sample", spec, "--widths", "8", "--samples", "2", *argv], capsys)
+        assert status == 2 and err.startswith("ntkdsl: error: ") and message in err, err

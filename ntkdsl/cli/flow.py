@@ -2,7 +2,9 @@
 
     ntkdsl flow SPEC --train train.npz --test test.npz --times 0,10,100,inf [--plot out.png]
 
-Each .npz holds arrays ``x`` (N, d) and ``y`` (N,) or (N, k); ``y`` is optional in the test file.
+Each .npz holds arrays ``x`` (N, *input shape) and ``y`` (N,) or (N, k); ``y`` is optional in the test
+file. A network with ``aggregate`` layers (a GNN) also reads ``graph`` from each file: the points'
+adjacencies, (N, V, V) floats or (N, E, 2) integer edge lists (as ``ntkdsl eval --graph1``).
 Prints the training loss and the test predictions (and test loss, when the test file has ``y``)
 at each time; ``-o`` saves them, ``--plot`` draws the loss and the principal components over time.
 """
@@ -35,8 +37,9 @@ def register(subparsers) -> None:
                     "form (loss (1/2N) sum |f - y|^2, time in gradient steps, f0 = 0).")
     f.add_argument("spec", help="a .ntk file")
     f.add_argument("--network", help="which network, when the file defines several")
-    f.add_argument("--train", required=True, help=".npz with arrays x (N, d) and y (N,) or (N, k)")
-    f.add_argument("--test", help=".npz with array x (and optionally y) of test points")
+    f.add_argument("--train", required=True, help=".npz with arrays x (N, *input shape) and y (N,) or (N, k) "
+                   "(and graph, the adjacencies, for a network with aggregate layers)")
+    f.add_argument("--test", help=".npz with array x (and optionally y; graph for aggregate) of test points")
     f.add_argument("--times", default="0,10,100,1000,inf",
                    help="comma-separated times in gradient steps, 'inf' allowed (default %(default)s)")
     f.add_argument("--learning-rate", type=float, default=1.0, help="eta (default 1)")
@@ -71,8 +74,8 @@ def parse_times(text: str) -> np.ndarray:
     return np.array(out)
 
 
-def read_data(path: str, d: int, need_y: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """Arrays x (N, d) and y (N, ...) from an .npz file.
+def read_data(path: str, shape: Tuple[int, ...], need_y: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Arrays x (N, *shape) and y (N, ...) from an .npz file.
 
     Raises:
         UserError: unreadable file, missing arrays, wrong shapes or non-finite values.
@@ -85,9 +88,9 @@ def read_data(path: str, d: int, need_y: bool) -> Tuple[np.ndarray, Optional[np.
                             "numpy.savez(path, x=x, y=y)")
         with data:
             found = sorted(data.files)
-            for k, shape in (("x", (d,)), ("y", None)):  # headers first: a forged shape is not allocated
+            for k, per_point in (("x", shape), ("y", None)):  # headers first: a forged shape is not allocated
                 if k in data.files:
-                    npz_member_header(data, k, k, where=f" in {path!r}", shape=shape)
+                    npz_member_header(data, k, k, where=f" in {path!r}", shape=per_point)
             arrays = {k: data[k] for k in ("x", "y") if k in data.files}
     except (OSError, ValueError, EOFError) as exc:
         raise UserError(f"cannot load {path!r} as .npz: {getattr(exc, 'strerror', None) or exc}") from None
@@ -96,8 +99,8 @@ def read_data(path: str, d: int, need_y: bool) -> Tuple[np.ndarray, Optional[np.
     x, y = arrays["x"], arrays.get("y")
     if need_y and x.shape[:1] == (0,):
         raise UserError(f"{path!r} holds no training points (x has shape {x.shape})")
-    if x.ndim != 2 or x.shape[1] != d:
-        raise UserError(f"x in {path!r} has shape {x.shape}; this network needs (N, {d})")
+    if x.shape[1:] != tuple(shape):
+        raise UserError(f"x in {path!r} has shape {x.shape}; this network needs (N, {', '.join(map(str, shape))})")
     for name, a in (("x", x), ("y", y)):
         if a is None:
             continue
@@ -108,11 +111,42 @@ def read_data(path: str, d: int, need_y: bool) -> Tuple[np.ndarray, Optional[np.
     return x.astype(np.float64), None if y is None else y.astype(np.float64)
 
 
+def read_graphs(path: str, net, x: np.ndarray) -> Optional[np.ndarray]:
+    """The array ``graph`` of the .npz at ``path``, the adjacencies of its points ``x``, dense (N, V, V), for a
+    network with aggregate layers (:func:`ntkdsl.graphs.as_graphs`); None for one without.
+
+    Raises:
+        UserError: a network that aggregates without the array, one that does not with it, or bad graphs.
+    """
+    from ..codegen.prologue import uses_graphs
+    from ..graphs import as_graphs
+
+    with np.load(path, allow_pickle=False) as data:  # read_data has read it as an .npz already
+        held = "graph" in data.files
+        if not uses_graphs(net.program):
+            if held:
+                raise UserError(f"{path!r} holds an array graph, but network {net.name} has no aggregate layer; "
+                                "leave it out")
+            return None
+        nodes = int(net.ir.input_shape[0])
+        if not held:
+            raise UserError(f"network {net.name} aggregates over graphs: {path!r} must hold an array graph, each x "
+                            f"point's adjacency ((N, {nodes}, {nodes}) floats or an (N, E, 2) integer edge list)")
+        try:
+            npz_member_header(data, "graph", "graph", where=f" in {path!r}")  # before its data is read
+            return as_graphs(data["graph"], len(x), nodes, "graph", "x", where=f" in {path!r}")
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+
 class _WithProgress:
     """The network with the CLI's --progress choice passed to every kernel request of the flow."""
 
     def __init__(self, net, show):
         self._net, self._show = net, show
+
+    def __getattr__(self, name):  # program, ir, name: the network's
+        return getattr(self._net, name)
 
     def kernels(self, x1, x2=None, **options):
         return self._net.kernels(x1, x2, progress=self._show, **options)
@@ -124,9 +158,11 @@ def run(args) -> int:
     if args.plot:
         pyplot(args.plot)   # fail early, before any work, when matplotlib is missing
     net = load_network(args)
-    d = net.ir.input_dim
-    x, y = read_data(args.train, d, need_y=True)
-    x_test, y_test = read_data(args.test, d, need_y=False) if args.test else (None, None)
+    shape = tuple(net.ir.input_shape)
+    x, y = read_data(args.train, shape, need_y=True)
+    x_test, y_test = read_data(args.test, shape, need_y=False) if args.test else (None, None)
+    graph = read_graphs(args.train, net, x)
+    graph_test = read_graphs(args.test, net, x_test) if args.test else None
     if y_test is not None and y_test.shape[1:] != y.shape[1:]:
         raise UserError(f"test y has outputs {y_test.shape[1:]}; the training y has {y.shape[1:]}")
     if args.backend == "cupy":
@@ -136,9 +172,9 @@ def run(args) -> int:
         try:
             flow = KernelFlow(_WithProgress(net, args.progress), x, y, learning_rate=args.learning_rate,
                               diag_reg=args.diag_reg, kernel=args.kernel,
-                              loss_normalization=args.loss_normalization, backend=args.backend)
+                              loss_normalization=args.loss_normalization, backend=args.backend, graph_train=graph)
             loss = to_numpy(flow.loss(times))
-            pred = to_numpy(flow.predict(x_test, times)) if x_test is not None else None
+            pred = to_numpy(flow.predict(x_test, times, graph_test=graph_test)) if x_test is not None else None
         except (ValueError, ImportError) as exc:  # ImportError: --backend cupy without CuPy
             raise UserError(str(exc)) from None
     for w in {str(w.message) for w in caught}:
@@ -155,7 +191,7 @@ def run(args) -> int:
         _write(args.out, lambda: write_npz(args.out, **arrays))
         print(f"wrote {args.out}: {', '.join(arrays)}")
     if args.plot:
-        _plot(flow, times, args.plot, x_test, y_test)
+        _plot(flow, times, args.plot, x_test, y_test, graph_test)
         print(f"wrote {args.plot}")
     return 0
 
@@ -206,7 +242,7 @@ def _write(path: str, writer) -> None:
         raise UserError(f"cannot write {path!r}: {exc.strerror or exc}") from None
 
 
-def _plot(flow: KernelFlow, times: np.ndarray, path: str, x_test=None, y_test=None) -> None:
+def _plot(flow: KernelFlow, times: np.ndarray, path: str, x_test=None, y_test=None, graph_test=None) -> None:
     """Training (and test) loss and the first principal components of the residual against time, on
     log-log axes from 1/100 of the fastest decay time to past the slowest shown one."""
     plt = pyplot()
@@ -224,7 +260,7 @@ def _plot(flow: KernelFlow, times: np.ndarray, path: str, x_test=None, y_test=No
     a.loglog(grid, train, label="training loss")
     curves = [train]
     if x_test is not None and y_test is not None:
-        test = _test_loss(flow, to_numpy(flow.predict(x_test, grid)), y_test)
+        test = _test_loss(flow, to_numpy(flow.predict(x_test, grid, graph_test=graph_test)), y_test)
         a.loglog(grid, test, label="test loss")
         curves.append(test)
     start = max(float(c[0]) for c in curves)

@@ -96,19 +96,20 @@ def load_graphs(args, net: CompiledNetwork, x1, x2) -> dict:
     from ..codegen.prologue import uses_graphs
     from ..graphs import as_graphs
 
+    graph2 = getattr(args, "graph2", None)  # (`ntkdsl sample` has --graph1 alone)
     if not uses_graphs(net.program):
-        if args.graph1 or args.graph2:
+        if args.graph1 or graph2:
             raise UserError(f"network {net.name} has no aggregate layer: --graph1/--graph2 are not used; leave them out")
         return {}
     nodes = int(net.ir.input_shape[0])
     if not args.graph1:
         raise UserError(f"network {net.name} aggregates over graphs: pass --graph1 FILE, each --x1 point's adjacency "
                         f"((N1, {nodes}, {nodes}) floats or an (N1, E, 2) integer edge list; .npy or .npz with 'graph')")
-    if (x2 is None) != (not args.graph2):
+    if (x2 is None) != (not graph2):
         raise UserError("--graph2 goes with --x2 (its points' adjacencies); a self kernel uses --graph1 for both sides"
                         if x2 is None else f"network {net.name} aggregates over graphs: --x2 is given, so pass --graph2 FILE")
     out = {"graph2": None}
-    for option, path, rows in (("--graph1", args.graph1, x1), ("--graph2", args.graph2, x2)):
+    for option, path, rows in (("--graph1", args.graph1, x1), ("--graph2", graph2, x2)):
         if path is None:
             continue
         if path.endswith(".npz") and os.path.exists(path):

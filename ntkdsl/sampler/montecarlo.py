@@ -93,7 +93,8 @@ def _rel(a: np.ndarray, ref: np.ndarray) -> float:
 
 
 def width_study(net, x1, widths: Sequence[int], n_samples: int = 20, seed=0,
-                progress: Optional[Callable[[int, int], None]] = None, backend: str = "numpy") -> WidthStudy:
+                progress: Optional[Callable[[int, int], None]] = None, backend: str = "numpy",
+                graph1=None) -> WidthStudy:
     """Monte Carlo kernels at each width against the analytic kernels at the same widths.
 
     Args:
@@ -104,6 +105,7 @@ def width_study(net, x1, widths: Sequence[int], n_samples: int = 20, seed=0,
         seed: root seed (each width uses the same one).
         progress: called as ``progress(done, total)`` over all draws of all widths.
         backend: "numpy" or "cupy" for the finite networks.
+        graph1: the points' adjacencies for a network with aggregate layers (as ``net.kernels``).
 
     Returns:
         :class:`WidthStudy`.
@@ -112,8 +114,9 @@ def width_study(net, x1, widths: Sequence[int], n_samples: int = 20, seed=0,
     total = len(widths) * n_samples
     for j, w in enumerate(widths):
         tick = None if progress is None else (lambda done, _, j=j: progress(j * n_samples + done, total))
-        mc = monte_carlo(net, x1, width=w, n_samples=n_samples, seed=seed, progress=tick, backend=backend)
-        exact = net.with_width(w).kernels(x1)
+        mc = monte_carlo(net, x1, width=w, n_samples=n_samples, seed=seed, progress=tick, backend=backend,
+                         graph1=graph1)
+        exact = net.with_width(w).kernels(x1, graph1=graph1)
         root = np.sqrt(n_samples)
         rows.append((_rel(mc.nngp - exact.nngp, exact.nngp), _rel(mc.ntk - exact.ntk, exact.ntk),
                      _rel(mc.nngp_stderr * root, exact.nngp), _rel(mc.ntk_stderr * root, exact.ntk)))
