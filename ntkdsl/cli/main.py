@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
                    "adjacency floats or (N1, E, 2) integer [sender, receiver] edge lists (.npy, or .npz with 'graph')")
     e.add_argument("--graph2", metavar="FILE", help="as --graph1, for the --x2 points")
     e.add_argument("--network", help="which network, when the file defines several")
+    e.add_argument("--diagonal", action="store_true", help="only K(x, x) of each --x1 point (arrays nngp and ntk of "
+                   "shape (N1,)), in O(N1) time and memory; no --x2, no tiles")
     e.add_argument("-o", "--out", help=".npz to write with arrays nngp and ntk (atomically)")
     e.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"), default="auto",
                    help="evaluator: auto (fused numba kernels for large inputs when installed), numpy, numba, cupy")
@@ -149,6 +151,8 @@ def _eval(args) -> int:
     x1 = load_points(args.x1, shape, "--x1")
     x2 = load_points(args.x2, shape, "--x2") if args.x2 else None
     graphs = load_graphs(args, net, x1, x2)
+    if args.diagonal:
+        return _eval_diagonal(args, net, x1, x2, graphs)
     if args.zarr is not None:
         return _eval_distributed(args, net, x1, x2, graphs)
     if args.scheduler is not None or args.tile is not None:
@@ -174,6 +178,35 @@ def _eval(args) -> int:
         print(f"  {name:5s} min {a.min():.6g}  max {a.max():.6g}  mean {a.mean():.6g}")
         if x2 is None:
             print(f"        diagonal {np.diag(a).min():.6g} .. {np.diag(a).max():.6g}")
+    return 0
+
+
+def _eval_diagonal(args, net: CompiledNetwork, x1, x2, graphs: dict) -> int:
+    """``eval --diagonal``: Σ(x, x) and Θ(x, x) of each --x1 point (``net.kernels(x1, diagonal=True)``)."""
+    if x2 is not None:
+        raise UserError("--diagonal evaluates K(x, x) for each --x1 point alone; it takes no --x2")
+    tiled = [option for option, value in (("--batch-size", args.batch_size), ("--memory-budget", args.memory_budget),
+                                          ("--memmap", args.memmap), ("--zarr", args.zarr), ("--tile", args.tile),
+                                          ("--scheduler", args.scheduler)) if value is not None]
+    if tiled:
+        raise UserError(f"--diagonal evaluates its N1 values in one piece (O(N1) memory); {tiled[0]} does not apply")
+    if args.backend == "cupy":
+        require_gpu()
+    try:
+        k = net.kernels(x1, backend=args.backend, dtype=args.dtype, to_numpy=True, progress=args.progress,
+                        diagonal=True, graph1=graphs.get("graph1"))
+    except (ImportError, MemoryError) as exc:
+        raise UserError(str(exc)) from None
+    if args.out:
+        try:
+            write_npz(args.out, nngp=k.nngp, ntk=k.ntk)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}: nngp, ntk of shape {k.nngp.shape} (K(x, x) per point)")
+        return 0
+    print(f"network {net.name}: K(x, x) of {len(x1)} points")
+    for name, a in (("nngp", k.nngp), ("ntk", k.ntk)):
+        print(f"  {name:5s} min {a.min():.6g}  max {a.max():.6g}  mean {a.mean():.6g}")
     return 0
 
 
