@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import ntkdsl
+from ntkdsl.codegen.prologue import uses_graphs
 from ntkdsl.frontend import parse
 from ntkdsl.lowering import lower_all
 
@@ -20,7 +21,8 @@ def test_example_spec_compiles(spec):
     for ir in lower_all(module):
         net = ntkdsl.CompiledNetwork(ir, spec.read_text(), str(spec))
         x = np.stack([np.full(ir.input_shape, 1.0), np.full(ir.input_shape, 0.5)])  # vectors or images
-        assert net.kernels(x).ntk.shape == (2, 2)
+        graphs = {"graph1": np.stack([np.eye(ir.input_shape[0])] * 2)} if uses_graphs(net.program) else {}  # GNNs
+        assert net.kernels(x, **graphs).ntk.shape == (2, 2)
 
 
 @pytest.mark.parametrize("script", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
