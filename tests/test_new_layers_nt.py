@@ -24,7 +24,10 @@ IMPLEMENTED = ["exp-normalized-mlp", "exp-normalized-cnn-gap", "layer-norm-chann
                "conv-local-circular-gap"] + [f"conv-transpose-{p}-s{s}-{m}" for p in ("valid", "same", "circular")
                                              for s in (1, 2) for m in ("ntk", "standard")] + ["conv-transpose-1d-gap"] + [
     f"resize-{m}-{w}" for m in ("linear", "nearest") for w in ("up", "down", "mixed")] + [
-    "index-crop-stride-reverse", "index-gap-and-integer"] + ["dropout-mlp", "dropout-mlp-standard", "dropout-cnn-gap"]
+    "index-crop-stride-reverse", "index-gap-and-integer"] + ["dropout-mlp", "dropout-mlp-standard", "dropout-cnn-gap"] + [
+    f"attention-{m}" for m in ("softmax-linear", "identity-linear", "abs-linear", "relu-linear", "identity-sqrt-scaling",
+                               "softmax-pos-emb-sum", "identity-sqrt-pos-emb-sum-values", "softmax-pos-emb-concat-decay",
+                               "image-softmax")] + ["transformer-block"]
 # Left out on purpose: "resize-linear-no-antialias-flatten". neural-tangents 0.6.5 resizes only the pixel
 # diagonal when a flatten follows (its layout inference hands ImageResize a diagonal kernel), so its
 # kernel is not that of the resized features. Measured on conv -> resize((-1, 7), linear, no antialias)

@@ -202,6 +202,24 @@ class ArrayPrinter(SciPyPrinter):
         self.functions.setdefault("graph_aggregate", "")
         return f"graph_aggregate({self._print(expr.args[0])}, graph1, graph2, side={static(expr.args[2])!r})"
 
+    def _print_attention_weights(self, expr):
+        return self._spatial_call(expr, ("shape", "mechanism"))
+
+    def _print_attention_map(self, expr):  # the kernel, then the weights of the two sides
+        from ..algebra.spatial import static
+
+        self.functions.setdefault("attention_map", "")
+        k, left, right, shape = expr.args
+        return f"attention_map({self._print(k)}, {self._print(left)}, {self._print(right)}, shape={static(shape)!r})"
+
+    def _print_position_covariance(self, expr):  # p_norm and rate are real numbers, printed as floats
+        from ..algebra.spatial import static
+
+        self.functions.setdefault("position_covariance", "")
+        shape, p_norm, decay, rate = expr.args
+        return (f"position_covariance(shape={static(shape)!r}, p_norm={float(p_norm)!r}, decay={static(decay)!r}, "
+                f"rate={float(rate)!r})")
+
 
 def conditional_chain(printer, expr, choose) -> str:
     """A Piecewise as nested conditional expressions, its default (last) piece innermost;

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import mehler, spatial_maps, spatial_support, support
+from . import attention_support, mehler, spatial_maps, spatial_support, support
 
 
 def support_sources(functions) -> str:
@@ -48,6 +48,9 @@ ROUTINES = {  # printed name -> the functions its generated module needs, in def
     "diagonal_embed": ("_pixels", "diagonal_embed"),
     "time_shift": ("_spatial_array", "time_shift"),
     "graph_aggregate": ("_spatial_array", "graph_aggregate"),
+    "attention_weights": ("_pixels", "_spatial_array", "attention_weights"),
+    "attention_map": ("_pixels", "_spatial_array", "attention_map"),
+    "position_covariance": ("position_covariance",),
     "input_covariances": ("_pixels", "input_variances", "input_covariances"),
     "input_variances": ("_pixels", "input_variances"),
 }
@@ -66,6 +69,7 @@ def routine_sources(names) -> str:
 
 
 def _routine(name: str):
-    """A spatial routine by name, from whichever of the two routine modules defines it."""
-    return getattr(spatial_maps, name, None) or getattr(spatial_support, name)
+    """A spatial routine by name, from whichever of the routine modules defines it."""
+    return (getattr(spatial_maps, name, None) or getattr(attention_support, name, None)
+            or getattr(spatial_support, name))
 

@@ -11,7 +11,7 @@ import sympy as sp
 
 from ..algebra.functions import GaussianExpectation
 from ..algebra.points import has_same_point
-from ..algebra.spatial import graph_aggregate
+from ..algebra.spatial import attention_weights, graph_aggregate
 from ..arraycode.printer import ArrayPrinter, CodegenError, conditional_chain
 from ..arraycode.sources import support_sources
 from ..symbolic.program import KernelProgram
@@ -196,6 +196,8 @@ def structural_reason(program: KernelProgram) -> Optional[str]:
             return f"layer {step.index} ({step.label}) has a numerical dual (quadrature)"
         if any(expr.has(graph_aggregate) for _, expr in step.assignments):
             return f"layer {step.index} ({step.label}) reads per-point graphs, which the fused kernels lack"
+        if any(expr.has(attention_weights) for _, expr in step.assignments):
+            return f"layer {step.index} ({step.label}) computes attention weights, which the fused kernels lack"
         if has_same_point(expr for _, expr in step.assignments) and (not vector or numerical):
             return (f"layer {step.index} ({step.label}) reads the same-point indicator, which the fused "
                     f"{'image kernels' if not vector else 'refill of numerical duals'} lack")

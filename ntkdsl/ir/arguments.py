@@ -33,6 +33,19 @@ class Word:
 
 
 @dataclass(frozen=True)
+class WordCall:
+    """``name(number)`` for a name of :data:`WORD_CALLS`: a word with a number, meaningful only as the value of an
+    argument that takes it (``pos_emb_decay = linear(1/4)``), never a number."""
+
+    name: str
+    value: sp.Expr
+    span: Optional[object]
+
+
+WORD_CALLS = ("linear",)
+
+
+@dataclass(frozen=True)
 class Spec:
     """One parameter of a built-in: its name, default and converter (lowerer, value, span, name) -> IR value."""
 

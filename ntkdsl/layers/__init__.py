@@ -7,6 +7,7 @@ Importing this package registers every built-in layer.
 
 from .activation import Activation, CustomActivation
 from .aggregate import Aggregate
+from .attention import Attention
 from .conv import Conv
 from .conv_local import ConvLocal
 from .conv_transpose import ConvTranspose
@@ -25,7 +26,7 @@ from .residual import Residual
 from .resize import Resize
 
 __all__ = [
-    "Activation", "Aggregate", "Call", "Conv", "ConvLocal", "ConvTranspose", "CustomActivation", "Dense", "Dropout",
+    "Activation", "Aggregate", "Attention", "Call", "Conv", "ConvLocal", "ConvTranspose", "CustomActivation", "Dense", "Dropout",
     "ExpNormalized", "Flatten", "GlobalPool", "Identity", "Index", "LAYERS", "LayerNorm", "LayerRule", "Parallel", "Pool",
     "Recurrent", "Residual", "Resize", "register",
 ]

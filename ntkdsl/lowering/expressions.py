@@ -16,7 +16,7 @@ import sympy as sp
 from ..errors import ArgumentSpecError, LimitSpecError, NameSpecError, Span, did_you_mean
 from ..frontend import ast
 from ..frontend.limits import MAX_DIGITS, MAX_NESTING, nesting_message, power_too_large, same_level
-from ..ir.arguments import Word
+from ..ir.arguments import WORD_CALLS, Word, WordCall
 from ..ir.checks import in_float_range
 
 MAX_EXPONENT = 1_024  # keeps `10**10**10` from hanging exact arithmetic
@@ -48,7 +48,7 @@ ACTIVATION_FUNCTIONS: Dict[str, Callable[..., sp.Expr]] = {
 _ARITY = {"max": 2, "min": 2}
 
 
-Value = Union[sp.Expr, Tuple["Value", ...], Word]
+Value = Union[sp.Expr, Tuple["Value", ...], Word, WordCall]
 
 
 class Expressions:
@@ -127,6 +127,10 @@ class Expressions:
         return self._finite(ops[e.op](left, right), e.span)
 
     def _call(self, e: ast.Call, env: Mapping[str, Value]) -> sp.Expr:
+        if e.func in WORD_CALLS and self.functions is FUNCTIONS and e.func not in self.functions:
+            if len(e.args) != 1 or isinstance(e.args[0], ast.Keyword):
+                raise ArgumentSpecError(f"{e.func} takes exactly one positional argument", e.span)
+            return WordCall(e.func, self.number(e.args[0], env), e.span)
         if e.func not in self.functions:
             where = "activation bodies" if self.functions is ACTIVATION_FUNCTIONS else "expressions"
             raise NameSpecError(
@@ -151,6 +155,8 @@ class Expressions:
             raise NameSpecError(f"undefined name '{v.name}'{did_you_mean(v.name, visible)}", v.span)
         if isinstance(v, tuple):
             raise ArgumentSpecError(f"expected {what}, got a sequence", span)
+        if isinstance(v, WordCall):
+            raise ArgumentSpecError(f"expected {what}, got {v.name}(...) (a setting of attention's pos_emb_decay)", v.span)
         return v
 
     def _finite(self, v: sp.Expr, span: Optional[Span]) -> sp.Expr:

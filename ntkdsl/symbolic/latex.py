@@ -16,7 +16,9 @@ _FIELD_TEX = {
     "nngp_dot": r"\dot\Sigma^{{({l})}}(x, x')",
     "ntk": r"\Theta^{{({l})}}(x, x')",
 }
-_PARAM_TEX = {"w_std": r"\sigma_{{w}}^{{({l})}}", "b_std": r"\sigma_{{b}}^{{({l})}}",
+_PARAM_TEX = {**{f"w_{name}_std": rf"\sigma_{{{{{tex}}}}}^{{{{({{l}})}}}}" for name, tex in  # attention's (before b_std)
+                 (("key", "K"), ("value", "V"), ("query", "Q"), ("out", "O"), ("pos_emb", "E"))},
+              "w_std": r"\sigma_{{w}}^{{({l})}}", "b_std": r"\sigma_{{b}}^{{({l})}}",
               "scale": r"\alpha^{{({l})}}", "eps": r"\epsilon^{{({l})}}"}
 
 
