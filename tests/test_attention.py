@@ -251,3 +251,18 @@ def test_extreme_and_zero_inputs():
         with pytest.raises(KernelOverflowError, match="attention"):
             relu.kernels(x * 1e100, x)
     assert np.all(np.isfinite(big.ntk))
+
+
+def test_one_parameterization_and_width_overrides():
+    """neural-tangents' attention has one parameterization (NTK): the network's does not change its rule. The
+    sampler's width override sets channels and, where they default to it, key and value channels."""
+    from ntkdsl.sampler.network import override_widths
+
+    body = "{ attention(6, heads = 2, b_std = 0.1); flatten; dense(1, parameterization = ntk) }"
+    x = np.random.default_rng(3).standard_normal((3, 4, 3))
+    ntk = ntkdsl.loads("network a(input = [4, 3]) " + body).kernels(x)
+    standard = ntkdsl.loads("network a(input = [4, 3], parameterization = standard) " + body).kernels(x)
+    np.testing.assert_array_equal(standard.ntk, ntk.ntk)
+    net = ntkdsl.loads("network a(input = [4, 3]) { attention(6, value_channels = 5); attention(6); flatten; dense(1) }")
+    first, second = override_widths(net.ir, 32).layers[:2]
+    assert (first.channels, first.d_k, first.d_v, second.d_k) == (32, 32, 5, 32)

@@ -40,11 +40,12 @@ DECAYS = ("none", "exp", "linear")
 
 @dataclass(frozen=True)
 class Attention(Layer):
-    """Global self-attention; ``key_channels``/``value_channels`` resolved (default: ``channels``)."""
+    """Global self-attention; ``key_channels``/``value_channels`` None: ``channels`` (so a width override of the
+    sampler resizes them with it)."""
 
     channels: int
-    key_channels: int
-    value_channels: int
+    key_channels: Optional[int] = None
+    value_channels: Optional[int] = None
     heads: int = 1
     linear_scaling: bool = True
     w_key_std: sp.Expr = sp.S.One
@@ -61,6 +62,14 @@ class Attention(Layer):
     w_pos_emb_std: sp.Expr = sp.S.One
     val_pos_emb: bool = False
     span: Optional[Span] = span_field()
+
+    @property
+    def d_k(self) -> int:
+        return self.key_channels or self.channels
+
+    @property
+    def d_v(self) -> int:
+        return self.value_channels or self.channels
 
     # --- structure ---------------------------------------------------------------------------
     def parameters(self) -> Dict[str, sp.Expr]:
@@ -133,7 +142,7 @@ class Attention(Layer):
 
     # --- facts and text ------------------------------------------------------------------------
     def check(self) -> None:
-        sizes = (self.channels, self.key_channels, self.value_channels, self.heads)
+        sizes = (self.channels, self.d_k, self.d_v, self.heads)
         if not all(map(is_positive_int, sizes)) or not (self.pos_emb_channels is None
                                                         or is_positive_int(self.pos_emb_channels)):
             raise ArgumentSpecError("attention: channel counts and heads must be positive integers", self.span)
@@ -156,8 +165,9 @@ class Attention(Layer):
         return True  # out = (...)·W_out + b with W_out, b fresh and zero-mean
 
     def format(self, indent: str = "") -> str:
-        args = [str(self.channels), f"key_channels = {self.key_channels}", f"value_channels = {self.value_channels}",
-                f"heads = {self.heads}", f"linear_scaling = {BOOLEANS[self.linear_scaling]}"]
+        args = [str(self.channels)] + [f"{name} = {getattr(self, name)}" for name in ("key_channels", "value_channels")
+                                       if getattr(self, name) is not None]
+        args += [f"heads = {self.heads}", f"linear_scaling = {BOOLEANS[self.linear_scaling]}"]
         args += [f"{name} = {format_value(getattr(self, name))}" for name in
                  ("w_key_std", "w_value_std", "w_query_std", "w_out_std")]
         args += ["b_std = none" if self.b_std is None else f"b_std = {format_value(self.b_std)}",
@@ -185,11 +195,11 @@ class Attention(Layer):
         c_k = c + (c_pe if self.pos_emb == "concat" else 0)
         c_v = c_k if self.val_pos_emb else c
         h = self.heads
-        params = {"wk": rng.standard_normal((h, c_k, self.key_channels))}
+        params = {"wk": rng.standard_normal((h, c_k, self.d_k))}
         if not self.linear_scaling:
-            params["wq"] = rng.standard_normal((h, c_k, self.key_channels))
-        params["wv"] = rng.standard_normal((h, c_v, self.value_channels))
-        params["wo"] = rng.standard_normal((h * self.value_channels, self.channels))
+            params["wq"] = rng.standard_normal((h, c_k, self.d_k))
+        params["wv"] = rng.standard_normal((h, c_v, self.d_v))
+        params["wo"] = rng.standard_normal((h * self.d_v, self.channels))
         if self.b_std is not None:
             params["b"] = rng.standard_normal(self.channels)
         if self.pos_emb != "none":
@@ -215,8 +225,8 @@ class Attention(Layer):
     def _scales(self, c_k: int, c_v: int) -> Tuple[float, float]:
         """(logit scale QK/(C_k·d_k^(1 or ½)), output scale OV/√(d_v·H·C_v)) of the finite network."""
         qk = float(self.w_query_std) * float(self.w_key_std)
-        logit = qk / (c_k * self.key_channels ** (1.0 if self.linear_scaling else 0.5))
-        return logit, float(self.w_out_std) * float(self.w_value_std) / np.sqrt(self.value_channels * self.heads * c_v)
+        logit = qk / (c_k * self.d_k ** (1.0 if self.linear_scaling else 0.5))
+        return logit, float(self.w_out_std) * float(self.w_value_std) / np.sqrt(self.d_v * self.heads * c_v)
 
     def forward(self, params, x):
         """y = OV/√(d_v·H·C_v)·concat_h(mech(G_h)·X_v·WV_h)·W_out + b_std·b per point (x of shape (N, *S, C))."""
@@ -369,7 +379,7 @@ def _build(v, call) -> Attention:
     embedding = {} if v["pos_emb"] == "none" else dict(
         pos_emb_p_norm=v["pos_emb_p_norm"], pos_emb_decay=word, pos_emb_decay_rate=rate,
         pos_emb_channels=v["pos_emb_channels"], w_pos_emb_std=v["w_pos_emb_std"], val_pos_emb=v["val_pos_emb"])
-    layer = Attention(v["channels"], v["key_channels"] or v["channels"], v["value_channels"] or v["channels"],
+    layer = Attention(v["channels"], v["key_channels"], v["value_channels"],
                       v["heads"], v["linear_scaling"], v["w_key_std"], v["w_value_std"], v["w_query_std"],
                       v["w_out_std"], v["b_std"], v["mechanism"], v["pos_emb"], span=call.span, **embedding)
     layer.check()
