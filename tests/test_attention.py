@@ -266,3 +266,23 @@ def test_one_parameterization_and_width_overrides():
     net = ntkdsl.loads("network a(input = [4, 3]) { attention(6, value_channels = 5); attention(6); flatten; dense(1) }")
     first, second = override_widths(net.ir, 32).layers[:2]
     assert (first.channels, first.d_k, first.d_v, second.d_k) == (32, 32, 5, 32)
+
+
+def test_cupy_module_on_the_cpu_standin(monkeypatch):
+    """The CuPy module (the attention routines as CuPy array code) run on tests/cupy_standin.py, against
+    NumPy: the same formulas, round-off apart (1e-12 of scale)."""
+    import cupy_standin
+    from ntkdsl.arraycode.loader import load_module
+
+    if cupy_standin.CXX is None:
+        pytest.skip("no C++ compiler for the CPU stand-in of CuPy")
+    cupy_standin.install(monkeypatch)
+    net = ntkdsl.loads(DATA["transformer-block"]["spec"].replace(
+        "mechanism = softmax,", "mechanism = softmax, pos_emb = concat, pos_emb_decay = exp(1),"))
+    assert "pos_emb = concat" in net.to_ntk()
+    module = load_module(net.to_python(backend="cupy"), net.name + "-attention-standin")
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((4, 6, 4)), rng.standard_normal((3, 6, 4))
+    for args in ((x,), (x, y)):
+        for got, want in zip(module.kernels(*args), net.kernels(*args, backend="numpy")):
+            close_to_scale(np.asarray(got), want, 1e-12)
