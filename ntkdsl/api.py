@@ -10,6 +10,7 @@ import numpy as np
 
 from .codegen.overflow import KernelOverflowError, refuse_nonfinite
 from .codegen.prologue import uses_same_point
+from .codegen.spatial_output import pair_axes
 from .frontend import parse
 from .frontend.limits import read_source
 from .hyperparameters import with_values
@@ -118,7 +119,7 @@ class CompiledNetwork:
                 fn, rows1, rows2 = with_graphs(lambda a, b, g: self._evaluate(a, b, backend, dtype, to_numpy, False, g),
                                                x1, x2, graphs)
             try:
-                k = tiling.evaluate(fn, rows1, rows2, tile, progress)
+                k = tiling.evaluate(fn, rows1, rows2, tile, progress, pair_axes(self.program))
             except KernelOverflowError as exc:  # name the rows of the request, not of the tile
                 raise exc.relocated(x1, x2) from None
         on_host = not any(hasattr(x, "__cuda_array_interface__") for x in (x1, x2))
@@ -271,7 +272,7 @@ class CompiledNetwork:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused below
             nngp, ntk = run_diagonal(self._modules, self.program, x, backend=backend, dtype=dtype, to_numpy=to_numpy,
                                      source=self.source, filename=self.filename, name=self.name, graph=graph)
-        bad = np.flatnonzero(~(np.isfinite(_to_numpy(nngp)) & np.isfinite(_to_numpy(ntk))))
+        bad = np.nonzero(~(np.isfinite(_to_numpy(nngp)) & np.isfinite(_to_numpy(ntk))))[0]  # rows (pixels after them)
         if bad.size and graph is not None:
             raise KernelOverflowError(f"the kernels of row {int(bad[0])} of x1 are not finite with its graph (large edge "
                                       "weights grow the variances at each aggregate; normalise the adjacencies)")

@@ -39,6 +39,7 @@ import numpy as np
 
 from .codegen.overflow import KernelOverflowError
 from .codegen.prologue import uses_same_point
+from .codegen.spatial_output import output_pixels, pair_axes, transpose_pairs
 from .errors import NtkdslError
 from .streaming import ResumeMismatchError, _check, request_fingerprint
 
@@ -136,7 +137,8 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
     ident = request_fingerprint(net, x1, x2, dtype)
     if graphs is not None:  # another graph is another request
         ident.update({name: None if g is None else array_fingerprint(g) for name, g in graphs.items()})
-    root, side = _open_store(store, ident, (n1, n2), _tile_side(net, n1, n2, tile), dtype)
+    shape = (n1, n2) + output_pixels(net.program)  # readout = none: (N1, N2, *S)
+    root, side = _open_store(store, ident, shape, _tile_side(net, n1, n2, tile), dtype)
     result = Kernels(*(_lazy(store, name) for name in NAMES))
     if root.attrs.get("complete"):
         return result
@@ -202,11 +204,11 @@ def _open_store(store, ident: dict, shape, side: int, dtype):
         count = int(np.count_nonzero(root[DONE][...])) if DONE in root else 0
         _check(dict(record, done=range(count)), ident, store)
         side = record["tile"]
-    grid = tuple(-(-n // side) for n in shape)
+    grid = tuple(-(-n // side) for n in shape[:2])
     if DONE not in root or any(root[n].shape != shape or root[n].dtype != dtype for n in NAMES if n in root):
         for name in NAMES:  # nothing is done yet: (re)create the arrays, then the flags
             # uncompressed: zstd (zarr's default) saved 7.5% of a 2048 x 2048 FCN NTK tile and took 2.3x as long to write
-            root.create_array(name, shape=shape, chunks=(side, side), dtype=dtype, fill_value=np.nan,
+            root.create_array(name, shape=shape, chunks=(side, side) + shape[2:], dtype=dtype, fill_value=np.nan,
                               compressors=None, overwrite=True)
         root.create_array(DONE, shape=grid, chunks=(1, 1), dtype="uint8", fill_value=0, compressors=None,
                           overwrite=True)
@@ -311,7 +313,7 @@ def _tile_task(spec, rows, other, i: int, j: int, store: str, side: int, mirror:
     for name, value in zip(NAMES, (nngp, ntk)):
         root[name][a, b] = value
         if mirror and i != j:
-            root[name][b, a] = np.ascontiguousarray(value.T)
+            root[name][b, a] = np.ascontiguousarray(transpose_pairs(value, pair_axes(net.program)))
     root[DONE][i, j] = 1  # after the data: a flag never marks a tile that is not on disk
     return i, j
 
@@ -332,7 +334,9 @@ class _Orthogonal:
         return self.array[key]
 
     def __setitem__(self, key, value):
-        self.array.oindex[tuple(np.ravel(k) for k in key)] = value
+        key = tuple(np.ravel(k) for k in key)
+        shape = tuple(len(k) for k in key) + tuple(self.array.shape[len(key):])  # a spatial output's pixel axes too
+        self.array.oindex[key] = np.broadcast_to(value, shape)
 
 
 def _exact_duplicates(net, root, x1, x2, backend, dtype, graphs: bool = False) -> None:

@@ -55,9 +55,14 @@ _OWN = ("spec", "kind", "network", "hyperparameter_bounds")
 
 
 def _compile(spec: str, network: Optional[str]) -> CompiledNetwork:
-    """The network of ``spec`` (a path or the text of a .ntk file)."""
+    """The network of ``spec`` (a path or the text of a .ntk file); one with ``readout = none`` is refused
+    (its kernels are per output pixel, (N1, N2, *S): not a kernel matrix)."""
     text, filename = _source(spec)
-    return loads(text, network) if filename == "<string>" else load(spec, network)
+    net = loads(text, network) if filename == "<string>" else load(spec, network)
+    if net.ir.readout == "none":
+        raise ValueError(f"network {net.name} ends in an image or signal (readout = none): its kernels are per output "
+                         "pixel, not one kernel matrix; end it with flatten or global_avg_pool and dense")
+    return net
 
 
 def _source(spec: str):

@@ -136,6 +136,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     Warns:
         ResumeWarning: recorded tiles whose bytes on disk no longer match their checksums.
     """
+    from .codegen.spatial_output import output_pixels
     from .results import Kernels
     from .progress import tile_progress
     from .tiling import tiles
@@ -148,7 +149,8 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     part = {name: os.path.join(directory, f"{name}.partial.npy") for name in NAMES}
     tile, done = _resume(net, directory, ident, final, part, (n1, n2), batch_size, memory_budget)
     blocks = tiles(n1, None if x2 is None else n2, tile)
-    out, done = _open_partials(part, (n1, n2), dtype, done, blocks, x2 is None, directory)
+    pixels = output_pixels(net.program)  # readout = none: (N1, N2, *S) on disk
+    out, done = _open_partials(part, (n1, n2) + pixels, dtype, done, blocks, x2 is None, directory)
     record = dict(ident, format=FORMAT, tile=list(tile), tiles=len(blocks), complete=False)
     _write_manifest(directory, record, done)
 
@@ -200,6 +202,7 @@ def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype, graphs=Non
     (:func:`ntkdsl.tiling.exact_duplicates`, as ``net.kernels`` does), write it (and, for a
     self-kernel, its mirror below the diagonal) and flush both files. ``graphs``: the request's
     adjacencies, sliced with the tile's points."""
+    from .codegen.spatial_output import pair_axes, transpose_pairs
     from .tiling import exact_duplicates
 
     right = (None if a == b else x1[b]) if x2 is None else x2[b]
@@ -213,7 +216,7 @@ def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype, graphs=Non
     for name, value in zip(NAMES, k):
         out[name][a, b] = value
         if x2 is None and a != b:
-            out[name][b, a] = value.T
+            out[name][b, a] = transpose_pairs(value, pair_axes(net.program))
     for name in NAMES:
         out[name].flush()
 

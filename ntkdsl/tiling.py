@@ -271,42 +271,56 @@ def exact_duplicates(nngp, ntk, x1, x2, self_kernel: Callable, by_index: bool = 
     diag_nngp, diag_ntk = [], []
     for i in range(0, len(first), 256):  # diagonals of small self-kernels: O(256·M) pairs, not M²
         s, t = self_kernel(first[i:i + 256])
-        diag_nngp.append(np.diagonal(np.asarray(s)))
-        diag_ntk.append(np.diagonal(np.asarray(t)))
+        diag_nngp.append(_pair_diagonal(s))
+        diag_ntk.append(_pair_diagonal(t))
     for (r, c), s, t in zip(groups, np.concatenate(diag_nngp), np.concatenate(diag_ntk)):
         nngp[np.ix_(r, c)], ntk[np.ix_(r, c)] = s, t
     return nngp, ntk
 
 
-def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int], progress=None):
-    """``kernels`` (x1, x2) -> (nngp, ntk) evaluated tile by tile into (N1, N2) float64 outputs.
+def _pair_diagonal(k):
+    """K(x_i, x_i) of a self-kernel (N, N, *pixels) as (N, *pixels)."""
+    k = np.asarray(k)
+    return np.moveaxis(np.diagonal(k, axis1=0, axis2=1), -1, 0)
+
+
+def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int], progress=None, axes=None):
+    """``kernels`` (x1, x2) -> (nngp, ntk) evaluated tile by tile into (N1, N2) float64 outputs
+    ((N1, N2, *pixels) for a network with ``readout = none``).
 
     With ``x2 is None`` the tiles are square (the smaller side of ``tile``), the diagonal ones are
-    self-kernels and the ones below the diagonal are the transposes of those above (:func:`tiles`).
+    self-kernels and the ones below the diagonal are the transposes of those above (:func:`tiles`;
+    ``axes``: the permutation that transposes a spatial output, :func:`ntkdsl.codegen.spatial_output.pair_axes`).
     ``progress``: see :mod:`ntkdsl.progress` (a bar over the tiles, or a callback).
     """
+    from .codegen.spatial_output import transpose_pairs
+
     from .progress import tile_progress
 
     x1 = np.asarray(x1)
     n1 = x1.shape[0]
     x2 = None if x2 is None else np.asarray(x2)
     n2 = n1 if x2 is None else x2.shape[0]
-    nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
+    nngp = ntk = None  # allocated at the first tile, whose result says the pixel axes
     blocks = tiles(n1, None if x2 is None else n2, tile)
     bar = tile_progress(progress, len(blocks))
     try:
         for a, b in blocks:
             if x2 is None:
                 k = kernels(x1[a]) if a == b else kernels(x1[a], x1[b])
-                if a != b:
-                    nngp[b, a], ntk[b, a] = k[0].T, k[1].T
             else:
                 k = kernels(x1[a], x2[b])
+            if nngp is None:
+                nngp, ntk = (np.empty((n1, n2) + np.shape(k[0])[2:]) for _ in range(2))
+            if x2 is None and a != b:
+                nngp[b, a], ntk[b, a] = transpose_pairs(k[0], axes), transpose_pairs(k[1], axes)
             nngp[a, b], ntk[a, b] = k[0], k[1]
             del k  # free this tile's arrays before the next one is computed (a tiled peak: outputs + one tile)
             bar.update(1)
     finally:
         bar.close()
+    if nngp is None:  # no tile: an empty request
+        nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
     return nngp, ntk
 
 

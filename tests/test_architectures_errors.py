@@ -48,7 +48,8 @@ CASES = [
                  "the body must keep the shape (same channels, padding = same, stride 1)", id="residual-changes-the-shape"),
     pytest.param(net("network n(input = [8, 8, 3]) {", "    conv(4, kernel = 3)", "    relu", "}"), ShapeSpecError,
                  "t.ntk:3:5: error: network 'n' ends with features of shape [6, 6, 4], not a vector of outputs; end it "
-                 "with flatten or global_avg_pool (usually followed by dense)", id="network-not-ending-in-a-vector"),
+                 "with flatten or global_avg_pool (usually followed by dense), or declare `readout = none` in its header "
+                 "for kernels per output pixel", id="network-not-ending-in-a-vector"),
     pytest.param(net("network n(input = 5) {", "    dense(4)", "    conv(4, kernel = 3)", "}"), ShapeSpecError,
                  "t.ntk:3:5: error: conv needs an image or signal input (channels last, such as input = [32, 32, 3]), "
                  "but its input is a vector of 4 features", id="conv-on-a-vector"),

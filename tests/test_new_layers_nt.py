@@ -25,6 +25,7 @@ IMPLEMENTED = ["exp-normalized-mlp", "exp-normalized-cnn-gap", "layer-norm-chann
                                              for s in (1, 2) for m in ("ntk", "standard")] + ["conv-transpose-1d-gap"] + [
     f"resize-{m}-{w}" for m in ("linear", "nearest") for w in ("up", "down", "mixed")] + [
     "index-crop-stride-reverse", "index-gap-and-integer"] + ["dropout-mlp", "dropout-mlp-standard", "dropout-cnn-gap"] + [
+    "conv-transpose-spatial-output"] + [
     f"attention-{m}" for m in ("softmax-linear", "identity-linear", "abs-linear", "relu-linear", "identity-sqrt-scaling",
                                "softmax-pos-emb-sum", "identity-sqrt-pos-emb-sum-values", "softmax-pos-emb-concat-decay",
                                "image-softmax")] + ["transformer-block"]

@@ -7,6 +7,7 @@ on stderr and exit with status 2; no Python traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import List, Optional
@@ -17,6 +18,7 @@ from .. import progress
 from .._version import __version__
 from .._files import protecting, write_npz, write_text
 from ..api import CompiledNetwork
+from ..codegen.spatial_output import output_pixels
 from .inputs import load_graphs, load_network, load_points, read_spec, require_gpu
 from ..errors import SpecError, UserError
 from . import flow as flow_cli
@@ -177,7 +179,8 @@ def _eval(args) -> int:
     for name, a in (("nngp", k.nngp), ("ntk", k.ntk)):
         print(f"  {name:5s} min {a.min():.6g}  max {a.max():.6g}  mean {a.mean():.6g}")
         if x2 is None:
-            print(f"        diagonal {np.diag(a).min():.6g} .. {np.diag(a).max():.6g}")
+            diag = np.diagonal(a, axis1=0, axis2=1)  # (N,), or (*S, N) for a network with readout = none
+            print(f"        diagonal {diag.min():.6g} .. {diag.max():.6g}")
     return 0
 
 
@@ -363,6 +366,11 @@ def _summary(net: CompiledNetwork, n: int = 10_000) -> str:
     lines += layout_report(net.program)
     lines += _unit_variance(net)
     lines += report(net.program, n, memory_budget())  # ntkdsl/codegen/report.py: nothing is run
-    lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
-                 f"the {ir.output_width} outputs share it (K ⊗ I_k)")
+    pixels = output_pixels(net.program)
+    if pixels:  # readout = none
+        lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 x {' x '.join(map(str, pixels))} array "
+                     f"({16 * math.prod(pixels)} bytes per input pair): per output pixel, its {ir.output_width} channels share it")
+    else:
+        lines.append(f"  kernels: nngp and ntk, each a float64 N1 x N2 array (16 bytes per input pair); "
+                     f"the {ir.output_width} outputs share it (K ⊗ I_k)")
     return "\n".join(lines)

@@ -179,7 +179,9 @@ def numpy_memory(program, costs=None) -> MemoryModel:
     e0 = entries_per_pair(first.shape, first.layout)
     pixel_arrays = INPUT_PIXEL_ARRAYS * e0 if first.shape else 0
     identity = 1 if uses_same_point(program) else 0  # δ(x, x′) of a self request: an (N1, N2) array for the whole call
-    return MemoryModel(8.0 * (max(peak_pair, 2 * largest_kernel(program)) + identity), 4.0 * peak_point, 2.0**20,
+    # readout = none: the last state's two arrays, their (N1, N2, *S) copies and a self-kernel's symmetrisation
+    result = 4 * entries_per_pair(out.shape, out.layout) if out.shape else 0
+    return MemoryModel(8.0 * (max(peak_pair, 2 * largest_kernel(program), result) + identity), 4.0 * peak_point, 2.0**20,
                        8.0 * (size + 1 + pixel_arrays), 2.0**20)
 
 

@@ -20,6 +20,7 @@ from ..arraycode.backends import BACKENDS
 from ..arraycode.printer import ArrayPrinter
 from ..arraycode.sources import support_sources
 from ..symbolic.program import KernelProgram
+from . import spatial_output
 from .prologue import (POINTS_AND_DTYPE, graph_binding, module_header, parameter_binding, parameter_table, point_helpers,
                        same_point_binding, spatial_fields, uses_graphs)
 from .schedule import LayerSchedule, cse, free_after_last_use, hide_quadratures, layer_location, schedule
@@ -136,8 +137,8 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         body += step_statements(layer, scheduled.values, printer, duals)
     out = program.output
     lines = free_after_last_use(body + result_statements(program, printer)) + ["    return nngp, ntk"]
-    diagonal = [[f"    nngp = _per_point({printer.doprint(out.nngp)}, x)"],
-                [f"    ntk = _per_point({printer.doprint(out.ntk)}, x)"]]
+    diagonal = spatial_output.diagonal_statements(program, printer) if out.shape else [
+        [f"    nngp = _per_point({printer.doprint(out.nngp)}, x)"], [f"    ntk = _per_point({printer.doprint(out.ntk)}, x)"]]
     diagonal_lines = free_after_last_use(_diagonal_statements(body) + diagonal) + ["    return nngp, ntk"]
 
     header = module_header(net, source, filename, backend)
@@ -204,8 +205,10 @@ def step_statements(layer: LayerSchedule, values, printer, duals: List[str]) -> 
 
 def result_statements(program: KernelProgram, printer) -> List[List[str]]:
     """The last statements of an array module: nngp and ntk as (N1, N2) arrays, exactly symmetric
-    for a self-kernel."""
+    for a self-kernel ((N1, N2, *S) for a network with ``readout = none``: :mod:`.spatial_output`)."""
     out = program.output
+    if out.shape:
+        return spatial_output.result_statements(program, printer)
     if out.ntk == out.nngp and not out.ntk.is_number:  # a single dense layer: Θ = Σ; two arrays, not one twice
         ntk = f"_per_pair({printer.doprint(out.ntk)}, x1, x2).copy()"
     else:  # a number (e.g. no affine layer: Θ = 0) becomes a full array too

@@ -188,6 +188,9 @@ def structural_reason(program: KernelProgram) -> Optional[str]:
     """Why the program's layers cannot be fused (for a vector network, a layer that is not
     elementwise after the Gram matrix; for an image network, a numerical dual), or None."""
     vector = len(program.network.input_shape) == 1
+    if program.output.shape:
+        return ("the network ends in an image or signal (readout = none); the fused kernels return one number "
+                "per input pair")
     numerical = any(expr.has(GaussianExpectation) for step in program.steps for _, expr in step.assignments)
     for step in program.steps[1:]:
         if vector and not all(layer.entrywise for layer in (step.layer, *step.merged)):

@@ -86,7 +86,7 @@ def refuse_nonfinite(modules: dict, program, x1, x2, nngp, ntk, *, dtype=None, s
     if _finite(nngp) and _finite(ntk):
         return
     bad = ~(np.isfinite(_to_numpy(nngp)) & np.isfinite(_to_numpy(ntk)))
-    i, j = (int(v) for v in np.argwhere(bad)[0])
+    i, j = (int(v) for v in np.argwhere(bad)[0][:2])  # a spatial output's pixel axes follow the pair's
     a, b = _to_numpy(x1)[i], _to_numpy(x1 if x2 is None else x2)[j]
     points = np.stack([a, b]) if (x2 is not None or i != j) else a[None]
     found = _first_nonfinite(modules, program, points, source, filename, name)

@@ -43,7 +43,17 @@ def point_graphs(net, x, graph, name: str, points: str) -> Optional[np.ndarray]:
 
 def evaluate(net, x1, x2, arrays, **options):
     """``net.kernels(x1, x2, **options)``, evaluated with the backend of the array namespace ``arrays``; graph
-    options that are None are left out (a network without aggregate layers takes none)."""
+    options that are None are left out (a network without aggregate layers takes none).
+
+    Raises:
+        ValueError: a network with ``readout = none``, whose kernels are per output pixel (N1, N2, *S): the
+            flow's regression needs one kernel matrix per pair of points.
+    """
+    ir = getattr(net, "ir", None)
+    if getattr(ir, "readout", "vector") == "none":
+        raise ValueError(f"network {net.name} ends in an image or signal (readout = none): its kernels are per output "
+                         "pixel, and the kernel flow needs one (N1, N2) kernel; end it with flatten or global_avg_pool "
+                         "and dense")
     options = {k: v for k, v in options.items() if not (k.startswith("graph") and v is None)}
     if arrays.name == "numpy":
         return net.kernels(x1, x2, **options)

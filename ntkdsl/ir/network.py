@@ -10,18 +10,24 @@ from .arguments import PARAMETERIZATIONS
 from .layer import Layer, span_field
 from .shapes import sequence_shape
 
-__all__ = ["Network", "PARAMETERIZATIONS"]
+__all__ = ["Network", "PARAMETERIZATIONS", "READOUTS"]
+
+READOUTS = ("vector", "none")  # a vector of outputs (the default), or the last layer's features as they are
 
 
 @dataclass(frozen=True)
 class Network:
-    """A network: its input shape, default parameterization and layers (blocks and repeats expanded)."""
+    """A network: its input shape, default parameterization and layers (blocks and repeats expanded).
+
+    ``readout``: "vector" (the network ends in a vector of outputs) or "none" (it ends in features
+    [*S, C] of a spatial shape S: its kernels are per output pixel, (N1, N2, *S); kernel-math.md §1)."""
 
     name: str
     input_shape: Tuple[int, ...]
     parameterization: str
     layers: Tuple[Layer, ...]
     span: Optional[Span] = span_field()
+    readout: str = "vector"
 
     @property
     def input_dim(self) -> int:

@@ -58,7 +58,8 @@ def format_network(net) -> str:
     """The canonical text of ``net``."""
     shape = str(net.input_shape[0]) if len(net.input_shape) == 1 else "[" + ", ".join(map(str, net.input_shape)) + "]"
     definitions = {text for layer in all_layers(net.layers) for text in layer.definitions()}
-    lines = sorted(definitions) + [f"network {net.name}(input = {shape}, parameterization = {net.parameterization}) {{"]
+    lines = sorted(definitions) + [f"network {net.name}(input = {shape}, parameterization = {net.parameterization}"
+                                     f"{', readout = none' if net.readout == 'none' else ''}) {{"]
     lines += [f"    {layer.format('    ')}" for layer in net.layers]
     lines.append("}")
     return "\n".join(lines) + "\n"

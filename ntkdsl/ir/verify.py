@@ -7,7 +7,7 @@ from typing import Sequence, Tuple
 from ..errors import ArgumentSpecError, LimitSpecError, ShapeSpecError, StructureSpecError
 from ..frontend.limits import MAX_DEGREE
 from .arguments import PARAMETERIZATIONS, is_positive_int
-from .network import Network
+from .network import READOUTS, Network
 
 _INPUT = "the network input itself, whose kernel is x·x'/d, not a Gaussian process"
 
@@ -17,7 +17,7 @@ def verify(net: Network) -> Network:
 
     Invariants: positive integer widths, channels, windows and input shape; known
     parameterizations, paddings and activations; shapes that fit from layer to layer (each node's
-    ``out_shape``) and a vector at the end; sums and products of uncorrelated branches only
+    ``out_shape``) and a vector at the end (features [*S, C] with ``readout = none``); sums and products of uncorrelated branches only
     (kernel-math.md §2); every activation and layer norm applied to a Gaussian input (kernel-math.md
     §1: the dual kernel E[σ(u)σ(v)] assumes (u, v) jointly Gaussian, which holds after an affine
     layer; activations in a row are composed into one elementwise function by the symbolic stage).
@@ -29,12 +29,19 @@ def verify(net: Network) -> Network:
         raise ArgumentSpecError(f"unknown parameterization '{net.parameterization}'", net.span)
     if not net.input_shape or not all(is_positive_int(n) for n in net.input_shape):
         raise StructureSpecError(f"the input shape must be positive integers, got {net.input_shape}", net.span)
+    if net.readout not in READOUTS:
+        raise ArgumentSpecError(f"readout must be one of {', '.join(READOUTS)}", net.span)
     shape, _, _ = _sequence(net.layers, tuple(net.input_shape), False, _INPUT)
-    if len(shape) != 1:
-        last = net.layers[-1] if net.layers else None
+    last = net.layers[-1] if net.layers else None
+    where = getattr(last, "span", None) or net.span
+    if len(shape) != 1 and net.readout == "vector":
         raise ShapeSpecError(
             f"network '{net.name}' ends with features of shape {list(shape)}, not a vector of outputs; end it with "
-            "flatten or global_avg_pool (usually followed by dense)", getattr(last, "span", None) or net.span)
+            "flatten or global_avg_pool (usually followed by dense), or declare `readout = none` in its header "
+            "for kernels per output pixel", where)
+    if len(shape) == 1 and net.readout == "none":
+        raise ShapeSpecError(f"network '{net.name}' declares `readout = none` but ends in a vector of {shape[0]} "
+                             "features; `readout = none` is for a network that ends in an image or signal", where)
     return net
 
 

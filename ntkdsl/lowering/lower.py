@@ -19,7 +19,7 @@ from ..frontend.limits import MAX_ACTIVATION_NESTING, MAX_DEGREE, MAX_LAYERS, MA
 from ..ir.arguments import FROM_NETWORK, PARAMETERIZATIONS, REQUIRED, Spec, enum, input_shape, natural, positive_int, real
 from ..ir.checks import check_degree
 from ..ir.layer import Layer
-from ..ir.network import Network
+from ..ir.network import READOUTS, Network
 from ..layers import LAYERS, Activation, Call, CustomActivation
 from .expressions import ACTIVATION_FUNCTIONS, FUNCTIONS, Expressions, Value
 
@@ -132,13 +132,15 @@ class _Lowerer(Expressions):
         specs = [
             Spec("input", REQUIRED, input_shape),
             Spec("parameterization", "ntk", enum(PARAMETERIZATIONS)),
+            Spec("readout", "vector", enum(READOUTS)),
         ]
         args = self.bind(f"network '{net.name}'", specs, net.args, {}, net.span)
         values = {s.name: s.convert(self, args[s.name].value, args[s.name].span, s.name) for s in specs}
         self.rank = len(values["input"]) - 1  # spatial dimensions: an int window broadcasts to them
         self.layer_count = 0
         layers = self.body(net.body, {}, values["parameterization"])
-        return Network(net.name, values["input"], values["parameterization"], tuple(layers), net.span)
+        return Network(net.name, values["input"], values["parameterization"], tuple(layers), net.span,
+                       values["readout"])
 
     def body(self, body: ast.Body, env: Mapping[str, Value], param: str) -> List[Layer]:
         out: List[Layer] = []

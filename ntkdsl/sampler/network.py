@@ -175,16 +175,20 @@ class FiniteNetwork:
         return self.xp.asarray(as_graphs(graph, x.shape[0], int(self.ir.input_shape[0]), name, points))
 
     def apply(self, x, graph=None) -> np.ndarray:
-        """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape); ``graph``: each
-        point's adjacency for a network with aggregate layers."""
+        """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape) ((N, *S, C) for a
+        network with ``readout = none``); ``graph``: each point's adjacency for a network with
+        aggregate layers."""
         x = self._inputs(x)
         f = self._forward(x, self._graphs(graph, x, "graph", "x"))[0]
-        return f.reshape(f.shape[0], -1)
+        return f if self.ir.readout == "none" else f.reshape(f.shape[0], -1)
 
     def nngp(self, x1, x2=None, graph1=None, graph2=None) -> np.ndarray:
-        """This draw's f(x)·f(x′)/k, (N1, N2): its average over draws is the NNGP kernel."""
+        """This draw's f(x)·f(x′)/k, (N1, N2): its average over draws is the NNGP kernel. With
+        ``readout = none`` per output pixel p, f(x)(p)·f(x′)(p)/C of shape (N1, N2, *S)."""
         f1 = self.apply(x1, graph1)
         f2 = f1 if x2 is None else self.apply(self._inputs(x2, "x2"), graph2)
+        if self.ir.readout == "none":
+            return _per_pixel(self.xp.einsum("ipc,jpc->ijp", _pixels(f1), _pixels(f2)), f1, f2)
         return f1 @ f2.T / self.output_width
 
     # --- empirical NTK ---------------------------------------------------------------------------
@@ -228,10 +232,17 @@ class FiniteNetwork:
                 none when x2 is None).
 
         Returns:
-            float64 array of shape (N1, N2) or (N1, N2, k, k).
+            float64 array of shape (N1, N2) or (N1, N2, k, k); with ``readout = none`` and ``trace``,
+            per output pixel p the mean over the C channels of ∇θf_c(x)(p)·∇θf_c(x′)(p), (N1, N2, *S)
+            (from all output pairs: memory N1·N2·k²).
         """
         if method not in ("structured", "jacobian"):
             raise ValueError(f"method must be 'structured' or 'jacobian', not {method!r}")
+        if trace and self.ir.readout == "none":
+            pairs = self.ntk(x1, x2, False, method=method, graph1=graph1, graph2=graph2)
+            n1, n2, (p, c) = pairs.shape[0], pairs.shape[1], (self.output_width // self.out_shape[-1], self.out_shape[-1])
+            per = self.xp.einsum("ijpcpc->ijp", pairs.reshape(n1, n2, p, c, p, c))
+            return per.reshape((n1, n2) + self.out_shape[:-1]) / c
         a1 = self._inputs(x1, "x1")
         a2 = a1 if x2 is None else self._inputs(x2, "x2")
         g1 = self._graphs(graph1, a1, "graph1", "x1")
@@ -287,8 +298,15 @@ class FiniteNetwork:
 
     def train(self, x, y, learning_rate: float = 1.0, steps: int = 100, probe=None,
               record_every: Optional[int] = None, loss_normalization: str = "points"):
-        """Full-batch gradient descent in place; see :func:`ntkdsl.sampler.training.train`."""
+        """Full-batch gradient descent in place; see :func:`ntkdsl.sampler.training.train`.
+
+        Raises:
+            ValueError: a network with ``readout = none`` (its outputs are images, the loss is on vectors)."""
         from .training import train
+
+        if self.ir.readout == "none":
+            raise ValueError(f"network {self.ir.name} ends in an image or signal (readout = none); training fits "
+                             "vector outputs: end it with flatten or global_avg_pool and dense")
 
         return train(self, x, y, learning_rate=learning_rate, steps=steps, probe=probe,
                      record_every=record_every, loss_normalization=loss_normalization)
@@ -310,3 +328,14 @@ def _jacobian_terms(layer, p, c1, g1, c2, g2, trace: bool, same: bool):
         else:
             total = total + namespace(a).einsum("aip,bjp->abij", a, b, optimize=True)
     return total
+
+
+def _pixels(f):
+    """Outputs (N, *S, C) as (N, P, C)."""
+    return f.reshape(f.shape[0], -1, f.shape[-1])
+
+
+def _per_pixel(k, f1, f2):
+    """Per-pixel sums (N1, N2, P) as the per-pixel kernel (N1, N2, *S): divided by the C channels."""
+    return k.reshape((f1.shape[0], f2.shape[0]) + tuple(f1.shape[1:-1])) / f1.shape[-1]
+
