@@ -286,3 +286,16 @@ def test_cupy_module_on_the_cpu_standin(monkeypatch):
     for args in ((x,), (x, y)):
         for got, want in zip(module.kernels(*args), net.kernels(*args, backend="numpy")):
             close_to_scale(np.asarray(got), want, 1e-12)
+
+
+def test_tiles_and_sweeps_agree_with_one_piece():
+    """Tiles recompute each point's weights from its own variance, so a tiled request equals the one piece up to
+    the order of the sums (the same per-pair statements); a hyperparameter sweep equals the spec written out."""
+    text = ("network a(input = [5, 3]) {{ conv(6, kernel = 1); attention(6, w_key_std = {}, b_std = 0.1, pos_emb = sum, "
+            "w_pos_emb_std = {}); relu; global_avg_pool; dense(1) }}")
+    net = ntkdsl.loads(text.format(1, 1))
+    x = np.random.default_rng(8).standard_normal((7, 5, 3))
+    whole, tiled = net.kernels(x, backend="numpy"), net.kernels(x, backend="numpy", batch_size=3)
+    close_to_scale(tiled.ntk, whole.ntk, 1e-14)  # the same statements on slices of the points
+    swept = net.with_hyperparameters(w_key_std=2, w_pos_emb_std=0.5).kernels(x)
+    np.testing.assert_array_equal(swept.ntk, ntkdsl.loads(text.format(2, 0.5)).kernels(x).ntk)
