@@ -8,7 +8,9 @@ duals broadcast cov1 against cov2 and nngp in both layouts (and in vector networ
 are the (N1, N2) matrices), a full (P, P′) block is a plain matrix after a reshape, and every
 window shift is a slice of contiguous N1 x N2 blocks.
 
-Each function below is linear in its first argument (the kernel array); the others are static
+Each function below is linear in its first argument (the kernel array) and its other arguments are
+static, except the attention ops (attention_weights: a softmax of logits; attention_map: the weights
+are arrays too; position_covariance: no array); static arguments are
 (``sp.Tuple`` of integers, ``Str`` words), so CSE and differentiation pass through them. The code
 printer turns each into a call of the run-time routine of the same name
 (:mod:`ntkdsl.arraycode.spatial_support`); ``_latex`` gives an operator notation.
