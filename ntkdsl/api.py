@@ -10,7 +10,7 @@ import numpy as np
 
 from .codegen.overflow import KernelOverflowError, refuse_nonfinite
 from .codegen.prologue import uses_same_point
-from .codegen.spatial_output import pair_axes
+from .codegen.spatial_output import output_bytes, pair_axes
 from .frontend import parse
 from .frontend.limits import read_source
 from .hyperparameters import with_values
@@ -170,7 +170,7 @@ class CompiledNetwork:
         fused = self._fused_image_model(backend, n1, n2)
         if fused is not None:  # one block of pairs at a time: tiles only for the budget, none for the caches
             return tiling.plan(n1, n2, fused, budget)
-        return tiling.plan(n1, n2, self.memory_model, budget, self._preferred_peak(n1, n2))
+        return tiling.plan(n1, n2, self.memory_model, budget, self._preferred_peak(n1, n2), output_bytes(self.program))
 
     def _fused_image_model(self, backend, n1: int, n2: int):
         """The memory model of the fused image module (its MEMORY_MODEL) when it will run this
@@ -240,7 +240,7 @@ class CompiledNetwork:
         n2 = n1 if n2 is None else n2
         if batch_size is None or (batch_size >= n1 and batch_size >= n2):
             return int(self.memory_model.peak(n1, n2))
-        return int(16 * n1 * n2 + self.memory_model.peak(min(batch_size, n1), min(batch_size, n2)))
+        return int(output_bytes(self.program) * n1 * n2 + self.memory_model.peak(min(batch_size, n1), min(batch_size, n2)))
 
     def _evaluate(self, x1, x2, backend, dtype, to_numpy, progress=False, graphs=None):
         """One evaluation by the chosen backend (no tiling); a result that is not finite is refused,

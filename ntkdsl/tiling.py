@@ -144,10 +144,12 @@ def preferred_peak(model: MemoryModel, entries_per_pair: int) -> float:
     return model.peak(t, t)
 
 
-def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[float] = None) -> Optional[Tuple[int, int]]:
+def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[float] = None,
+         outputs: float = 16.0) -> Optional[Tuple[int, int]]:
     """The tile (t1, t2) for an N1 x N2 request, or None when it fits whole.
 
-    The outputs (16 bytes a pair) are allocated once; the rest of the budget bounds a tile's peak,
+    The outputs (``outputs`` bytes a pair: 16, or 16·P for a network with ``readout = none``,
+    :func:`ntkdsl.codegen.spatial_output.output_bytes`) are allocated once; the rest of the budget bounds a tile's peak,
     and so does ``preferred`` when given: the kernel arrays of image networks (P or P² entries per
     pair) run faster in tiles that stay near the processor's caches (:func:`preferred_peak`).
     Tiles are as square as the limits allow.
@@ -158,11 +160,11 @@ def plan(n1: int, n2: int, model: MemoryModel, budget: int, preferred: Optional[
     limit = budget if preferred is None else min(budget, preferred)
     if model.peak(n1, n2) <= limit:
         return None
-    left = budget - 16 * n1 * n2
+    left = budget - outputs * n1 * n2
     if left <= 0 or model.peak(1, 1) > left:
         raise MemoryBudgetError(
             f"a kernel of {n1} x {n2} points needs about {format_bytes(model.peak(n1, n2))} and the budget is {format_bytes(budget)}; "
-            f"even in tiles it needs {format_bytes(16 * n1 * n2)} for the two output arrays plus {format_bytes(model.peak(1, 1))} for "
+            f"even in tiles it needs {format_bytes(outputs * n1 * n2)} for the two output arrays plus {format_bytes(model.peak(1, 1))} for "
             "one pair: raise the budget (memory_budget=, ntkdsl.set_memory_budget, or --memory-budget on the command line) "
             "or ask for fewer points at a time")
     if preferred is not None:

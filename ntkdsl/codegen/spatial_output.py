@@ -12,13 +12,14 @@ a result, used by the self-kernels' symmetry and by tiles below the diagonal.
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ..algebra.spatial import FULL
 
-__all__ = ["output_pixels", "pair_axes", "transpose_pairs", "result_statements", "diagonal_statements"]
+__all__ = ["output_bytes", "output_pixels", "pair_axes", "transpose_pairs", "result_statements", "diagonal_statements"]
 
 
 def output_pixels(program) -> Tuple[int, ...]:
@@ -28,6 +29,11 @@ def output_pixels(program) -> Tuple[int, ...]:
     if not out.shape:
         return ()
     return tuple(out.shape) * (2 if out.layout == FULL else 1)
+
+
+def output_bytes(program) -> int:
+    """Bytes per input pair of the two float64 results: 16, times the pixel entries of a spatial output."""
+    return 16 * math.prod(output_pixels(program))
 
 
 def pair_axes(program) -> Optional[Tuple[int, ...]]:

@@ -188,7 +188,7 @@ class FiniteNetwork:
         f1 = self.apply(x1, graph1)
         f2 = f1 if x2 is None else self.apply(self._inputs(x2, "x2"), graph2)
         if self.ir.readout == "none":
-            return _per_pixel(self.xp.einsum("ipc,jpc->ijp", _pixels(f1), _pixels(f2)), f1, f2)
+            return _per_pixel(self.xp.einsum("ipc,jpc->ijp", _pixels(f1), _pixels(f2)), f1, f2, self.out_shape)
         return f1 @ f2.T / self.output_width
 
     # --- empirical NTK ---------------------------------------------------------------------------
@@ -233,16 +233,16 @@ class FiniteNetwork:
 
         Returns:
             float64 array of shape (N1, N2) or (N1, N2, k, k); with ``readout = none`` and ``trace``,
-            per output pixel p the mean over the C channels of ∇θf_c(x)(p)·∇θf_c(x′)(p), (N1, N2, *S)
-            (from all output pairs: memory N1·N2·k²).
+            per output pixel p the mean over the C channels of ∇θf_c(x)(p)·∇θf_c(x′)(p), (N1, N2, *S),
+            from the explicit Jacobians whatever ``method`` (memory (N1 + N2)·k·P).
         """
         if method not in ("structured", "jacobian"):
             raise ValueError(f"method must be 'structured' or 'jacobian', not {method!r}")
         if trace and self.ir.readout == "none":
-            pairs = self.ntk(x1, x2, False, method=method, graph1=graph1, graph2=graph2)
-            n1, n2, (p, c) = pairs.shape[0], pairs.shape[1], (self.output_width // self.out_shape[-1], self.out_shape[-1])
-            per = self.xp.einsum("ijpcpc->ijp", pairs.reshape(n1, n2, p, c, p, c))
-            return per.reshape((n1, n2) + self.out_shape[:-1]) / c
+            j1 = self.jacobian(x1, graph1)
+            j2 = j1 if x2 is None else self.jacobian(x2, graph2)
+            per = self.xp.einsum("imq,jmq->ijm", j1, j2)  # (N1, N2, P·C): each output with itself
+            return _per_pixel(per.reshape(per.shape[:2] + (-1, self.out_shape[-1])).sum(-1), j1, j2, self.out_shape)
         a1 = self._inputs(x1, "x1")
         a2 = a1 if x2 is None else self._inputs(x2, "x2")
         g1 = self._graphs(graph1, a1, "graph1", "x1")
@@ -335,7 +335,8 @@ def _pixels(f):
     return f.reshape(f.shape[0], -1, f.shape[-1])
 
 
-def _per_pixel(k, f1, f2):
-    """Per-pixel sums (N1, N2, P) as the per-pixel kernel (N1, N2, *S): divided by the C channels."""
-    return k.reshape((f1.shape[0], f2.shape[0]) + tuple(f1.shape[1:-1])) / f1.shape[-1]
+def _per_pixel(k, a1, a2, out_shape):
+    """Per-pixel sums over the C channels (N1, N2, P) of the points of ``a1`` and ``a2`` as the per-pixel
+    kernel (N1, N2, *S), ``out_shape`` = (*S, C): divided by C."""
+    return k.reshape((a1.shape[0], a2.shape[0]) + tuple(out_shape[:-1])) / out_shape[-1]
 
