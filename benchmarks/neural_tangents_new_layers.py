@@ -321,9 +321,9 @@ ARCHITECTURES = {
         pos_emb_cov=lambda shape: np.exp(-0.5 * (np.arange(shape[0])[:, None] - np.arange(shape[0])[None, :]) ** 2),
         layers=_att("SOFTMAX", True, pos_emb_type="CONCAT", pos_emb_decay_fn=lambda d: np.exp(-0.5 * d),
                     n_chan_pos_emb=6, W_pos_emb_std=1.2)),
-    "attention-softmax-masked": dict(spec=_att_text("softmax", True), shape=(6, 4), self=True, side=_mask_side,
-                                     layers=_att("SOFTMAX", True)),
-    "attention-relu-masked": dict(spec=_att_text("relu", True), shape=(6, 4), side=_mask_side,
+    "attention-softmax-masked": dict(spec=_att_text("softmax", True, shape="[6, 4]"), shape=(6, 4), self=True,
+                                     side=_mask_side, layers=_att("SOFTMAX", True)),
+    "attention-relu-masked": dict(spec=_att_text("relu", True, shape="[6, 4]"), shape=(6, 4), side=_mask_side,
                                   layers=_att("RELU", True)),
     "attention-image-softmax": dict(spec=_att_text("softmax", True, shape="[3, 3, 2]"), shape=(3, 3, 2),
                                     layers=_att("SOFTMAX", True)),
@@ -426,6 +426,50 @@ ARCHITECTURES = {
         layers=lambda s: [s.Dense(16, b_std=0.1), *_res(s, s.Aggregate(), s.Relu(), s.Dense(16, W_std=1.2, b_std=0.1)),
                           s.LayerNorm(), *_res(s, s.Aggregate(), s.Erf(), s.Dense(16), s.DotGeneral(rhs=0.5)),
                           s.GlobalSumPool(), s.Dense(4, b_std=0.1), s.Relu(), s.Dense(1)]),
+    # ---- position masks without attention (appended last: the random draws of the cases above are unchanged)
+    "masked-layer-norm-gap": dict(
+        spec="""network m(input = [7, 3]) {
+            conv(8, kernel = 1, w_std = 1.3, b_std = 0.3); layer_norm(axes = spatial_and_channels); relu
+            conv(6, kernel = 1, b_std = 0.2); gelu; global_avg_pool; dense(1, b_std = 0.1) }""",
+        shape=(7, 3), self=True, side=_mask_side,
+        layers=lambda s: [s.Dense(8, W_std=1.3, b_std=0.3), s.LayerNorm(axis=(1, 2)), s.Relu(),
+                          s.Dense(6, b_std=0.2), s.Gelu(), s.GlobalAvgPool(), s.Dense(1, b_std=0.1)]),
+    "masked-residual-dropout-2d": dict(
+        spec="""network m(input = [3, 4, 2]) {
+            conv(8, kernel = 1, b_std = 0.1)
+            residual { relu; dropout(0.8); conv(8, kernel = 1, w_std = 1.2, b_std = 0.2) }; layer_norm
+            erf; conv(8, kernel = 1); global_sum_pool; dense(1) }""",
+        shape=(3, 4, 2), self=True, side=_mask_side,
+        layers=lambda s: [s.Conv(8, (1, 1), b_std=0.1),
+                          *_res(s, s.Relu(), s.Dropout(0.8), s.Conv(8, (1, 1), W_std=1.2, b_std=0.2)), s.LayerNorm(),
+                          s.Erf(), s.Conv(8, (1, 1)), s.GlobalSumPool(), s.Dense(1)]),
+    "masked-sin-flatten-standard": dict(
+        spec="""network m(input = [6, 2], parameterization = standard) {
+            conv(8, kernel = 1, w_std = 1.1, b_std = 0.2); sin(a = 1.2, b = 0.9, c = 0.7)
+            conv(6, kernel = 1, b_std = 0.1); relu; flatten; dense(1) }""",
+        shape=(6, 2), side=_mask_side,
+        layers=lambda s: [s.Dense(8, W_std=1.1, b_std=0.2, parameterization="standard"), s.Sin(a=1.2, b=0.9, c=0.7),
+                          s.Dense(6, b_std=0.1, parameterization="standard"), s.Relu(), s.Flatten(),
+                          s.Dense(1, parameterization="standard")]),
+    "masked-parallel-sin-flatten": dict(
+        spec="""network m(input = [5, 3]) {
+            conv(8, kernel = 1, b_std = 0.2)
+            parallel(merge = concat) { sin(c = 0.5) } { relu }
+            flatten; dense(1) }""",
+        shape=(5, 3), self=True, side=_mask_side,
+        layers=lambda s: [s.Dense(8, b_std=0.2), s.FanOut(2), s.parallel(s.Sin(c=0.5), s.Relu()), s.FanInConcat(),
+                          s.Flatten(), s.Dense(1)]),
+    # LayerNorm over space with masks: neural-tangents adds eps to every pixel variance, masked ones included,
+    # before its masked mean (requirements.py:1104 sums all entries, divides by the unmasked count), so its
+    # kernel normalises by eps·P/n + mean_unmasked q where its own finite network (and ntkdsl) has
+    # eps + mean_unmasked q; a large eps shows it (tests/test_masks.py checks both formulas by hand)
+    "masked-layer-norm-eps-quirk": dict(
+        spec="""network m(input = [6, 2]) {
+            conv(8, kernel = 1, b_std = 0.4); layer_norm(axes = spatial_and_channels, eps = 0.5); relu
+            global_avg_pool; dense(1) }""",
+        shape=(6, 2), side=_mask_side,
+        layers=lambda s: [s.Dense(8, b_std=0.4), s.LayerNorm(axis=(1, 2), eps=0.5), s.Relu(), s.GlobalAvgPool(),
+                          s.Dense(1)]),
 }
 
 # Combinations neural-tangents 0.6.5 refuses (checked by ``--check-refusals``; ntkdsl should refuse them

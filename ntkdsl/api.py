@@ -34,12 +34,13 @@ class CompiledNetwork:
         source: the .ntk text it came from; ``filename`` where from.
     """
 
-    def __init__(self, ir: Network, source: str = "", filename: str = "<string>", layout: str = "auto"):
+    def __init__(self, ir: Network, source: str = "", filename: str = "<string>", layout: str = "auto",
+                 masked: bool = False):
         self.ir = verify(ir)
         self.source = source
         self.filename = filename
         self.layout = layout
-        self.program: KernelProgram = derive(self.ir, layout=layout)
+        self.program: KernelProgram = derive(self.ir, layout=layout, masked=masked)  # masked: ntkdsl.masks
 
     @property
     def name(self) -> str:
@@ -55,7 +56,7 @@ class CompiledNetwork:
 
     def kernels(self, x1, x2=None, *, backend: Optional[str] = None, dtype=None, to_numpy: bool = False,
                 batch_size: Optional[int] = None, memory_budget: Optional[int] = None, progress=None,
-                diagonal: bool = False, graph1=None, graph2=None) -> Kernels:
+                diagonal: bool = False, graph1=None, graph2=None, mask1=None, mask2=None) -> Kernels:
         """Σ and Θ between the rows of ``x1`` and of ``x2`` (None: ``x1`` itself).
 
         Args:
@@ -81,6 +82,8 @@ class CompiledNetwork:
             graph1, graph2: a network with ``aggregate`` layers: each point's adjacency, dense (N, V, V)
                 floats (A[i, j] the weight of the edge i → j) or (N, E, 2) integer edge lists
                 (:mod:`ntkdsl.graphs`); graph2 None in a self request (graph1 is used); NumPy module only.
+            mask1, mask2: position masks, booleans (N, *S) with True = masked (neural-tangents' convention;
+                :mod:`ntkdsl.masks`), for networks of per-position layers; mask2 None in a self request.
 
         Pairs of identical points get the exact value at (x, x) (:func:`ntkdsl.tiling.exact_duplicates`),
         so results do not depend on the tiles even there, where the kernels are ill-conditioned.
@@ -96,16 +99,20 @@ class CompiledNetwork:
             MemoryBudgetError: not even tiles fit the budget (the message says how much is needed).
         """
         from . import tiling
-        from .graphs import request_graphs, with_graphs
+        from .graphs import with_graphs
+        from .masks import request_side
 
         if diagonal:
             if x2 is not None:
                 raise ValueError("diagonal=True evaluates K(x, x) for each row of x1 alone; x2 must be None")
             x1 = self._points(x1, "x1")
-            graphs = request_graphs(self, x1, None, graph1, graph2)
-            return self._diagonal(x1, backend, dtype, to_numpy, progress, None if graphs is None else graphs["graph1"])
+            net, side = request_side(self, x1, None, graph1, graph2, mask1, mask2)
+            return net._diagonal(x1, backend, dtype, to_numpy, progress, side)
         x1, x2 = self._points(x1, "x1"), None if x2 is None else self._points(x2, "x2")
-        graphs = request_graphs(self, x1, x2, graph1, graph2)
+        net, graphs = request_side(self, x1, x2, graph1, graph2, mask1, mask2)
+        if net is not self:  # masks: the masked twin's program and modules (ntkdsl.masks)
+            return net.kernels(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy, batch_size=batch_size,
+                               memory_budget=memory_budget, progress=progress, mask1=mask1, mask2=mask2)
         request_note(self, len(x1), len(x1 if x2 is None else x2), progress)  # slow requests say so on stderr
         tile = self._tile(x1, x2, backend, batch_size, memory_budget)
         if tile is not None and _covers(tile, x1, x2):
@@ -131,7 +138,7 @@ class CompiledNetwork:
 
     def kernels_to_disk(self, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
                         memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None,
-                        progress=None, graph1=None, graph2=None) -> Kernels:
+                        progress=None, graph1=None, graph2=None, mask1=None, mask2=None) -> Kernels:
         """Σ and Θ streamed tile by tile into ``directory``/nngp.npy and ntk.npy; resumable.
 
         For results larger than memory: only one tile is held at a time, and each finished tile is
@@ -148,7 +155,8 @@ class CompiledNetwork:
         from .streaming import kernels_to_disk
 
         return kernels_to_disk(self, x1, x2, directory, batch_size=batch_size, memory_budget=memory_budget,
-                               backend=backend, dtype=dtype, progress=progress, graph1=graph1, graph2=graph2)
+                               backend=backend, dtype=dtype, progress=progress, graph1=graph1, graph2=graph2,
+                               mask1=mask1, mask2=mask2)
 
     def _points(self, x, name: str):
         """``x`` checked as input points of this network (:func:`ntkdsl.validate.points`)."""
@@ -262,20 +270,22 @@ class CompiledNetwork:
                          filename=self.filename, name=self.name)
         return k
 
-    def _diagonal(self, x, backend, dtype, to_numpy, progress, graph=None) -> Kernels:
+    def _diagonal(self, x, backend, dtype, to_numpy, progress, side=None) -> Kernels:
         """Σ(x, x) and Θ(x, x) of each row of ``x`` (:func:`ntkdsl.codegen.dispatch.run_diagonal`); a
-        value that is not finite is refused naming its row and the layer that overflowed."""
+        value that is not finite is refused naming its row and the layer that overflowed. ``side``: the
+        rows' graphs or masks (:func:`ntkdsl.masks.request_side`)."""
         from .codegen.dispatch import run_diagonal
         from .codegen.overflow import _to_numpy
 
         request_note(self, len(x), 1, progress)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused below
             nngp, ntk = run_diagonal(self._modules, self.program, x, backend=backend, dtype=dtype, to_numpy=to_numpy,
-                                     source=self.source, filename=self.filename, name=self.name, graph=graph)
+                                     source=self.source, filename=self.filename, name=self.name,
+                                     graph=(side or {}).get("graph1"), mask=(side or {}).get("mask1"))
         bad = np.nonzero(~(np.isfinite(_to_numpy(nngp)) & np.isfinite(_to_numpy(ntk))))[0]  # rows (pixels after them)
-        if bad.size and graph is not None:
-            raise KernelOverflowError(f"the kernels of row {int(bad[0])} of x1 are not finite with its graph (large edge "
-                                      "weights grow the variances at each aggregate; normalise the adjacencies)")
+        if bad.size and side:
+            raise KernelOverflowError(f"the kernels of row {int(bad[0])} of x1 are not finite with its graph or mask "
+                                      "(large edge weights grow the variances at each aggregate; normalise the adjacencies)")
         if bad.size:  # the self-kernel of that row names the layer; then the row in x
             i = int(bad[0])
             try:

@@ -86,7 +86,8 @@ def connect(address: Optional[str] = None, timeout: float = 30.0):
 
 
 def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Optional[int] = None, dtype=None,
-            backend: Optional[str] = None, progress=None, retries: int = RETRIES, graph1=None, graph2=None):
+            backend: Optional[str] = None, progress=None, retries: int = RETRIES, graph1=None, graph2=None,
+            mask1=None, mask2=None):
     """Σ and Θ of ``net`` computed on a dask cluster into the zarr store ``store``, tile by tile.
 
     Args:
@@ -107,7 +108,8 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
             each tile's task finishes on the cluster.
         retries: extra attempts of a tile task that raises.
         graph1, graph2: each point's adjacency for a network with ``aggregate`` layers
-            (:func:`ntkdsl.graphs.request_graphs`), shipped with the rows of each tile.
+            (:func:`ntkdsl.graphs.request_graphs`), shipped with the rows of each tile; mask1, mask2 likewise
+            for position masks (:mod:`ntkdsl.masks`).
 
     Returns:
         :class:`ntkdsl.Kernels` of two dask arrays reading the store.
@@ -121,13 +123,13 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
     from .results import Kernels
     from .codegen.dispatch import resolve
     from .progress import tile_progress
-    from .graphs import request_graphs
+    from .masks import request_side
     from .streaming import array_fingerprint
     from .tiling import tiles
 
     x1 = _points(net, x1, "x1")
     x2 = None if x2 is None else _points(net, x2, "x2")
-    graphs = request_graphs(net, x1, x2, graph1, graph2)
+    net, graphs = request_side(net, x1, x2, graph1, graph2, mask1, mask2)  # masks: the masked twin
     dtype = np.dtype(np.float64 if dtype is None else dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
@@ -252,20 +254,17 @@ def _run(client, net, x1, x2, missing, store: str, side: int, backend: str, dtyp
     import dask
     from distributed import as_completed
 
-    spec = (net.to_ntk(), net.layout)
+    from .graphs import side_rows
+
+    spec = (net.to_ntk(), net.layout, net.program.masked)
     token = hashlib.sha256(repr((spec, store, side, backend, str(dtype))).encode()).hexdigest()[:16]
     rows1 = _rows(x1, side)
     rows2 = None if x2 is None else _rows(x2, side)
-    g1 = g2 = None
-    if graphs is not None:
-        g1 = _rows(graphs["graph1"], side)
-        g2 = None if x2 is None else _rows(graphs["graph2"], side)
+    blocks = None if graphs is None else {name: None if g is None else _rows(g, side) for name, g in graphs.items()}
     tasks = []
     for i, j in missing:
         other = (None if i == j else rows1[j]) if x2 is None else rows2[j]
-        tile_graphs = None
-        if graphs is not None:
-            tile_graphs = (g1[i], (None if i == j else g1[j]) if x2 is None else g2[j])
+        tile_graphs = None if graphs is None else side_rows(blocks, i, None if x2 is None and i == j else j, x2 is None)
         tasks.append(dask.delayed(_tile_task, pure=True)(spec, rows1[i], other, i, j, store, side, x2 is None,
                                                          backend, str(dtype), tile_graphs,
                                                          dask_key_name=f"ntkdsl-tile-{token}-{i}-{j}"))
@@ -283,19 +282,21 @@ _NETWORKS: dict = {}
 
 
 def _network(spec):
-    """The compiled network of ``spec`` (canonical text, layout), built once per worker process."""
+    """The compiled network of ``spec`` (canonical text, layout, masked), built once per worker process."""
     key = hashlib.sha256(repr(spec).encode("utf-8")).hexdigest()
     if key not in _NETWORKS:
         from .api import loads
+        from .masks import masked_network
 
-        _NETWORKS[key] = loads(spec[0], layout=spec[1])
+        net = loads(spec[0], layout=spec[1])
+        _NETWORKS[key] = masked_network(net) if spec[2] else net
     return _NETWORKS[key]
 
 
 def _tile_task(spec, rows, other, i: int, j: int, store: str, side: int, mirror: bool, backend: str, dtype: str,
                graphs=None):
     """On a worker: evaluate tile (i, j), write it (and its mirror), then set its done flag.
-    ``graphs``: (the rows' adjacencies, the other rows' or None) of a network that aggregates."""
+    ``graphs``: the rows' graphs or masks (``name1``) and the other rows' (``name2``, None on the diagonal)."""
     import zarr
 
     net = _network(spec)
@@ -304,8 +305,7 @@ def _tile_task(spec, rows, other, i: int, j: int, store: str, side: int, mirror:
     for rows_of, x in ((i, x_a), (j, x_b)):
         if x is not None and not np.all(np.isfinite(x)):
             raise ValueError(f"the input rows {rows_of * side}..{rows_of * side + len(x) - 1} hold NaN or infinite values")
-    tile_graphs = None if graphs is None else {"graph1": np.asarray(graphs[0]),
-                                               "graph2": None if graphs[1] is None else np.asarray(graphs[1])}
+    tile_graphs = None if graphs is None else {name: None if g is None else np.asarray(g) for name, g in graphs.items()}
     nngp, ntk = net._evaluate(x_a, x_b, backend, dtype, True, False, tile_graphs)
     root = zarr.open_group(store, mode="r+")
     a = slice(i * side, i * side + nngp.shape[0])

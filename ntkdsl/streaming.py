@@ -83,25 +83,26 @@ def request_fingerprint(net, x1: np.ndarray, x2: Optional[np.ndarray], dtype: np
             "x2": None if x2 is None else array_fingerprint(x2), "dtype": str(dtype)}
 
 
-def _request(net, x1, x2, dtype, graph1, graph2):
-    """The validated request: (x1, x2, graphs, dtype, its fingerprint, graphs included)."""
-    from .graphs import request_graphs
+def _request(net, x1, x2, dtype, graph1, graph2, mask1=None, mask2=None):
+    """The validated request: (the network that evaluates it (masks: its masked twin), x1, x2, the
+    per-point graphs or masks, dtype, its fingerprint, graphs and masks included)."""
+    from .masks import request_side
 
     x1 = _points(net, x1, "x1")
     x2 = None if x2 is None else _points(net, x2, "x2")
-    graphs = request_graphs(net, x1, x2, graph1, graph2)
+    net, graphs = request_side(net, x1, x2, graph1, graph2, mask1, mask2)
     dtype = np.dtype(np.float64 if dtype is None else dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     ident = request_fingerprint(net, x1, x2, dtype)
-    if graphs is not None:  # another graph is another request
+    if graphs is not None:  # another graph (mask) is another request
         ident.update({name: None if g is None else array_fingerprint(g) for name, g in graphs.items()})
-    return x1, x2, graphs, dtype, ident
+    return net, x1, x2, graphs, dtype, ident
 
 
 def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
                     memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None, progress=None,
-                    graph1=None, graph2=None):
+                    graph1=None, graph2=None, mask1=None, mask2=None):
     """Evaluate Σ and Θ of ``net`` into ``directory``/nngp.npy and ntk.npy, tile by tile, resumable.
 
     Args:
@@ -121,7 +122,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
             called after each tile is on disk (:mod:`ntkdsl.progress`).
         graph1, graph2: each point's adjacency for a network with ``aggregate`` layers
             (:func:`ntkdsl.graphs.request_graphs`), sliced with the points of each tile and part of
-            the request a resume must match.
+            the request a resume must match; mask1, mask2 likewise for position masks (:mod:`ntkdsl.masks`).
 
     Returns:
         :class:`ntkdsl.Kernels` of the two files opened read-only as memory maps.
@@ -141,7 +142,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     from .progress import tile_progress
     from .tiling import tiles
 
-    x1, x2, graphs, dtype, ident = _request(net, x1, x2, dtype, graph1, graph2)
+    net, x1, x2, graphs, dtype, ident = _request(net, x1, x2, dtype, graph1, graph2, mask1, mask2)
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
     os.makedirs(directory, exist_ok=True)
@@ -203,13 +204,11 @@ def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype, graphs=Non
     self-kernel, its mirror below the diagonal) and flush both files. ``graphs``: the request's
     adjacencies, sliced with the tile's points."""
     from .codegen.spatial_output import pair_axes, transpose_pairs
+    from .graphs import side_rows
     from .tiling import exact_duplicates
 
     right = (None if a == b else x1[b]) if x2 is None else x2[b]
-    tile_graphs = None
-    if graphs is not None:
-        g1, g2 = graphs["graph1"], graphs["graph2"]
-        tile_graphs = {"graph1": g1[a], "graph2": (None if a == b else g1[b]) if x2 is None else g2[b]}
+    tile_graphs = None if graphs is None else side_rows(graphs, a, None if x2 is None and a == b else b, x2 is None)
     k = [np.array(v) for v in net._evaluate(x1[a], right, backend, dtype, True, False, tile_graphs)]
     exact_duplicates(k[0], k[1], x1[a], right, lambda p: net._evaluate(p, None, backend, dtype, True),
                      uses_same_point(net.program) or graphs is not None)  # equal x with other graphs differ
@@ -331,7 +330,8 @@ def _check(manifest: dict, ident: dict, directory) -> None:
     """Refuse a manifest of another request, naming what differs."""
     differ = []
     for key, label in (("spec_sha256", "the network"), ("x1", "--x1 / x1"), ("x2", "--x2 / x2"),
-                       ("dtype", "the dtype"), ("graph1", "--graph1 / graph1"), ("graph2", "--graph2 / graph2")):
+                       ("dtype", "the dtype"), ("graph1", "--graph1 / graph1"), ("graph2", "--graph2 / graph2"),
+                       ("mask1", "--mask1 / mask1"), ("mask2", "--mask2 / mask2")):
         if manifest.get(key) != ident.get(key):
             differ.append(f"{label}: {_describe(manifest.get(key))} there, {_describe(ident.get(key))} here")
     if differ:

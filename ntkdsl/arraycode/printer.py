@@ -220,6 +220,24 @@ class ArrayPrinter(SciPyPrinter):
         return (f"position_covariance(shape={static(shape)!r}, p_norm={float(p_norm)!r}, decay={static(decay)!r}, "
                 f"rate={float(rate)!r})")
 
+    def _mask_call(self, expr, key: str):  # keep1, keep2: 1 - the masks kernels() receives (algebra.masking)
+        from ..algebra.spatial import static
+
+        name = type(expr).__name__
+        self.functions.setdefault(name, "")
+        value = static(expr.args[2])
+        setting = f"full={value == 'full'!r}" if key == "layout" else f"mode={value!r}"
+        return (f"{name}({self._print(expr.args[0])}, keep1, keep2, shape={static(expr.args[1])!r}, {setting}, "
+                f"side={static(expr.args[3])!r})")
+
+    def _print_remask(self, expr):
+        return self._mask_call(expr, "layout")
+
+    _print_masked_mean = _print_remask
+
+    def _print_masked_pool(self, expr):
+        return self._mask_call(expr, "mode")
+
 
 def conditional_chain(printer, expr, choose) -> str:
     """A Piecewise as nested conditional expressions, its default (last) piece innermost;

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 
-from . import attention_support, mehler, spatial_maps, spatial_support, support
+from . import attention_support, mask_maps, mehler, spatial_maps, spatial_support, support
 
 
 def support_sources(functions) -> str:
@@ -51,6 +51,9 @@ ROUTINES = {  # printed name -> the functions its generated module needs, in def
     "attention_weights": ("_pixels", "_spatial_array", "attention_weights"),
     "attention_map": ("_pixels", "_spatial_array", "attention_map"),
     "position_covariance": ("position_covariance",),
+    "remask": ("_pixels", "_spatial_array", "_keep_factors", "remask"),
+    "masked_mean": ("_pixels", "_spatial_array", "_diagonal", "_keep_factors", "masked_mean"),
+    "masked_pool": ("_pixels", "_spatial_array", "_keep_factors", "masked_pool"),
     "input_covariances": ("_pixels", "input_variances", "input_covariances"),
     "input_variances": ("_pixels", "input_variances"),
 }
@@ -70,6 +73,6 @@ def routine_sources(names) -> str:
 
 def _routine(name: str):
     """A spatial routine by name, from whichever of the routine modules defines it."""
-    return (getattr(spatial_maps, name, None) or getattr(attention_support, name, None)
-            or getattr(spatial_support, name))
+    return (getattr(spatial_maps, name, None) or getattr(mask_maps, name, None)
+            or getattr(attention_support, name, None) or getattr(spatial_support, name))
 

@@ -122,6 +122,35 @@ def load_graphs(args, net: CompiledNetwork, x1, x2) -> dict:
     return out
 
 
+def load_masks(args, net: CompiledNetwork, x1, x2) -> dict:
+    """``mask1``/``mask2`` of ``net.kernels`` from ``--mask1/--mask2`` (.npy, or .npz with the array ``mask``,
+    or FILE.npz:NAME; headers checked before reading), checked against the points
+    (:func:`ntkdsl.masks.as_masks`); {} without them."""
+    from ..masks import as_masks
+
+    if not args.mask1 and not args.mask2:
+        return {}
+    if not args.mask1:
+        raise UserError("--mask2 goes with --mask1 (the --x1 points' masks)" if x2 is not None else
+                        "--mask2 goes with --x2 (its points' masks); a self kernel uses --mask1 for both sides")
+    if (x2 is None) != (not args.mask2):
+        raise UserError("--mask2 goes with --x2 (its points' masks); a self kernel uses --mask1 for both sides"
+                        if x2 is None else "--x2 is given, so pass --mask2 FILE (its points' masks; all False: none masked)")
+    out = {"mask2": None}
+    for option, path, rows in (("--mask1", args.mask1, x1), ("--mask2", args.mask2, x2)):
+        if path is None:
+            continue
+        if path.endswith(".npz") and os.path.exists(path):
+            path = f"{path}:mask"
+        raw = load_array(path, option)
+        try:
+            out[option[2:]] = as_masks(raw, len(rows), tuple(net.ir.input_shape[:-1]), option, "--x" + option[-1],
+                                       where=f" in {path!r}")
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    return out
+
+
 def require_gpu() -> None:
     """A UserError unless CuPy imports and runs a tiny array operation on a CUDA device.
 

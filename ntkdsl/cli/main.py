@@ -19,7 +19,7 @@ from .._version import __version__
 from .._files import protecting, write_npz, write_text
 from ..api import CompiledNetwork
 from ..codegen.spatial_output import output_pixels
-from .inputs import load_graphs, load_network, load_points, read_spec, require_gpu
+from .inputs import load_graphs, load_masks, load_network, load_points, read_spec, require_gpu
 from ..errors import SpecError, UserError
 from . import flow as flow_cli
 from . import sample as sampler_cli
@@ -27,7 +27,7 @@ from ..frontend import parse
 from ..lowering import lower, lower_all, select_network
 
 USER_ERROR = 2
-INPUTS = ("spec", "x1", "x2", "graph1", "graph2", "train", "test")  # arguments of every command that name input files
+INPUTS = ("spec", "x1", "x2", "graph1", "graph2", "mask1", "mask2", "train", "test")  # arguments of every command that name input files
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--graph1", metavar="FILE", help="networks with aggregate: each --x1 point's graph, (N1, V, V) "
                    "adjacency floats or (N1, E, 2) integer [sender, receiver] edge lists (.npy, or .npz with 'graph')")
     e.add_argument("--graph2", metavar="FILE", help="as --graph1, for the --x2 points")
+    e.add_argument("--mask1", metavar="FILE", help="position masks of the --x1 points, booleans (N1, *S) with True = "
+                   "masked (neural-tangents' convention; .npy, or .npz with 'mask'); per-position layers only")
+    e.add_argument("--mask2", metavar="FILE", help="as --mask1, for the --x2 points")
     e.add_argument("--network", help="which network, when the file defines several")
     e.add_argument("--diagonal", action="store_true", help="only K(x, x) of each --x1 point (arrays nngp and ntk of "
                    "shape (N1,)), in O(N1) time and memory; no --x2, no tiles")
@@ -152,7 +155,7 @@ def _eval(args) -> int:
     shape = net.ir.input_shape
     x1 = load_points(args.x1, shape, "--x1")
     x2 = load_points(args.x2, shape, "--x2") if args.x2 else None
-    graphs = load_graphs(args, net, x1, x2)
+    graphs = {**load_graphs(args, net, x1, x2), **load_masks(args, net, x1, x2)}
     if args.diagonal:
         return _eval_diagonal(args, net, x1, x2, graphs)
     if args.zarr is not None:
@@ -197,7 +200,7 @@ def _eval_diagonal(args, net: CompiledNetwork, x1, x2, graphs: dict) -> int:
         require_gpu()
     try:
         k = net.kernels(x1, backend=args.backend, dtype=args.dtype, to_numpy=True, progress=args.progress,
-                        diagonal=True, graph1=graphs.get("graph1"))
+                        diagonal=True, graph1=graphs.get("graph1"), mask1=graphs.get("mask1"))
     except (ImportError, MemoryError) as exc:
         raise UserError(str(exc)) from None
     if args.out:

@@ -36,7 +36,7 @@ from .cache import _compiled_in, compiled_for, compiled_on_disk, load_cached_mod
 from .cuda import emit_cupy_module
 from .emit import emit_module
 from .fused import NotFusable, emit_fused_module, fusable
-from .prologue import uses_graphs
+from .prologue import uses_graphs, uses_masks
 
 AUTO = "auto"
 # measured by benchmarks/sweeps.py (results/sweeps.json) on the 2-core development machine, CPU seconds
@@ -88,8 +88,8 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0,
         if backend == "cupy":
             raise ImportError("backend 'cupy' needs CuPy and a CUDA GPU: pip install 'ntkdsl[gpu]'")
         return "numpy", f"{spec.requires} is not installed (pip install 'ntkdsl[{spec.extra}]'); using NumPy"
-    if spec.cuda and uses_graphs(program):
-        return "numpy", "the CUDA kernels cannot evaluate this network (aggregate's per-point graphs); using NumPy"
+    if spec.cuda and (uses_graphs(program) or uses_masks(program)):
+        return "numpy", "the CUDA kernels cannot evaluate this network (per-point graphs or masks); using NumPy"
     if spec.fused:
         reason = fusable(program)
         if reason:
@@ -153,7 +153,7 @@ def _record_numpy(modules: dict, program: KernelProgram, pairs: int, seconds: fl
 def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional[str] = None,
                 filename: str = "<string>") -> str:
     """The module text for a backend; a fused backend that cannot fuse the program gives NumPy's."""
-    if BACKENDS[backend].cuda and uses_graphs(program):  # per-point graphs: the array module, xp = CuPy
+    if BACKENDS[backend].cuda and (uses_graphs(program) or uses_masks(program)):  # per-point side data: xp = CuPy
         return emit_module(program, backend=backend, source=source, filename=filename)
     if BACKENDS[backend].cuda:
         return emit_cupy_module(program, source=source, filename=filename)
@@ -258,7 +258,7 @@ def run(modules: dict, program: KernelProgram, x1, x2=None, *, backend: Optional
 
 def run_diagonal(modules: dict, program: KernelProgram, x, *, backend: Optional[str] = None, dtype=None,
                  to_numpy: bool = False, source: Optional[str] = None, filename: str = "<string>",
-                 name: str = "network", graph=None):
+                 name: str = "network", graph=None, mask=None):
     """(Σ(x_i, x_i), Θ(x_i, x_i)) of each row of ``x``, arrays of shape (N,): the ``kernels_diagonal``
     of the array module (O(N) time and memory, no loop to fuse): NumPy's for "auto", "numpy" and
     "numba", CuPy's (the same text with ``xp`` bound to CuPy, kept in ``modules["cupy-arrays"]``)
@@ -272,8 +272,8 @@ def run_diagonal(modules: dict, program: KernelProgram, x, *, backend: Optional[
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     chosen = AUTO if backend is None else backend
-    if chosen == "cupy" and graph is not None:
-        warnings.warn("backend 'cupy': aggregate's per-point graphs run in the NumPy module; using NumPy",
+    if chosen == "cupy" and (graph is not None or mask is not None):
+        warnings.warn("backend 'cupy': per-point graphs and masks run in the NumPy module; using NumPy",
                       BackendFallbackWarning, stacklevel=3)
         chosen = "numpy"
     if chosen == "cupy":
@@ -285,7 +285,8 @@ def run_diagonal(modules: dict, program: KernelProgram, x, *, backend: Optional[
         if chosen != AUTO and chosen not in BACKENDS:
             resolve(program, chosen)  # the ValueError naming the backends
         module = module_for(modules, program, "numpy", source, filename, name)
-    nngp, ntk = module.kernels_diagonal(x, params=runtime_values(program), **({} if graph is None else {"graph": graph}))
+    side = {name: value for name, value in (("graph", graph), ("mask", mask)) if value is not None}
+    nngp, ntk = module.kernels_diagonal(x, params=runtime_values(program), **side)
     if dtype != np.float64:
         nngp, ntk = nngp.astype(dtype), ntk.astype(dtype)
     if to_numpy:

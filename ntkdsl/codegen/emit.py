@@ -23,6 +23,7 @@ from ..symbolic.program import KernelProgram
 from . import spatial_output
 from .prologue import (POINTS_AND_DTYPE, graph_binding, module_header, parameter_binding, parameter_table, point_helpers,
                        same_point_binding, spatial_fields, uses_graphs)
+from .prologue import mask_binding, uses_masks
 from .schedule import LayerSchedule, cse, free_after_last_use, hide_quadratures, layer_location, schedule
 
 _PROLOGUE = '''
@@ -162,6 +163,12 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
     diagonal_prologue += binding + same_point_binding(program, True) + graph_binding(program, True)
     imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
     return (header + imports + "\n" + support_sources(printer.functions) + "".join("\n\n" + d for d in duals)
+    if uses_masks(program):  # position masks, (N, *S) booleans: masked inputs zeroed before their covariances
+        points, point = '    x2 = x1 if same else _as_points(x2, "x2")\n', '    x = _as_points(x, "x")\n'
+        prologue = prologue.replace("params=None):", "params=None, mask1=None, mask2=None):", 1).replace(
+            points, points + mask_binding(program), 1)
+        diagonal_prologue = diagonal_prologue.replace("params=None):", "params=None, mask=None):", 1).replace(
+            point, point + mask_binding(program, True), 1)
             + prologue + "\n".join(lines) + "\n" + diagonal_prologue + "\n".join(diagonal_lines) + "\n")
 
 

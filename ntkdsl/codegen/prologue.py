@@ -128,6 +128,33 @@ def graph_binding(program: KernelProgram, diagonal: bool = False, indent: str = 
             f"{indent}graph2 = graph1 if same else xp.asarray(graph2, dtype=xp.float64)  # (N2, V, V)\n")
 
 
+def uses_masks(program: KernelProgram) -> bool:
+    """Whether the program was derived for position masks (:mod:`ntkdsl.algebra.masking`), so its modules
+    take ``mask1``/``mask2`` (``mask`` in kernels_diagonal)."""
+    return program.masked
+
+
+def mask_binding(program: KernelProgram, diagonal: bool = False, indent: str = "    ") -> str:
+    """The lines of an array module that turn the masks into ``keep1``/``keep2`` (1 − mask as floats, (N, P))
+    and zero the masked positions of the inputs (neural-tangents' MaskedArray), or "": kernels() takes
+    mask1 (N1, *S) and mask2 (N2, *S) (None: mask1, for a self request), checked by the caller
+    (:func:`ntkdsl.masks.as_masks`); kernels_diagonal() one ``mask``."""
+    if not uses_masks(program):
+        return ""
+    keep = "1.0 - xp.asarray({m}, dtype=xp.float64).reshape({x}.shape[0], -1)"
+    zero = "{x} = {x} * {k}.reshape({x}.shape[:-1] + (1,))"
+    if diagonal:
+        return (f"{indent}if mask is None:\n{indent}    raise ValueError('this network is masked: pass mask=')\n"
+                f"{indent}keep1, keep2 = {keep.format(m='mask', x='x')}, None  # (N, P): 1 where a position counts\n"
+                f"{indent}{zero.format(x='x', k='keep1')}  # masked positions zeroed\n")
+    return (f"{indent}if mask1 is None or (mask2 is None and not same):\n"
+            f"{indent}    raise ValueError('this network is masked: pass mask1= (and mask2= with x2)')\n"
+            f"{indent}keep1 = {keep.format(m='mask1', x='x1')}  # (N1, P): 1 where a position counts\n"
+            f"{indent}keep2 = keep1 if same else {keep.format(m='mask2', x='x2')}  # (N2, P)\n"
+            f"{indent}{zero.format(x='x1', k='keep1')}  # masked positions zeroed (neural-tangents' MaskedArray)\n"
+            f"{indent}x2 = x1 if same else {zero.format(x='x2', k='keep2')[5:]}\n")
+
+
 # the first lines of kernels(x1, x2=None, dtype=...) of every backend that takes a dtype (a .format template)
 POINTS_AND_DTYPE = '''    same = x2 is None
     dtype = xp.dtype(dtype)

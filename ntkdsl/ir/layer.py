@@ -40,6 +40,10 @@ class Layer:
     entrywise: ClassVar[bool] = False  # on vectors, each (x, x') entry from its own entry and variances only:
     # a vector network of such layers fuses into one loop over input pairs (codegen.fused)
     branching: ClassVar[bool] = False  # runs branches of layers and merges them (residual, parallel)
+    # with per-input position masks (kernel-math.md §2, masks): "remask" (every covariance entry touching a
+    # masked position zeroed after the layer, neural-tangents' remask_kernel), "keep" (zeros stay zeros), or
+    # None: the layer refuses masks
+    masking: ClassVar[Optional[str]] = None
 
     # --- structure -------------------------------------------------------------------------------
     def parameters(self) -> Dict[str, sp.Expr]:

@@ -32,6 +32,9 @@ class _Elementwise(Layer):
 
     elementwise = True
     entrywise = True
+    # with position masks σ(0)² may reach masked positions (neural-tangents remasks some activations): every
+    # reader excludes them (the next affine layer remasks, pools and layer norm weigh by the mask, flatten masks)
+    masking = "keep"
 
     def gaussian_input_needed(self) -> Optional[str]:
         return f"activation '{self.name}' needs a Gaussian input (an affine layer such as dense before it)"

@@ -55,6 +55,13 @@ class Conv(Layer):
         spatial = spatial_input(self.keyword, in_shape, len(self.kernel_size), self.span)
         return windowed(self.keyword, spatial, self.kernel_size, self.stride, self.padding, self.span) + (self.channels,)
 
+    @property
+    def masking(self) -> Optional[str]:
+        """Position masks pass a per-position conv (kernel 1, stride 1), remasked after it as
+        neural-tangents' Conv; wider windows refuse them (NT keeps each window's centre-tap mask)."""
+        per_position = self.keyword == "conv" and set(self.kernel_size) == {1} and set(self.stride) == {1}
+        return "remask" if per_position else None
+
     def needs_full_input(self, full_output: bool) -> bool:
         return full_output  # output pair (p, p') reads input pairs (p + δ, p' + δ): same layout
 

@@ -47,6 +47,7 @@ def weight_text(layer) -> list:
 class Dense(Layer):
     """A fully connected layer of ``width`` outputs; ``b_std = None`` means no bias."""
 
+    masking = "remask"  # with position masks: the bias reaches masked positions (neural-tangents' Dense remasks)
     width: int
     w_std: sp.Expr = sp.S.One
     b_std: Optional[sp.Expr] = None

@@ -52,6 +52,7 @@ def keep_probability(low, v, span, name: str, env=()) -> sp.Expr:
 class Dropout(Layer):
     """Inverted dropout in training mode; ``rate`` the keep probability."""
 
+    masking = "keep"  # scales entries: zeros stay zeros (neural-tangents: remask_kernel=False)
     rate: sp.Expr = sp.S.Half
     span: Optional[Span] = span_field()
 

@@ -35,6 +35,7 @@ from .registry import LayerRule, register
 class ExpNormalized(Layer):
     """The exponentiated normalised covariance, scaled back by the variances."""
 
+    masking = "remask"  # as neural-tangents' ExpNormalized
     gamma: sp.Expr = sp.S.One
     shift: sp.Expr = sp.S.NegativeOne
     do_clip: bool = False

@@ -10,6 +10,7 @@ from typing import Mapping, Optional, Tuple
 import sympy as sp
 
 from ..algebra import spatial as ops
+from ..algebra.masking import masked, masks_active
 from ..algebra.state import KernelState
 from ..errors import Span
 from ..ir.layer import Layer, span_field
@@ -21,6 +22,7 @@ from .windows import spatial_input
 class Flatten(Layer):
     """All features in one vector: (*S, C) -> (P·C,), P = Π S."""
 
+    masking = "keep"  # the mean over all P pixels, masked ones 0 (neural-tangents' Flatten: its input is masked)
     span: Optional[Span] = span_field()
 
     def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -37,8 +39,10 @@ class Flatten(Layer):
         own), so an activation may not follow directly (``gaussian = False``, as neural-tangents'
         Flatten): elementwise layers commute with flatten and belong before it.
         """
-        f = lambda k: ops.flatten(k, s.shape, s.layout)  # noqa: E731
-        return KernelState(f(s.cov1), f(s.cov2), f(s.nngp), f(s.ntk), gaussian=False,
+        f = lambda k, side: ops.flatten(k, s.shape, s.layout)  # noqa: E731
+        if masks_active():  # masked positions count as 0 (an activation before may leave σ(0)² there)
+            f = lambda k, side: ops.flatten(masked(k, s.shape, s.layout, side), s.shape, s.layout)  # noqa: E731
+        return KernelState(f(s.cov1, "cov1"), f(s.cov2, "cov2"), f(s.nngp, "pair"), f(s.ntk, "pair"), gaussian=False,
                            width=prod(s.shape) * s.width)
 
     def verified(self, shape, gaussian, why, check):

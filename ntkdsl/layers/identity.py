@@ -17,6 +17,7 @@ from .registry import LayerRule, register
 class Identity(Layer):
     """The no-op layer."""
 
+    masking = "keep"
     span: Optional[Span] = span_field()
 
     transparent = True

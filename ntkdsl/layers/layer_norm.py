@@ -10,6 +10,7 @@ from typing import Dict, Mapping, Optional
 import sympy as sp
 
 from ..algebra import spatial as ops
+from ..algebra.masking import masks_active, unmasked_mean
 from ..algebra.state import KernelState
 from ..errors import ArgumentSpecError, Span
 from ..ir.arguments import Spec, enum, positive_real
@@ -31,15 +32,21 @@ class LayerNorm(Layer):
     axes: str = "channels"
     span: Optional[Span] = span_field()
 
+    masking = "keep"  # K/√(…): zeros stay zeros (neural-tangents: remask_kernel=False)
+
     def parameters(self) -> Dict[str, sp.Expr]:
         return {"eps": self.eps}
 
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """kernel-math.md §2 (neural-tangents' LayerNorm): every field K at (q1, q2) becomes
         K/√((ε + q1)(ε + q2)), q1 and q2 the variances of its two pixels (cov1 -> cov1/(ε + cov1));
-        over pixels and channels, q the input's mean variance over its pixels, mean_p Σ(x, x)(p, p)."""
+        over pixels and channels, q the input's mean variance over its pixels, mean_p Σ(x, x)(p, p) (with
+        position masks over its unmasked pixels, neural-tangents' mean_and_var, requirements.py:1104)."""
         eps = p["eps"]
-        if self.axes == "spatial_and_channels" and s.shape:
+        if self.axes == "spatial_and_channels" and s.shape and masks_active():
+            m1, m2 = (unmasked_mean(k, s.shape, s.layout, side) for k, side in ((s.cov1, "cov1"), (s.cov2, "cov2")))
+            at = {"nngp": (m1, m2), "cov1": (m1, m1), "cov2": (m2, m2)}
+        elif self.axes == "spatial_and_channels" and s.shape:
             m1, m2 = (ops.flatten(k, s.shape, s.layout) for k in (s.cov1, s.cov2))
             at = {"nngp": (m1, m2), "cov1": (m1, m1), "cov2": (m2, m2)}
         else:

@@ -25,6 +25,7 @@ MERGES = ("sum", "concat", "prod")
 class Parallel(Branching):
     """Branches on the same input, merged by ``sum``, ``concat`` (channels) or ``prod`` (elementwise)."""
 
+    masking = "keep"  # sums and products of masked kernels stay masked
     merge: str
     branches: Tuple[Tuple[object, ...], ...]
     span: Optional[Span] = span_field()

@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Tuple
 import sympy as sp
 
 from ..algebra import spatial as ops
+from ..algebra.masking import masks_active, unmasked_pool
 from ..algebra.state import KernelState
 from ..errors import ArgumentSpecError, Span
 from ..ir.arguments import REQUIRED, Spec, enum, none_or, per_dimension
@@ -80,6 +81,8 @@ class GlobalPool(Layer):
     mode: str
     span: Optional[Span] = span_field()
 
+    masking = "keep"  # pools over the unmasked pixel pairs (its masked rule); the output has no positions
+
     def out_shape(self, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         spatial_input(f"global_{self.mode}_pool", in_shape, 0, self.span)
         return (in_shape[-1],)
@@ -88,8 +91,13 @@ class GlobalPool(Layer):
         return True
 
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
-        """kernel-math.md §2: the mean (sum) of K(p, p') over all pixel pairs."""
+        """kernel-math.md §2: the mean (sum) of K(p, p') over all pixel pairs; with position masks over
+        the unmasked pairs only (neural-tangents' _GlobalPool, linear.py:1756)."""
         _needs_full(s, self)
+        if masks_active():
+            m = lambda k, side: unmasked_pool(k, s.shape, self.mode, side)  # noqa: E731
+            return KernelState(m(s.cov1, "cov1"), m(s.cov2, "cov2"), m(s.nngp, "pair"), m(s.ntk, "pair"),
+                               gaussian=s.gaussian, width=s.width)
         g = lambda k: ops.global_mean(k, s.shape, self.mode)  # noqa: E731
         return KernelState(g(s.cov1), g(s.cov2), g(s.nngp), g(s.ntk), gaussian=s.gaussian, width=s.width)
 

@@ -28,6 +28,7 @@ class Residual(Branching):
     span: Optional[Span] = span_field()
 
     keeps_input_width = True  # x + f(x): the body's output has the input's channels
+    masking = "keep"  # a sum of masked kernels (neural-tangents' FanInSum ANDs the branches' equal masks)
 
     def parameters(self) -> Dict[str, sp.Expr]:
         return {"scale": self.scale}

@@ -17,9 +17,11 @@ import sympy as sp
 
 from ..activations import finiteness
 from ..activations.dual import function_dual
+from ..algebra.masking import mask_field, masked_derivation
 from ..algebra.points import SAME_POINT
 from ..algebra.spatial import DIAGONAL, FULL, to_layout
 from ..algebra.state import KernelState, elementwise_kernel
+from ..errors import StructureSpecError
 from ..ir.layer import Layer
 from ..ir.network import Network
 from ..ir.printer import format_value
@@ -84,6 +86,7 @@ class KernelProgram:
 
     network: Network
     steps: Tuple[Step, ...]
+    masked: bool = False  # derived for per-input position masks (its modules take mask1/mask2; algebra.masking)
 
     @property
     def parameters(self) -> Dict[sp.Symbol, sp.Expr]:
@@ -172,13 +175,16 @@ def input_state(d: int, shape: Tuple[int, ...] = (), layout: str = DIAGONAL) -> 
     return Step(0, None, (), state, ()), state
 
 
-def derive(net: Network, layout: str = "auto") -> KernelProgram:
+def derive(net: Network, layout: str = "auto", masked: bool = False) -> KernelProgram:
     """Derive the kernel recursion of a verified network.
 
     Args:
         net: a network accepted by :func:`ntkdsl.ir.verify`.
         layout: "auto" (the cheapest layout each state needs, :mod:`.layout`) or "full" (every
             spatial state full: the same kernels at a higher cost, for comparisons).
+        masked: the program of inputs with position masks (kernel-math.md §2, masks): each layer's
+            masked rule, and after every layer whose ``masking`` is "remask" the entries touching a
+            masked position zeroed. A layer that cannot take masks is a located StructureSpecError.
 
     Returns:
         The checked :class:`KernelProgram`.
@@ -189,9 +195,12 @@ def derive(net: Network, layout: str = "auto") -> KernelProgram:
     spatial = tuple(net.input_shape[:-1])
     full_in, _ = plan_sequence(net.layers, False, force)
     first, state = input_state(net.input_dim, spatial, FULL if spatial and full_in else DIAGONAL)
-    deriver = _Deriver(force, [first])
-    deriver.sequence(net.layers, state, False, "")
-    program = KernelProgram(net, tuple(deriver.steps)).check()
+    if masked:
+        refuse_unmaskable(net)
+    deriver = _Deriver(force, [first], masked)
+    with masked_derivation(masked):
+        deriver.sequence(net.layers, state, False, "")
+    program = KernelProgram(net, tuple(deriver.steps), masked).check()
     finiteness.verify(program)  # a numerical dual whose expectation is infinite: a located error
     return program
 
@@ -200,10 +209,11 @@ class _Deriver:
     """Walks the layers in evaluation order (branches before the layer that merges them), numbering
     every layer (1, 2, ...) and appending one :class:`Step` per layer or group of activations."""
 
-    def __init__(self, force_full: bool, steps):
+    def __init__(self, force_full: bool, steps, masked: bool = False):
         self.force_full = force_full
         self.steps = steps
         self.count = 0
+        self.masked = masked
 
     def _next(self) -> int:
         self.count += 1
@@ -299,13 +309,14 @@ class _Deriver:
         """Assign every changed field of ``new`` to a fresh symbol; record the step."""
         assignments, fields = [], {}
         pending = {name: getattr(new, name) for name in FIELDS}
+        remasks = self.masked and layer is not None and layer.masking == "remask"
         for name in FIELDS:
             expr = pending[name]
-            if expr is None or expr.is_Symbol or expr.is_number:
+            if expr is None or expr.is_Symbol or (expr.is_number and not (remasks and new.shape and expr != 0)):
                 fields[name] = expr  # unchanged or constant: no assignment
                 continue
             sym = sp.Symbol(f"{name}_{index}", **({"nonnegative": True} if name.startswith("cov") else {"real": True}))
-            assignments.append((sym, expr))
+            assignments.append((sym, mask_field(expr, name, new) if remasks else expr))
             fields[name] = sym
             if name == "nngp" and pending["ntk"] is not None:  # Θ' = Σ' + σ_w²Θ reads the new Σ'
                 pending["ntk"] = pending["ntk"].subs(expr, sym)
@@ -315,6 +326,27 @@ class _Deriver:
         merged = tuple(node for _, node in group[:-1])
         self.steps.append(Step(index, layer, tuple(assignments), state, parameters, merged, before, context, detail))
         return state
+
+
+def refuse_unmaskable(net: Network) -> None:
+    """A StructureSpecError at the first layer (in evaluation order, branches included) that cannot take
+    position masks (``masking`` None), or for a network without spatial axes to mask."""
+    if len(net.input_shape) < 2:
+        raise StructureSpecError(f"network {net.name} has a vector input: position masks (mask1/mask2) mark the "
+                                 "positions of [L, C] or [H, W, C] inputs", net.span)
+
+    def walk(layers):
+        for layer in layers:
+            if layer.masking is None:
+                raise StructureSpecError(
+                    f"{layer.header()} cannot take position masks (mask1/mask2): masks pass only through per-position "
+                    "layers (conv with kernel 1 and stride 1, dense, activations, layer_norm, dropout, identity, "
+                    "residual, parallel, attention, flatten, global pools; kernel-math.md §2, masks)", layer.span)
+            if layer.branching:
+                for branch in layer.branch_sequences():
+                    walk(branch)
+
+    walk(net.layers)
 
 
 def _symbols(index: int, layer: Layer) -> Dict[str, sp.Symbol]:
