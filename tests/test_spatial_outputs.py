@@ -127,6 +127,9 @@ def test_cupy_module_on_the_cpu_standin(monkeypatch):
     for args in ((x,), (x, y)):
         for got, want in zip(module.kernels(*args), net.kernels(*args, backend="numpy")):
             close_to_scale(np.asarray(got), want, 1e-12)  # the same formulas, CUDA's C++ arithmetic: round-off
+    for got, want in zip(module.kernels(x, y, dtype=np.float32), net.kernels(x, y, backend="numpy")):
+        assert got.dtype == np.float32
+        close_to_scale(np.asarray(got), want, 1e-5)  # float32 arithmetic through two layers: ~100 roundings of 6e-8
 
 
 def test_monte_carlo_per_pixel():

@@ -50,6 +50,7 @@ from ..arraycode.sources import support_sources
 from ..symbolic.program import KernelProgram
 from . import cuda_support
 from .cuda_printer import CUDA_PRINTABLE, CudaPrinter, CupyArrayPrinter, c_comment
+from . import spatial_output
 from .emit import result_statements, step_statements
 from .prologue import module_header, parameter_binding, parameter_table, point_helpers, same_point_binding, spatial_fields
 from .schedule import LayerSchedule, cse, cse_lines, free_after_last_use, schedule
@@ -316,6 +317,9 @@ def emit_cupy_module(program: KernelProgram, source: Optional[str] = None, filen
     if em.spatial:
         prologue = cuda_support.SPATIAL_PROLOGUE.format(**spatial_fields(program))
         printer.functions.setdefault("input_covariances", "")
+        if program.output.shape:  # readout = none: the results' pixel axes
+            dims = ", ".join(map(str, spatial_output.output_pixels(program)))
+            prologue = prologue.replace("arrays of shape (N1, N2)", f"arrays of shape (N1, N2, {dims})", 1)
     else:
         prologue = cuda_support.PROLOGUE.format(d=net.input_dim)
     prologue = (point_helpers(net.input_shape, "CuPy array (from a NumPy or CuPy one)") + parameter_table(program)

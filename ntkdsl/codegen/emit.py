@@ -152,23 +152,28 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
     else:
         prologue = _PROLOGUE.format(d=net.input_dim)
         variances = f"cov1_0 = xp.sum(x * x, axis=1, keepdims=True) / {net.input_dim}  # (N, 1): Σ⁰(x, x) = x·x/d"
+    if out.shape:  # readout = none: the results' pixel axes
+        dims = ", ".join(map(str, spatial_output.output_pixels(program)))
+        prologue = prologue.replace("float64 arrays of shape (N1, N2)", f"float64 arrays of shape (N1, N2, {dims})", 1)
     binding = parameter_binding(program)
     diagonal_prologue = _DIAGONAL_PROLOGUE.format(shape=fields["shape"], channels_last=fields["channels_last"],
                                                   variances=variances)
+    if out.shape:
+        diagonal_prologue = diagonal_prologue.replace("float64 arrays of shape (N,)", f"float64 arrays of shape (N, {dims})", 1)
     if uses_graphs(program):  # aggregate: each point's adjacency, (N, V, V)
         prologue = prologue.replace("params=None):", "params=None, graph1=None, graph2=None):", 1)
         diagonal_prologue = diagonal_prologue.replace("params=None):", "params=None, graph=None):", 1)
-    prologue = (point_helpers(net.input_shape) + _PER_POINT + parameter_table(program) + prologue + binding
-                + same_point_binding(program) + graph_binding(program))
-    diagonal_prologue += binding + same_point_binding(program, True) + graph_binding(program, True)
-    imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
-    return (header + imports + "\n" + support_sources(printer.functions) + "".join("\n\n" + d for d in duals)
     if uses_masks(program):  # position masks, (N, *S) booleans: masked inputs zeroed before their covariances
         points, point = '    x2 = x1 if same else _as_points(x2, "x2")\n', '    x = _as_points(x, "x")\n'
         prologue = prologue.replace("params=None):", "params=None, mask1=None, mask2=None):", 1).replace(
             points, points + mask_binding(program), 1)
         diagonal_prologue = diagonal_prologue.replace("params=None):", "params=None, mask=None):", 1).replace(
             point, point + mask_binding(program, True), 1)
+    prologue = (point_helpers(net.input_shape) + _PER_POINT + parameter_table(program) + prologue + binding
+                + same_point_binding(program) + graph_binding(program))
+    diagonal_prologue += binding + same_point_binding(program, True) + graph_binding(program, True)
+    imports = BACKENDS[backend].imports(printer.modules_used | {"xp"})
+    return (header + imports + "\n" + support_sources(printer.functions) + "".join("\n\n" + d for d in duals)
             + prologue + "\n".join(lines) + "\n" + diagonal_prologue + "\n".join(diagonal_lines) + "\n")
 
 

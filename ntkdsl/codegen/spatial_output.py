@@ -62,7 +62,7 @@ def result_statements(program, printer) -> List[List[str]]:
     shape = f"{pixels} + (x1.shape[0], x2.shape[0])"
     lines = []
     for name, expr in (("nngp", out.nngp), ("ntk", out.ntk)):
-        k = f"xp.broadcast_to(xp.asarray({printer.doprint(expr)}, dtype=xp.float64), {shape})"
+        k = f"xp.broadcast_to(xp.asarray({printer.doprint(expr)}) * 1.0, {shape})"  # a number as float64, arrays keep their dtype
         lines.append([f"    {name} = xp.moveaxis({k}, (-2, -1), (0, 1)).copy()  # (N1, N2, {_dims(pixels)})"])
     # exact symmetry K(x, x')(p, p') = K(x', x)(p', p): the pair (i, i) is unchanged ((a + a)/2 = a)
     lines.append(["    if same:  # exact symmetry", f"        nngp = (nngp + xp.transpose(nngp, {axes})) * 0.5",
@@ -75,7 +75,7 @@ def diagonal_statements(program, printer) -> List[List[str]]:
     out, pixels = program.output, output_pixels(program)
     lines = []
     for name, expr in (("nngp", out.nngp), ("ntk", out.ntk)):
-        k = f"xp.broadcast_to(xp.asarray({printer.doprint(expr)}, dtype=xp.float64), {pixels} + (x.shape[0], 1))"
+        k = f"xp.broadcast_to(xp.asarray({printer.doprint(expr)}) * 1.0, {pixels} + (x.shape[0], 1))"
         lines.append([f"    {name} = xp.moveaxis({k}[..., 0], -1, 0).copy()  # (N, {_dims(pixels)})"])
     return lines
 

@@ -95,7 +95,8 @@ def program_to_latex(program: KernelProgram) -> str:
             tex = _FIELD_TEX["ntk"].format(l=l)
             lines.append(rf"{tex} &= {sp.latex(step.state.ntk, symbol_names=names)} \\")
     out = program.output
-    lines.append(r"&\text{output:}\quad \Sigma = " + sp.latex(out.nngp, symbol_names=names)
+    where = r"\text{output, at each output pixel (readout = none):}" if out.shape else r"\text{output:}"
+    lines.append(rf"&{where}\quad \Sigma = " + sp.latex(out.nngp, symbol_names=names)
                  + r", \quad \Theta = " + sp.latex(out.ntk, symbol_names=names))
     lines.append(r"\end{align*}")
     return "\n".join(lines) + "\n"
