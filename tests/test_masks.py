@@ -19,7 +19,8 @@ from shared import assert_agrees_with_neural_tangents, close_to_scale
 
 DATA = json.loads((Path(__file__).resolve().parent / "data" / "nt_new_layers.json").read_text())["architectures"]
 CASES = ["masked-layer-norm-gap", "masked-residual-dropout-2d", "masked-sin-flatten-standard",
-         "masked-parallel-sin-flatten"]
+         "masked-parallel-sin-flatten", "attention-softmax-masked", "attention-relu-masked",
+         "transformer-block-masked-pos-emb"]
 # 1e-13 where two evaluations of the same program differ only in how the pairs are grouped (tiles) or in
 # dropped masked rows: the same per-pair products, a few ulps apart (the tiling contract)
 SAME_PRODUCTS = 1e-13
@@ -98,14 +99,16 @@ def test_layer_norm_over_space_matches_the_hand_rule_and_names_neural_tangents_e
 TRUNCATION_SPEC = """network t(input = [{L}, 3]) {{
     conv(8, kernel = 1, w_std = 1.2, b_std = 0.3); layer_norm(axes = spatial_and_channels, eps = 0.2); erf
     conv(8, kernel = 1, b_std = 0.1); residual {{ relu; dropout(0.7); conv(8, kernel = 1) }}; layer_norm
+    residual {{ attention(8, heads = 2, pos_emb = sum, pos_emb_decay = exp(0.3), b_std = 0.1) }}; layer_norm
     sin(c = 0.4); conv(4, kernel = 1, b_std = 0.2); relu; {pool}; dense(1, b_std = 0.1) }}"""
 
 
 @pytest.mark.parametrize("pool", ["global_avg_pool", "global_sum_pool", "flatten"])
 def test_masked_tails_are_the_kernels_of_the_truncated_inputs(pool):
-    """Per-position layers never mix positions, so points whose last positions are masked have the
-    kernels of the same points cut to their unmasked length (a network with a shorter input), whatever
-    their masked entries hold (flatten divides by the pixel count: P′/P of the truncated kernel)."""
+    """Per-position layers never mix positions and attention gives masked keys no weight, so points whose
+    last positions are masked have the kernels of the same points cut to their unmasked length (a network
+    with a shorter input; the positional covariance R(p, p′) depends on p − p′ only), whatever their
+    masked entries hold (flatten divides by the pixel count: P′/P of the truncated kernel)."""
     rng = np.random.default_rng(7)
     x1, x2 = rng.standard_normal((3, 7, 3)), rng.standard_normal((2, 7, 3))
     m1, m2 = np.zeros((3, 7), bool), np.zeros((2, 7), bool)

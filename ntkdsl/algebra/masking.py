@@ -88,7 +88,29 @@ class masked_pool(_SpatialOp):  # noqa: N801
         return rf"\operatorname{{{name}}}_{{p, p':\,k_p k'_{{p'}} = 1}} \left[{self._arg_tex(printer)}\right]_{{pp'}}"
 
 
-MASK_FUNCTIONS = (remask, masked_mean, masked_pool)
+class masked_keys(_SpatialOp):  # noqa: N801
+    """Attention logits L(p, p′) of one input with every masked key p′ set to −1e20 (softmax: no weight,
+    and an all-masked row a uniform softmax rather than NaN) or 0 (the other mechanisms), neural-tangents
+    L.2326–2338. Not linear (the fill is a constant). Arguments: (L, spatial shape, mechanism word, side
+    word 'cov1' | 'cov2')."""
+
+    nargs = 4
+
+    @classmethod
+    def eval(cls, k, *settings):
+        return None
+
+    def _eval_derivative(self, s):
+        if self.args[0].has(s):
+            raise NotImplementedError("masked attention logits are not differentiated symbolically")
+        return sp.S.Zero
+
+    @_powered
+    def _latex(self, printer):
+        return rf"\left[{self._arg_tex(printer)}\right]_{{k'_{{p'}} = 1}}"
+
+
+MASK_FUNCTIONS = (remask, masked_mean, masked_pool, masked_keys)
 
 
 def masked(k, shape, layout: str, side: str) -> sp.Expr:
@@ -103,6 +125,17 @@ def unmasked_pool(k, shape, mode: str, side: str) -> sp.Expr:
     return masked_pool(k, _ints(shape), Str(mode), Str(side))
 
 
+def keys_masked(logits, shape, mechanism: str, side: str) -> sp.Expr:
+    return masked_keys(logits, _ints(shape), Str(mechanism), Str(side))
+
+
+def masked_state(s):
+    """The state ``s`` with every entry of cov1, cov2, nngp and ntk that touches a masked position zeroed."""
+    from dataclasses import replace
+
+    return replace(s, **{name: mask_field(getattr(s, name), name, s) for name in ("cov1", "cov2", "nngp", "ntk")})
+
+
 def mask_field(expr, name: str, s) -> sp.Expr:
     """``expr``, the new value of the field ``name`` of a layer whose output state is ``s``, with every
     entry touching a masked position zeroed (cov1/cov2 by the point's own mask on both pixels, nngp and
@@ -112,5 +145,5 @@ def mask_field(expr, name: str, s) -> sp.Expr:
     return masked(expr, s.shape, s.layout, name if name in ("cov1", "cov2") else "pair")
 
 
-__all__ = ["MASK_FUNCTIONS", "mask_field", "masked", "masked_derivation", "masked_mean", "masked_pool", "masks_active",
-           "remask", "unmasked_mean", "unmasked_pool"]
+__all__ = ["MASK_FUNCTIONS", "keys_masked", "mask_field", "masked", "masked_derivation", "masked_keys", "masked_mean",
+           "masked_pool", "masked_state", "masks_active", "remask", "unmasked_mean", "unmasked_pool"]

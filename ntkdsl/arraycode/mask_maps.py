@@ -59,3 +59,13 @@ def masked_pool(k, keep1, keep2, shape, mode, side):
     if mode != "avg":
         return total
     return total / xp.maximum(xp.sum(left, axis=(0, 1)) * xp.sum(right, axis=(0, 1)), 1.0)
+
+
+def masked_keys(logits, keep1, keep2, shape, mechanism, side):
+    """Attention logits (*S, *S, n1, n2) of one input ('cov1' or 'cov2') with each masked key p′ (the second
+    pixel axes) set to −1e20 for softmax (no weight; neural-tangents' _NEG_INF) or 0 for the other
+    mechanisms (neural-tangents L.2326–2338)."""
+    k = _spatial_array(logits, shape, True)
+    _, key = _keep_factors(keep1, keep2, shape, side)
+    key = key.reshape((1,) * len(shape) + tuple(shape) + key.shape[-2:])
+    return xp.where(key > 0, k, -1e20 if mechanism == "softmax" else 0.0)

@@ -226,7 +226,7 @@ class ArrayPrinter(SciPyPrinter):
         name = type(expr).__name__
         self.functions.setdefault(name, "")
         value = static(expr.args[2])
-        setting = f"full={value == 'full'!r}" if key == "layout" else f"mode={value!r}"
+        setting = f"full={value == 'full'!r}" if key == "layout" else f"{key}={value!r}"
         return (f"{name}({self._print(expr.args[0])}, keep1, keep2, shape={static(expr.args[1])!r}, {setting}, "
                 f"side={static(expr.args[3])!r})")
 
@@ -237,6 +237,9 @@ class ArrayPrinter(SciPyPrinter):
 
     def _print_masked_pool(self, expr):
         return self._mask_call(expr, "mode")
+
+    def _print_masked_keys(self, expr):
+        return self._mask_call(expr, "mechanism")
 
 
 def conditional_chain(printer, expr, choose) -> str:

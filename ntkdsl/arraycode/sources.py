@@ -54,6 +54,7 @@ ROUTINES = {  # printed name -> the functions its generated module needs, in def
     "remask": ("_pixels", "_spatial_array", "_keep_factors", "remask"),
     "masked_mean": ("_pixels", "_spatial_array", "_diagonal", "_keep_factors", "masked_mean"),
     "masked_pool": ("_pixels", "_spatial_array", "_keep_factors", "masked_pool"),
+    "masked_keys": ("_spatial_array", "_keep_factors", "masked_keys"),
     "input_covariances": ("_pixels", "input_variances", "input_covariances"),
     "input_variances": ("_pixels", "input_variances"),
 }

@@ -22,6 +22,7 @@ import numpy as np
 import sympy as sp
 
 from ..algebra import spatial as ops
+from ..algebra.masking import keys_masked, masked, masked_state, masks_active
 from ..algebra.state import KernelState
 from ..arraycode.attention_support import position_covariance
 from ..errors import ArgumentSpecError, ShapeSpecError, Span
@@ -62,6 +63,8 @@ class Attention(Layer):
     w_pos_emb_std: sp.Expr = sp.S.One
     val_pos_emb: bool = False
     span: Optional[Span] = span_field()
+
+    masking = "remask"  # with position masks: masked keys get no weight, masked queries are zeroed after (NT)
 
     @property
     def d_k(self) -> int:
@@ -107,20 +110,26 @@ class Attention(Layer):
             raise AssertionError("attention reached with a diagonal kernel: layout inference is wrong")
         qk, ov = p["w_query_std"] * p["w_key_std"], p["w_out_std"] * p["w_value_std"]
         b2 = p["b_std"] ** 2 if "b_std" in p else sp.S.Zero
+        if masks_active():  # kernel-math.md §2, masks: masked positions hold nothing, R masked as the kernels (NT)
+            s = masked_state(s)
         if self.pos_emb == "none":
             tilde = lambda k: k  # noqa: E731
         else:
             kw, pw = self._embedding_weights(s.width, p["w_pos_emb_std"])
             r = ops.positions(s.shape, self.pos_emb_p_norm, self.pos_emb_decay, self.pos_emb_decay_rate)
-            tilde = lambda k: kw * k + pw * r  # noqa: E731
+            side = {s.cov1: "cov1", s.cov2: "cov2"}  # nngp, ntk: the pair
+            r_of = (lambda k: masked(r, s.shape, ops.FULL, side.get(k, "pair"))) if masks_active() else (lambda k: r)
+            tilde = lambda k: kw * k + pw * r_of(k)  # noqa: E731
         rule = self._linear_rule if self.linear_scaling else self._identity_rule
         cov1, cov2, nngp, ntk = rule(s, tilde, qk, ov, b2)
         return KernelState(cov1, cov2, nngp, ntk, gaussian=True, width=self.channels, shape=s.shape, layout=ops.FULL)
 
     def _linear_rule(self, s, tilde, qk, ov, b2):
         """G = mech(QK·Σ̃(x, x)) per input; Σ′ = OV²·G·V·G′ᵀ + b², Θ′ = OV²·G·T·G′ᵀ + b² + 2(Σ′ − b²)."""
-        g1 = ops.attention(qk * tilde(s.cov1), s.shape, self.mechanism)
-        g2 = ops.attention(qk * tilde(s.cov2), s.shape, self.mechanism)
+        keys = (lambda logits, side: keys_masked(logits, s.shape, self.mechanism, side)) if masks_active() else (
+            lambda logits, side: logits)  # masked keys: no weight (NT L.2326–2338)
+        g1 = ops.attention(keys(qk * tilde(s.cov1), "cov1"), s.shape, self.mechanism)
+        g2 = ops.attention(keys(qk * tilde(s.cov2), "cov2"), s.shape, self.mechanism)
         values = tilde if self.val_pos_emb else (lambda k: k)
         cov1, cov2, nngp = (ov**2 * ops.attend(values(k), a, b, s.shape) + b2
                             for k, a, b in ((s.cov1, g1, g1), (s.cov2, g2, g2), (s.nngp, g1, g2)))
