@@ -89,7 +89,8 @@ class CompiledNetwork:
         so results do not depend on the tiles even there, where the kernels are ill-conditioned.
 
         Returns:
-            :class:`Kernels` of arrays of shape (N1, N2), or (N1,) with ``diagonal`` (CuPy arrays from
+            :class:`Kernels` of arrays of shape (N1, N2), or (N1,) with ``diagonal`` ((N1, N2, *S) and (N1, *S)
+            for a network with ``readout = none``, *S, *S in the full layout; CuPy arrays from
             the CuPy backend).
 
         Raises:
