@@ -17,6 +17,7 @@ from typing import Callable, ClassVar, Dict, Iterable, Mapping, Optional, Sequen
 import sympy as sp
 
 from ..algebra.state import KernelState
+from ..errors import StructureSpecError
 
 SPAN = dict(default=None, compare=False, repr=False)  # the ``span`` field of every layer dataclass
 
@@ -139,3 +140,24 @@ class Layer:
 
     def ntk_terms(self, params, cache1, g1, cache2, g2, trace=True):
         return None
+
+
+def refuse_unmaskable(net) -> None:
+    """A StructureSpecError at the first layer of the network ``net`` (in evaluation order, branches included)
+    that cannot take position masks (``masking`` None), or for a network without spatial axes to mask."""
+    if len(net.input_shape) < 2:
+        raise StructureSpecError(f"network {net.name} has a vector input: position masks (mask1/mask2) mark the "
+                                 "positions of [L, C] or [H, W, C] inputs", net.span)
+
+    def walk(layers):
+        for layer in layers:
+            if layer.masking is None:
+                raise StructureSpecError(
+                    f"{layer.header()} cannot take position masks (mask1/mask2): masks pass only through per-position "
+                    "layers (conv with kernel 1 and stride 1, dense, activations, layer_norm, dropout, identity, "
+                    "residual, parallel, attention, flatten, global pools; kernel-math.md §2, masks)", layer.span)
+            if layer.branching:
+                for branch in layer.branch_sequences():
+                    walk(branch)
+
+    walk(net.layers)

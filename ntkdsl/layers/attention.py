@@ -31,6 +31,7 @@ from ..ir.arguments import (BOOLEANS, REQUIRED, Spec, Word, WordCall, boolean, e
 from ..ir.layer import Layer, span_field
 from ..ir.printer import format_value
 from .arrays import namespace
+from .finite import current_keep
 from .registry import LayerRule, register
 from .windows import spatial_input
 
@@ -243,32 +244,37 @@ class Attention(Layer):
         n, spatial, c = x.shape[0], tuple(x.shape[1:-1]), x.shape[-1]
         flat = x.reshape(n, -1, c)
         factor, keys_in = None, flat
+        keep = current_keep()  # position masks (N, *S): masked keys get no weight (NT L.2326–2338)
+        keep = None if keep is None else keep.reshape(n, -1)
         if "pe" in params:
             z = params["pe"].reshape(-1, params["pe"].shape[-1])
             if self.pos_emb_decay != "none":
                 factor = xp.asarray(self.position_factor(spatial))
             e = float(self.w_pos_emb_std) * (z if factor is None else factor @ z)
+            e = e if keep is None else e * keep[..., None]  # masked positions' embeddings zeroed (NT)
             keys_in = flat + e if self.pos_emb == "sum" else xp.concatenate(
-                [flat, xp.broadcast_to(e, (n,) + e.shape)], axis=-1)
+                [flat, xp.broadcast_to(e, (n,) + e.shape[-2:])], axis=-1)
         values_in = keys_in if self.val_pos_emb else flat
         logit, s_o = self._scales(keys_in.shape[-1], values_in.shape[-1])
         k = xp.einsum("npc,hcj->nhpj", keys_in, params["wk"])
         q = k if self.linear_scaling else xp.einsum("npc,hcj->nhpj", keys_in, params["wq"])
         g = logit * (q @ xp.swapaxes(k, -1, -2))
+        if keep is not None:
+            g = xp.where(keep[:, None, None, :] > 0, g, -1e20 if self.mechanism == "softmax" else 0.0)
         a = _mechanism(self.mechanism, g)
         v = xp.einsum("npc,hcj->nhpj", values_in, params["wv"])
         heads = xp.moveaxis(a @ v, 1, 2).reshape(n, flat.shape[1], -1)
         y = s_o * (heads @ params["wo"])
         if "b" in params:
             y = y + float(self.b_std) * params["b"]
-        cache = (keys_in, values_in, k, q, g, a, v, heads, factor, x.shape)
+        cache = (keys_in, values_in, k, q, g, a, v, heads, factor, x.shape, keep)
         return y.reshape((n,) + spatial + (self.channels,)), cache
 
     def _pullback(self, params, cache, g):
         """(gradients, ∂/∂x (N, m, *S, C)) of cotangents g (N, m, *out_shape). A weight's per-example gradient
         Σ_p X[n, p, c]·D[n, m, h, p, j] is kept as its factors (X, D) (:func:`_factor_gradient`); the bias and
         the embedding draws as arrays with leading (N, m) axes."""
-        keys_in, values_in, k, q, logits, a, v, heads, factor, in_shape = cache
+        keys_in, values_in, k, q, logits, a, v, heads, factor, in_shape, keep = cache
         xp = namespace(g)
         n, m, c = g.shape[0], g.shape[1], in_shape[-1]
         logit, s_o = self._scales(keys_in.shape[-1], values_in.shape[-1])
@@ -281,6 +287,8 @@ class Attention(Layer):
         da = xp.einsum("nmhpj,nhqj->nmhpq", dheads, v)
         dv = xp.einsum("nhpq,nmhpj->nmhqj", a, dheads)
         dlogits = logit * _mechanism_backward(self.mechanism, logits[:, None], a[:, None], da)
+        if keep is not None:  # a masked key's logit is a constant
+            dlogits = dlogits * keep[:, None, None, None, :]
         dq = xp.einsum("nmhpq,nhqj->nmhpj", dlogits, k)
         dk = xp.einsum("nmhpq,nhpj->nmhqj", dlogits, q)
         if self.linear_scaling:  # queries are the keys (tied)
@@ -297,6 +305,7 @@ class Attention(Layer):
         dx = dvalues + dkeys[..., :c]
         if "pe" in params:
             de = dkeys if self.pos_emb == "sum" else dkeys[..., c:]
+            de = de if keep is None else de * keep[:, None, :, None]
             if factor is not None:
                 de = xp.einsum("qp,nmqc->nmpc", factor, de)
             grads["pe"] = float(self.w_pos_emb_std) * de.reshape((n, m) + params["pe"].shape)

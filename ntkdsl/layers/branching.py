@@ -25,7 +25,7 @@ from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
 
 from ..ir.layer import Layer
 from .arrays import namespace
-from .finite import Params
+from .finite import Caches, Params, current_keep, mask_positions
 
 
 def fresh_end(layers: Sequence) -> Tuple[bool, Optional[object]]:
@@ -120,10 +120,15 @@ def sequence_init(layers: Sequence, rng, in_shape: Tuple[int, ...]):
 
 
 def sequence_forward(layers: Sequence, params: Sequence[Params], x):
-    """(output, per-layer caches) of a sequence."""
-    caches = []
+    """(output, per-layer caches) of a sequence; with position masks (:func:`.finite.point_masks`) the input
+    and every layer's output zeroed at masked positions, as neural-tangents' masked layers see them."""
+    keep = current_keep()
+    caches = Caches()
+    caches.keep = keep
+    x = mask_positions(x, keep)
     for layer, p in zip(layers, params):
         x, cache = layer.forward(p, x)
+        x = mask_positions(x, keep)
         caches.append(cache)
     return x, caches
 
@@ -141,8 +146,10 @@ def walk(layers: Sequence, params: Sequence[Params], caches: Sequence, g, need_i
         pulls anything back.
     """
     first = 0 if need_input else next((i for i, p in enumerate(params) if p), len(layers))
+    keep = getattr(caches, "keep", None)  # position masks: a masked output's cotangent is 0
     for i in range(len(layers) - 1, first - 1, -1):
         layer, p, cache = layers[i], params[i], caches[i]
+        g = mask_positions(g, keep, lead=2)
         need = i > first or need_input
         if hasattr(layer, "split_cotangent"):
             parts = []

@@ -38,6 +38,7 @@ Params = Dict[str, np.ndarray]  # one layer's parameters by name (float64 arrays
 
 _MASKS: ContextVar = ContextVar("ntkdsl_mask_rng", default=None)
 _GRAPHS: ContextVar = ContextVar("ntkdsl_graphs", default=None)
+_KEEP: ContextVar = ContextVar("ntkdsl_position_keep", default=None)
 
 
 @contextmanager
@@ -70,3 +71,33 @@ def point_graphs(graph):
 def current_graphs():
     """The adjacencies of the running forward pass's points (:func:`point_graphs`), or None."""
     return _GRAPHS.get()
+
+
+def point_masks(keep):
+    """Forward passes inside the block see position masks: ``keep`` (N, *S), 1 − mask as floats, of their N
+    points (None: no masks). neural-tangents zeroes the masked positions of every layer's input
+    (requirements.py:183–217); :class:`Caches` keeps the array for the backward pass."""
+    return _bound(_KEEP, keep)
+
+
+def current_keep():
+    """The keep array (N, *S) of the running forward pass's points (:func:`point_masks`), or None."""
+    return _KEEP.get()
+
+
+class Caches(list):
+    """A sequence's per-layer caches, with ``keep``: the position masks' keep array (N, *S) of the forward
+    pass that filled them (None without masks), for the cotangents of the backward pass."""
+
+    keep = None
+
+
+def mask_positions(a, keep, lead: int = 1):
+    """``a`` (``lead`` leading axes, then *S, C) with every masked position zeroed; an array whose axes are
+    not the masks' positions (after pooling or flatten), or ``keep`` None, unchanged."""
+    if keep is None:
+        return a
+    spatial = tuple(keep.shape[1:])
+    if a.ndim != lead + len(spatial) + 1 or tuple(a.shape[lead:-1]) != spatial:
+        return a
+    return a * keep.reshape(keep.shape[:1] + (1,) * (lead - 1) + spatial + (1,))

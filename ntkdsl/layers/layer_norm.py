@@ -5,6 +5,7 @@ input (neural-tangents' LayerNorm(axis = -1), LayerNorm(axis = (1, ..., -1)); ke
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 from typing import Dict, Mapping, Optional
 
 import sympy as sp
@@ -17,7 +18,7 @@ from ..ir.arguments import Spec, enum, positive_real
 from ..ir.layer import Layer, span_field
 from ..ir.printer import format_value
 from .arrays import namespace
-from .finite import Params
+from .finite import Params, current_keep
 from .registry import LayerRule, register
 
 AXES = ("channels", "spatial_and_channels")
@@ -86,23 +87,35 @@ def _axes(node, ndim: int, lead: int):
 def layer_norm_forward(node, params: Params, x):
     """y = (z − mean z)/√(ε + var z) over the channels (last axis) of each pixel, or over all
     non-batch axes, as neural-tangents' LayerNorm; its kernel rule (kernel-math.md §2) is the wide
-    limit, where mean z → 0 and var z → q (its mean over pixels). Cache: (y, √(ε + var))."""
+    limit, where mean z → 0 and var z → q (its mean over pixels). With position masks the mean and
+    variance over space run over the n unmasked pixels (z is 0 at the others; neural-tangents'
+    mean_and_var with the mask). Cache: (y, √(ε + var), the count n·C of the normalised entries)."""
     axes = _axes(node, x.ndim, 1)
-    mean = x.mean(axis=axes, keepdims=True)
+    keep = current_keep() if node.axes == "spatial_and_channels" and x.ndim > 2 else None
+    if keep is None:
+        count = prod(x.shape[a] for a in axes)
+        w = 1.0
+    else:
+        w = keep.reshape(keep.shape + (1,))
+        count = (keep.reshape(keep.shape[0], -1).sum(axis=1) * x.shape[-1]).reshape((-1,) + (1,) * (x.ndim - 1))
+    mean = x.sum(axis=axes, keepdims=True) / count
     d = x - mean
-    s = (float(node.eps) + (d * d).mean(axis=axes, keepdims=True)) ** 0.5
+    s = (float(node.eps) + (w * d * d).sum(axis=axes, keepdims=True) / count) ** 0.5
     y = d / s
-    return y, (y, s)
+    return y, (y, s, count)
 
 
 def layer_norm_backward(node, params: Params, cache, g):
     """∂y_i/∂z_j = (δ_ij − 1/n − y_i·y_j/n)/s over the n normalised entries, so
-    g_in = (g − mean g − y·mean(g·y))/s, means over the normalised axes."""
-    y, s = cache
+    g_in = (g − mean g − y·mean(g·y))/s, means over the normalised axes (with masks over the unmasked
+    entries: g is 0 at masked positions, so the sums over all of them are those over the unmasked)."""
+    y, s, count = cache
     xp = namespace(g)
     y, s = xp.expand_dims(y, 1), xp.expand_dims(s, 1)
+    count = count if xp.ndim(count) == 0 else xp.expand_dims(count, 1)
     axes = _axes(node, g.ndim, 2)
-    return (g - g.mean(axis=axes, keepdims=True) - y * (g * y).mean(axis=axes, keepdims=True)) / s
+    mean = lambda a: a.sum(axis=axes, keepdims=True) / count  # noqa: E731
+    return (g - mean(g) - y * mean(g * y)) / s
 
 
 register(LayerRule("layer_norm", (Spec("axes", "channels", enum(AXES)), Spec("eps", sp.Rational(1, 10**12), positive_real)),

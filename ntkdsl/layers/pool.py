@@ -20,7 +20,7 @@ from ..errors import ArgumentSpecError, Span
 from ..ir.arguments import REQUIRED, Spec, enum, none_or, per_dimension
 from ..ir.layer import Layer, span_field
 from .arrays import namespace
-from .finite import Params
+from .finite import Params, current_keep
 from .registry import LayerRule, register
 from .windows import PADDINGS, check_window, geometry, pad, spatial_input, tap, tuple_text, unpad, windowed
 
@@ -158,18 +158,26 @@ def pool_backward(node, params: Params, in_shape, g):
 
 
 def global_pool_forward(node, params: Params, x):
-    """The mean (sum) over all pixels per channel: (N, *S, C) -> (N, C). Cache: the input shape."""
+    """The mean (sum) over all pixels per channel: (N, *S, C) -> (N, C); with position masks the mean over
+    each point's n unmasked pixels (x is 0 at the others; neural-tangents' mean_and_var with the mask).
+    Cache: (the input shape, the divisor: P, or n per point as (N, 1))."""
     axes = tuple(range(1, x.ndim - 1))
-    return (x.mean(axis=axes) if node.mode == "avg" else x.sum(axis=axes)), x.shape
+    keep = current_keep()
+    count = prod(x.shape[1:-1]) if keep is None else keep.reshape(keep.shape[0], -1).sum(axis=1)[:, None]
+    if node.mode == "sum":
+        count = 1.0
+    return x.sum(axis=axes) / count, (x.shape, count)
 
 
-def global_pool_backward(node, params: Params, in_shape, g):
-    """g (N, m, C) copied to every pixel, divided by the pixel count P for the mean."""
+def global_pool_backward(node, params: Params, cache, g):
+    """g (N, m, C) divided by the forward's divisor, copied to every pixel."""
     xp = namespace(g)
+    in_shape, count = cache
     spatial = tuple(in_shape[1:-1])
-    scale = 1.0 / prod(spatial) if node.mode == "avg" else 1.0
+    scale = 1.0 / count if xp.ndim(count) == 0 else (1.0 / count)[:, None]  # (N, 1, 1) per point
+    g = g * scale
     shape = g.shape[:2] + (1,) * len(spatial) + g.shape[-1:]
-    return xp.ascontiguousarray(xp.broadcast_to(scale * g.reshape(shape), g.shape[:2] + spatial + g.shape[-1:]))
+    return xp.ascontiguousarray(xp.broadcast_to(g.reshape(shape), g.shape[:2] + spatial + g.shape[-1:]))
 
 
 

@@ -34,7 +34,7 @@ def _seeds(seed, n: int):
 
 def monte_carlo(net, x1, x2=None, width: Optional[int] = None, n_samples: int = 100, seed=0,
                 progress: Optional[Callable[[int, int], None]] = None, backend: str = "numpy", graph1=None,
-                graph2=None) -> MonteCarloKernels:
+                graph2=None, mask1=None, mask2=None) -> MonteCarloKernels:
     """Average the empirical NNGP and NTK of ``n_samples`` independent finite networks.
 
     Args:
@@ -47,6 +47,7 @@ def monte_carlo(net, x1, x2=None, width: Optional[int] = None, n_samples: int = 
         progress: called as ``progress(done, total)`` after each draw.
         backend: "numpy" or "cupy" for the finite networks; the results are NumPy arrays.
         graph1, graph2: the points' adjacencies for a network with aggregate layers (as ``net.kernels``).
+        mask1, mask2: the points' position masks, True = masked (as ``net.kernels``).
 
     Returns:
         :class:`MonteCarloKernels`; multiply a standard error by √S for one draw's spread.
@@ -63,8 +64,8 @@ def monte_carlo(net, x1, x2=None, width: Optional[int] = None, n_samples: int = 
     nngp, ntk = [], []
     for s, child in enumerate(_seeds(seed, n_samples)):
         fnet = FiniteNetwork.initialise(ir, child, backend)
-        nngp.append(to_numpy(fnet.nngp(a1, a2, graph1, graph2)))
-        ntk.append(to_numpy(fnet.ntk(a1, a2, graph1=graph1, graph2=graph2)))
+        nngp.append(to_numpy(fnet.nngp(a1, a2, graph1, graph2, mask1, mask2)))
+        ntk.append(to_numpy(fnet.ntk(a1, a2, graph1=graph1, graph2=graph2, mask1=mask1, mask2=mask2)))
         if progress is not None:
             progress(s + 1, n_samples)
     nngp, ntk = np.stack(nngp), np.stack(ntk)

@@ -16,7 +16,8 @@ from ..ir.network import Network
 from ..layers.arrays import array_module, namespace, to_numpy
 from ..layers.branching import sequence_forward, sequence_init, walk
 from ..layers.aggregate import aggregates
-from ..layers.finite import Params, point_graphs, random_masks
+from ..ir.layer import refuse_unmaskable
+from ..layers.finite import Params, mask_positions, point_graphs, point_masks, random_masks
 from ..validate import points, seed as valid_seed
 
 # fields that set a layer's feature count: overridden by ``width=`` except in the output layer
@@ -154,11 +155,24 @@ class FiniteNetwork:
 
     # --- forward -------------------------------------------------------------------------------
 
-    def _forward(self, x: np.ndarray, graph=None):
+    def _forward(self, x: np.ndarray, graph=None, keep=None):
         """(outputs as the last layer shapes them, (N, *out_shape); the per-layer caches). ``graph``:
-        the points' adjacencies (N, V, V) for aggregate layers (checked by :meth:`_graphs`)."""
-        with random_masks(self.mask_rng), point_graphs(graph):  # dropout's masks: fresh each pass, one per point
+        the points' adjacencies (N, V, V) for aggregate layers (checked by :meth:`_graphs`); ``keep``: their
+        position masks as 1 − mask floats (N, *S) (:meth:`_keep`)."""
+        with random_masks(self.mask_rng), point_graphs(graph), point_masks(keep):  # dropout: fresh each pass
             return sequence_forward(self.ir.layers, self.params, x)
+
+    def _keep(self, mask, x, name: str, points: str):
+        """``mask`` (True = masked, :func:`ntkdsl.masks.as_masks`) as the keep floats (N, *S), or None;
+        a network that cannot take masks is refused at its layer (located)."""
+        from ..masks import as_masks
+
+        if mask is None:
+            return None
+        refuse_unmaskable(self.ir)
+        m = as_masks(to_numpy(mask) if namespace(mask) is not np else mask, x.shape[0], tuple(self.ir.input_shape[:-1]),
+                     name, points)
+        return self.xp.asarray(1.0 - m.astype(np.float64))
 
     def _graphs(self, graph, x, name: str, points: str):
         """``graph`` checked and made dense for the points ``x`` (:func:`ntkdsl.graphs.as_graphs`), or
@@ -174,19 +188,19 @@ class FiniteNetwork:
                              "(N, V, V) floats or an (N, E, 2) integer edge list)")
         return self.xp.asarray(as_graphs(graph, x.shape[0], int(self.ir.input_shape[0]), name, points))
 
-    def apply(self, x, graph=None) -> np.ndarray:
+    def apply(self, x, graph=None, mask=None) -> np.ndarray:
         """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape) ((N, *S, C) for a
         network with ``readout = none``); ``graph``: each point's adjacency for a network with
         aggregate layers."""
         x = self._inputs(x)
-        f = self._forward(x, self._graphs(graph, x, "graph", "x"))[0]
+        f = self._forward(x, self._graphs(graph, x, "graph", "x"), self._keep(mask, x, "mask", "x"))[0]
         return f if self.ir.readout == "none" else f.reshape(f.shape[0], -1)
 
-    def nngp(self, x1, x2=None, graph1=None, graph2=None) -> np.ndarray:
+    def nngp(self, x1, x2=None, graph1=None, graph2=None, mask1=None, mask2=None) -> np.ndarray:
         """This draw's f(x)·f(x′)/k, (N1, N2): its average over draws is the NNGP kernel. With
         ``readout = none`` per output pixel p, f(x)(p)·f(x′)(p)/C of shape (N1, N2, *S)."""
-        f1 = self.apply(x1, graph1)
-        f2 = f1 if x2 is None else self.apply(self._inputs(x2, "x2"), graph2)
+        f1 = self.apply(x1, graph1, mask1)
+        f2 = f1 if x2 is None else self.apply(self._inputs(x2, "x2"), graph2, mask2)
         if self.ir.readout == "none":
             return _per_pixel(self.xp.einsum("ipc,jpc->ijp", _pixels(f1), _pixels(f2)), f1, f2, self.out_shape)
         return f1 @ f2.T / self.output_width
@@ -199,24 +213,25 @@ class FiniteNetwork:
         k = int(np.prod(f.shape[1:], dtype=int))
         return xp.broadcast_to(xp.eye(k).reshape((k,) + f.shape[1:]), (f.shape[0], k) + f.shape[1:]).copy()
 
-    def _leaf_passes(self, x, graph=None):
+    def _leaf_passes(self, x, graph=None, keep=None):
         """Yield (layer, params, cache, output cotangents) for every layer with parameters, from the
         top down and inside branches (:func:`ntkdsl.layers.branching.walk`: one backward pass)."""
-        f, caches = self._forward(x, graph)
+        f, caches = self._forward(x, graph, keep)
         return walk(self.ir.layers, self.params, caches, self._output_cotangents(f), need_input=False)
 
-    def _backward_passes(self, x, graph=None):
+    def _backward_passes(self, x, graph=None, keep=None):
         """Forward caches, then yield (top-level layer index, cache, output cotangents) from the top down."""
-        f, caches = self._forward(x, graph)
+        f, caches = self._forward(x, graph, keep)
         g = self._output_cotangents(f)
         first = next((i for i, p in enumerate(self.params) if p), len(self.params))
         for i in range(len(self.ir.layers) - 1, first - 1, -1):
+            g = mask_positions(g, keep, lead=2)  # a masked output's cotangent is 0
             yield i, caches[i], g
             if i > first:  # nothing below the first layer with parameters needs a cotangent
                 g = self.ir.layers[i].backward(self.params[i], caches[i], g)
 
     def ntk(self, x1, x2=None, trace: bool = True, *, method: str = "structured", graph1=None,
-            graph2=None) -> np.ndarray:
+            graph2=None, mask1=None, mask2=None) -> np.ndarray:
         """The empirical NTK ∇θf(x)·∇θf(x′) of this draw.
 
         Args:
@@ -230,6 +245,8 @@ class FiniteNetwork:
                 it, the reference method (memory N·k·P_l).
             graph1, graph2: the points' adjacencies for a network with aggregate layers (graph2:
                 none when x2 is None).
+            mask1, mask2: the points' position masks (N, *S), True = masked (:mod:`ntkdsl.masks`; mask2
+                none when x2 is None).
 
         Returns:
             float64 array of shape (N1, N2) or (N1, N2, k, k); with ``readout = none`` and ``trace``,
@@ -239,38 +256,40 @@ class FiniteNetwork:
         if method not in ("structured", "jacobian"):
             raise ValueError(f"method must be 'structured' or 'jacobian', not {method!r}")
         if trace and self.ir.readout == "none":
-            j1 = self.jacobian(x1, graph1)
-            j2 = j1 if x2 is None else self.jacobian(x2, graph2)
+            j1 = self.jacobian(x1, graph1, mask1)
+            j2 = j1 if x2 is None else self.jacobian(x2, graph2, mask2)
             per = self.xp.einsum("imq,jmq->ijm", j1, j2)  # (N1, N2, P·C): each output with itself
             return _per_pixel(per.reshape(per.shape[:2] + (-1, self.out_shape[-1])).sum(-1), j1, j2, self.out_shape)
         a1 = self._inputs(x1, "x1")
         a2 = a1 if x2 is None else self._inputs(x2, "x2")
         g1 = self._graphs(graph1, a1, "graph1", "x1")
         g2 = g1 if x2 is None else self._graphs(graph2, a2, "graph2", "x2")
+        k1 = self._keep(mask1, a1, "mask1", "x1")
+        k2 = k1 if x2 is None else self._keep(mask2, a2, "mask2", "x2")
         n1, n2 = a1.shape[0], a2.shape[0]
         k = self.output_width
         total = self.xp.zeros((n1, n2) if trace else (n1, n2, k, k))
         if method == "structured":  # per leaf layer, inside branches too
-            passes2 = None if x2 is None else self._leaf_passes(a2, g2)
-            for layer, p, c1, d1 in self._leaf_passes(a1, g1):
+            passes2 = None if x2 is None else self._leaf_passes(a2, g2, k2)
+            for layer, p, c1, d1 in self._leaf_passes(a1, g1, k1):
                 _, _, c2, d2 = (layer, p, c1, d1) if passes2 is None else next(passes2)
                 term = layer.ntk_terms(p, c1, d1, c2, d2, trace)
                 if term is not None:
                     total += term
             return total / k if trace else total
-        passes2 = None if x2 is None else self._backward_passes(a2, g2)
-        for i, c1, d1 in self._backward_passes(a1, g1):
+        passes2 = None if x2 is None else self._backward_passes(a2, g2, k2)
+        for i, c1, d1 in self._backward_passes(a1, g1, k1):
             _, c2, d2 = (i, c1, d1) if passes2 is None else next(passes2)
             term = _jacobian_terms(self.ir.layers[i], self.params[i], c1, d1, c2, d2, trace, same=passes2 is None)
             if term is not None:
                 total += term
         return total / k if trace else total
 
-    def jacobian(self, x, graph=None) -> np.ndarray:
+    def jacobian(self, x, graph=None, mask=None) -> np.ndarray:
         """The explicit Jacobian ∂f/∂θ, (N, k, P), parameters in the order of :meth:`flat_params`."""
         a = self._inputs(x)
         blocks = {}
-        for i, cache, g in self._backward_passes(a, self._graphs(graph, a, "graph", "x")):
+        for i, cache, g in self._backward_passes(a, self._graphs(graph, a, "graph", "x"), self._keep(mask, a, "mask", "x")):
             grads = self.ir.layers[i].param_grads(self.params[i], cache, g, per_example=True)
             blocks[i] = [grads[name].reshape(g.shape[0], g.shape[1], -1) for name in self.params[i]]
         parts = [b for i in sorted(blocks) for b in blocks[i]]

@@ -21,8 +21,7 @@ from ..algebra.masking import mask_field, masked_derivation
 from ..algebra.points import SAME_POINT
 from ..algebra.spatial import DIAGONAL, FULL, to_layout
 from ..algebra.state import KernelState, elementwise_kernel
-from ..errors import StructureSpecError
-from ..ir.layer import Layer
+from ..ir.layer import Layer, refuse_unmaskable
 from ..ir.network import Network
 from ..ir.printer import format_value
 from .layout import needs_full_input, plan_sequence
@@ -326,27 +325,6 @@ class _Deriver:
         merged = tuple(node for _, node in group[:-1])
         self.steps.append(Step(index, layer, tuple(assignments), state, parameters, merged, before, context, detail))
         return state
-
-
-def refuse_unmaskable(net: Network) -> None:
-    """A StructureSpecError at the first layer (in evaluation order, branches included) that cannot take
-    position masks (``masking`` None), or for a network without spatial axes to mask."""
-    if len(net.input_shape) < 2:
-        raise StructureSpecError(f"network {net.name} has a vector input: position masks (mask1/mask2) mark the "
-                                 "positions of [L, C] or [H, W, C] inputs", net.span)
-
-    def walk(layers):
-        for layer in layers:
-            if layer.masking is None:
-                raise StructureSpecError(
-                    f"{layer.header()} cannot take position masks (mask1/mask2): masks pass only through per-position "
-                    "layers (conv with kernel 1 and stride 1, dense, activations, layer_norm, dropout, identity, "
-                    "residual, parallel, attention, flatten, global pools; kernel-math.md §2, masks)", layer.span)
-            if layer.branching:
-                for branch in layer.branch_sequences():
-                    walk(branch)
-
-    walk(net.layers)
 
 
 def _symbols(index: int, layer: Layer) -> Dict[str, sp.Symbol]:
