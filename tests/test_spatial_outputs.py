@@ -185,3 +185,35 @@ def test_memory_estimates_count_the_pixels_of_the_outputs():
     net.kernels(x[:2], backend="numpy")  # the module loaded before measuring
     assert _peak(lambda: net.kernels(x, x[:30], backend="numpy")) <= net.memory_estimate(40, 30)
     assert net.memory_estimate(40, 30, batch_size=5) >= 16 * 64 * 40 * 30
+
+
+def test_cli_eval_writes_and_check_reports_the_pixel_axes(tmp_path, capsys):
+    from ntkdsl.cli import main
+
+    spec = tmp_path / "c.ntk"
+    spec.write_text(CNN + "\n")
+    x = _points(5, (6, 5, 2), 11)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["eval", str(spec), "--x1", str(tmp_path / "x.npy"), "-o", str(tmp_path / "k.npz")]) == 0
+    with np.load(tmp_path / "k.npz") as out:
+        np.testing.assert_array_equal(out["nngp"], ntkdsl.loads(CNN).kernels(x).nngp)  # the same module, same numbers
+    assert main(["check", str(spec)]) == 0
+    assert "N1 x N2 x 2 x 4 array" in capsys.readouterr().out
+    spec.write_text(CNN.replace(", readout = none", "") + "\n")
+    assert main(["eval", str(spec), "--x1", str(tmp_path / "x.npy")]) == 2
+    assert "readout = none" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dask_store_equals_the_whole_request(tmp_path):
+    pytest.importorskip("dask")
+    pytest.importorskip("zarr")
+    from ntkdsl import distributed
+
+    net = ntkdsl.loads(CNN)
+    x = _points(7, (6, 5, 2), 12)
+    x[5] = x[1]
+    whole = net.kernels(x)
+    store = distributed.kernels(net, x, store=str(tmp_path / "k.zarr"), tile=3)
+    for got, want in zip(store, whole):
+        close_to_scale(np.asarray(got), want, 1e-13)  # per-tile Gram matrices: round-off (test_architectures_tiling.py)
