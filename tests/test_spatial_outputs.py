@@ -117,6 +117,7 @@ def test_cupy_module_on_the_cpu_standin(monkeypatch):
     """The CuPy module's result statements (xp.moveaxis, xp.transpose) on tests/cupy_standin.py, against NumPy."""
     import cupy_standin
     from ntkdsl.arraycode.loader import load_module
+    from ntkdsl.codegen.emit import emit_module
 
     if cupy_standin.CXX is None:
         pytest.skip("no C++ compiler for the CPU stand-in of CuPy")
@@ -130,6 +131,9 @@ def test_cupy_module_on_the_cpu_standin(monkeypatch):
     for got, want in zip(module.kernels(x, y, dtype=np.float32), net.kernels(x, y, backend="numpy")):
         assert got.dtype == np.float32
         close_to_scale(np.asarray(got), want, 1e-5)  # float32 arithmetic through two layers: ~100 roundings of 6e-8
+    arrays = load_module(emit_module(net.program, "cupy"), net.name + "-spatial-arrays")  # diagonal=True on "cupy"
+    for got, want in zip(arrays.kernels_diagonal(x), net.kernels(x, diagonal=True)):
+        np.testing.assert_array_equal(np.asarray(got), want)  # the same array statements on NumPy
 
 
 def test_monte_carlo_per_pixel():
