@@ -312,3 +312,22 @@ def test_monte_carlo_over_finite_masked_attention():
         allowance = 4.5 * se + 0.02 * np.abs(want).max()
         assert np.all(np.abs(got - want) <= allowance), (got - want) / se
     assert np.any(np.abs(mc.ntk - plain.ntk) > 4.5 * mc.ntk_stderr + 0.02 * np.abs(k.ntk).max())
+
+
+def test_spatial_outputs_are_zero_at_masked_positions():
+    """readout = none, ending in an activation with σ(0) ≠ 0: the output kernels at masked positions are 0
+    (neural-tangents remasks sin; a finite network's masked outputs are 0), the others those of the inputs
+    cut to their unmasked length (the truncation argument above)."""
+    spec = ("network m(input = [{L}, 2], readout = none) {{ conv(4, kernel = 1, b_std = 0.3); sin(c = 0.5); "
+            "conv(3, kernel = 1, b_std = 0.2); sin(c = 0.7) }}")
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.standard_normal((2, 6, 2)), rng.standard_normal((3, 6, 2))
+    m1, m2 = np.zeros((2, 6), bool), np.zeros((3, 6), bool)
+    m1[:, 4:], m2[:, 4:] = True, True
+    k = ntkdsl.loads(spec.format(L=6)).kernels(x1, x2, mask1=m1, mask2=m2)
+    short = ntkdsl.loads(spec.format(L=4)).kernels(x1[:, :4], x2[:, :4])
+    for got, want in ((k.nngp, short.nngp), (k.ntk, short.ntk)):
+        np.testing.assert_array_equal(got[..., 4:], 0.0)
+        close_to_scale(got[..., :4], want, SAME_PRODUCTS)
+    f = ntkdsl.loads(spec.format(L=6)).finite(seed=0)
+    np.testing.assert_array_equal(f.apply(x1, mask=m1)[:, 4:], 0.0)

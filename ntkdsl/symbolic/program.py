@@ -9,7 +9,7 @@ code is generated: the recursion can be differentiated with respect to them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Dict, Optional, Tuple
 
@@ -124,9 +124,11 @@ class KernelProgram:
             a.assignments == b.assignments and a.state == b.state and [s for s, _ in a.parameters] == [s for s, _ in b.parameters]
             for a, b in zip(self.steps, other.steps))
 
-    @property
+    @cached_property
     def output(self) -> KernelState:
-        return self.steps[-1].state
+        """The state after the last layer (of a masked program with a spatial output: remasked)."""
+        last = self.steps[-1]
+        return _masked_output(last) if self.masked and last.state.shape else last.state
 
     def check(self) -> "KernelProgram":
         """Verify the SSA invariants: each symbol assigned once, and only used after assignment."""
@@ -325,6 +327,16 @@ class _Deriver:
         merged = tuple(node for _, node in group[:-1])
         self.steps.append(Step(index, layer, tuple(assignments), state, parameters, merged, before, context, detail))
         return state
+
+
+def _masked_output(step: Step) -> KernelState:
+    """The output state of a masked program whose last step is ``step`` (a spatial output): its fields
+    remasked, for the result statements (an activation may leave σ(0)² at masked positions); a layer that
+    remasks already is left alone."""
+    s = step.state
+    if step.layer is None or step.layer.masking == "remask":
+        return s
+    return replace(s, **{name: mask_field(getattr(s, name), name, s) for name in ("cov1", "cov2", "nngp", "ntk")})
 
 
 def _symbols(index: int, layer: Layer) -> Dict[str, sp.Symbol]:
