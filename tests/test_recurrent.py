@@ -99,13 +99,16 @@ def test_tanh_matches_the_recursion_with_quadrature_duals(readout):
     close_to_scale(k.ntk, ntk, 1e-8)
 
 
-def test_numba_falls_back_to_numpy_with_a_warning():
+def test_numba_fuses_the_recurrence():
+    import warnings
+
     x = _inputs(3, 4, 2, 4)
     net = ntkdsl.loads(spec(4, 2, "mean"))
-    with pytest.warns(Warning, match="numba"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to NumPy: the time shift runs in the fused loops
         k = net.kernels(x, backend="numba")
     nngp, ntk = hand_rntk(x, x, "mean", relu_duals, SB)
-    # the fallback's result is the recursion's (same bound as test_relu_matches_the_papers_recursion)
+    # the fused kernels' result is the recursion's (same bound as test_relu_matches_the_papers_recursion)
     close_to_scale(k.nngp, nngp, 1e-12)
     close_to_scale(k.ntk, ntk, 1e-12)
 

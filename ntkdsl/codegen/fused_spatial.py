@@ -10,7 +10,8 @@ grids in the L2 cache (one pair for a 32 x 32 image under pooling: 8 MiB grids),
 network: Σ⁰ of their pixels from the inputs, then per layer the window sums of convolution and
 pooling (``_window_pass``, one spatial axis at a time; ``_window_pass2`` moves p and q by the same
 tap, a convolution in the full layout; the taps and axes in the order of
-:mod:`.spatial_support`, so both paths round alike), the diagonal, the means, or one compiled
+:mod:`.spatial_support`, so both paths round alike), the sparse matrices of transposed convolution,
+resize, index and time shift (:mod:`.fused_spatial_maps`), the diagonal, the means, or one compiled
 loop over the block's grid, printed from the layer's SSA statements by the shared scalar printer
 (:class:`.spatial_blocks.PixelPrinter`). The work is arithmetic, not memory traffic.
 
@@ -38,8 +39,11 @@ Memory: the two outputs, the stacked per-point numbers (O((N1 + N2)·P·layers))
 variance arrays of a layer (O(N·P²) in the full layout), the inputs, the scratch; no array of
 P·N1·N2 (:func:`memory_terms`). Agreement with the NumPy backend and neural-tangents: ~1e-15.
 
-Networks with a numerical dual, or a dual without a scalar form (ELU's Owen's T), are
-:class:`.loops.NotFusable`; they run on NumPy.
+Networks with a numerical dual, a dual without a scalar form (ELU's Owen's T), per-point graphs
+(aggregate) or a spatial operation without a fused loop (``spatial_blocks.FUSED_OPERATIONS``) are
+:class:`.loops.NotFusable`; they run on NumPy. Per-point means that a pair statement reads (layer_norm
+over space: the mean variance of each input) are stacked numbers, as the pixel variances; the
+same-point indicator of dropout is 1 on the block's pair (i, i) of a self request.
 """
 
 from __future__ import annotations
@@ -50,18 +54,19 @@ from typing import Dict, List, Optional, Tuple
 
 import sympy as sp
 
-from ..algebra.spatial import FULL, _SpatialOp, conv_taps, pixel_variance, pool_window, variance_at
+from ..algebra.spatial import FULL, _SpatialOp, conv_taps, flatten_mean, pixel_variance, pool_window, variance_at
 from ..arraycode.printer import ArrayPrinter, CodegenError
 from ..symbolic.program import KernelProgram
 from . import fused_support
 from .loops import NotFusable, module_start, structural_reason
 from .prologue import module_header, parameter_binding
 from .schedule import LayerSchedule, cse_lines, free_after_last_use, schedule
+from .fused_spatial_maps import MAP_OPERATIONS, MapTables, map_lines
 from .spatial_blocks import (Block, PixelPrinter, allocate, driver_source, loop_lines, materialize, op_grid, op_lines,
                              outline)
 
 # per-point arrays of kernels(), freed after their last use: variances, their CSE temporaries, pixel variances
-_OUTER_NAMES = re.compile(r"\b(?:(?:pv_)?cov[12]_\d+|[vw]\d+_\d+)\b")
+_OUTER_NAMES = re.compile(r"\b(?:(?:pv_|mean_)?cov[12]_\d+|[vw]\d+_\d+)\b")
 
 BLOCK_ENTRIES = 16384  # pair-pixels per block: 128 KiB per grid, a layer's few grids within a 1 MiB L2 cache
 
@@ -114,15 +119,18 @@ class _PairModule:
         self.layers = []  # (layer, spatial ops [(result, op, argument)], pair assignments with the ops replaced)
         self.blocks: List[Block] = []
         self.vector_lines: List[List[List[str]]] = []  # per layer: its per-point statements
+        self.maps = MapTables()  # the sparse matrices of the layers' spatial maps (fused_spatial_maps)
+        self.scratch_entries = 1  # per pair: the largest grid a map writes (its intermediate grids are not named)
         self.temporaries = 0
 
-    def pixel_variances(self, sym: sp.Symbol, expr: Optional[sp.Expr] = None) -> sp.Symbol:
-        """The per-point pixel variances K(p, p) of a full-layout per-point array, as a stacked number."""
-        name = f"pv_{sym.name}"
+    def pixel_variances(self, sym: sp.Symbol, expr: Optional[sp.Expr] = None, prefix: str = "pv") -> sp.Symbol:
+        """The per-point pixel variances K(p, p) of a full-layout per-point array, as a stacked number;
+        with prefix "mean", ``expr`` is a mean of ``sym`` over its pixels (one number per point)."""
+        name = f"{prefix}_{sym.name}"
         if name not in self.variances:
             side = 1 if sym in self.plan.cols else 0
             self.variances[name] = (sym.name, expr if expr is not None else variance_at(sym, self.sides_shape[sym.name], side))
-            self.grids[name] = (self.grids[sym.name][1], 0)
+            self.grids[name] = (self.grids[sym.name][1], 0) if prefix == "pv" else (1, 0)
             (self.printer.cols if sym in self.plan.cols else self.printer.rows).add(sp.Symbol(name))
         return sp.Symbol(name)
 
@@ -170,7 +178,10 @@ class _PairModule:
             if argument.free_symbols & {t for t, _ in pair}:
                 raise NotFusable(f"layer {layer.index} ({layer.label}): a window sum of the layer's own result")
             if not argument.free_symbols - rows - cols - set(self.program.parameters):
-                raise NotFusable(f"layer {layer.index} ({layer.label}): a window sum of per-point numbers only")
+                if not (isinstance(op, flatten_mean) and (argument in rows or argument in cols)):
+                    raise NotFusable(f"layer {layer.index} ({layer.label}): a window sum of per-point numbers only")
+                swap[op] = self.pixel_variances(argument, op, "mean")  # layer_norm over space: a stacked number
+                continue
             result = sp.Symbol(f"s{layer.index}_{k}")
             self.grids[result.name] = op_grid(op)
             swap[op] = result
@@ -200,7 +211,11 @@ class _PairModule:
             source_name, pre = materialize(layer.step, k, argument, self.printer, self.grids)
             if pre is not None:
                 self.blocks.append(pre)
-            lines, self.temporaries = op_lines(op, source_name, result.name, self.temporaries)
+            if isinstance(op, MAP_OPERATIONS):
+                lines, self.temporaries, entries = map_lines(op, source_name, result.name, self.temporaries, self.maps)
+                self.scratch_entries = max(self.scratch_entries, entries)
+            else:
+                lines, self.temporaries = op_lines(op, source_name, result.name, self.temporaries)
             self.blocks.append(Block(lines, writes={result.name}, reads={source_name},
                                      compiled=isinstance(op, (conv_taps, pool_window))))
         pair = [(s, e) for s, e in pair if s in self.printer.buffered or any(e2.has(s) for _, e2 in pair)]  # no dead locals
@@ -282,13 +297,15 @@ class _PairModule:
         program, net, printer, grids, p0 = self.program, self.program.network, self.printer, self.grids, self.p0
         channels = net.input_dim
         slots, count = allocate(self.blocks, self.temporaries)
-        pmax = max(entries for entries, _ in grids.values())
+        pmax = max([entries for entries, _ in grids.values()] + [self.scratch_entries])
         block_pairs = max(1, min(64, BLOCK_ENTRIES // pmax))
         loops = outline(self.blocks, set(slots), {s.name for _, _, pair in self.layers for s, _ in pair},
                         {str(sym) for sym in program.runtime_parameters})
         width = max([grids.get(key, grids.get(key.replace("cov1_", "cov2_"), (1, 0)))[0]
                      for key in (k.split("scale_", 1)[1] if "scale_" in k else k for k in printer.slots)] + [1])
         point_entries = max(grids.get(s.name, (1, 0))[0] for s in self.plan.per_point)
+        for routine in self.maps.routines:  # the NumPy routines that build the maps' matrices
+            self.vector.functions.setdefault(routine, "")
         body = self.point_statements() + [
             "    nngp = xp.empty((n1, n2), dtype=dtype)",
             "    ntk = xp.empty((n1, n2), dtype=dtype)",
@@ -308,7 +325,7 @@ class _PairModule:
         memory = ("\n\n# peak bytes of kernels(x1, x2) ≈ PER_PAIR·N1·N2 + PER_POINT·(N1 + N2) + FIXED (fused_spatial.memory_terms)\n"
                   f"MEMORY_MODEL = (16.0, {per_point:.1f}, THREADS * {fixed[0]:.1f} + {fixed[1]:.1f})\n")
         return (module_start(program, header, self.vector) + "\n\n"
-                + fused_support.spatial_helpers(self.shape0, channels, self.full0) + memory
+                + fused_support.spatial_helpers(self.shape0, channels, self.full0) + self.maps.source() + memory
                 + fused_support.scalar_helpers(printer.helpers) + "\n\n" + "".join(loops)
                 + driver_source(program, self.blocks, slots) + prologue + "\n".join(body) + "\n")
 

@@ -56,6 +56,37 @@ def _other_side(v):
     return xp.swapaxes(v, -1, -2) if xp.ndim(v) >= 2 else v
 
 
+def _sparse_rows(m):
+    """(idx, w) of the matrices m (…, rows, n): row r's nonzero columns at idx[…, r, :] in
+    ascending order, −1 after the last, their entries at w[…, r, :] (at least one slot per row).
+    The sparse form of a layer's spatial map (spatial_maps.transpose_taps, resize_matrix) that
+    ``_matrix_pass`` and ``_matrix_pass2`` apply."""
+    m = xp.asarray(m, dtype=xp.float64)
+    nonzero = m != 0
+    counts = nonzero.sum(axis=-1).ravel()
+    width = max(int(counts.max()) if counts.size else 0, 1)
+    idx = xp.full(m.shape[:-1] + (width,), -1, dtype=xp.int64)
+    w = xp.zeros(m.shape[:-1] + (width,))
+    *lead, col = xp.nonzero(nonzero)  # row-major: columns ascending within each row
+    row = xp.ravel_multi_index(tuple(lead), m.shape[:-1]) if lead else xp.zeros(col.size, dtype=xp.int64)
+    slot = xp.arange(col.size) - (xp.cumsum(counts) - counts)[row]
+    idx[(*lead, slot)] = col
+    w[(*lead, slot)] = m[nonzero]
+    return idx, w
+
+
+def _pick_matrix(n, picks):
+    """(len(picks), n) 0/1: output o is input pixel picks[o] (spatial_maps.spatial_index along one axis)."""
+    m = xp.zeros((len(picks), n))
+    m[xp.arange(len(picks)), xp.asarray(picks, dtype=xp.int64)] = 1.0
+    return m
+
+
+def _shift_matrix(n):
+    """(n, n) 0/1: output t is input t − 1, nothing at t = 0 (spatial_maps.time_shift along the time axis)."""
+    return xp.eye(n, k=-1)
+
+
 def _input_pairs(a, block, out, pixels, channels):
     """out[b·P + p] = Σ_c a[p, c]·block[b, p, c]/C: Σ⁰ of the pairs (i, j0 + b) at every pixel
     (kernel-math.md §1); a is x1[i], block is x2[j0:j1], both (…, P, C)."""
@@ -202,6 +233,85 @@ def _input_pairs_full(a, block, out, pixels, channels):
                 out[(b * pixels + p) * pixels + q] = acc / channels
 
 
+def _matrix_pass(src, dst, outer, n, inner, size, idx, w):
+    """dst[a, o, c] = Σ_e w[o, e]·src[a, idx[o, e], c] on flat arrays viewed as (outer, n, inner) ->
+    (outer, size, inner): a sparse matrix (``_sparse_rows``) along one spatial axis, each row's terms
+    in the order of their columns, from 0 (as the NumPy path's matrix products of
+    spatial_maps.resize_map, spatial_index, time_shift and conv_transpose_taps' diagonal layout)."""
+    width = idx.shape[1]
+    if inner == 1 and width == 1:  # the last axis, one term a row (picks, shifts, nearest): a gather
+        for a in range(outer):
+            for o in range(size):
+                j = idx[o, 0]
+                dst[a * size + o] = w[o, 0] * src[a * n + j] if j >= 0 else 0.0
+        return
+    if inner == 1:  # the last axis: each output's sum in a register
+        for a in range(outer):
+            for o in range(size):
+                acc = 0.0
+                for e in range(width):
+                    j = idx[o, e]
+                    if j < 0:
+                        break
+                    acc += w[o, e] * src[a * n + j]
+                dst[a * size + o] = acc
+        return
+    for a in range(outer):
+        for o in range(size):
+            d0 = (a * size + o) * inner
+            for c in range(inner):
+                dst[d0 + c] = 0.0
+            for e in range(width):
+                j = idx[o, e]
+                if j < 0:
+                    break
+                f = w[o, e]
+                s0 = (a * n + j) * inner
+                for c in range(inner):
+                    dst[d0 + c] += f * src[s0 + c]
+
+
+def _matrix_pass2(src, dst, outer, n, mid, inner, size, idx, w):
+    """dst[a, o, m, o′, c] = Σ_t Σ_e′ w[t, o′, e′]·(Σ_e w[t, o, e]·src[a, idx[t, o, e], m, idx[t, o′, e′], c]) on
+    flat arrays viewed as (outer, n, mid, n, inner) -> (outer, size, mid, size, inner): Σ_t M_t·K·M_tᵀ
+    on the axes of p and of q (full layout), M_t the taps of a transposed convolution. Taps in order,
+    each tap's sum formed first over p's axis, then over q's, as spatial_maps.conv_transpose_taps
+    forms it, so both paths round alike."""
+    taps, width = idx.shape[0], idx.shape[2]
+    for q in range(outer * size * mid * size * inner):
+        dst[q] = 0.0
+    for a in range(outer):
+        for t in range(taps):
+            for o in range(size):
+                if idx[t, o, 0] < 0:
+                    continue
+                for m in range(mid):
+                    d0 = ((a * size + o) * mid + m) * size * inner
+                    for o2 in range(size):
+                        for c in range(inner):
+                            acc = 0.0
+                            for e2 in range(width):
+                                j2 = idx[t, o2, e2]
+                                if j2 < 0:
+                                    break
+                                part = 0.0
+                                for e in range(width):
+                                    j = idx[t, o, e]
+                                    if j < 0:
+                                        break
+                                    part += w[t, o, e] * src[(((a * n + j) * mid + m) * n + j2) * inner + c]
+                                acc += w[t, o2, e2] * part
+                            dst[d0 + o2 * inner + c] += acc
+
+
+def _embed_diagonal(src, dst, nb, pixels):
+    """dst[b, p, q] = src[b, p] if p = q else 0: the full layout of diagonal-layout grids (spatial_maps.diagonal_embed)."""
+    for b in range(nb):
+        for p in range(pixels):
+            for q in range(pixels):
+                dst[(b * pixels + p) * pixels + q] = src[b * pixels + p] if p == q else 0.0
+
+
 def _pair_blocks(n1, n2, same, size, first, step):
     """The blocks (i, j0, j1, diagonal) of at most ``size`` pairs (i, j0 … j1 − 1), row by row, every
     step-th from the first-th (one thread's share); with ``same`` only j ≥ i, and diagonal = i − j0
@@ -218,13 +328,16 @@ def _pair_blocks(n1, n2, same, size, first, step):
 # --- the text generated modules carry
 
 DECORATORS = {_input_pairs: LOOP, _window_pass: INLINE_LOOP, _window_pass2: INLINE_LOOP, _divide: INLINE_LOOP,
-              _pixel_sums: LOOP, _pixel_traces: LOOP, _diagonals: LOOP, _input_pairs_full: LOOP}
+              _pixel_sums: LOOP, _pixel_traces: LOOP, _diagonals: LOOP, _input_pairs_full: LOOP, _matrix_pass: LOOP,
+              _matrix_pass2: LOOP, _embed_diagonal: LOOP}
 
 
 def arrays_source(full: bool) -> str:
     """The per-point routines: the input variances (``_input_variances_full`` where the input is read
-    in the full layout, else ``_input_variances_diagonal``), ``_put`` and ``_other_side``."""
-    return source(_input_variances_full if full else _input_variances_diagonal, _put, _other_side, decorators=DECORATORS)
+    in the full layout, else ``_input_variances_diagonal``), ``_put``, ``_other_side`` and the builders of
+    the sparse spatial maps."""
+    return source(_input_variances_full if full else _input_variances_diagonal, _put, _other_side, _sparse_rows,
+                  _pick_matrix, _shift_matrix, decorators=DECORATORS)
 
 
 def routines_source() -> str:

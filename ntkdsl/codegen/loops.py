@@ -201,9 +201,9 @@ def structural_reason(program: KernelProgram) -> Optional[str]:
             return f"layer {step.index} ({step.label}) reads per-point graphs, which the fused kernels lack"
         if any(expr.has(attention_weights) for _, expr in step.assignments):
             return f"layer {step.index} ({step.label}) computes attention weights, which the fused kernels lack"
-        if has_same_point(expr for _, expr in step.assignments) and (not vector or numerical):
+        if has_same_point(expr for _, expr in step.assignments) and vector and numerical:
             return (f"layer {step.index} ({step.label}) reads the same-point indicator, which the fused "
-                    f"{'image kernels' if not vector else 'refill of numerical duals'} lack")
+                    "refill of numerical duals lacks")
     return None
 
 

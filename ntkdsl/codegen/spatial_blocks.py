@@ -15,6 +15,7 @@ from ..algebra.geometry import window_geometry
 from ..algebra.spatial import FULL, conv_taps, flatten_mean, global_pool, pixel_variance, pool_window, spatial_diagonal
 from ..arraycode.printer import CodegenError
 from ..symbolic.program import KernelProgram
+from .fused_spatial_maps import MAP_OPERATIONS, map_grid
 from .loops import NotFusable, ScalarPrinter
 from .prologue import parameter_binding
 from .schedule import last_uses
@@ -77,16 +78,23 @@ class PixelPrinter(ScalarPrinter):
 
     _print_conv_taps = _print_pool_window = _print_flatten_mean = _print_spatial
     _print_global_pool = _print_pixel_variance = _print_spatial_diagonal = _print_spatial
+    _print_conv_transpose_taps = _print_resize_map = _print_spatial_index = _print_spatial
+    _print_time_shift = _print_diagonal_embed = _print_graph_aggregate = _print_spatial
+
+    def _print_SamePoint(self, expr):  # δ(x, x′): the block's pair (i, i) of a self request (diagonal = −1 otherwise)
+        return "(1.0 if b == diagonal else 0.0)"
 
 
 # the spatial operations the fused loops implement; any other (a new layer's) is refused, never guessed
-FUSED_OPERATIONS = (conv_taps, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal)
+FUSED_OPERATIONS = (conv_taps, pool_window, flatten_mean, global_pool, pixel_variance, spatial_diagonal) + MAP_OPERATIONS
 
 
 def op_grid(op) -> Tuple[int, int]:
     """(entries, side) of a spatial operation's output grid: side = P in the full layout, else 0."""
     if not isinstance(op, FUSED_OPERATIONS):
         raise NotFusable(f"no fused loop implements the spatial operation {type(op).__name__}")
+    if isinstance(op, MAP_OPERATIONS):
+        return map_grid(op)
     if isinstance(op, (flatten_mean, global_pool)):
         return 1, 0
     if isinstance(op, (spatial_diagonal, pixel_variance)):
