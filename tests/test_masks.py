@@ -14,6 +14,7 @@ import ntkdsl
 from ntkdsl.cli.main import main
 from ntkdsl.codegen.dispatch import BackendFallbackWarning
 from ntkdsl.errors import StructureSpecError
+from ntkdsl.masks import masked_network
 
 from shared import assert_agrees_with_neural_tangents, close_to_scale
 
@@ -134,7 +135,7 @@ def test_no_masked_position_is_the_unmasked_kernel_and_its_module_stays():
     close_to_scale(k.nngp, plain.nngp, SAME_PRODUCTS)
     close_to_scale(k.ntk, plain.ntk, SAME_PRODUCTS)
     assert net.to_python() == source and "mask" not in source and not net.program.masked
-    twin = ntkdsl.masks.masked_network(net)
+    twin = masked_network(net)
     assert twin.program.masked and "mask1=None, mask2=None" in twin.to_python()
 
 
@@ -331,3 +332,20 @@ def test_spatial_outputs_are_zero_at_masked_positions():
         close_to_scale(got[..., :4], want, SAME_PRODUCTS)
     f = ntkdsl.loads(spec.format(L=6)).finite(seed=0)
     np.testing.assert_array_equal(f.apply(x1, mask=m1)[:, 4:], 0.0)
+
+
+def test_cupy_module_on_the_cpu_standin(monkeypatch):
+    """The masked CuPy module (the mask routines and attention's masked keys as CuPy array code) on
+    tests/cupy_standin.py, against NumPy: the same formulas, round-off apart (1e-12 of scale)."""
+    import cupy_standin
+    from ntkdsl.arraycode.loader import load_module
+
+    if cupy_standin.CXX is None:
+        pytest.skip("no C++ compiler for the CPU stand-in of CuPy")
+    cupy_standin.install(monkeypatch)
+    net, x1, x2, m1, m2, _ = case("transformer-block-masked-pos-emb")
+    twin = masked_network(net)
+    module = load_module(twin.to_python(backend="cupy"), net.name + "-masked-standin")
+    for args, masks in (((x1,), dict(mask1=m1)), ((x1, x2), dict(mask1=m1, mask2=m2))):
+        for got, want in zip(module.kernels(*args, **masks), net.kernels(*args, backend="numpy", **masks)):
+            close_to_scale(np.asarray(got), want, 1e-12)

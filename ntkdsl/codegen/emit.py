@@ -165,8 +165,10 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
         diagonal_prologue = diagonal_prologue.replace("params=None):", "params=None, graph=None):", 1)
     if uses_masks(program):  # position masks, (N, *S) booleans: masked inputs zeroed before their covariances
         points, point = '    x2 = x1 if same else _as_points(x2, "x2")\n', '    x = _as_points(x, "x")\n'
+        about = "        params: run-time parameters by name (see PARAMETERS); None: the spec's values.\n"
         prologue = prologue.replace("params=None):", "params=None, mask1=None, mask2=None):", 1).replace(
-            points, points + mask_binding(program), 1)
+            points, points + mask_binding(program), 1).replace(about, about + (
+                "        mask1, mask2: position masks (N1, *S), (N2, *S), True = masked; mask2 None with x2 None.\n"), 1)
         diagonal_prologue = diagonal_prologue.replace("params=None):", "params=None, mask=None):", 1).replace(
             point, point + mask_binding(program, True), 1)
     prologue = (point_helpers(net.input_shape) + _PER_POINT + parameter_table(program) + prologue + binding
