@@ -349,3 +349,12 @@ def test_cupy_module_on_the_cpu_standin(monkeypatch):
     for args, masks in (((x1,), dict(mask1=m1)), ((x1, x2), dict(mask1=m1, mask2=m2))):
         for got, want in zip(module.kernels(*args, **masks), net.kernels(*args, backend="numpy", **masks)):
             close_to_scale(np.asarray(got), want, 1e-12)
+
+
+def test_an_overflow_names_the_masks():
+    net = ntkdsl.loads("network e(input = [4, 2]) { conv(6, kernel = 1); exp; conv(4, kernel = 1); exp; "
+                       "global_avg_pool; dense(1) }")
+    m = np.zeros((2, 4), bool)
+    m[0, 2:] = True
+    with pytest.raises(ntkdsl.codegen.overflow.KernelOverflowError, match="at these inputs and masks"):
+        net.kernels(np.full((2, 4, 2), 60.0), mask1=m)
