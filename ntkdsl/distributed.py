@@ -39,9 +39,10 @@ import numpy as np
 
 from .codegen.overflow import KernelOverflowError
 from .codegen.prologue import uses_same_point
-from .codegen.spatial_output import output_pixels, pair_axes, transpose_pairs
+from .codegen.spatial_output import output_pixels, pair_axes
 from .errors import NtkdslError
 from .streaming import ResumeMismatchError, _check, request_fingerprint
+from .tiling import transpose_pairs
 
 NAMES = ("nngp", "ntk")
 DONE = "done"

@@ -203,7 +203,8 @@ def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype, graphs=Non
     (:func:`ntkdsl.tiling.exact_duplicates`, as ``net.kernels`` does), write it (and, for a
     self-kernel, its mirror below the diagonal) and flush both files. ``graphs``: the request's
     adjacencies, sliced with the tile's points."""
-    from .codegen.spatial_output import pair_axes, transpose_pairs
+    from .codegen.spatial_output import pair_axes
+    from .tiling import transpose_pairs
     from .graphs import side_rows
     from .tiling import exact_duplicates
 

@@ -286,6 +286,12 @@ def _pair_diagonal(k):
     return np.moveaxis(np.diagonal(k, axis1=0, axis2=1), -1, 0)
 
 
+def transpose_pairs(a, axes: Optional[Tuple[int, ...]]):
+    """K(x′, x) from K(x, x′): ``a.T`` for (N1, N2) arrays, else ``a`` transposed by ``axes``
+    (:func:`ntkdsl.codegen.spatial_output.pair_axes`)."""
+    return a.T if axes is None else np.transpose(a, axes) if isinstance(a, np.ndarray) else a.transpose(axes)
+
+
 def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int], progress=None, axes=None):
     """``kernels`` (x1, x2) -> (nngp, ntk) evaluated tile by tile into (N1, N2) float64 outputs
     ((N1, N2, *pixels) for a network with ``readout = none``).
@@ -295,8 +301,6 @@ def evaluate(kernels: Callable, x1, x2, tile: Tuple[int, int], progress=None, ax
     ``axes``: the permutation that transposes a spatial output, :func:`ntkdsl.codegen.spatial_output.pair_axes`).
     ``progress``: see :mod:`ntkdsl.progress` (a bar over the tiles, or a callback).
     """
-    from .codegen.spatial_output import transpose_pairs
-
     from .progress import tile_progress
 
     x1 = np.asarray(x1)

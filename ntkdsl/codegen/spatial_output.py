@@ -15,11 +15,9 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Tuple
 
-import numpy as np
-
 from ..algebra.spatial import FULL
 
-__all__ = ["output_bytes", "output_pixels", "pair_axes", "transpose_pairs", "result_statements", "diagonal_statements"]
+__all__ = ["output_bytes", "output_pixels", "pair_axes", "result_statements", "diagonal_statements"]
 
 
 def output_pixels(program) -> Tuple[int, ...]:
@@ -46,11 +44,6 @@ def pair_axes(program) -> Optional[Tuple[int, ...]]:
     if program.output.layout == FULL:
         return (1, 0) + tuple(range(2 + r, 2 + 2 * r)) + tuple(range(2, 2 + r))
     return (1, 0) + tuple(range(2, 2 + r))
-
-
-def transpose_pairs(a, axes: Optional[Tuple[int, ...]]):
-    """K(x′, x) from K(x, x′): ``a.T`` for (N1, N2) arrays, else ``a`` transposed by ``axes`` (:func:`pair_axes`)."""
-    return a.T if axes is None else np.transpose(a, axes) if isinstance(a, np.ndarray) else a.transpose(axes)
 
 
 def result_statements(program, printer) -> List[List[str]]:
