@@ -121,6 +121,31 @@ def test_full_layout_transposed_convolution_uses_the_two_axis_pass():
     assert "_matrix_pass2(" in text and "transpose_taps(5, 4, 2, 'circular')" in text
 
 
+# a branch that reads its full-layout input diagonally (erf before conv_local) beside one that keeps it
+BRANCH = ("network r(input = [5, 2]) { conv(3, kernel = 2, padding = circular); "
+          "residual { erf; conv_local(3, kernel = 3, padding = circular) }; global_avg_pool; dense(1) }")
+
+
+def test_per_point_diagonals_and_means_become_stacked_numbers():
+    text = emit_fused_module(ntkdsl.loads(BRANCH).program)
+    assert "diag_cov1_1 = spatial_diagonal(cov1_1" in text  # the branch's per-point Σ(x, x)(p, p), in NumPy
+    text = emit_fused_module(ntkdsl.loads(DATA["layer-norm-spatial-2d"]["spec"]).program)
+    assert "mean_cov1_1 = flatten_mean(cov1_1" in text  # layer_norm over space: each input's mean variance
+
+
+@needs_numba
+@pytest.mark.slow
+def test_branch_read_diagonally_agrees_with_numpy():
+    net = ntkdsl.loads(BRANCH)
+    x1, x2 = np.random.default_rng(0).standard_normal((3, 5, 2)), np.random.default_rng(1).standard_normal((2, 5, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BackendFallbackWarning)
+        got = net.kernels(x1, x2, backend="numba")
+    want = net.kernels(x1, x2, backend="numpy")
+    close_to_scale(got.nngp, want.nngp, AGREE)
+    close_to_scale(got.ntk, want.ntk, AGREE)
+
+
 def test_graph_aggregation_is_still_refused_with_its_reason():
     assert "per-point graphs" in fusable(ntkdsl.loads(DATA["gnn-sum-pool"]["spec"]).program)
 

@@ -54,7 +54,8 @@ from typing import Dict, List, Optional, Tuple
 
 import sympy as sp
 
-from ..algebra.spatial import FULL, _SpatialOp, conv_taps, flatten_mean, pixel_variance, pool_window, variance_at
+from ..algebra.spatial import (FULL, _SpatialOp, conv_taps, flatten_mean, pixel_variance, pool_window, spatial_diagonal,
+                               variance_at)
 from ..arraycode.printer import ArrayPrinter, CodegenError
 from ..symbolic.program import KernelProgram
 from . import fused_support
@@ -66,7 +67,7 @@ from .spatial_blocks import (Block, PixelPrinter, allocate, driver_source, loop_
                              outline)
 
 # per-point arrays of kernels(), freed after their last use: variances, their CSE temporaries, pixel variances
-_OUTER_NAMES = re.compile(r"\b(?:(?:pv_|mean_)?cov[12]_\d+|[vw]\d+_\d+)\b")
+_OUTER_NAMES = re.compile(r"\b(?:(?:pv_|diag_|mean_)?cov[12]_\d+|[vw]\d+_\d+)\b")
 
 BLOCK_ENTRIES = 16384  # pair-pixels per block: 128 KiB per grid, a layer's few grids within a 1 MiB L2 cache
 
@@ -125,12 +126,13 @@ class _PairModule:
 
     def pixel_variances(self, sym: sp.Symbol, expr: Optional[sp.Expr] = None, prefix: str = "pv") -> sp.Symbol:
         """The per-point pixel variances K(p, p) of a full-layout per-point array, as a stacked number;
-        with prefix "mean", ``expr`` is a mean of ``sym`` over its pixels (one number per point)."""
+        with prefix "diag", ``expr`` is its diagonal layout (the same numbers), with "mean" a mean of
+        ``sym`` over its pixels (one number per point)."""
         name = f"{prefix}_{sym.name}"
         if name not in self.variances:
             side = 1 if sym in self.plan.cols else 0
             self.variances[name] = (sym.name, expr if expr is not None else variance_at(sym, self.sides_shape[sym.name], side))
-            self.grids[name] = (self.grids[sym.name][1], 0) if prefix == "pv" else (1, 0)
+            self.grids[name] = (1, 0) if prefix == "mean" else (self.grids[sym.name][1], 0)
             (self.printer.cols if sym in self.plan.cols else self.printer.rows).add(sp.Symbol(name))
         return sp.Symbol(name)
 
@@ -178,9 +180,10 @@ class _PairModule:
             if argument.free_symbols & {t for t, _ in pair}:
                 raise NotFusable(f"layer {layer.index} ({layer.label}): a window sum of the layer's own result")
             if not argument.free_symbols - rows - cols - set(self.program.parameters):
-                if not (isinstance(op, flatten_mean) and (argument in rows or argument in cols)):
+                prefix = {flatten_mean: "mean", spatial_diagonal: "diag"}.get(type(op))  # layer_norm over space; a
+                if prefix is None or not (argument in rows or argument in cols):  # full-layout branch read diagonally
                     raise NotFusable(f"layer {layer.index} ({layer.label}): a window sum of per-point numbers only")
-                swap[op] = self.pixel_variances(argument, op, "mean")  # layer_norm over space: a stacked number
+                swap[op] = self.pixel_variances(argument, op, prefix)  # a stacked number, as the pixel variances
                 continue
             result = sp.Symbol(f"s{layer.index}_{k}")
             self.grids[result.name] = op_grid(op)
