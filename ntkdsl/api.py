@@ -9,8 +9,7 @@ from typing import Optional
 import numpy as np
 
 from .codegen.overflow import KernelOverflowError, refuse_nonfinite
-from .codegen.prologue import uses_same_point
-from .codegen.spatial_output import output_bytes, pair_axes
+from .codegen.spatial_output import output_bytes
 from .frontend import parse
 from .frontend.limits import read_source
 from .hyperparameters import with_values
@@ -99,43 +98,21 @@ class CompiledNetwork:
                 ``x2`` given with ``diagonal``.
             MemoryBudgetError: not even tiles fit the budget (the message says how much is needed).
         """
-        from . import tiling
-        from .graphs import with_graphs
-        from .masks import request_side
+        from . import requests
 
+        net, x1, x2, side = requests.checked(self, x1, x2, diagonal, graph1, graph2, mask1, mask2)
         if diagonal:
-            if x2 is not None:
-                raise ValueError("diagonal=True evaluates K(x, x) for each row of x1 alone; x2 must be None")
-            x1 = self._points(x1, "x1")
-            net, side = request_side(self, x1, None, graph1, graph2, mask1, mask2)
-            return net._diagonal(x1, backend, dtype, to_numpy, progress, side)
-        x1, x2 = self._points(x1, "x1"), None if x2 is None else self._points(x2, "x2")
-        net, graphs = request_side(self, x1, x2, graph1, graph2, mask1, mask2)
+            return requests.diagonal(net, x1, backend, dtype, to_numpy, progress, side)
         if net is not self:  # masks: the masked twin's program and modules (ntkdsl.masks)
             return net.kernels(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy, batch_size=batch_size,
                                memory_budget=memory_budget, progress=progress, mask1=mask1, mask2=mask2)
         request_note(self, len(x1), len(x1 if x2 is None else x2), progress)  # slow requests say so on stderr
         tile = self._tile(x1, x2, backend, batch_size, memory_budget)
-        if tile is not None and _covers(tile, x1, x2):
-            tile = None  # one tile is the whole request: no second pair of (N1, N2) outputs to copy into
-        if tile is None:  # one piece: the fused kernels show progress over its pairs or rows
-            k = self._evaluate(x1, x2, backend, dtype, to_numpy, progress, graphs)
+        if tile is None or requests.covers(tile, x1, x2):  # one piece: the fused kernels show progress over its pairs or rows
+            k = self._evaluate(x1, x2, backend, dtype, to_numpy, progress, side)
         else:
-            to_numpy = to_numpy or backend == "cupy"
-            fn, rows1, rows2 = (lambda a, b=None: self._evaluate(a, b, backend, dtype, to_numpy)), x1, x2
-            if graphs is not None:  # tiles of row numbers: each tile's graphs sliced with its points
-                fn, rows1, rows2 = with_graphs(lambda a, b, g: self._evaluate(a, b, backend, dtype, to_numpy, False, g),
-                                               x1, x2, graphs)
-            try:
-                k = tiling.evaluate(fn, rows1, rows2, tile, progress, pair_axes(self.program))
-            except KernelOverflowError as exc:  # name the rows of the request, not of the tile
-                raise exc.relocated(x1, x2) from None
-        on_host = not any(hasattr(x, "__cuda_array_interface__") for x in (x1, x2))
-        if isinstance(k[0], np.ndarray) and on_host:  # identical points: exact, whatever the tiles
-            nngp, ntk = (a if a.flags.writeable else a.copy() for a in k)
-            k = tiling.exact_duplicates(nngp, ntk, x1, x2, lambda a: self._evaluate(a, None, backend, dtype, True),
-                                          uses_same_point(self.program) or graphs is not None)  # equal x, other graph
-        return Kernels(*k)
+            k = requests.tiled(self, x1, x2, tile, backend, dtype, to_numpy or backend == "cupy", progress, side)
+        return Kernels(*requests.with_exact_duplicates(self, k, x1, x2, backend, dtype, side))
 
     def kernels_to_disk(self, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
                         memory_budget: Optional[int] = None, backend: Optional[str] = None, dtype=None,
@@ -158,12 +135,6 @@ class CompiledNetwork:
         return kernels_to_disk(self, x1, x2, directory, batch_size=batch_size, memory_budget=memory_budget,
                                backend=backend, dtype=dtype, progress=progress, graph1=graph1, graph2=graph2,
                                mask1=mask1, mask2=mask2)
-
-    def _points(self, x, name: str):
-        """``x`` checked as input points of this network (:func:`ntkdsl.validate.points`)."""
-        from .validate import points
-
-        return points(x, self.ir.input_shape, name)
 
     def _tile(self, x1, x2, backend, batch_size, memory_budget):
         """The tile of a request: ``batch_size`` squared, or planned from the budget, or None (whole)."""
@@ -272,31 +243,6 @@ class CompiledNetwork:
                          filename=self.filename, name=self.name)
         return k
 
-    def _diagonal(self, x, backend, dtype, to_numpy, progress, side=None) -> Kernels:
-        """Σ(x, x) and Θ(x, x) of each row of ``x`` (:func:`ntkdsl.codegen.dispatch.run_diagonal`); a
-        value that is not finite is refused naming its row and the layer that overflowed. ``side``: the
-        rows' graphs or masks (:func:`ntkdsl.masks.request_side`)."""
-        from .codegen.dispatch import run_diagonal
-        from .codegen.overflow import _to_numpy
-
-        request_note(self, len(x), 1, progress)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused below
-            nngp, ntk = run_diagonal(self._modules, self.program, x, backend=backend, dtype=dtype, to_numpy=to_numpy,
-                                     source=self.source, filename=self.filename, name=self.name,
-                                     graph=(side or {}).get("graph1"), mask=(side or {}).get("mask1"))
-        bad = np.nonzero(~(np.isfinite(_to_numpy(nngp)) & np.isfinite(_to_numpy(ntk))))[0]  # rows (pixels after them)
-        if bad.size and side:
-            raise KernelOverflowError(f"the kernels of row {int(bad[0])} of x1 are not finite with its graph or mask "
-                                      "(large edge weights grow the variances at each aggregate; normalise the adjacencies)")
-        if bad.size:  # the self-kernel of that row names the layer; then the row in x
-            i = int(bad[0])
-            try:
-                refuse_nonfinite(self._modules, self.program, x[i:i + 1], None, nngp[i:i + 1, None], ntk[i:i + 1, None],
-                                 dtype=dtype, source=self.source, filename=self.filename, name=self.name)
-            except KernelOverflowError as exc:
-                raise exc.relocated(x) from None
-        return Kernels(nngp, ntk)
-
     def _run(self, x1, x2=None, **options):
         from .codegen.dispatch import run
 
@@ -381,14 +327,6 @@ class CompiledNetwork:
         if ir == self.ir:
             return self
         return CompiledNetwork(ir, format_network(ir), f"{self.filename} (hidden width {n})", layout=self.layout)
-
-
-def _covers(tile, x1, x2) -> bool:
-    """Whether ``tile`` holds the whole request (a self-kernel's tiles are squares of the smaller side)."""
-    n1 = x1.shape[0]
-    if x2 is None:
-        return min(tile) >= n1
-    return tile[0] >= n1 and tile[1] >= x2.shape[0]
 
 
 def loads(text: str, network: Optional[str] = None, filename: str = "<string>", layout: str = "auto") -> CompiledNetwork:
