@@ -203,6 +203,11 @@ def test_cli_eval_writes_and_check_reports_the_pixel_axes(tmp_path, capsys):
         np.testing.assert_array_equal(out["nngp"], ntkdsl.loads(CNN).kernels(x).nngp)  # the same module, same numbers
     assert main(["check", str(spec)]) == 0
     assert "N1 x N2 x 2 x 4 array" in capsys.readouterr().out
+    assert main(["eval", str(spec), "--x1", str(tmp_path / "x.npy"), "--layout", "full", "-o", str(tmp_path / "f.npz")]) == 0
+    with np.load(tmp_path / "f.npz") as full, np.load(tmp_path / "k.npz") as out:
+        assert full["ntk"].shape == (5, 5, 2, 4, 2, 4)  # every pixel pair: (N1, N2, *S, *S)
+        pixel_diagonal = np.einsum("abijij->abij", full["ntk"])
+        close_to_scale(pixel_diagonal, out["ntk"], 1e-13)  # two layouts' programs: a few roundings apart
     spec.write_text(CNN.replace(", readout = none", "") + "\n")
     assert main(["eval", str(spec), "--x1", str(tmp_path / "x.npy")]) == 2
     assert "readout = none" in capsys.readouterr().err

@@ -25,7 +25,7 @@ def read_spec(path: str) -> str:
 def load_network(args) -> CompiledNetwork:
     """The network ``args.network`` of the spec ``args.spec``; a readable message for a missing file first."""
     read_spec(args.spec)
-    return load(args.spec, args.network)
+    return load(args.spec, args.network, layout=getattr(args, "layout", "auto"))
 
 
 def load_array(path: str, name: str, shape=None) -> np.ndarray:

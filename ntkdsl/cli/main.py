@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                    "masked (neural-tangents' convention; .npy, or .npz with 'mask'); per-position layers only")
     e.add_argument("--mask2", metavar="FILE", help="as --mask1, for the --x2 points")
     e.add_argument("--network", help="which network, when the file defines several")
+    e.add_argument("--layout", choices=("auto", "full"), default="auto",
+                   help="full: every pixel pair of a readout = none network's output, (N1, N2, *S, *S) "
+                        "(default auto: the pixel diagonal, (N1, N2, *S))")
     e.add_argument("--diagonal", action="store_true", help="only K(x, x) of each --x1 point (arrays nngp and ntk of "
                    "shape (N1,)), in O(N1) time and memory; no --x2, no tiles")
     e.add_argument("-o", "--out", help=".npz to write with arrays nngp and ntk (atomically)")
