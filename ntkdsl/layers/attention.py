@@ -31,6 +31,7 @@ from ..ir.arguments import (BOOLEANS, REQUIRED, Spec, Word, WordCall, boolean, e
 from ..ir.layer import Layer, span_field
 from ..ir.printer import format_value
 from .arrays import namespace
+from .attention_finite import mechanism, ntk_terms, param_grads, pullback
 from .finite import current_keep
 from .registry import LayerRule, register
 from .windows import spatial_input
@@ -192,7 +193,7 @@ class Attention(Layer):
                      f"val_pos_emb = {BOOLEANS[self.val_pos_emb]}"]
         return f"attention({', '.join(args)})"
 
-    # --- finite width (NT init_fn L.2119–2168, apply_fn L.2170–2273) ------------------------------
+    # --- finite width (NT init_fn L.2119–2168, apply_fn L.2170–2273; gradients in attention_finite.py) ---
     def _embedding_channels(self, channels: int) -> int:
         return self.pos_emb_channels or channels
 
@@ -261,7 +262,7 @@ class Attention(Layer):
         g = logit * (q @ xp.swapaxes(k, -1, -2))
         if keep is not None:
             g = xp.where(keep[:, None, None, :] > 0, g, -1e20 if self.mechanism == "softmax" else 0.0)
-        a = _mechanism(self.mechanism, g)
+        a = mechanism(self.mechanism, g)
         v = xp.einsum("npc,hcj->nhpj", values_in, params["wv"])
         heads = xp.moveaxis(a @ v, 1, 2).reshape(n, flat.shape[1], -1)
         y = s_o * (heads @ params["wo"])
@@ -270,109 +271,18 @@ class Attention(Layer):
         cache = (keys_in, values_in, k, q, g, a, v, heads, factor, x.shape, keep)
         return y.reshape((n,) + spatial + (self.channels,)), cache
 
-    def _pullback(self, params, cache, g):
-        """(gradients, ∂/∂x (N, m, *S, C)) of cotangents g (N, m, *out_shape). A weight's per-example gradient
-        Σ_p X[n, p, c]·D[n, m, h, p, j] is kept as its factors (X, D) (:func:`_factor_gradient`); the bias and
-        the embedding draws as arrays with leading (N, m) axes."""
-        keys_in, values_in, k, q, logits, a, v, heads, factor, in_shape, keep = cache
-        xp = namespace(g)
-        n, m, c = g.shape[0], g.shape[1], in_shape[-1]
-        logit, s_o = self._scales(keys_in.shape[-1], values_in.shape[-1])
-        gy = g.reshape(n, m, keys_in.shape[1], self.channels)
-        grads = {"wo": (heads, s_o * gy[:, :, None])}
-        if "b" in params:
-            grads["b"] = float(self.b_std) * gy.sum(axis=2)
-        dheads = s_o * (gy @ params["wo"].T)
-        dheads = xp.moveaxis(dheads.reshape(n, m, gy.shape[2], self.heads, -1), 3, 2)  # (N, m, H, P, d_v)
-        da = xp.einsum("nmhpj,nhqj->nmhpq", dheads, v)
-        dv = xp.einsum("nhpq,nmhpj->nmhqj", a, dheads)
-        dlogits = logit * _mechanism_backward(self.mechanism, logits[:, None], a[:, None], da)
-        if keep is not None:  # a masked key's logit is a constant
-            dlogits = dlogits * keep[:, None, None, None, :]
-        dq = xp.einsum("nmhpq,nhqj->nmhpj", dlogits, k)
-        dk = xp.einsum("nmhpq,nhpj->nmhqj", dlogits, q)
-        if self.linear_scaling:  # queries are the keys (tied)
-            dk = dk + dq
-        else:
-            grads["wq"] = (keys_in, dq)
-        grads["wk"], grads["wv"] = (keys_in, dk), (values_in, dv)
-        dkeys = xp.einsum("nmhpj,hcj->nmpc", dk, params["wk"])
-        if not self.linear_scaling:
-            dkeys = dkeys + xp.einsum("nmhpj,hcj->nmpc", dq, params["wq"])
-        dvalues = xp.einsum("nmhpj,hcj->nmpc", dv, params["wv"])
-        if self.val_pos_emb:
-            dkeys, dvalues = dkeys + dvalues, 0.0
-        dx = dvalues + dkeys[..., :c]
-        if "pe" in params:
-            de = dkeys if self.pos_emb == "sum" else dkeys[..., c:]
-            de = de if keep is None else de * keep[:, None, :, None]
-            if factor is not None:
-                de = xp.einsum("qp,nmqc->nmpc", factor, de)
-            grads["pe"] = float(self.w_pos_emb_std) * de.reshape((n, m) + params["pe"].shape)
-        return grads, dx.reshape((n, m) + tuple(in_shape[1:]))
-
     def backward(self, params, cache, g):
-        return self._pullback(params, cache, g)[1]
+        return pullback(self, params, cache, g)[1]
 
     def param_grads(self, params, cache, g, per_example=False):
         """∂/∂θ of Σ ⟨g, y⟩, summed over points and the m axis or (``per_example``) with leading (N, m) axes."""
-        out = {}
-        for name, grad in self._pullback(params, cache, g)[0].items():
-            if isinstance(grad, tuple):
-                x, d = grad
-                grad = namespace(d).einsum("npc,nmhpj->nmhcj" if per_example else "npc,nmhpj->hcj", x, d)
-                shape = params[name].shape
-                out[name] = grad.reshape(((grad.shape[0], grad.shape[1]) if per_example else ()) + shape)
-            else:
-                out[name] = grad if per_example else grad.sum(axis=(0, 1))
-        return out
+        return param_grads(pullback(self, params, cache, g)[0], params, per_example)
 
     def ntk_terms(self, params, cache1, g1, cache2, g2, trace=True):
-        """Σ_θ ⟨∂f/∂θ(x), ∂f/∂θ(x′)⟩: for a weight with gradient Σ_p X[p, c]·D[m, h, p, j],
-        Σ_{p, q} (X(x)[p]·X(x′)[q])·(Σ_{h, j} D(x)[m, h, p, j]·D(x′)[m′, h, q, j]) (as dense's, kernel-math.md §5),
-        O(N1·N2·P²·(C + m·H·d)) without the Jacobian; the bias and the embedding draws directly."""
-        j1 = self._pullback(params, cache1, g1)[0]
-        j2 = j1 if (cache2 is cache1 and g2 is g1) else self._pullback(params, cache2, g2)[0]
-        xp = namespace(g1)
-        total = 0.0
-        for name, a in j1.items():
-            b = j2[name]
-            if isinstance(a, tuple):
-                gram = xp.einsum("apc,bqc->abpq", a[0], b[0])
-                total = total + (xp.einsum("abpq,amhpj,bmhqj->ab", gram, a[1], b[1], optimize=True) if trace else
-                                 xp.einsum("abpq,amhpj,bkhqj->abmk", gram, a[1], b[1], optimize=True))
-                continue
-            a, b = a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1)
-            if trace:
-                total = total + a.reshape(a.shape[0], -1) @ b.reshape(b.shape[0], -1).T
-            else:
-                total = total + xp.einsum("aip,bjp->abij", a, b, optimize=True)
-        return total
-
-
-def _mechanism(mechanism: str, logits):
-    """mech(logits), softmax along the last axis (the keys) after subtracting each row's largest logit."""
-    xp = namespace(logits)
-    if mechanism == "softmax":
-        e = xp.exp(logits - logits.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-    if mechanism == "abs":
-        return xp.abs(logits)
-    if mechanism == "relu":
-        return xp.maximum(logits, 0.0)
-    return logits
-
-
-def _mechanism_backward(mechanism: str, logits, weights, d):
-    """∂/∂logits of Σ d·mech(logits) (softmax along the last axis)."""
-    xp = namespace(d)
-    if mechanism == "softmax":
-        return weights * (d - (d * weights).sum(axis=-1, keepdims=True))
-    if mechanism == "abs":
-        return xp.sign(logits) * d
-    if mechanism == "relu":
-        return (logits > 0) * d
-    return d
+        """Σ_θ ⟨∂f/∂θ(x), ∂f/∂θ(x′)⟩ without the Jacobian (:func:`ntkdsl.layers.attention_finite.ntk_terms`)."""
+        j1 = pullback(self, params, cache1, g1)[0]
+        j2 = j1 if (cache2 is cache1 and g2 is g1) else pullback(self, params, cache2, g2)[0]
+        return ntk_terms(j1, j2, namespace(g1), trace)
 
 
 # --- arguments ---------------------------------------------------------------------------------
