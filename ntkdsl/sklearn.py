@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .api import CompiledNetwork, load, loads
 from .flow import KernelFlow
-from .flow.network_kernels import point_graphs
+from .flow.network_kernels import point_side, side_options
 
 __all__ = ["NTKKernel", "NTKRegressor", "NTKClassifier", "DEFAULT_SPEC"]
 
@@ -233,23 +233,24 @@ class _FlowEstimator(BaseEstimator):
                              f"(inputs of shape {shape}, flattened)")
         return X.reshape((X.shape[0],) + shape)
 
-    def _fit_targets(self, X, targets, graph=None):
+    def _fit_targets(self, X, targets, graph=None, mask=None):
         net = self._network(X.shape[1])
         x = self._inputs(net, X)
-        g = point_graphs(net, x, graph, "graph", "X")  # dense (N, V, V) for a GNN, else None
-        k = net.kernels(x, graph1=g)
+        side = point_side(net, x, "X", "", graph, mask)  # graphs (N, V, V) of a GNN, masks (N, *S) where given
+        k = net.kernels(x, **side_options(x, side))
         self.flow_ = KernelFlow.from_kernels(k.ntk, targets, k.nngp, learning_rate=self.learning_rate,
                                              diag_reg=self.diag_reg, kernel=self.kernel)
-        self.X_fit_, self.graph_fit_ = X, g
+        self.X_fit_, self.side_fit_ = X, side
         return self
 
-    def _outputs(self, X, graph=None) -> np.ndarray:
+    def _outputs(self, X, graph=None, mask=None) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
         net = self._network(X.shape[1])
         x = self._inputs(net, X)
-        g = point_graphs(net, x, graph, "graph", "X")
-        k = net.kernels(x, self._inputs(net, self.X_fit_), graph1=g, graph2=self.graph_fit_)
+        side = point_side(net, x, "X", "", graph, mask)
+        x_fit = self._inputs(net, self.X_fit_)
+        k = net.kernels(x, x_fit, **side_options(x, side, x_fit, self.side_fit_))
         return self.flow_.predict(k.ntk if self.kernel == "ntk" else k.nngp, self.t)
 
     def __getstate__(self):
@@ -265,6 +266,9 @@ class NTKRegressor(RegressorMixin, _FlowEstimator):
 
     A spec with ``aggregate`` layers (a GNN) takes each row's graph as ``fit(X, y, graph=...)`` and
     ``predict(X, graph=...)``: dense (N, V, V) adjacencies or (N, E, 2) integer edge lists (as ``net.kernels``).
+    A spec of per-position layers on [L, C] or [H, W, C] inputs takes position masks the same way,
+    ``fit(X, y, mask=...)``, ``predict(X, mask=...)``: booleans (N, *S), True = masked (:mod:`ntkdsl.masks`;
+    left out on either side: nothing masked there).
 
     Args:
         spec: path or text of a .ntk spec; None: a two-hidden-layer ReLU network sized to the data.
@@ -281,30 +285,30 @@ class NTKRegressor(RegressorMixin, _FlowEstimator):
         tags.target_tags.single_output = True
         return tags
 
-    def fit(self, X, y, graph=None):
+    def fit(self, X, y, graph=None, mask=None):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
-        return self._fit_targets(X, y.astype(np.float64), graph)
+        return self._fit_targets(X, y.astype(np.float64), graph, mask)
 
-    def predict(self, X, graph=None):
-        return self._outputs(X, graph)
+    def predict(self, X, graph=None, mask=None):
+        return self._outputs(X, graph, mask)
 
 
 class NTKClassifier(ClassifierMixin, _FlowEstimator):
     """Classification by the kernel flow on one-hot targets centred to mean zero over the classes
-    (y_onehot − 1/k); the predicted class is the largest output. Arguments (and graphs) as :class:`NTKRegressor`."""
+    (y_onehot − 1/k); the predicted class is the largest output. Arguments (graphs, masks) as :class:`NTKRegressor`."""
 
-    def fit(self, X, y, graph=None):
+    def fit(self, X, y, graph=None, mask=None):
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         self.classes_, index = np.unique(y, return_inverse=True)
         k = len(self.classes_)
         targets = np.eye(k)[index] - 1.0 / k
-        return self._fit_targets(X, targets, graph)
+        return self._fit_targets(X, targets, graph, mask)
 
-    def decision_function(self, X, graph=None):
-        f = self._outputs(X, graph)
+    def decision_function(self, X, graph=None, mask=None):
+        f = self._outputs(X, graph, mask)
         return f[:, 1] - f[:, 0] if len(self.classes_) == 2 else f
 
-    def predict(self, X, graph=None):
-        f = self._outputs(X, graph)
+    def predict(self, X, graph=None, mask=None):
+        f = self._outputs(X, graph, mask)
         return self.classes_[np.argmax(f, axis=1)]

@@ -4,7 +4,9 @@
 
 Each .npz holds arrays ``x`` (N, *input shape) and ``y`` (N,) or (N, k); ``y`` is optional in the test
 file. A network with ``aggregate`` layers (a GNN) also reads ``graph`` from each file: the points'
-adjacencies, (N, V, V) floats or (N, E, 2) integer edge lists (as ``ntkdsl eval --graph1``).
+adjacencies, (N, V, V) floats or (N, E, 2) integer edge lists (as ``ntkdsl eval --graph1``). A file may
+hold ``mask``, the points' position masks (N, *S) booleans, True = masked (as ``ntkdsl eval --mask1``; a
+file without it: nothing masked), for a network of per-position layers.
 Prints the training loss and the test predictions (and test loss, when the test file has ``y``)
 at each time; ``-o`` saves them, ``--plot`` draws the loss and the principal components over time.
 """
@@ -38,8 +40,9 @@ def register(subparsers) -> None:
     f.add_argument("spec", help="a .ntk file")
     f.add_argument("--network", help="which network, when the file defines several")
     f.add_argument("--train", required=True, help=".npz with arrays x (N, *input shape) and y (N,) or (N, k) "
-                   "(and graph, the adjacencies, for a network with aggregate layers)")
-    f.add_argument("--test", help=".npz with array x (and optionally y; graph for aggregate) of test points")
+                   "(and graph, the adjacencies, for a network with aggregate layers; optionally mask, (N, *S) "
+                   "booleans, True = masked)")
+    f.add_argument("--test", help=".npz with array x (and optionally y, mask; graph for aggregate) of test points")
     f.add_argument("--times", default="0,10,100,1000,inf",
                    help="comma-separated times in gradient steps, 'inf' allowed (default %(default)s)")
     f.add_argument("--learning-rate", type=float, default=1.0, help="eta (default 1)")
@@ -111,32 +114,37 @@ def read_data(path: str, shape: Tuple[int, ...], need_y: bool) -> Tuple[np.ndarr
     return x.astype(np.float64), None if y is None else y.astype(np.float64)
 
 
-def read_graphs(path: str, net, x: np.ndarray) -> Optional[np.ndarray]:
-    """The array ``graph`` of the .npz at ``path``, the adjacencies of its points ``x``, dense (N, V, V), for a
-    network with aggregate layers (:func:`ntkdsl.graphs.as_graphs`); None for one without.
+def read_side(path: str, net, x: np.ndarray) -> dict:
+    """The per-point side data in the .npz at ``path`` of its points ``x``, as keyword arguments of the flow
+    (``graph``, ``mask``; :func:`ntkdsl.flow.network_kernels.point_side`): the array ``graph``, dense (N, V, V),
+    for a network with aggregate layers, where it is required; the array ``mask`` (N, *S) booleans where held.
 
     Raises:
-        UserError: a network that aggregates without the array, one that does not with it, or bad graphs.
+        UserError: a network that aggregates without the array graph, one that does not with it, a mask for
+            a network that cannot take masks (naming the layer), or bad graphs or masks.
     """
     from ..codegen.prologue import uses_graphs
-    from ..graphs import as_graphs
+    from ..errors import SpecError
+    from ..flow.network_kernels import point_side
 
     with np.load(path, allow_pickle=False) as data:  # read_data has read it as an .npz already
-        held = "graph" in data.files
-        if not uses_graphs(net.program):
-            if held:
-                raise UserError(f"{path!r} holds an array graph, but network {net.name} has no aggregate layer; "
-                                "leave it out")
-            return None
-        nodes = int(net.ir.input_shape[0])
-        if not held:
+        held = {k: k in data.files for k in ("graph", "mask")}
+        if held["graph"] and not uses_graphs(net.program):
+            raise UserError(f"{path!r} holds an array graph, but network {net.name} has no aggregate layer; leave it out")
+        if not held["graph"] and uses_graphs(net.program):
+            nodes = int(net.ir.input_shape[0])
             raise UserError(f"network {net.name} aggregates over graphs: {path!r} must hold an array graph, each x "
                             f"point's adjacency ((N, {nodes}, {nodes}) floats or an (N, E, 2) integer edge list)")
         try:
-            npz_member_header(data, "graph", "graph", where=f" in {path!r}")  # before its data is read
-            return as_graphs(data["graph"], len(x), nodes, "graph", "x", where=f" in {path!r}")
+            for k in ("graph", "mask"):
+                if held[k]:
+                    npz_member_header(data, k, k, where=f" in {path!r}")  # before its data is read
+            side = {k: data[k] for k in held if held[k]}
+            return point_side(net, x, "x", f" in {path!r}", side.get("graph"), side.get("mask"))
         except ValueError as exc:
             raise UserError(str(exc)) from None
+        except SpecError as exc:  # a layer that cannot take masks, located in the spec
+            raise UserError(f"{path!r} holds an array mask, but {exc}") from None
 
 
 class _WithProgress:
@@ -161,8 +169,8 @@ def run(args) -> int:
     shape = tuple(net.ir.input_shape)
     x, y = read_data(args.train, shape, need_y=True)
     x_test, y_test = read_data(args.test, shape, need_y=False) if args.test else (None, None)
-    graph = read_graphs(args.train, net, x)
-    graph_test = read_graphs(args.test, net, x_test) if args.test else None
+    side = read_side(args.train, net, x)
+    side_test = {f"{k}_test": v for k, v in (read_side(args.test, net, x_test) if args.test else {}).items()}
     if y_test is not None and y_test.shape[1:] != y.shape[1:]:
         raise UserError(f"test y has outputs {y_test.shape[1:]}; the training y has {y.shape[1:]}")
     if args.backend == "cupy":
@@ -172,9 +180,10 @@ def run(args) -> int:
         try:
             flow = KernelFlow(_WithProgress(net, args.progress), x, y, learning_rate=args.learning_rate,
                               diag_reg=args.diag_reg, kernel=args.kernel,
-                              loss_normalization=args.loss_normalization, backend=args.backend, graph_train=graph)
+                              loss_normalization=args.loss_normalization, backend=args.backend,
+                              graph_train=side.get("graph"), mask_train=side.get("mask"))
             loss = to_numpy(flow.loss(times))
-            pred = to_numpy(flow.predict(x_test, times, graph_test=graph_test)) if x_test is not None else None
+            pred = to_numpy(flow.predict(x_test, times, **side_test)) if x_test is not None else None
         except (ValueError, ImportError) as exc:  # ImportError: --backend cupy without CuPy
             raise UserError(str(exc)) from None
     for w in {str(w.message) for w in caught}:
@@ -191,7 +200,7 @@ def run(args) -> int:
         _write(args.out, lambda: write_npz(args.out, **arrays))
         print(f"wrote {args.out}: {', '.join(arrays)}")
     if args.plot:
-        _plot(flow, times, args.plot, x_test, y_test, graph_test)
+        _plot(flow, times, args.plot, x_test, y_test, side_test)
         print(f"wrote {args.plot}")
     return 0
 
@@ -242,7 +251,7 @@ def _write(path: str, writer) -> None:
         raise UserError(f"cannot write {path!r}: {exc.strerror or exc}") from None
 
 
-def _plot(flow: KernelFlow, times: np.ndarray, path: str, x_test=None, y_test=None, graph_test=None) -> None:
+def _plot(flow: KernelFlow, times: np.ndarray, path: str, x_test=None, y_test=None, side_test=None) -> None:
     """Training (and test) loss and the first principal components of the residual against time, on
     log-log axes from 1/100 of the fastest decay time to past the slowest shown one."""
     plt = pyplot()
@@ -260,7 +269,7 @@ def _plot(flow: KernelFlow, times: np.ndarray, path: str, x_test=None, y_test=No
     a.loglog(grid, train, label="training loss")
     curves = [train]
     if x_test is not None and y_test is not None:
-        test = _test_loss(flow, to_numpy(flow.predict(x_test, grid, graph_test=graph_test)), y_test)
+        test = _test_loss(flow, to_numpy(flow.predict(x_test, grid, **(side_test or {}))), y_test)
         a.loglog(grid, test, label="test loss")
         curves.append(test)
     start = max(float(c[0]) for c in curves)

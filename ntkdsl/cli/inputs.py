@@ -128,16 +128,17 @@ def load_masks(args, net: CompiledNetwork, x1, x2) -> dict:
     (:func:`ntkdsl.masks.as_masks`); {} without them."""
     from ..masks import as_masks
 
-    if not args.mask1 and not args.mask2:
+    mask2 = getattr(args, "mask2", None)  # (`ntkdsl sample` has --mask1 alone)
+    if not args.mask1 and not mask2:
         return {}
     if not args.mask1:
         raise UserError("--mask2 goes with --mask1 (the --x1 points' masks)" if x2 is not None else
                         "--mask2 goes with --x2 (its points' masks); a self kernel uses --mask1 for both sides")
-    if (x2 is None) != (not args.mask2):
+    if (x2 is None) != (not mask2):
         raise UserError("--mask2 goes with --x2 (its points' masks); a self kernel uses --mask1 for both sides"
                         if x2 is None else "--x2 is given, so pass --mask2 FILE (its points' masks; all False: none masked)")
     out = {"mask2": None}
-    for option, path, rows in (("--mask1", args.mask1, x1), ("--mask2", args.mask2, x2)):
+    for option, path, rows in (("--mask1", args.mask1, x1), ("--mask2", mask2, x2)):
         if path is None:
             continue
         if path.endswith(".npz") and os.path.exists(path):

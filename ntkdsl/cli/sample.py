@@ -1,6 +1,6 @@
 """``ntkdsl sample``: finite networks of growing width against the analytic kernels.
 
-    ntkdsl sample SPEC --widths 64,256,1024,4096 --samples 20 [--x1 A.npy [--graph1 G.npy]] [--plot out.png]
+    ntkdsl sample SPEC --widths 64,256,1024,4096 --samples 20 [--x1 A.npy [--graph1 G.npy] [--mask1 M.npy]] [--plot out.png]
 
 Per width: the relative error of the Monte Carlo NNGP and NTK (means over draws) against the
 analytic kernels at the same widths, and the relative spread of one draw (per-entry standard
@@ -20,7 +20,7 @@ from .. import progress
 from .._files import write_npz
 from ..progress import tile_progress
 from .._plotting import pyplot, save_figure
-from .inputs import load_graphs, load_network, load_points, require_gpu  # the loaders with readable errors
+from .inputs import load_graphs, load_masks, load_network, load_points, require_gpu  # the loaders with readable errors
 from ..errors import UserError
 from ..sampler.montecarlo import WidthStudy, loglog_slope, width_study
 
@@ -41,6 +41,8 @@ def register(subparsers) -> None:
                                 "(random normalised images for image inputs)")
     s.add_argument("--graph1", metavar="FILE", help="networks with aggregate: each --x1 point's graph, (N, V, V) "
                    "adjacency floats or (N, E, 2) integer [sender, receiver] edge lists (.npy, or .npz with 'graph')")
+    s.add_argument("--mask1", metavar="FILE", help="position masks of the --x1 points, booleans (N, *S) with True = "
+                   "masked (.npy, or .npz with 'mask'); per-position layers only")
     s.add_argument("--points", type=int, default=8, help="number of random inputs without --x1 (default %(default)s)")
     s.add_argument("--seed", type=_seed, default=0, help="root random seed, an integer >= 0 (default %(default)s)")
     s.add_argument("--plot", help="image file for spread and error vs width (needs matplotlib)")
@@ -149,11 +151,18 @@ def run(args) -> int:
     if uses_graphs(net.program) and not args.x1:
         raise UserError(f"network {net.name} aggregates over graphs: pass --x1 FILE (the node signals, (N, "
                         f"{', '.join(map(str, shape))})) and --graph1 FILE (their adjacencies)")
+    if args.mask1 and not args.x1:
+        raise UserError("--mask1 goes with --x1 (the masks of its points)")
     if args.x1:
         x, where = load_points(args.x1, shape, "--x1").astype(np.float64), args.x1
     else:
         x, where = default_inputs(shape, args.points, args.seed), "random, unit sphere" if len(shape) == 1 else "random images"
     graph = load_graphs(args, net, x, None).get("graph1")  # None for a network without aggregate layers
+    mask = load_masks(args, net, x, None).get("mask1")
+    if mask is not None:
+        from ..ir.layer import refuse_unmaskable
+
+        refuse_unmaskable(net.ir)  # located at the layer, before any draw
     refuse_oversized(net.ir, widths)
     if args.backend != "numpy":
         from ..layers.arrays import array_module
@@ -164,7 +173,8 @@ def run(args) -> int:
             raise UserError(str(exc)) from None
         require_gpu()
     study = width_study(net, x, widths, n_samples=args.samples, seed=args.seed,
-                        progress=_Draws(args.progress, len(widths) * args.samples), backend=args.backend, graph1=graph)
+                        progress=_Draws(args.progress, len(widths) * args.samples), backend=args.backend, graph1=graph,
+                        mask1=mask)
     print(_report(net, study, len(x), where))
     if args.out:
         try:

@@ -15,35 +15,61 @@ from . import inputs
 NETWORK_KERNEL_RTOL = 1e-8
 
 
-def point_graphs(net, x, graph, name: str, points: str) -> Optional[np.ndarray]:
-    """``graph`` as dense float64 adjacencies (N, V, V) of the points ``x`` (:func:`ntkdsl.graphs.as_graphs`) for a
-    network that aggregates over graphs, None for one that does not; a network object without a program
-    (a wrapper) gets ``graph`` as given, for its ``kernels`` to check.
+def point_side(net, x, points: str, suffix: str = "", graph=None, mask=None) -> dict:
+    """The per-point side data of the points ``x`` (named ``points``) for ``net.kernels``: ``{"graph": ...}``,
+    dense float64 adjacencies (N, V, V) (:func:`ntkdsl.graphs.as_graphs`), for a network that aggregates over
+    graphs; ``{"mask": ...}``, booleans (N, *S) with True = masked (:func:`ntkdsl.masks.as_masks`), where masks
+    are given; {} for neither. A network object without a program (a wrapper) gets them as given, for its
+    ``kernels`` to check. The arguments are named ``graph{suffix}`` and ``mask{suffix}`` in errors.
 
     Raises:
-        ValueError: naming ``name``: graphs missing for a network that aggregates, given to one that does not,
-            or not one adjacency per point of ``points``.
+        ValueError: graphs missing for a network that aggregates, given to one that does not, or not one
+            adjacency (mask) per point of ``points``; a mask of another shape than (N, *S).
+        StructureSpecError: masks for a network with a layer that cannot take them (located at the layer).
     """
     from ..codegen.prologue import uses_graphs
     from ..graphs import as_graphs
+    from ..ir.layer import refuse_unmaskable
+    from ..masks import as_masks
 
+    gname, mname = f"graph{suffix}", f"mask{suffix}"
+    side = {k: v for k, v in (("graph", graph), ("mask", mask)) if v is not None}
     program = getattr(net, "program", None)
     if program is None:
-        return graph
+        return side
+    if mask is not None:
+        refuse_unmaskable(net.ir)
+        side["mask"] = as_masks(mask, len(x), tuple(net.ir.input_shape[:-1]), mname, points)
     if not uses_graphs(program):
         if graph is not None:
-            raise ValueError(f"network {net.name} has no aggregate layer: {name} is not used; leave it out")
-        return None
+            raise ValueError(f"network {net.name} has no aggregate layer: {gname} is not used; leave it out")
+        return side
     nodes = int(net.ir.input_shape[0])
     if graph is None:
-        raise ValueError(f"network {net.name} aggregates over graphs: pass {name}=, each point of {points}'s adjacency "
+        raise ValueError(f"network {net.name} aggregates over graphs: pass {gname}=, each point of {points}'s adjacency "
                          f"((N, {nodes}, {nodes}) floats or an (N, E, 2) integer edge list)")
-    return as_graphs(graph, len(x), nodes, name, points)
+    side["graph"] = as_graphs(graph, len(x), nodes, gname, points)
+    return side
+
+
+def side_options(x1, side1: dict, x2=None, side2: Optional[dict] = None) -> dict:
+    """``net.kernels``' keyword arguments for the side data (:func:`point_side`) of the points ``x1`` and ``x2``
+    (None: a self request): graph1/graph2 and mask1/mask2; where one side has masks and the other has none, the
+    other's are all False (no mask: nothing masked, neural-tangents' convention)."""
+    out = {"graph1": side1.get("graph"), "mask1": side1.get("mask")}
+    if x2 is None:
+        return out
+    side2 = side2 or {}
+    out.update(graph2=side2.get("graph"), mask2=side2.get("mask"))
+    for mine, other, rows in (("mask1", "mask2", x1), ("mask2", "mask1", x2)):
+        if out[mine] is None and out[other] is not None:
+            out[mine] = np.zeros((len(rows),) + np.shape(out[other])[1:], dtype=bool)
+    return out
 
 
 def evaluate(net, x1, x2, arrays, **options):
-    """``net.kernels(x1, x2, **options)``, evaluated with the backend of the array namespace ``arrays``; graph
-    options that are None are left out (a network without aggregate layers takes none).
+    """``net.kernels(x1, x2, **options)``, evaluated with the backend of the array namespace ``arrays``; side data
+    options (graphs, masks) that are None are left out (a network without aggregate layers takes no graphs).
 
     Raises:
         ValueError: a network with ``readout = none``, whose kernels are per output pixel (N1, N2, *S): the
@@ -54,7 +80,7 @@ def evaluate(net, x1, x2, arrays, **options):
         raise ValueError(f"network {net.name} ends in an image or signal (readout = none): its kernels are per output "
                          "pixel, and the kernel flow needs one (N1, N2) kernel; end it with flatten or global_avg_pool "
                          "and dense")
-    options = {k: v for k, v in options.items() if not (k.startswith("graph") and v is None)}
+    options = {k: v for k, v in options.items() if not (k.startswith(("graph", "mask")) and v is None)}
     if arrays.name == "numpy":
         return net.kernels(x1, x2, **options)
     return net.kernels(x1, x2, backend=arrays.name, **options)
@@ -84,35 +110,38 @@ class NetworkBlocks:
     The kernels of the last test set are kept (keyed by the inputs' SHA-1), so that ``predict`` and
     ``ensemble`` on the same points evaluate the network once. The prior's diagonal alone (variances,
     ``compute_cov=False``) comes from ``net.kernels(x*, diagonal=True)``: O(N_test), no (N_test, N_test) array.
-    A network that aggregates over graphs gets the points' adjacencies with them (``graph1=``, ``graph2=``).
+    Per-point side data travels with the points (:func:`point_side`, :func:`side_options`): a network that
+    aggregates over graphs gets their adjacencies, a masked request their position masks.
 
     Args:
         net: the network (anything with ``kernels(x1, x2=None, diagonal=False)``).
         x_train: the training inputs X, float64 (N, *input shape).
         kernel: "ntk" or "nngp", the flow's training kernel.
         arrays: the array namespace of the flow (:mod:`.arrays`).
-        graph_train: X's adjacencies (:func:`point_graphs`), or None for a network without aggregate layers.
+        side_train: X's side data (:func:`point_side`), {} for none.
     """
 
-    def __init__(self, net, x_train: np.ndarray, kernel: str, arrays, graph_train=None):
+    def __init__(self, net, x_train: np.ndarray, kernel: str, arrays, side_train: Optional[dict] = None):
         self._net, self._x_train, self._kernel, self._arrays = net, x_train, kernel, arrays
-        self._graph_train = graph_train
+        self._side_train = side_train or {}
         self._cache: tuple = (None, None, None)
 
-    def __call__(self, test, prior: Optional[bool] = None, graph_test=None):
+    def __call__(self, test, prior: Optional[bool] = None, graph_test=None, mask_test=None):
         """(K(x*, X), Σ(x*, X), Σ(x*, x*) or None); ``prior``: None, False (diagonal), True (full);
-        ``graph_test``: x*'s adjacencies for a network that aggregates over graphs."""
+        ``graph_test``, ``mask_test``: x*'s adjacencies (a network that aggregates over graphs) and masks."""
         x = inputs.as_float_array(self._arrays.to_numpy(test), "x_test")
-        g = point_graphs(self._net, x, graph_test, "graph_test", "x_test")
+        side = point_side(self._net, x, "x_test", "_test", graph_test, mask_test)
         digest = hashlib.sha1(np.ascontiguousarray(x).tobytes())
-        if g is not None:
-            digest.update(np.ascontiguousarray(g).tobytes())
-        key = (x.shape, None if g is None else np.shape(g), digest.hexdigest())
+        for name in sorted(side):
+            digest.update(name.encode() + np.ascontiguousarray(side[name]).tobytes())
+        key = (x.shape, tuple((name, np.shape(v)) for name, v in sorted(side.items())), digest.hexdigest())
         cached_key, k, k_test = self._cache
         if cached_key != key:
-            k, k_test = evaluate(self._net, x, self._x_train, self._arrays, graph1=g, graph2=self._graph_train), None
+            k = evaluate(self._net, x, self._x_train, self._arrays, **side_options(x, side, self._x_train, self._side_train))
+            k_test = None
         if prior is not None and (k_test is None or (prior and k_test.ndim == 1)):  # full, or its diagonal
-            k_test = evaluate(self._net, x, None, self._arrays, graph1=g, **({} if prior else {"diagonal": True})).nngp
+            k_test = evaluate(self._net, x, None, self._arrays, **side_options(x, side),
+                              **({} if prior else {"diagonal": True})).nngp
         self._cache = (key, k, k_test)
         as_array = self._arrays.asarray
         kx = as_array(k.ntk if self._kernel == "ntk" else k.nngp)

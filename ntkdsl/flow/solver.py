@@ -14,7 +14,7 @@ from .closed_form import ClosedForm
 from .ensemble import direct_covariance, spectral_covariance
 from .krylov import KrylovOptions, is_lazy
 from .losses import Loss, ODEOptions, integrate, resolve
-from .network_kernels import NetworkBlocks, accurate_enough, evaluate, point_graphs
+from .network_kernels import NetworkBlocks, accurate_enough, evaluate, point_side, side_options
 from .spectral import relative_ridge
 
 
@@ -91,6 +91,10 @@ class KernelFlow:
         graph_train: for a network with ``aggregate`` layers (a GNN), each training point's adjacency, dense
             (N, V, V) floats or (N, E, 2) integer edge lists (as ``net.kernels``' graph1); ``predict`` and
             ``ensemble`` then take the test points' as ``graph_test``.
+        mask_train: position masks of the training points, booleans (N, *S), True = masked (as
+            ``net.kernels``' mask1; :mod:`ntkdsl.masks`), for a network of per-position layers; ``predict``
+            and ``ensemble`` take the test points' as ``mask_test`` (either left out: nothing masked there); a
+            network with a layer that cannot take masks refuses them (StructureSpecError at the layer).
 
     Attributes:
         kernel, learning_rate, diag_reg, loss_normalization: as given.
@@ -100,21 +104,21 @@ class KernelFlow:
 
     Raises:
         ValueError: inconsistent shapes, non-finite values, an unknown option, graphs missing for a network
-            that aggregates over graphs (or given to one that does not), or a training kernel
+            that aggregates over graphs (or given to one that does not), masks not of shape (N, *S), or a training kernel
             with an eigenvalue below −:data:`.network_kernels.NETWORK_KERNEL_RTOL`·tr K (the flow would otherwise clip it
             and train another kernel).
     """
 
     def __init__(self, net, x_train, y_train, learning_rate: float = 1.0, diag_reg: float = 0.0,
                  kernel: str = "ntk", loss_normalization: str = "points", loss="mse",
-                 ode: ODEOptions = ODEOptions(), backend: str = "numpy", graph_train=None):
+                 ode: ODEOptions = ODEOptions(), backend: str = "numpy", graph_train=None, mask_train=None):
         self._arrays = array_namespace(backend)
         x = inputs.as_float_array(self._arrays.to_numpy(x_train), "x_train")
-        graph = point_graphs(net, x, graph_train, "graph_train", "x_train")
-        k = evaluate(net, x, None, self._arrays, graph1=graph)
+        side = point_side(net, x, "x_train", "_train", graph_train, mask_train)
+        k = evaluate(net, x, None, self._arrays, **side_options(x, side))
         self._setup(k.ntk, k.nngp, y_train, learning_rate, diag_reg, kernel, loss_normalization,
                     loss, ode)
-        self._network: Optional[NetworkBlocks] = NetworkBlocks(net, x, self.kernel, self._arrays, graph)
+        self._network: Optional[NetworkBlocks] = NetworkBlocks(net, x, self.kernel, self._arrays, side)
         accurate_enough(self._k, self.kernel, self._arrays)
 
     @classmethod
@@ -211,13 +215,14 @@ class KernelFlow:
         v = self._closed.spectrum.vectors
         return v.T @ self._nngp @ v
 
-    def _blocks(self, test, need_nngp: bool = False, prior: Optional[bool] = None, graph_test=None):
+    def _blocks(self, test, need_nngp: bool = False, prior: Optional[bool] = None, graph_test=None, mask_test=None):
         """(K(x*, X), Σ(x*, X) or None, Σ(x*, x*) or None); ``prior``: None, False (diagonal), True."""
         if self._network is not None:
-            return self._network(test, prior, graph_test)
-        if graph_test is not None:
-            raise ValueError("graph_test goes with test inputs; this flow was built from kernels (from_kernels): its "
-                             "test kernel blocks already hold the graphs")
+            return self._network(test, prior, graph_test, mask_test)
+        for name, value in (("graph_test", graph_test), ("mask_test", mask_test)):
+            if value is not None:
+                raise ValueError(f"{name} goes with test inputs; this flow was built from kernels (from_kernels): its "
+                                 f"test kernel blocks already hold the {name[:-5]}s")
         return inputs.given_blocks(test, self.n_train, self.kernel, need_nngp, prior, self._arrays)
 
     def _initial_residual(self, f0x: Optional[np.ndarray]) -> np.ndarray:
@@ -244,7 +249,7 @@ class KernelFlow:
 
     # ---------------------------------------------------------------- public API
 
-    def predict(self, test, t, f0=None, graph_test=None) -> np.ndarray:
+    def predict(self, test, t, f0=None, graph_test=None, mask_test=None) -> np.ndarray:
         """Outputs on test points at time t.
 
         Args:
@@ -255,6 +260,7 @@ class KernelFlow:
             f0: None (start from zero outputs) or a pair (f0_train, f0_test) of initial outputs,
                 shapes (N,) + output shape and (N_test,) + output shape; a None part is zero.
             graph_test: the test points' adjacencies, for a network with aggregate layers (as ``graph_train``).
+            mask_test: the test points' position masks (as ``mask_train``).
 
         Returns:
             (N_test,) + output shape, with a leading time axis for an array of times.
@@ -264,7 +270,7 @@ class KernelFlow:
                 missing for a network that aggregates over graphs.
         """
         times, scalar = inputs.times(t)
-        kx, _, _ = self._blocks(test, graph_test=graph_test)
+        kx, _, _ = self._blocks(test, graph_test=graph_test, mask_test=mask_test)
         part_train, part_test = inputs.split_pair(f0)
         f0x = inputs.initial(part_train, self.n_train, self._tail, "f0_train", self._arrays)
         f0s = inputs.initial(part_test, kx.shape[0], self._tail, "f0_test", self._arrays)
@@ -343,7 +349,7 @@ class KernelFlow:
         top = self._closed.spectrum.values[0] if self.n_train else 0.0
         return float("inf") if top <= 0 else 2.0 * self.normaliser / float(top)
 
-    def ensemble(self, test, t, compute_cov: bool = True, graph_test=None):
+    def ensemble(self, test, t, compute_cov: bool = True, graph_test=None, mask_test=None):
         """Mean and covariance of the outputs at time t over random initialisations f_0 ~ GP(0, Σ).
 
         Lee et al. (2019), eq. 16 (kernel-math.md §4): see :mod:`ntkdsl.flow.ensemble`. The
@@ -354,6 +360,7 @@ class KernelFlow:
             t: a time ≥ 0 or inf, or a 1-D array of them.
             compute_cov: the full (N_test, N_test) covariance, or only its diagonal.
             graph_test: the test points' adjacencies, for a network with aggregate layers (as ``graph_train``).
+            mask_test: the test points' position masks (as ``mask_train``).
 
         Returns:
             (mean, cov): mean (N_test,) + output shape; cov (N_test, N_test), or var (N_test,);
@@ -368,7 +375,8 @@ class KernelFlow:
         if self._nngp is None:
             raise ValueError("ensemble needs the NNGP training kernel (from_kernels(..., nngp_train=...))")
         times, scalar = inputs.times(t)
-        kx, sx, prior = self._blocks(test, need_nngp=True, prior=bool(compute_cov), graph_test=graph_test)
+        kx, sx, prior = self._blocks(test, need_nngp=True, prior=bool(compute_cov), graph_test=graph_test,
+                                     mask_test=mask_test)
         mean = self._closed.apply_inverse(kx, times, self._flat(self._y))
         chol = self._closed.solver_for(times)
         xp = self._arrays.xp

@@ -95,7 +95,7 @@ def _rel(a: np.ndarray, ref: np.ndarray) -> float:
 
 def width_study(net, x1, widths: Sequence[int], n_samples: int = 20, seed=0,
                 progress: Optional[Callable[[int, int], None]] = None, backend: str = "numpy",
-                graph1=None) -> WidthStudy:
+                graph1=None, mask1=None) -> WidthStudy:
     """Monte Carlo kernels at each width against the analytic kernels at the same widths.
 
     Args:
@@ -107,6 +107,7 @@ def width_study(net, x1, widths: Sequence[int], n_samples: int = 20, seed=0,
         progress: called as ``progress(done, total)`` over all draws of all widths.
         backend: "numpy" or "cupy" for the finite networks.
         graph1: the points' adjacencies for a network with aggregate layers (as ``net.kernels``).
+        mask1: the points' position masks, True = masked (as ``net.kernels``).
 
     Returns:
         :class:`WidthStudy`.
@@ -116,8 +117,8 @@ def width_study(net, x1, widths: Sequence[int], n_samples: int = 20, seed=0,
     for j, w in enumerate(widths):
         tick = None if progress is None else (lambda done, _, j=j: progress(j * n_samples + done, total))
         mc = monte_carlo(net, x1, width=w, n_samples=n_samples, seed=seed, progress=tick, backend=backend,
-                         graph1=graph1)
-        exact = net.with_width(w).kernels(x1, graph1=graph1)
+                         graph1=graph1, mask1=mask1)
+        exact = net.with_width(w).kernels(x1, graph1=graph1, mask1=mask1)
         root = np.sqrt(n_samples)
         rows.append((_rel(mc.nngp - exact.nngp, exact.nngp), _rel(mc.ntk - exact.ntk, exact.ntk),
                      _rel(mc.nngp_stderr * root, exact.nngp), _rel(mc.ntk_stderr * root, exact.ntk)))
