@@ -145,17 +145,16 @@ def graph_aggregate(k, graph1, graph2, side):
     """
     v = graph1.shape[-1]
     k = _spatial_array(k, (v,), True)
-    if graph2 is None or side == "cov1":
-        k = xp.broadcast_to(k, (v, v, graph1.shape[0], k.shape[-1]))
-        t = xp.einsum("aij,ikab->jkab", graph1, k)
-        return xp.einsum("jkab,akl->jlab", t, graph1)
-    if side == "cov2":
-        k = xp.broadcast_to(k, (v, v, k.shape[-2], graph2.shape[0]))
-        t = xp.einsum("bij,ikab->jkab", graph2, k)
-        return xp.einsum("jkab,bkl->jlab", t, graph2)
-    k = xp.broadcast_to(k, (v, v, graph1.shape[0], graph2.shape[0]))
-    t = xp.einsum("aij,ikab->jkab", graph1, k)
-    return xp.einsum("jkab,bkl->jlab", t, graph2)
+    if graph2 is None or side == "cov1":  # per point of axis −2 on both sides
+        left = right = graph1[:, None]
+    elif side == "cov2":  # per point of axis −1 on both sides
+        left = right = graph2[None]
+    else:
+        left, right = graph1[:, None], graph2[None]
+    a, b = max(left.shape[0], k.shape[-2]), max(right.shape[1], k.shape[-1])
+    left, right = xp.broadcast_to(left, (a, b, v, v)), xp.broadcast_to(right, (a, b, v, v))
+    t = xp.einsum("abij,ikab->jkab", left, xp.broadcast_to(k, (v, v, a, b)))
+    return xp.einsum("jkab,abkl->jlab", t, right)
 
 
 def diagonal_embed(k, shape):
