@@ -235,3 +235,29 @@ def test_sample_command_takes_masks(net, tmp_path, capsys):
                           (["--x1", tmp_path / "x.npy", "--mask1", tmp_path / "x.npy"], "--mask1 in")):
         status, _, err = run_cli(["sample", path, "--widths", "8", "--samples", "2", *argv], capsys)
         assert status == 2 and err.startswith("ntkdsl: error: ") and message in err, err
+
+
+def test_finite_training_on_masked_tails_is_training_on_the_cut_sequences(net):
+    """fnet.train(x, y, mask=): gradient descent on sequences padded with a masked tail (garbage there) is
+    gradient descent on the sequences cut to their unmasked length (the same draw: no parameter depends on
+    the length), step by step: losses, outputs, probe outputs and the NTK drift."""
+    rng = np.random.default_rng(6)
+    x, probe, y = rng.standard_normal((5, 6, 3)), rng.standard_normal((2, 6, 3)), rng.standard_normal((5, 2))
+    m, pm = np.zeros((5, 6), bool), np.zeros((2, 6), bool)
+    m[:, 4:], pm[:, 4:] = True, True
+    padded, cut = net.finite(width=16, seed=2), ntkdsl.loads(spec(4)).finite(width=16, seed=2)
+    for a, b in zip(padded.params, cut.params):  # one draw for both lengths
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    got = padded.train(x + 50.0 * m[..., None], y, learning_rate=0.5, steps=6, record_every=2,
+                       probe=probe, mask=m, probe_mask=pm)
+    want = cut.train(x[:, :4], y, learning_rate=0.5, steps=6, record_every=2, probe=probe[:, :4])
+    # the same products with the masked terms dropped (zeros added): a few ulps per step, 1e-12 after 6 steps
+    for field in ("loss", "train_outputs", "probe_outputs", "ntk_drift"):
+        close_to_scale(getattr(got, field), getattr(want, field), 1e-12)
+    unmasked = net.finite(width=16, seed=2).train(x, y, learning_rate=0.5, steps=6)
+    assert abs(unmasked.loss[-1] - want.loss[-1]) > 1e-3 * want.loss[0]  # the masks reach the training
+    with pytest.raises(ValueError, match="probe_mask goes with probe"):
+        padded.train(x, y, steps=1, mask=m, probe_mask=pm)
+    conv = ntkdsl.loads("network c(input = [6, 3]) { conv(4, kernel = 2); relu; flatten; dense(2) }")
+    with pytest.raises(StructureSpecError, match="cannot take position masks"):
+        conv.finite(width=4).train(x, y, steps=1, mask=m)

@@ -316,7 +316,7 @@ class FiniteNetwork:
                 at += a.size
 
     def train(self, x, y, learning_rate: float = 1.0, steps: int = 100, probe=None,
-              record_every: Optional[int] = None, loss_normalization: str = "points"):
+              record_every: Optional[int] = None, loss_normalization: str = "points", mask=None, probe_mask=None):
         """Full-batch gradient descent in place; see :func:`ntkdsl.sampler.training.train`.
 
         Raises:
@@ -328,7 +328,8 @@ class FiniteNetwork:
                              "vector outputs: end it with flatten or global_avg_pool and dense")
 
         return train(self, x, y, learning_rate=learning_rate, steps=steps, probe=probe,
-                     record_every=record_every, loss_normalization=loss_normalization)
+                     record_every=record_every, loss_normalization=loss_normalization, mask=mask,
+                     probe_mask=probe_mask)
 
 
 def _jacobian_terms(layer, p, c1, g1, c2, g2, trace: bool, same: bool):

@@ -67,7 +67,8 @@ def _check_options(learning_rate, steps, record_every, loss_normalization) -> in
 
 
 def train(fnet, x, y, learning_rate: float = 1.0, steps: int = 100, probe=None,
-          record_every: Optional[int] = None, loss_normalization: str = "points") -> TrainRecord:
+          record_every: Optional[int] = None, loss_normalization: str = "points", mask=None,
+          probe_mask=None) -> TrainRecord:
     """Train ``fnet`` in place by full-batch gradient descent on the squared loss.
 
     Args:
@@ -80,28 +81,35 @@ def train(fnet, x, y, learning_rate: float = 1.0, steps: int = 100, probe=None,
         record_every: record outputs and the NTK drift every this many steps (and at the last);
             None: about ten times over the run (every max(1, steps // 10) steps).
         loss_normalization: "points" (1/(2N)) or "entries" (1/(2N·k)).
+        mask, probe_mask: position masks of ``x`` and ``probe``, booleans (N, *S), True = masked (as
+            ``fnet.apply``; :mod:`ntkdsl.masks`); None: nothing masked. The forward and backward passes of
+            every step are the masked network's (masked positions zeroed, their cotangents 0).
 
     Returns:
         A :class:`TrainRecord`.
 
     Raises:
-        ValueError: shapes that do not fit the network, or an invalid option.
+        ValueError: shapes that do not fit the network (masks included), or an invalid option.
+        StructureSpecError: masks for a network with a layer that cannot take them (located).
     """
     every = _check_options(learning_rate, steps, record_every, loss_normalization)
     x = fnet._inputs(x)
     n, k = x.shape[0], fnet.output_width
     y = fnet.xp.asarray(_targets(to_numpy(y), n, k))
+    keep = fnet._keep(mask, x, "mask", "x")
     probe = None if probe is None else fnet._inputs(probe, "probe")
+    if probe is None and probe_mask is not None:
+        raise ValueError("probe_mask goes with probe (the masks of its points)")
     normaliser = n * (k if loss_normalization == "entries" else 1)
     norm = fnet.xp.linalg.norm
 
-    theta0 = fnet.ntk(x)
+    theta0 = fnet.ntk(x, mask1=mask)
     scale = float(norm(theta0))
     loss = np.empty(steps + 1)
     recorded, train_out, probe_out, drift = [], [], [], []
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported once, below
         for t in range(steps + 1):
-            out, caches = fnet._forward(x)
+            out, caches = fnet._forward(x, keep=keep)
             f = out.reshape(n, k)
             residual = f - y
             loss[t] = float(0.5 * (residual**2).sum() / normaliser)
@@ -115,9 +123,9 @@ def train(fnet, x, y, learning_rate: float = 1.0, steps: int = 100, probe=None,
                 recorded.append(t)
                 train_out.append(to_numpy(f))
                 if probe is not None:
-                    probe_out.append(to_numpy(fnet.apply(probe)))
+                    probe_out.append(to_numpy(fnet.apply(probe, mask=probe_mask)))
                 moved = t > 0 and scale > 0  # at step 0 the NTK is theta0 itself: no second evaluation
-                drift.append(float(norm(fnet.ntk(x) - theta0)) / scale if moved else 0.0)
+                drift.append(float(norm(fnet.ntk(x, mask1=mask) - theta0)) / scale if moved else 0.0)
             if t == steps or diverged:
                 break
             g = (residual / normaliser).reshape((n, 1) + out.shape[1:])  # ∂L/∂f: one cotangent per input (m = 1)
