@@ -37,9 +37,20 @@ IMPLEMENTED = ["exp-normalized-mlp", "exp-normalized-cnn-gap", "layer-norm-chann
 # resize-then-flatten case under Monte Carlo ("resize-flatten").
 
 
+# numba on the image networks of the new spatial maps: each compiles its own fused module (5-20 s cold).
+# test_fused_new_ops.py compiles one per operation (REPRESENTATIVES, the same specs: shared by numba's disk
+# cache); the others run here with --runslow.
+_COMPILED_ELSEWHERE = {"conv-transpose-1d-gap", "conv-transpose-same-s2-ntk", "index-gap-and-integer",
+                       "conv-local-circular-gap", "resize-linear-mixed", "layer-norm-spatial-2d", "dropout-cnn-gap"}
+_FUSED_IMAGES = ("conv-transpose-", "conv-local-", "resize-", "index-", "layer-norm-", "dropout-cnn")
+CASES = [(name, "numpy") for name in IMPLEMENTED] + [
+    pytest.param(name, "numba", marks=pytest.mark.slow) if name.startswith(_FUSED_IMAGES)
+    and name not in _COMPILED_ELSEWHERE and name != "conv-transpose-spatial-output" else (name, "numba")
+    for name in IMPLEMENTED]
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")  # numba on networks it cannot fuse: the stated NumPy fallback
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-@pytest.mark.parametrize("name", IMPLEMENTED)
+@pytest.mark.parametrize("name, backend", CASES)
 def test_agrees_with_neural_tangents(name, backend):
     if backend == "numba":
         pytest.importorskip("numba")
