@@ -9,7 +9,6 @@ The same text is what ``ntkdsl compile`` writes and what :mod:`.loader` executes
 
 from __future__ import annotations
 
-import re
 from typing import List, Optional
 
 import sympy as sp
@@ -133,14 +132,17 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
     net = program.network
     spatial = len(net.input_shape) > 1
     scheduled = schedule(program)
+    diagonal_body: List[List[str]] = []  # the same for kernels_diagonal
     for layer in scheduled.layers:
-        body.append([f"    # {layer.heading}"] + ([f"    #   {layer.grid}"] if layer.grid else []))
-        body += step_statements(layer, scheduled.values, printer, duals)
+        heading = [[f"    # {layer.heading}"] + ([f"    #   {layer.grid}"] if layer.grid else [])]
+        statements = step_statements(layer, scheduled.values, printer, duals)
+        body += heading + statements
+        diagonal_body += heading + [_for_diagonal(statement, layer) for statement in statements]
     out = program.output
     lines = free_after_last_use(body + result_statements(program, printer)) + ["    return nngp, ntk"]
     diagonal = spatial_output.diagonal_statements(program, printer) if out.shape else [
         [f"    nngp = _per_point({printer.doprint(out.nngp)}, x)"], [f"    ntk = _per_point({printer.doprint(out.ntk)}, x)"]]
-    diagonal_lines = free_after_last_use(_diagonal_statements(body) + diagonal) + ["    return nngp, ntk"]
+    diagonal_lines = free_after_last_use(diagonal_body + diagonal) + ["    return nngp, ntk"]
 
     header = module_header(net, source, filename, backend)
     fields = spatial_fields(program) if spatial else dict(shape=net.input_dim, channels_last="")
@@ -179,23 +181,22 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
             + prologue + "\n".join(lines) + "\n" + diagonal_prologue + "\n".join(diagonal_lines) + "\n")
 
 
-def _diagonal_statements(statements: List[List[str]]) -> List[List[str]]:
-    """The statements for a diagonal request: ``if same: _exact_diagonal(nngp_L, cov1_L)`` becomes
-    ``nngp_L = _variance_pairs(nngp_L, cov1_L)``, the same numbers kernels() puts on its diagonal
-    (Σ(x, x) is the variance bit for bit, so a dual after it sees ρ = 1 exactly)."""
-    out = []
-    for statement in statements:
-        kept = list(statement)
-        for i in range(len(kept) - 2, -1, -1):  # an `if same:` whose one-line body sets the diagonal
-            alone = i + 2 >= len(kept) or not kept[i + 2].startswith("        ")
-            call = _EXACT.fullmatch(kept[i + 1])
-            if kept[i] == "    if same:" and call and alone:
-                kept[i:i + 2] = [f"    {call[1]} = _variance_pairs({call[1]}, {call[2]})"]
-        out.append(kept)
-    return out
+def _exact_diagonal_lines(layer: LayerSchedule, diagonal: bool = False) -> List[str]:
+    """The lines after a layer's Σ that make its diagonal Σ(x, x) the variance bit for bit:
+    ``if same: _exact_diagonal(nngp_L, cov1_L)`` in ``kernels``; in ``kernels_diagonal`` (``diagonal``,
+    the pairs (x_i, x_i) as a column) ``nngp_L = _variance_pairs(nngp_L, cov1_L)``, the same numbers
+    (so a dual after it sees ρ = 1 exactly)."""
+    nngp, cov1 = layer.state.nngp, layer.state.cov1
+    return [f"    {nngp} = _variance_pairs({nngp}, {cov1})"] if diagonal else [
+        "    if same:", f"        _exact_diagonal({nngp}, {cov1})"]
 
 
-_EXACT = re.compile(r"        _exact_diagonal\((\w+), (\w+)\)")
+def _for_diagonal(statement: List[str], layer: LayerSchedule) -> List[str]:
+    """A statement of :func:`step_statements` as it reads in ``kernels_diagonal``."""
+    tail = _exact_diagonal_lines(layer)
+    if len(statement) > len(tail) and statement[-len(tail):] == tail:
+        return statement[:-len(tail)] + _exact_diagonal_lines(layer, diagonal=True)
+    return statement
 
 
 def step_statements(layer: LayerSchedule, values, printer, duals: List[str]) -> List[List[str]]:
@@ -213,7 +214,7 @@ def step_statements(layer: LayerSchedule, values, printer, duals: List[str]) -> 
     for sym, expr in reduced:
         body.append([f"    {sym} = {printer.doprint(expr)}"])
         if sym == layer.state.nngp and layer.exact_diagonal:
-            body[-1] += ["    if same:", f"        _exact_diagonal({sym}, {layer.state.cov1})"]
+            body[-1] += _exact_diagonal_lines(layer)
     return body
 
 
