@@ -15,6 +15,7 @@ parameters), folded for 'circular'.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import prod
 from typing import ClassVar, Mapping, Tuple
 
@@ -141,11 +142,19 @@ def _contract(node, g, spatial):
     return g[(slice(None), slice(None)) + tuple(slice(lo, lo + d, s) for (lo, _, d), s in zip(pads, node.stride))]
 
 
+@lru_cache(maxsize=64)
+def _fold_matrix(n: int, k: int, s: int):
+    """:func:`ntkdsl.arraycode.spatial_maps.fold_matrix`, built once per axis length, filter and stride (read-only)."""
+    m = fold_matrix(n, k, s)
+    m.setflags(write=False)
+    return m
+
+
 def _fold(node, z, first: int, spatial):
     """Fold the 'valid' output onto n·s positions per axis (axes from ``first``)."""
     xp = namespace(z)
     for axis, n in enumerate(spatial):
-        m = xp.asarray(fold_matrix(n, node.kernel_size[axis], node.stride[axis]))
+        m = xp.asarray(_fold_matrix(int(n), node.kernel_size[axis], node.stride[axis]))
         z = xp.moveaxis(xp.tensordot(m, z, axes=(1, first + axis)), 0, first + axis)
     return z
 
@@ -156,7 +165,7 @@ def _unfold(node, g, spatial):
         return g
     xp = namespace(g)
     for axis, n in enumerate(spatial):
-        m = xp.asarray(fold_matrix(n, node.kernel_size[axis], node.stride[axis]))
+        m = xp.asarray(_fold_matrix(int(n), node.kernel_size[axis], node.stride[axis]))
         g = xp.moveaxis(xp.tensordot(m.T, g, axes=(1, 2 + axis)), 0, 2 + axis)
     return g
 

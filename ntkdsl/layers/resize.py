@@ -11,6 +11,7 @@ Gaussian.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping, Optional, Tuple
 
 import sympy as sp
@@ -82,9 +83,17 @@ def _apply(node, a, spatial, first: int, transpose: bool):
     for d, (n, m) in enumerate(zip(spatial, node._target(spatial))):
         if n == m:
             continue
-        r = xp.asarray(resize_matrix(n, m, node.method, node.antialias))
+        r = xp.asarray(_matrix(int(n), int(m), node.method, node.antialias))
         a = xp.moveaxis(xp.tensordot(r.T if transpose else r, a, axes=(1, first + d)), 0, first + d)
     return a
+
+
+@lru_cache(maxsize=64)
+def _matrix(n: int, m: int, method: str, antialias: bool):
+    """:func:`ntkdsl.arraycode.spatial_maps.resize_matrix`, built once per axis length and method (read-only)."""
+    r = resize_matrix(n, m, method, antialias)
+    r.setflags(write=False)
+    return r
 
 
 def _sizes(low, v, span, name: str, env=()) -> Tuple[int, ...]:
