@@ -125,17 +125,22 @@ def input_shape(low, v, span, name: str, env=()) -> Tuple[int, ...]:
     return shape
 
 
+def check_rank(low, count: int, span, name: str, hint: str = "") -> None:
+    """Refuse ``count`` entries of a per-dimension argument where the network's input has another number
+    of spatial dimensions (``low.rank``; 0: not known), ``hint`` appended to the message."""
+    rank = getattr(low, "rank", 0)
+    if rank and count != rank:
+        raise ArgumentSpecError(f"{name} has {count} entr{'y' if count == 1 else 'ies'}, but the network's input has "
+                                f"{rank} spatial dimension{'s' if rank != 1 else ''}{hint}", span)
+
+
 def per_dimension(low, v, span, name: str, env=()) -> Tuple[int, ...]:
     """A window size or stride: an int for every spatial dimension, or one entry per dimension."""
-    rank = getattr(low, "rank", 0)
     if isinstance(v, tuple):
         values = tuple(positive_int(low, d, span, f"each entry of {name}", env) for d in v)
-        if rank and len(values) != rank:
-            raise ArgumentSpecError(
-                f"{name} has {len(values)} entries, but the network's input has {rank} spatial dimension"
-                f"{'s' if rank != 1 else ''}; give one entry per dimension or a single integer", span)
+        check_rank(low, len(values), span, name, "; give one entry per dimension or a single integer")
         return values
-    return (positive_int(low, v, span, name, env),) * max(rank, 1)
+    return (positive_int(low, v, span, name, env),) * max(getattr(low, "rank", 0), 1)
 
 
 

@@ -19,8 +19,8 @@ import sympy as sp
 from ..algebra import spatial as ops
 from ..algebra.state import KernelState
 from ..arraycode.spatial_maps import resize_matrix
-from ..errors import ArgumentSpecError, ShapeSpecError, Span
-from ..ir.arguments import BOOLEANS, boolean, MAX_WIDTH, REQUIRED, Spec, enum
+from ..errors import ArgumentSpecError, Span
+from ..ir.arguments import BOOLEANS, boolean, check_rank, MAX_WIDTH, REQUIRED, Spec, enum
 from ..ir.layer import Layer, span_field
 from .arrays import namespace
 from .registry import LayerRule, register
@@ -107,10 +107,7 @@ def _sizes(low, v, span, name: str, env=()) -> Tuple[int, ...]:
         if n > MAX_WIDTH:
             raise ArgumentSpecError(f"{name} entry {n} is too large (at most {MAX_WIDTH})", span)
         out.append(int(n))
-    rank = getattr(low, "rank", 0)
-    if rank and len(out) != rank:
-        raise ShapeSpecError(f"{name} has {len(out)} entries, but the network's input has {rank} spatial dimension"
-                             f"{'s' if rank != 1 else ''}", span)
+    check_rank(low, len(out), span, name)
     return tuple(out)
 
 
