@@ -141,7 +141,9 @@ def graph_aggregate(k, graph1, graph2, side):
     'cov2' graph2 on both (points on axis −1). graph2 None (kernels_diagonal: the pairs (x_i, x_i) as
     a column) reads graph1 on both sides whatever ``side``.
 
-    Cost: two batched V x V products per pair of points, O(V³·n1·n2).
+    Cost: two batched V x V matrix products per pair of points, O(V³·n1·n2) (matmul over the
+    point axes broadcast, (a, b, V, V) views of the arrays: 5 to 7 times faster than einsum on a
+    tile of 22 x 22 pairs, V = 16 and 32; benchmarks/README.md).
     """
     v = graph1.shape[-1]
     k = _spatial_array(k, (v,), True)
@@ -151,10 +153,8 @@ def graph_aggregate(k, graph1, graph2, side):
         left = right = graph2[None]
     else:
         left, right = graph1[:, None], graph2[None]
-    a, b = max(left.shape[0], k.shape[-2]), max(right.shape[1], k.shape[-1])
-    left, right = xp.broadcast_to(left, (a, b, v, v)), xp.broadcast_to(right, (a, b, v, v))
-    t = xp.einsum("abij,ikab->jkab", left, xp.broadcast_to(k, (v, v, a, b)))
-    return xp.einsum("jkab,abkl->jlab", t, right)
+    out = xp.swapaxes(left, -1, -2) @ xp.moveaxis(k, (0, 1), (-2, -1)) @ right  # (a, b, V, V)
+    return xp.ascontiguousarray(xp.moveaxis(out, (-2, -1), (0, 1)))
 
 
 def diagonal_embed(k, shape):
