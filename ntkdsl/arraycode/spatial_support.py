@@ -185,9 +185,10 @@ def input_covariances(x1, x2, same, full):
     Returns (cov1, cov2, nngp) of shapes (..., N1, 1), (..., 1, N2), (..., N1, N2) in the diagonal
     or full layout (the variances by :func:`input_variances`). With ``same`` (x2 is x1) nngp is made
     exactly symmetric and its diagonal nngp[..., i, i] is cov1[..., i, 0] itself, bit for bit. One
-    GEMM of (P·N1, C) by (C, P·N2) in the full layout, P GEMMs of (N1, C) by (C, N2) in the diagonal one,
-    both operands C-ordered (OpenBLAS runs a transposed right operand of these small GEMMs through
-    its threads: 5 to 300 times slower on 2 busy cores, benchmarks/README.md).
+    GEMM of (N1, C) by (C, N2) per pixel pair (P² of them, the result in place; one GEMM of (P·N1, C)
+    by (C, P·N2) and a transposed copy was 1 to 130 times slower: the copy's power-of-two strides),
+    per pixel in the diagonal layout; the right operand C-ordered (OpenBLAS runs a transposed one of
+    these small GEMMs through its threads: 5 to 300 times slower on 2 busy cores). benchmarks/README.md.
     """
     n1, n2, c = x1.shape[0], x2.shape[0], x1.shape[-1]
     shape = tuple(x1.shape[1:-1])
@@ -197,14 +198,14 @@ def input_covariances(x1, x2, same, full):
     cov1 = input_variances(x1, full)
     cov2 = xp.swapaxes(cov1 if same else input_variances(x2, full), -1, -2)
     if full:
-        nngp = xp.ascontiguousarray((a.reshape(p * n1, c) @ b.reshape(c, p * n2)).reshape(p, n1, p, n2)
-                                    .transpose(0, 2, 1, 3)) / c
+        nngp = xp.matmul(a[:, None], b.transpose(1, 0, 2)[None])  # (P, P, N1, N2)
         swap = (1, 0, 3, 2)
         pixels = shape + shape
     else:
-        nngp = xp.matmul(a, b.transpose(1, 0, 2)) / c  # (P, N1, N2)
+        nngp = xp.matmul(a, b.transpose(1, 0, 2))  # (P, N1, N2)
         swap = (0, 2, 1)
         pixels = shape
+    nngp /= c
     if same:
         nngp = (nngp + nngp.transpose(swap)) / 2
         index = xp.arange(n1)
