@@ -27,7 +27,9 @@ import sympy as sp
 from sympy.core.symbol import Str
 
 from .functions import _powered
-from .spatial import _ints, _SpatialOp, static
+from .spatial_base import SpatialOp as _SpatialOp
+from .spatial_base import ints as _ints
+from .spatial_base import static
 
 _MASKED: ContextVar = ContextVar("ntkdsl_masked_derivation", default=False)
 

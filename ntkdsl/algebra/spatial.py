@@ -19,58 +19,19 @@ printer turns each into a call of the run-time routine of the same name
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Tuple
 
 import sympy as sp
 from sympy.core.symbol import Str
 
+from .attention_ops import attend, attention, attention_map, attention_weights, position_covariance, positions  # noqa: F401
 from .functions import _powered
+from .spatial_base import SpatialOp as _SpatialOp
+from .spatial_base import ints as _ints
+from .spatial_base import static
+from .spatial_base import times as _times
 
 DIAGONAL, FULL = "diagonal", "full"
-
-
-def _ints(values: Sequence[int]) -> sp.Tuple:
-    return sp.Tuple(*(sp.Integer(int(v)) for v in values))
-
-
-def static(arg) -> object:
-    """A static argument as a plain Python value: a (nested) tuple of ints, a string or an int."""
-    if isinstance(arg, sp.Tuple):
-        return tuple(static(a) for a in arg)
-    if isinstance(arg, Str):
-        return arg.name
-    return int(arg)
-
-
-def _times(t) -> str:
-    return r"\times ".join(str(v) for v in static(t))
-
-
-class _SpatialOp(sp.Function):
-    """A linear map of kernel arrays (first argument) with static settings (the others)."""
-
-    _constant_passes = False  # op(c) = c for a number c (means of a constant); else only op(0) = 0
-
-    @classmethod
-    def eval(cls, k, *settings):
-        if k == 0:
-            return sp.S.Zero
-        if cls._constant_passes and k.is_number:
-            return k
-        return None
-
-    def _eval_is_real(self):
-        return self.args[0].is_real
-
-    def _eval_derivative(self, s):  # linear in the kernel: d op(K) = op(dK)
-        return self.func(sp.diff(self.args[0], s), *self.args[1:])
-
-    def _arg_tex(self, printer) -> str:
-        return printer._print(self.args[0])
-
-    @property
-    def settings(self) -> Tuple[object, ...]:
-        return tuple(static(a) for a in self.args[1:])
 
 
 class conv_taps(_SpatialOp):  # noqa: N801 - sympy functions are lower-case by convention
@@ -270,75 +231,6 @@ class graph_aggregate(_SpatialOp):  # noqa: N801
         return tex
 
 
-class attention_weights(_SpatialOp):  # noqa: N801
-    """mech(L) of full-layout attention logits L(p, p′) = QK·Σ̃(x, x)(p, p′) of one input, softmax taken over
-    the key pixel p′ (neural-tangents' GlobalSelfAttention with linear scaling; kernel-math.md §2,
-    attention). Not linear: softmax(0) is uniform, so no shortcut at 0. Arguments: (L, spatial shape,
-    mechanism word 'softmax' | 'identity' | 'abs' | 'relu').
-    """
-
-    nargs = 3
-
-    @classmethod
-    def eval(cls, k, *settings):
-        return None
-
-    def _eval_derivative(self, s):
-        if self.args[0].has(s):
-            raise NotImplementedError("attention weights are not differentiated symbolically")
-        return sp.S.Zero
-
-    @_powered
-    def _latex(self, printer):
-        tex = rf"\operatorname{{{static(self.args[2])}}}_{{p'}}\left[{self._arg_tex(printer)}\right]"
-        return tex
-
-
-class attention_map(_SpatialOp):  # noqa: N801
-    """G·K·G′ᵀ on the pixel axes of a full-layout kernel, per pair of points: out(q, q′) =
-    Σ_{p, p′} G(q, p)·K(p, p′)·G′(q′, p′), G and G′ :class:`attention_weights` arrays whose point axes
-    broadcast against K's (nngp: G of x on the left, G′ of x′ on the right; a variance: its own point's
-    weights on both sides). Linear in K. Arguments: (K, G, G′, spatial shape).
-    """
-
-    nargs = 4
-
-    def _eval_derivative(self, s):
-        if self.args[1].has(s) or self.args[2].has(s):
-            raise NotImplementedError("attention weights are not differentiated symbolically")
-        return super()._eval_derivative(s)
-
-    @_powered
-    def _latex(self, printer):
-        left, right = (printer._print(a) for a in self.args[1:3])
-        tex = rf"{left}\left[{self._arg_tex(printer)}\right]{right}^{{\top}}"
-        return tex
-
-
-class position_covariance(_SpatialOp):  # noqa: N801
-    """R(p, p′) of positional embeddings as a full-layout array (*S, *S, 1, 1): with
-    d = Σ_axes |p − p′|^p_norm, 'none' δ(p, p′), 'exp' exp(−rate·d), 'linear' max(0, 1 − rate·d)
-    (kernel-math.md §2, attention). Arguments: (spatial shape, p_norm, decay word, rate).
-    """
-
-    nargs = 4
-
-    @classmethod
-    def eval(cls, *settings):
-        return None
-
-    def _eval_is_real(self):
-        return True
-
-    def _eval_derivative(self, s):
-        return sp.S.Zero
-
-    @_powered
-    def _latex(self, printer):
-        tex = r"R_{pp'}"
-        return tex
-
-
 SPATIAL_FUNCTIONS = (conv_taps, conv_transpose_taps, resize_map, spatial_index, pool_window, flatten_mean, global_pool,
                      pixel_variance, spatial_diagonal, diagonal_embed, time_shift, graph_aggregate, attention_weights,
                      attention_map, position_covariance)
@@ -387,18 +279,6 @@ def shift(k, shape, layout: str) -> sp.Expr:
 
 def aggregate(k, shape, side: str) -> sp.Expr:
     return graph_aggregate(k, _ints(shape), Str(side))
-
-
-def attention(logits, shape, mechanism: str) -> sp.Expr:
-    return attention_weights(logits, _ints(shape), Str(mechanism))
-
-
-def attend(k, left, right, shape) -> sp.Expr:
-    return attention_map(k, left, right, _ints(shape))
-
-
-def positions(shape, p_norm, decay: str, rate) -> sp.Expr:
-    return position_covariance(_ints(shape), sp.sympify(p_norm), Str(decay), sp.sympify(rate))
 
 
 # ---------------------------------------------------------------- state-level helpers

@@ -54,8 +54,8 @@ from typing import Dict, List, Optional, Tuple
 
 import sympy as sp
 
-from ..algebra.spatial import (FULL, _SpatialOp, conv_taps, flatten_mean, pixel_variance, pool_window, spatial_diagonal,
-                               variance_at)
+from ..algebra.spatial import FULL, conv_taps, flatten_mean, pixel_variance, pool_window, spatial_diagonal, variance_at
+from ..algebra.spatial_base import SpatialOp as _SpatialOp
 from ..arraycode.printer import ArrayPrinter, CodegenError
 from ..symbolic.program import KernelProgram
 from . import fused_support
