@@ -197,6 +197,17 @@ def test_layer_mistakes_are_located(text, where, message):
     assert f"g.ntk:{where}: error:" in text and message in text and "^" in text, text
 
 
+@pytest.mark.parametrize("body", ["conv(3, kernel = 1); sum_pool(2, stride = 2, padding = circular); aggregate",
+                                  "parallel(merge = concat) { index[0:2]; aggregate } { index[0:1] }"])
+def test_an_aggregate_after_a_change_of_the_node_count_is_refused_with_its_location(body):
+    """The graphs are over the input's nodes: an aggregate on 2 of them has no adjacency (neural-tangents fails
+    with an einsum error at evaluation)."""
+    with pytest.raises(ntkdsl.SpecError) as info:
+        ntkdsl.loads(f"network g(input = [3, 2]) {{ {body}; flatten; dense(1) }}", filename="g.ntk")
+    text = str(info.value)
+    assert text.startswith("g.ntk:1:") and "aggregate acts on 2 nodes" in text and "^" in text, text
+
+
 def test_two_dimensional_input_is_refused_with_its_location():
     with pytest.raises(ntkdsl.SpecError, match="graph signal"):
         ntkdsl.loads("network n(input = [3, 3, 2]) { aggregate; flatten; dense(1) }")

@@ -86,6 +86,10 @@ class Layer:
         input (...)"; None when any input will do."""
         return None
 
+    def fits_input(self, shape: Tuple[int, ...], network_input: Tuple[int, ...]) -> None:
+        """Raise a located SpecError when the layer's input ``shape`` conflicts with the network's input
+        shape (e.g. aggregate: the graphs given at evaluation are over the input's nodes). Default: fits."""
+
     def verified(self, shape: Tuple[int, ...], gaussian: bool, why: str, check: SequenceCheck) -> Tuple[bool, str]:
         """(whether the output is a Gaussian process, why not) from the same facts of the input;
         ``check`` verifies a sequence of layers (for branches). Default: as the input."""

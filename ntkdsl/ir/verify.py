@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence, Tuple
 
 from ..errors import ArgumentSpecError, LimitSpecError, ShapeSpecError, StructureSpecError
@@ -31,7 +32,7 @@ def verify(net: Network) -> Network:
         raise StructureSpecError(f"the input shape must be positive integers, got {net.input_shape}", net.span)
     if net.readout not in READOUTS:
         raise ArgumentSpecError(f"readout must be one of {', '.join(READOUTS)}", net.span)
-    shape, _, _ = _sequence(net.layers, tuple(net.input_shape), False, _INPUT)
+    shape, _, _ = _sequence(net.layers, tuple(net.input_shape), False, _INPUT, tuple(net.input_shape))
     last = net.layers[-1] if net.layers else None
     where = getattr(last, "span", None) or net.span
     if len(shape) != 1 and net.readout == "vector":
@@ -45,11 +46,13 @@ def verify(net: Network) -> Network:
     return net
 
 
-def _sequence(layers: Sequence, shape: Tuple[int, ...], gaussian: bool, why: str):
-    """Check ``layers`` from features of ``shape``; return (shape, gaussian, why not gaussian).
+def _sequence(layers: Sequence, shape: Tuple[int, ...], gaussian: bool, why: str, network_input: Tuple[int, ...]):
+    """Check ``layers`` from features of ``shape`` in a network whose input has shape ``network_input``;
+    return (shape, gaussian, why not gaussian).
 
     Each layer states its own facts (:class:`ntkdsl.ir.layer.Layer`): whether it needs a Gaussian
     input, whether its output is one, and for branches the check of each branch (this function)."""
+    check = partial(_sequence, network_input=network_input)  # a branch's layers, in the same network
     composing = False  # the previous layer (identities skipped) was an activation with Gaussian input
     run_degree = 1  # the structural degree of the composition σₖ∘…∘σ₁ so far
     for layer in layers:
@@ -65,7 +68,8 @@ def _sequence(layers: Sequence, shape: Tuple[int, ...], gaussian: bool, why: str
                 raise LimitSpecError(f"the activations composed up to '{layer.name}' have degree {run_degree} "
                                      f"(at most {MAX_DEGREE}; a dense or conv layer between them ends a composition)",
                                      layer.span)
-        gaussian_out, why_out = layer.verified(shape, gaussian, why, _sequence)
+        layer.fits_input(shape, network_input)
+        gaussian_out, why_out = layer.verified(shape, gaussian, why, check)
         composing = layer.elementwise
         shape = layer.out_shape(shape)
         gaussian, why = gaussian_out, why_out

@@ -41,6 +41,12 @@ class Aggregate(Layer):
                                  f"input has shape {list(in_shape)}", self.span)
         return tuple(in_shape)
 
+    def fits_input(self, shape: Tuple[int, ...], network_input: Tuple[int, ...]) -> None:
+        if len(shape) == len(network_input) == 2 and shape[0] != network_input[0]:  # one graph per point, over the input's nodes
+            raise ShapeSpecError(f"aggregate acts on {shape[0]} nodes, but the graphs given at evaluation are over the "
+                                 f"network input's {network_input[0]} nodes (a layer before it changed the node count)",
+                                 self.span)
+
     def needs_full_input(self, full_output: bool) -> bool:
         return True  # A mixes nodes: every node pair (i, k) of the input is read
 
