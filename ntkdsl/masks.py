@@ -8,7 +8,7 @@ shorter sequence). The kernels are neural-tangents 0.6.5's (kernel-math.md §2, 
 entries are zeroed, every covariance entry touching a masked position is zeroed after the layers that
 remask, global pooling averages over the unmasked pixel pairs, layer norm over space over the unmasked
 positions, attention gives masked keys no weight. Only per-position layers take masks
-(:func:`ntkdsl.symbolic.program.refuse_unmaskable`).
+(:func:`ntkdsl.ir.layer.refuse_unmaskable`).
 
 A request with masks runs the network's masked twin (:func:`masked_network`): the same IR derived with
 ``masked=True``, whose modules take ``mask1``/``mask2``; the network without masks keeps its program

@@ -5,8 +5,8 @@ them (:mod:`.sources`).
 
 The weights of one input come from its own full covariance: ``attention_weights`` turns the logits
 QK·Σ̃(x, x)(p, p′) into mech(·), softmax over the key pixel p′; ``attention_map`` applies the weights of
-both inputs to a kernel, G·K·G′ᵀ on the pixel axes. Attention masks belong in ``attention_weights``,
-between the logits and the mechanism (the one place the logits become weights).
+both inputs to a kernel, G·K·G′ᵀ on the pixel axes. With position masks the logits reach
+``attention_weights`` through ``masked_keys`` (:mod:`.mask_maps`: masked keys at −1e20 or 0).
 """
 
 import numpy as xp
