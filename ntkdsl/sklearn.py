@@ -32,6 +32,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .api import CompiledNetwork, load, loads
 from .flow import KernelFlow
 from .flow.network_kernels import point_side, side_options
+from .ir.network import refuse_spatial_readout
 
 __all__ = ["NTKKernel", "NTKRegressor", "NTKClassifier", "DEFAULT_SPEC"]
 
@@ -59,9 +60,7 @@ def _compile(spec: str, network: Optional[str]) -> CompiledNetwork:
     (its kernels are per output pixel, (N1, N2, *S): not a kernel matrix)."""
     text, filename = _source(spec)
     net = loads(text, network) if filename == "<string>" else load(spec, network)
-    if net.ir.readout == "none":
-        raise ValueError(f"network {net.name} ends in an image or signal (readout = none): its kernels are per output "
-                         "pixel, not one kernel matrix; end it with flatten or global_avg_pool and dense")
+    refuse_spatial_readout(net.ir, "a kernel estimator needs one kernel matrix")
     return net
 
 

@@ -75,11 +75,10 @@ def evaluate(net, x1, x2, arrays, **options):
         ValueError: a network with ``readout = none``, whose kernels are per output pixel (N1, N2, *S): the
             flow's regression needs one kernel matrix per pair of points.
     """
-    ir = getattr(net, "ir", None)
-    if getattr(ir, "readout", "vector") == "none":
-        raise ValueError(f"network {net.name} ends in an image or signal (readout = none): its kernels are per output "
-                         "pixel, and the kernel flow needs one (N1, N2) kernel; end it with flatten or global_avg_pool "
-                         "and dense")
+    from ..ir.network import refuse_spatial_readout
+
+    if getattr(net, "ir", None) is not None:  # a wrapper without an IR checks its own outputs
+        refuse_spatial_readout(net.ir, "the kernel flow needs one (N1, N2) kernel")
     options = {k: v for k, v in options.items() if not (k.startswith(("graph", "mask")) and v is None)}
     if arrays.name == "numpy":
         return net.kernels(x1, x2, **options)

@@ -10,7 +10,7 @@ from .arguments import PARAMETERIZATIONS
 from .layer import Layer, span_field
 from .shapes import sequence_shape
 
-__all__ = ["Network", "PARAMETERIZATIONS", "READOUTS"]
+__all__ = ["Network", "PARAMETERIZATIONS", "READOUTS", "refuse_spatial_readout"]
 
 READOUTS = ("vector", "none")  # a vector of outputs (the default), or the last layer's features as they are
 
@@ -45,6 +45,18 @@ class Network:
     @property
     def output_width(self) -> int:
         return self.output_shape[-1]
+
+
+def refuse_spatial_readout(ir: Network, needs: str) -> None:
+    """Refuse a network with ``readout = none`` where vector outputs are needed (``needs`` says what needs
+    them): its kernels are per output pixel, (N1, N2, *S), and its outputs images or signals.
+
+    Raises:
+        ValueError: ``ir.readout`` is "none".
+    """
+    if ir.readout == "none":
+        raise ValueError(f"network {ir.name} ends in an image or signal (readout = none): its kernels are per output "
+                         f"pixel, (N1, N2, *S), but {needs}; end it with flatten or global_avg_pool and dense")
 
 
 def all_layers(layers):

@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..ir.network import Network
+from ..ir.network import Network, refuse_spatial_readout
 from ..layers.arrays import array_module, namespace, to_numpy
 from ..layers.branching import sequence_forward, sequence_init, walk
 from ..layers.aggregate import aggregates
@@ -323,10 +323,7 @@ class FiniteNetwork:
             ValueError: a network with ``readout = none`` (its outputs are images, the loss is on vectors)."""
         from .training import train
 
-        if self.ir.readout == "none":
-            raise ValueError(f"network {self.ir.name} ends in an image or signal (readout = none); training fits "
-                             "vector outputs: end it with flatten or global_avg_pool and dense")
-
+        refuse_spatial_readout(self.ir, "training fits vector outputs")
         return train(self, x, y, learning_rate=learning_rate, steps=steps, probe=probe,
                      record_every=record_every, loss_normalization=loss_normalization, mask=mask,
                      probe_mask=probe_mask)
