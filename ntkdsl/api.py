@@ -235,9 +235,10 @@ class CompiledNetwork:
                 k = self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy, progress=progress, graphs=graphs)
         if graphs is not None:  # the overflow tracer re-runs single points without their graphs: name the request
             if not all(np.isfinite(np.asarray(a)).all() for a in k):
-                why = ("graphs (large edge weights grow the variances at each aggregate; normalise the adjacencies)"
-                       if "graph1" in graphs else "masks (a variance left the float64 range: scale the inputs down)")
-                raise KernelOverflowError(f"the kernels of network {self.name} are not finite at these inputs and {why}")
+                from .side import overflow_reason
+
+                raise KernelOverflowError(f"the kernels of network {self.name} are not finite at these inputs and "
+                                          f"{overflow_reason(graphs)}")
             return k
         refuse_nonfinite(self._modules, self.program, x1, x2, *k, dtype=dtype, source=self.source,
                          filename=self.filename, name=self.name)

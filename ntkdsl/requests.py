@@ -45,8 +45,10 @@ def diagonal(net, x, backend, dtype, to_numpy, progress, side=None) -> Kernels:
                                  graph=(side or {}).get("graph1"), mask=(side or {}).get("mask1"))
     bad = np.nonzero(~(np.isfinite(_to_numpy(nngp)) & np.isfinite(_to_numpy(ntk))))[0]  # rows (pixels after them)
     if bad.size and side:
-        raise KernelOverflowError(f"the kernels of row {int(bad[0])} of x1 are not finite with its graph or mask "
-                                  "(large edge weights grow the variances at each aggregate; normalise the adjacencies)")
+        from .side import overflow_reason
+
+        raise KernelOverflowError(f"the kernels of row {int(bad[0])} of x1 are not finite with its "
+                                  f"{overflow_reason(side)}")
     if bad.size:  # the self-kernel of that row names the layer; then the row in x
         i = int(bad[0])
         try:
