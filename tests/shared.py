@@ -33,14 +33,23 @@ EVERY = ("network every_dual(input = 3) {\n"
          + "    dense(1, w_std = 1, b_std = 0.1)\n}\n")
 
 
+def _finite(actual, expected):
+    """Both arrays finite: assert_allclose counts NaN as equal to NaN, so two sides that both produce NaN
+    (tiles vs whole, one backend vs another) would otherwise agree."""
+    assert np.all(np.isfinite(actual)), "actual holds NaN or infinite entries"
+    assert np.all(np.isfinite(expected)), "expected holds NaN or infinite entries"
+
+
 def close(actual, expected, rtol=1e-12):
     """Relative agreement, with an absolute floor at rtol times the largest entry (odd duals cross 0)."""
+    _finite(actual, expected)
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.max(np.abs(expected)))
 
 
 def close_to_scale(actual, expected, rtol):
     """|actual − expected| ≤ rtol times the largest |expected| entry (finite differences: the
     error of an entry scales with the largest derivative, not with the entry)."""
+    _finite(actual, expected)
     scale = max(np.abs(expected).max(), 1e-300)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
 

@@ -165,9 +165,13 @@ def monte_carlo_agrees(spec, n_samples, seed):
     x = np.random.default_rng(0).standard_normal((3, 4, 3))
     mc = ntkdsl.monte_carlo(net, x, n_samples=n_samples, seed=seed)
     k = net.kernels(x)
-    for got, se, want in ((mc.nngp, mc.nngp_stderr, k.nngp), (mc.ntk, mc.ntk_stderr, k.ntk)):
-        assert np.all(np.abs(got - want) <= 4.5 * se + 0.02 * np.abs(want).max()), (got - want) / se
-        assert np.all(se < 0.2 * np.abs(want).max())  # power: the test can see a 20 % error
+    # power, measured (fast case, 24 draws): the NTK's allowance is 11 % of its scale, the NNGP's 50 % (one
+    # draw's output covariance varies much more than its NTK): the NTK is the sharp check, the NNGP a coarse one
+    for got, se, want, power in ((mc.nngp, mc.nngp_stderr, k.nngp, 0.6), (mc.ntk, mc.ntk_stderr, k.ntk, 0.15)):
+        scale = np.abs(want).max()
+        allowance = 4.5 * se + 0.02 * scale
+        assert np.all(np.abs(got - want) <= allowance), (got - want) / se
+        assert allowance.max() < power * scale  # the largest error the test can miss
 
 
 MC = ("network a(input = [4, 3]) {{ conv(512, kernel = 1); attention(128, key_channels = 1024, value_channels = 128, "
