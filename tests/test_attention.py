@@ -249,6 +249,14 @@ def test_extreme_and_zero_inputs():
         for net in (softmax, relu) if scale != 1e150 else (softmax,):
             k = net.kernels(x * scale, x)
             assert np.all(np.isfinite(k.nngp)) and np.all(np.isfinite(k.ntk))
+    # x = 0 by hand: Σ¹ = Θ¹ = b² = 0.01 at every pixel pair, so the logits are constant and the weights
+    # uniform (G = 1/P): Σ = G·Σ¹·Gᵀ + b² = 0.02, Θ = G·Θ¹·Gᵀ + b² + 2(Σ − b²) = 0.04; relu at ρ = 1:
+    # Σ = 0.02/2, Θ = Θ/2; the mean pool keeps both; dense(1): Σ = 0.01, Θ = 0.01 + 0.02. Inputs of 1e-150
+    # change Σ¹ by 1e-300 of it: the same numbers to rounding.
+    for scale in (0.0, 1e-150):
+        tiny = softmax.kernels(x * scale)
+        close_to_scale(tiny.nngp, np.full((2, 2), 0.01), 1e-15)
+        close_to_scale(tiny.ntk, np.full((2, 2), 0.03), 1e-15)
     big = softmax.kernels(x * 1e150)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
