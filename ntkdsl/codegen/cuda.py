@@ -315,11 +315,9 @@ def emit_cupy_module(program: KernelProgram, source: Optional[str] = None, filen
                            "cannot print (structural operations of image kernels, quadratures, Owen's T) runs as CuPy array\n"
                            "operations between them (ntkdsl/codegen/cuda.py explains).")
     if em.spatial:
-        prologue = cuda_support.SPATIAL_PROLOGUE.format(**spatial_fields(program))
+        prologue = cuda_support.SPATIAL_PROLOGUE.format(**spatial_fields(program),
+                                                        result_shape=spatial_output.result_shape(program))
         printer.functions.setdefault("input_covariances", "")
-        if program.output.shape:  # readout = none: the results' pixel axes
-            dims = ", ".join(map(str, spatial_output.output_pixels(program)))
-            prologue = prologue.replace("arrays of shape (N1, N2)", f"arrays of shape (N1, N2, {dims})", 1)
     else:
         prologue = cuda_support.PROLOGUE.format(d=net.input_dim)
     prologue = (point_helpers(net.input_shape, "CuPy array (from a NumPy or CuPy one)") + parameter_table(program)

@@ -86,7 +86,7 @@ def kernels(x1, x2=None, dtype=xp.float64, params=None):
         params: run-time parameters by name (see PARAMETERS); None: the spec's values.
 
     Returns:
-        (nngp, ntk): CuPy arrays of shape (N1, N2) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
+        (nngp, ntk): CuPy arrays of shape (N1, N2{result_shape}) and the given dtype: Σ(x1, x2) and Θ(x1, x2).
     """
 ''' + POINTS_AND_DTYPE + '''    n1, n2 = x1.shape[0], x2.shape[0]
     # input: Σ⁰(x, x')(p, p') = x(p)·x'(p')/{channels}, Θ⁰ = 0 (kernel-math.md §1), in the {layout} layout:

@@ -21,27 +21,26 @@ from ..arraycode.sources import support_sources
 from ..symbolic.program import KernelProgram
 from . import spatial_output
 from .prologue import (POINTS_AND_DTYPE, graph_binding, module_header, parameter_binding, parameter_table, point_helpers,
-                       same_point_binding, spatial_fields, uses_graphs)
-from .prologue import mask_binding, uses_masks
+                       same_point_binding, side_fields, spatial_fields)
 from .schedule import LayerSchedule, cse, free_after_last_use, hide_quadratures, layer_location, schedule
 
 _PROLOGUE = '''
 
-def kernels(x1, x2=None, params=None):
+def kernels(x1, x2=None, params=None{side_params}):
     """The NNGP and NTK kernels of the network between two sets of inputs.
 
     Args:
         x1: inputs, shape (N1, {d}).
         x2: inputs, shape (N2, {d}); None means x1 (the kernel is then exactly symmetric).
         params: run-time parameters by name (see PARAMETERS); None: the spec's values.
-
+{side_doc}
     Returns:
-        (nngp, ntk): float64 arrays of shape (N1, N2): Σ(x1, x2) and Θ(x1, x2).
+        (nngp, ntk): float64 arrays of shape (N1, N2{result_shape}): Σ(x1, x2) and Θ(x1, x2).
     """
     same = x2 is None
     x1 = _as_points(x1, "x1")
     x2 = x1 if same else _as_points(x2, "x2")
-    # input: Σ⁰(x, x') = x·x'/d, Θ⁰ = 0 (kernel-math.md §1); cov1 is a column, cov2 a row
+{side_binding}    # input: Σ⁰(x, x') = x·x'/d, Θ⁰ = 0 (kernel-math.md §1); cov1 is a column, cov2 a row
     cov1_0 = xp.sum(x1 * x1, axis=1, keepdims=True) / {d}
     cov2_0 = cov1_0.T if same else xp.sum(x2 * x2, axis=1, keepdims=True).T / {d}
     nngp_0 = (x1 @ x2.T) / {d}
@@ -53,21 +52,21 @@ def kernels(x1, x2=None, params=None):
 
 _SPATIAL_PROLOGUE = '''
 
-def kernels(x1, x2=None, params=None):
+def kernels(x1, x2=None, params=None{side_params}):
     """The NNGP and NTK kernels of the network between two sets of inputs.
 
     Args:
         x1: inputs, shape (N1, {shape}) (channels last).
         x2: inputs, shape (N2, {shape}); None means x1 (the kernel is then exactly symmetric).
         params: run-time parameters by name (see PARAMETERS); None: the spec's values.
-
+{side_doc}
     Returns:
-        (nngp, ntk): float64 arrays of shape (N1, N2): Σ(x1, x2) and Θ(x1, x2).
+        (nngp, ntk): float64 arrays of shape (N1, N2{result_shape}): Σ(x1, x2) and Θ(x1, x2).
     """
     same = x2 is None
     x1 = _as_points(x1, "x1")
     x2 = x1 if same else _as_points(x2, "x2")
-    # input: Σ⁰(x, x')(p, p') = x(p)·x'(p')/{channels}, Θ⁰ = 0 (kernel-math.md §1), in the {layout} layout:
+{side_binding}    # input: Σ⁰(x, x')(p, p') = x(p)·x'(p')/{channels}, Θ⁰ = 0 (kernel-math.md §1), in the {layout} layout:
     # pixel axes first, points last: nngp_0 of shape {array}, cov1_0 (..., N1, 1), cov2_0 (..., 1, N2)
     cov1_0, cov2_0, nngp_0 = input_covariances(x1, x2, same, full={full})
 '''
@@ -75,7 +74,7 @@ def kernels(x1, x2=None, params=None):
 
 _DIAGONAL_PROLOGUE = '''
 
-def kernels_diagonal(x, params=None):
+def kernels_diagonal(x, params=None{side_params}):
     """Σ(x, x) and Θ(x, x) of each input with itself, in O(N) time and memory (neural-tangents' diagonal_batch).
 
     The layers of kernels() on the N pairs (x_i, x_i) alone: the points are a column (..., N, 1) in
@@ -88,10 +87,10 @@ def kernels_diagonal(x, params=None):
         params: run-time parameters by name (see PARAMETERS); None: the spec's values.
 
     Returns:
-        (nngp, ntk): float64 arrays of shape (N,).
+        (nngp, ntk): float64 arrays of shape (N,{pixel_axes}).
     """
     x = _as_points(x, "x")
-    {variances}
+{side_binding}    {variances}
     cov2_0 = nngp_0 = cov1_0  # the pair (x_i, x_i): both variances and the covariance are x_i's variance
 '''
 
@@ -146,33 +145,19 @@ def emit_module(program: KernelProgram, backend: str = "numpy", source: Optional
 
     header = module_header(net, source, filename, backend)
     fields = spatial_fields(program) if spatial else dict(shape=net.input_dim, channels_last="")
+    result_shape, side = spatial_output.result_shape(program), side_fields(program)  # readout = none's pixels; graphs, masks
     if spatial:
-        prologue = _SPATIAL_PROLOGUE.format(**fields)
+        prologue = _SPATIAL_PROLOGUE.format(**fields, **side, result_shape=result_shape)
         printer.functions.setdefault("input_covariances", "")
         variances = f"cov1_0 = input_variances(x, full={fields['full']})  # (..., N, 1): Σ⁰(x, x)(p, p') = x(p)·x(p')/{net.input_dim}"
         fields["channels_last"] = " (channels last)"
     else:
-        prologue = _PROLOGUE.format(d=net.input_dim)
+        prologue = _PROLOGUE.format(d=net.input_dim, **side, result_shape=result_shape)
         variances = f"cov1_0 = xp.sum(x * x, axis=1, keepdims=True) / {net.input_dim}  # (N, 1): Σ⁰(x, x) = x·x/d"
-    if out.shape:  # readout = none: the results' pixel axes
-        dims = ", ".join(map(str, spatial_output.output_pixels(program)))
-        prologue = prologue.replace("float64 arrays of shape (N1, N2)", f"float64 arrays of shape (N1, N2, {dims})", 1)
     binding = parameter_binding(program)
     diagonal_prologue = _DIAGONAL_PROLOGUE.format(shape=fields["shape"], channels_last=fields["channels_last"],
-                                                  variances=variances)
-    if out.shape:
-        diagonal_prologue = diagonal_prologue.replace("float64 arrays of shape (N,)", f"float64 arrays of shape (N, {dims})", 1)
-    if uses_graphs(program):  # aggregate: each point's adjacency, (N, V, V)
-        prologue = prologue.replace("params=None):", "params=None, graph1=None, graph2=None):", 1)
-        diagonal_prologue = diagonal_prologue.replace("params=None):", "params=None, graph=None):", 1)
-    if uses_masks(program):  # position masks, (N, *S) booleans: masked inputs zeroed before their covariances
-        points, point = '    x2 = x1 if same else _as_points(x2, "x2")\n', '    x = _as_points(x, "x")\n'
-        about = "        params: run-time parameters by name (see PARAMETERS); None: the spec's values.\n"
-        prologue = prologue.replace("params=None):", "params=None, mask1=None, mask2=None):", 1).replace(
-            points, points + mask_binding(program), 1).replace(about, about + (
-                "        mask1, mask2: position masks (N1, *S), (N2, *S), True = masked; mask2 None with x2 None.\n"), 1)
-        diagonal_prologue = diagonal_prologue.replace("params=None):", "params=None, mask=None):", 1).replace(
-            point, point + mask_binding(program, True), 1)
+                                                  variances=variances, pixel_axes=result_shape[1:],
+                                                  **side_fields(program, diagonal=True))
     prologue = (point_helpers(net.input_shape) + _PER_POINT + parameter_table(program) + prologue + binding
                 + same_point_binding(program) + graph_binding(program))
     diagonal_prologue += binding + same_point_binding(program, True) + graph_binding(program, True)

@@ -155,6 +155,21 @@ def mask_binding(program: KernelProgram, diagonal: bool = False, indent: str = "
             f"{indent}x2 = x1 if same else {zero.format(x='x2', k='keep2')[5:]}\n")
 
 
+def side_fields(program: KernelProgram, diagonal: bool = False) -> Dict[str, str]:
+    """The fields of an array module's prologue for its per-point side data (graphs, masks): ``side_params``
+    (the signature's extra arguments), ``side_doc`` (their Args lines) and ``side_binding`` (the lines
+    after the points' checks: :func:`mask_binding`; the graphs are bound after the parameters,
+    :func:`graph_binding`). All "" for a network without side data."""
+    graphs, masks = uses_graphs(program), uses_masks(program)
+    if diagonal:
+        params = ", graph=None" * graphs + ", mask=None" * masks
+        doc = ""
+    else:
+        params = ", graph1=None, graph2=None" * graphs + ", mask1=None, mask2=None" * masks
+        doc = "        mask1, mask2: position masks (N1, *S), (N2, *S), True = masked; mask2 None with x2 None.\n" * masks
+    return dict(side_params=params, side_doc=doc, side_binding=mask_binding(program, diagonal))
+
+
 # the first lines of kernels(x1, x2=None, dtype=...) of every backend that takes a dtype (a .format template)
 POINTS_AND_DTYPE = '''    same = x2 is None
     dtype = xp.dtype(dtype)

@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 
 from ..algebra.spatial import FULL
 
-__all__ = ["output_bytes", "output_pixels", "pair_axes", "result_statements", "diagonal_statements"]
+__all__ = ["output_bytes", "output_pixels", "pair_axes", "result_shape", "result_statements", "diagonal_statements"]
 
 
 def output_pixels(program) -> Tuple[int, ...]:
@@ -27,6 +27,12 @@ def output_pixels(program) -> Tuple[int, ...]:
     if not out.shape:
         return ()
     return tuple(out.shape) * (2 if out.layout == FULL else 1)
+
+
+def result_shape(program) -> str:
+    """The pixel axes of :func:`output_pixels` as a generated docstring's shape continues after
+    ``(N1, N2``: "" for a vector output, ", 4, 3" for pixels (4, 3)."""
+    return "".join(f", {d}" for d in output_pixels(program))
 
 
 def output_bytes(program) -> int:
