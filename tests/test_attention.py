@@ -165,9 +165,11 @@ def monte_carlo_agrees(spec, n_samples, seed):
     x = np.random.default_rng(0).standard_normal((3, 4, 3))
     mc = ntkdsl.monte_carlo(net, x, n_samples=n_samples, seed=seed)
     k = net.kernels(x)
-    # power, measured (fast case, 24 draws): the NTK's allowance is 11 % of its scale, the NNGP's 50 % (one
-    # draw's output covariance varies much more than its NTK): the NTK is the sharp check, the NNGP a coarse one
-    for got, se, want, power in ((mc.nngp, mc.nngp_stderr, k.nngp, 0.6), (mc.ntk, mc.ntk_stderr, k.ntk, 0.15)):
+    # power, measured: the NTK's allowance is 11-25 % of its scale (identity without linear scaling the
+    # widest; fast case 11 %, 24 draws), the NNGP's 50-76 % (one
+    # draw's output products f(x)f(x')ᵀ vary like the kernel itself, so ~100 draws x outputs leave a standard
+    # error of ~K/10): the NTK is the sharp check; the NNGP only catches gross errors (a factor 2, a sign)
+    for got, se, want, power in ((mc.nngp, mc.nngp_stderr, k.nngp, 0.8), (mc.ntk, mc.ntk_stderr, k.ntk, 0.3)):
         scale = np.abs(want).max()
         allowance = 4.5 * se + 0.02 * scale
         assert np.all(np.abs(got - want) <= allowance), (got - want) / se
