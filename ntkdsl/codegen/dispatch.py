@@ -88,7 +88,7 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0,
         if backend == "cupy":
             raise ImportError("backend 'cupy' needs CuPy and a CUDA GPU: pip install 'ntkdsl[gpu]'")
         return "numpy", f"{spec.requires} is not installed (pip install 'ntkdsl[{spec.extra}]'); using NumPy"
-    if spec.cuda and (uses_graphs(program) or uses_masks(program)):
+    if spec.cuda and (uses_graphs(program) or uses_masks(program)):  # kernels(diagonal=True) runs the CuPy array module
         return "numpy", "the CUDA kernels cannot evaluate this network (per-point graphs or masks); using NumPy"
     if spec.fused:
         reason = fusable(program)
@@ -153,7 +153,8 @@ def _record_numpy(modules: dict, program: KernelProgram, pairs: int, seconds: fl
 def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional[str] = None,
                 filename: str = "<string>") -> str:
     """The module text for a backend; a fused backend that cannot fuse the program gives NumPy's."""
-    if BACKENDS[backend].cuda and (uses_graphs(program) or uses_masks(program)):  # per-point side data: xp = CuPy
+    if BACKENDS[backend].cuda and (uses_graphs(program) or uses_masks(program)):  # the CUDA module lacks graphs and
+        # masks: the array module with xp = CuPy (what `ntkdsl compile --backend cupy` writes; kernels_diagonal runs it)
         return emit_module(program, backend=backend, source=source, filename=filename)
     if BACKENDS[backend].cuda:
         return emit_cupy_module(program, source=source, filename=filename)
@@ -272,11 +273,7 @@ def run_diagonal(modules: dict, program: KernelProgram, x, *, backend: Optional[
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     chosen = AUTO if backend is None else backend
-    if chosen == "cupy" and (graph is not None or mask is not None):
-        warnings.warn("backend 'cupy': per-point graphs and masks run in the NumPy module; using NumPy",
-                      BackendFallbackWarning, stacklevel=3)
-        chosen = "numpy"
-    if chosen == "cupy":
+    if chosen == "cupy":  # graphs and masks included: the module binds them with xp.asarray (copied to the GPU)
         resolve(program, chosen)  # without CuPy: its ImportError, never a silent fall back to the CPU
         if "cupy-arrays" not in modules:
             modules["cupy-arrays"] = load_module(emit_module(program, "cupy", source, filename), name)
