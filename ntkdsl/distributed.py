@@ -124,7 +124,7 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
     from .results import Kernels
     from .codegen.dispatch import resolve
     from .progress import tile_progress
-    from .masks import request_side
+    from .side import request_side
     from .streaming import array_fingerprint
     from .tiling import tiles
 
@@ -255,7 +255,7 @@ def _run(client, net, x1, x2, missing, store: str, side: int, backend: str, dtyp
     import dask
     from distributed import as_completed
 
-    from .graphs import side_rows
+    from .side import side_rows
 
     spec = (net.to_ntk(), net.layout, net.program.masked)
     token = hashlib.sha256(repr((spec, store, side, backend, str(dtype))).encode()).hexdigest()[:16]

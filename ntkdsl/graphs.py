@@ -1,6 +1,6 @@
 """The per-point adjacencies of networks that aggregate over graphs (``aggregate``): checking and
-converting what ``net.kernels(x1, x2, graph1=, graph2=)`` and ``--graph1/--graph2`` receive, and
-evaluating tiles with their points' graphs.
+converting what ``net.kernels(x1, x2, graph1=, graph2=)`` and ``--graph1/--graph2`` receive. They travel
+with their points as per-point side data (:mod:`ntkdsl.side`), like position masks.
 
 A graph is given per input point, either dense, a float (or boolean) array (N, V, V) with A[i, j] the
 weight of the edge i → j, or as an edge list, an integer array (N, E, 2) of [sender, receiver] rows,
@@ -83,32 +83,4 @@ def request_graphs(net, x1, x2, graph1, graph2) -> Optional[dict]:
     return {"graph1": g1, "graph2": as_graphs(graph2, len(x2), nodes, "graph2", "x2")}
 
 
-def side_rows(side: dict, a, b=None, same: bool = False) -> dict:
-    """The per-point side data (graphs or masks: ``name1`` for x1's points, ``name2`` for x2's) of a tile:
-    every ``name1`` array at the rows ``a``, every ``name2`` at the rows ``b`` of x2's arrays, or of x1's
-    where the request is a self request (``same``); ``b`` None (a tile of x1 with itself): ``name2`` None."""
-    out = {}
-    for name, value in side.items():
-        if name.endswith("1"):
-            other = name[:-1] + "2"
-            out[name] = value[a]
-            out[other] = None if b is None else (value[b] if same else side[other][b])
-    return out
-
-
-def with_graphs(kernels, x1, x2, side: dict):
-    """``kernels(a, b=None, side)`` as a function of index columns (the points' row numbers), so that
-    :func:`ntkdsl.tiling.evaluate` slices each tile's side data (graphs, masks) with its points.
-    Returns (function, i1, i2)."""
-    def run(a, b=None):
-        a = a[:, 0]
-        if b is None:
-            return kernels(x1[a], None, side_rows(side, a))
-        b = b[:, 0]
-        return kernels(x1[a], (x1 if x2 is None else x2)[b], side_rows(side, a, b, x2 is None))
-
-    i1 = np.arange(len(x1))[:, None]
-    return run, i1, None if x2 is None else np.arange(len(x2))[:, None]
-
-
-__all__ = ["as_graphs", "request_graphs", "side_rows", "with_graphs"]
+__all__ = ["as_graphs", "request_graphs"]

@@ -13,7 +13,7 @@ positions, attention gives masked keys no weight. Only per-position layers take 
 A request with masks runs the network's masked twin (:func:`masked_network`): the same IR derived with
 ``masked=True``, whose modules take ``mask1``/``mask2``; the network without masks keeps its program
 and modules unchanged. Masks travel like graphs, as per-point side data sliced with the points of
-each tile (:func:`ntkdsl.graphs.side_rows`).
+each tile (:mod:`ntkdsl.side`).
 """
 
 from __future__ import annotations
@@ -93,18 +93,4 @@ def request_masks(net, x1, x2, mask1, mask2) -> Optional[dict]:
     return {"mask1": m1, "mask2": as_masks(mask2, len(x2), shape, "mask2", "x2")}
 
 
-def request_side(net, x1, x2, graph1=None, graph2=None, mask1=None, mask2=None):
-    """(the network that evaluates the request, its per-point side data or None): ``net`` with its graphs
-    (:func:`ntkdsl.graphs.request_graphs`), or the masked twin with the masks."""
-    from .graphs import request_graphs
-
-    if mask1 is not None or mask2 is not None:
-        net = masked_network(net)
-    graphs = request_graphs(net, x1, x2, graph1, graph2)
-    masks = request_masks(net, x1, x2, mask1, mask2)
-    if graphs is None and masks is None:
-        return net, None
-    return net, {**(graphs or {}), **(masks or {})}
-
-
-__all__ = ["as_masks", "masked_network", "request_masks", "request_side"]
+__all__ = ["as_masks", "masked_network", "request_masks"]

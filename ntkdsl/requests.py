@@ -16,12 +16,12 @@ from .results import Kernels
 def checked(net, x1, x2, diagonal: bool, graph1=None, graph2=None, mask1=None, mask2=None):
     """(the network that evaluates the request, x1, x2, the side data or None): the points checked as
     inputs of ``net`` (:func:`ntkdsl.validate.points`), and their graphs and masks
-    (:func:`ntkdsl.masks.request_side`: with masks, the network is ``net``'s masked twin).
+    (:func:`ntkdsl.side.request_side`: with masks, the network is ``net``'s masked twin).
 
     Raises:
         ValueError: a bad input, or ``x2`` given with ``diagonal``.
     """
-    from .masks import request_side
+    from .side import request_side
     from .validate import points
 
     if diagonal and x2 is not None:
@@ -35,7 +35,7 @@ def checked(net, x1, x2, diagonal: bool, graph1=None, graph2=None, mask1=None, m
 def diagonal(net, x, backend, dtype, to_numpy, progress, side=None) -> Kernels:
     """Σ(x, x) and Θ(x, x) of each row of ``x`` (:func:`ntkdsl.codegen.dispatch.run_diagonal`); a
     value that is not finite is refused naming its row and the layer that overflowed. ``side``: the
-    rows' graphs or masks (:func:`ntkdsl.masks.request_side`)."""
+    rows' graphs or masks (:func:`ntkdsl.side.request_side`)."""
     from .codegen.dispatch import run_diagonal
 
     request_note(net, len(x), 1, progress)
@@ -69,15 +69,15 @@ def covers(tile, x1, x2) -> bool:
 
 def tiled(net, x1, x2, tile, backend, dtype, to_numpy, progress, side=None):
     """(nngp, ntk) of ``net`` evaluated in tiles (:func:`ntkdsl.tiling.evaluate`), each tile's side data
-    (graphs, masks) sliced with its points (:func:`ntkdsl.graphs.with_graphs`); an overflow names the
+    (graphs, masks) sliced with its points (:func:`ntkdsl.side.with_side`); an overflow names the
     rows of the request, not of the tile."""
     from . import tiling
-    from .graphs import with_graphs
+    from .side import with_side
 
     fn, rows1, rows2 = (lambda a, b=None: net._evaluate(a, b, backend, dtype, to_numpy)), x1, x2
     if side is not None:  # tiles of row numbers
-        fn, rows1, rows2 = with_graphs(lambda a, b, g: net._evaluate(a, b, backend, dtype, to_numpy, False, g),
-                                       x1, x2, side)
+        fn, rows1, rows2 = with_side(lambda a, b, g: net._evaluate(a, b, backend, dtype, to_numpy, False, g),
+                                     x1, x2, side)
     try:
         return tiling.evaluate(fn, rows1, rows2, tile, progress, pair_axes(net.program))
     except KernelOverflowError as exc:

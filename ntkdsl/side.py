@@ -1,8 +1,115 @@
 """Per-point side data of a kernel request: the graphs of networks that aggregate (``graph1``/``graph2``,
-:mod:`ntkdsl.graphs`) and the position masks of masked requests (``mask1``/``mask2``, True = masked,
-:mod:`ntkdsl.masks`), travelling with their points."""
+dense adjacencies, :mod:`ntkdsl.graphs`) and position masks (``mask1``/``mask2``, True = masked,
+:mod:`ntkdsl.masks`), checked against their points and travelling with them through tiles.
+
+Two rules for a mask given on one side only: ``net.kernels`` and the CLI refuse it (:func:`request_side`:
+a mask is part of the point, so the request says what it means), while the flow and the scikit-learn
+estimators fill the side left without masks with all False (:func:`side_options`: training and test
+points come separately, and a set without masks is unmasked, neural-tangents' convention;
+docs/language.md).
+"""
 
 from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+
+def request_side(net, x1, x2, graph1=None, graph2=None, mask1=None, mask2=None):
+    """(the network that evaluates the request, its per-point side data or None): ``net`` with its graphs
+    (:func:`ntkdsl.graphs.request_graphs`), or the masked twin with the masks
+    (:func:`ntkdsl.masks.request_masks`)."""
+    from .graphs import request_graphs
+    from .masks import masked_network, request_masks
+
+    if mask1 is not None or mask2 is not None:
+        net = masked_network(net)
+    graphs = request_graphs(net, x1, x2, graph1, graph2)
+    masks = request_masks(net, x1, x2, mask1, mask2)
+    if graphs is None and masks is None:
+        return net, None
+    return net, {**(graphs or {}), **(masks or {})}
+
+
+def point_side(net, x, points: str, suffix: str = "", graph=None, mask=None) -> dict:
+    """The per-point side data of the points ``x`` (named ``points``) for ``net.kernels``: ``{"graph": ...}``,
+    dense float64 adjacencies (N, V, V) (:func:`ntkdsl.graphs.as_graphs`), for a network that aggregates over
+    graphs; ``{"mask": ...}``, booleans (N, *S) with True = masked (:func:`ntkdsl.masks.as_masks`), where masks
+    are given; {} for neither. A network object without a program (a wrapper) gets them as given, for its
+    ``kernels`` to check. The arguments are named ``graph{suffix}`` and ``mask{suffix}`` in errors.
+
+    Raises:
+        ValueError: graphs missing for a network that aggregates, given to one that does not, or not one
+            adjacency (mask) per point of ``points``; a mask of another shape than (N, *S).
+        StructureSpecError: masks for a network with a layer that cannot take them (located at the layer).
+    """
+    from .codegen.prologue import uses_graphs
+    from .graphs import as_graphs
+    from .ir.layer import refuse_unmaskable
+    from .masks import as_masks
+
+    gname, mname = f"graph{suffix}", f"mask{suffix}"
+    side = {k: v for k, v in (("graph", graph), ("mask", mask)) if v is not None}
+    program = getattr(net, "program", None)
+    if program is None:
+        return side
+    if mask is not None:
+        refuse_unmaskable(net.ir)
+        side["mask"] = as_masks(mask, len(x), tuple(net.ir.input_shape[:-1]), mname, points)
+    if not uses_graphs(program):
+        if graph is not None:
+            raise ValueError(f"network {net.name} has no aggregate layer: {gname} is not used; leave it out")
+        return side
+    nodes = int(net.ir.input_shape[0])
+    if graph is None:
+        raise ValueError(f"network {net.name} aggregates over graphs: pass {gname}=, each point of {points}'s adjacency "
+                         f"((N, {nodes}, {nodes}) floats or an (N, E, 2) integer edge list)")
+    side["graph"] = as_graphs(graph, len(x), nodes, gname, points)
+    return side
+
+
+def side_options(x1, side1: dict, x2=None, side2: Optional[dict] = None) -> dict:
+    """``net.kernels``' keyword arguments for the side data (:func:`point_side`) of the points ``x1`` and ``x2``
+    (None: a self request): graph1/graph2 and mask1/mask2; where one side has masks and the other has none, the
+    other's are all False (no mask: nothing masked, neural-tangents' convention)."""
+    out = {"graph1": side1.get("graph"), "mask1": side1.get("mask")}
+    if x2 is None:
+        return out
+    side2 = side2 or {}
+    out.update(graph2=side2.get("graph"), mask2=side2.get("mask"))
+    for mine, other, rows in (("mask1", "mask2", x1), ("mask2", "mask1", x2)):
+        if out[mine] is None and out[other] is not None:
+            out[mine] = np.zeros((len(rows),) + np.shape(out[other])[1:], dtype=bool)
+    return out
+
+
+def side_rows(side: dict, a, b=None, same: bool = False) -> dict:
+    """The per-point side data (graphs or masks: ``name1`` for x1's points, ``name2`` for x2's) of a tile:
+    every ``name1`` array at the rows ``a``, every ``name2`` at the rows ``b`` of x2's arrays, or of x1's
+    where the request is a self request (``same``); ``b`` None (a tile of x1 with itself): ``name2`` None."""
+    out = {}
+    for name, value in side.items():
+        if name.endswith("1"):
+            other = name[:-1] + "2"
+            out[name] = value[a]
+            out[other] = None if b is None else (value[b] if same else side[other][b])
+    return out
+
+
+def with_side(kernels, x1, x2, side: dict):
+    """``kernels(a, b=None, side)`` as a function of index columns (the points' row numbers), so that
+    :func:`ntkdsl.tiling.evaluate` slices each tile's side data (graphs, masks) with its points.
+    Returns (function, i1, i2)."""
+    def run(a, b=None):
+        a = a[:, 0]
+        if b is None:
+            return kernels(x1[a], None, side_rows(side, a))
+        b = b[:, 0]
+        return kernels(x1[a], (x1 if x2 is None else x2)[b], side_rows(side, a, b, x2 is None))
+
+    i1 = np.arange(len(x1))[:, None]
+    return run, i1, None if x2 is None else np.arange(len(x2))[:, None]
 
 
 def overflow_reason(side: dict) -> str:
@@ -14,4 +121,4 @@ def overflow_reason(side: dict) -> str:
     return "masks (a variance left the float64 range: scale the inputs down)"
 
 
-__all__ = ["overflow_reason"]
+__all__ = ["overflow_reason", "point_side", "request_side", "side_options", "side_rows", "with_side"]

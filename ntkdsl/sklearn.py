@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .api import CompiledNetwork, load, loads
 from .flow import KernelFlow
-from .flow.network_kernels import point_side, side_options
+from .side import point_side, side_options
 from .ir.network import refuse_spatial_readout
 
 __all__ = ["NTKKernel", "NTKRegressor", "NTKClassifier", "DEFAULT_SPEC"]

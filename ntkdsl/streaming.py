@@ -86,7 +86,7 @@ def request_fingerprint(net, x1: np.ndarray, x2: Optional[np.ndarray], dtype: np
 def _request(net, x1, x2, dtype, graph1, graph2, mask1=None, mask2=None):
     """The validated request: (the network that evaluates it (masks: its masked twin), x1, x2, the
     per-point graphs or masks, dtype, its fingerprint, graphs and masks included)."""
-    from .masks import request_side
+    from .side import request_side
 
     x1 = _points(net, x1, "x1")
     x2 = None if x2 is None else _points(net, x2, "x2")
@@ -205,7 +205,7 @@ def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype, graphs=Non
     adjacencies, sliced with the tile's points."""
     from .codegen.spatial_output import pair_axes
     from .tiling import transpose_pairs
-    from .graphs import side_rows
+    from .side import side_rows
     from .tiling import exact_duplicates
 
     right = (None if a == b else x1[b]) if x2 is None else x2[b]

@@ -116,7 +116,7 @@ def read_data(path: str, shape: Tuple[int, ...], need_y: bool) -> Tuple[np.ndarr
 
 def read_side(path: str, net, x: np.ndarray) -> dict:
     """The per-point side data in the .npz at ``path`` of its points ``x``, as keyword arguments of the flow
-    (``graph``, ``mask``; :func:`ntkdsl.flow.network_kernels.point_side`): the array ``graph``, dense (N, V, V),
+    (``graph``, ``mask``; :func:`ntkdsl.side.point_side`): the array ``graph``, dense (N, V, V),
     for a network with aggregate layers, where it is required; the array ``mask`` (N, *S) booleans where held.
 
     Raises:
@@ -125,7 +125,7 @@ def read_side(path: str, net, x: np.ndarray) -> dict:
     """
     from ..codegen.prologue import uses_graphs
     from ..errors import SpecError
-    from ..flow.network_kernels import point_side
+    from ..side import point_side
 
     with np.load(path, allow_pickle=False) as data:  # read_data has read it as an .npz already
         held = {k: k in data.files for k in ("graph", "mask")}

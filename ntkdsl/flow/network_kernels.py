@@ -8,63 +8,12 @@ from typing import Optional
 
 import numpy as np
 
+from ..side import point_side, side_options
 from . import inputs
 
 # The entrywise accuracy a network's training kernel must have for the flow: |K̂ − K|(x, x') ≤ δ·√(K(x, x)K(x', x'))
 # bounds ‖K̂ − K‖₂ ≤ ‖K̂ − K‖_F ≤ δ·tr K, so an exactly PSD K gives λ_min(K̂) ≥ −δ·tr K̂ (to first order).
 NETWORK_KERNEL_RTOL = 1e-8
-
-
-def point_side(net, x, points: str, suffix: str = "", graph=None, mask=None) -> dict:
-    """The per-point side data of the points ``x`` (named ``points``) for ``net.kernels``: ``{"graph": ...}``,
-    dense float64 adjacencies (N, V, V) (:func:`ntkdsl.graphs.as_graphs`), for a network that aggregates over
-    graphs; ``{"mask": ...}``, booleans (N, *S) with True = masked (:func:`ntkdsl.masks.as_masks`), where masks
-    are given; {} for neither. A network object without a program (a wrapper) gets them as given, for its
-    ``kernels`` to check. The arguments are named ``graph{suffix}`` and ``mask{suffix}`` in errors.
-
-    Raises:
-        ValueError: graphs missing for a network that aggregates, given to one that does not, or not one
-            adjacency (mask) per point of ``points``; a mask of another shape than (N, *S).
-        StructureSpecError: masks for a network with a layer that cannot take them (located at the layer).
-    """
-    from ..codegen.prologue import uses_graphs
-    from ..graphs import as_graphs
-    from ..ir.layer import refuse_unmaskable
-    from ..masks import as_masks
-
-    gname, mname = f"graph{suffix}", f"mask{suffix}"
-    side = {k: v for k, v in (("graph", graph), ("mask", mask)) if v is not None}
-    program = getattr(net, "program", None)
-    if program is None:
-        return side
-    if mask is not None:
-        refuse_unmaskable(net.ir)
-        side["mask"] = as_masks(mask, len(x), tuple(net.ir.input_shape[:-1]), mname, points)
-    if not uses_graphs(program):
-        if graph is not None:
-            raise ValueError(f"network {net.name} has no aggregate layer: {gname} is not used; leave it out")
-        return side
-    nodes = int(net.ir.input_shape[0])
-    if graph is None:
-        raise ValueError(f"network {net.name} aggregates over graphs: pass {gname}=, each point of {points}'s adjacency "
-                         f"((N, {nodes}, {nodes}) floats or an (N, E, 2) integer edge list)")
-    side["graph"] = as_graphs(graph, len(x), nodes, gname, points)
-    return side
-
-
-def side_options(x1, side1: dict, x2=None, side2: Optional[dict] = None) -> dict:
-    """``net.kernels``' keyword arguments for the side data (:func:`point_side`) of the points ``x1`` and ``x2``
-    (None: a self request): graph1/graph2 and mask1/mask2; where one side has masks and the other has none, the
-    other's are all False (no mask: nothing masked, neural-tangents' convention)."""
-    out = {"graph1": side1.get("graph"), "mask1": side1.get("mask")}
-    if x2 is None:
-        return out
-    side2 = side2 or {}
-    out.update(graph2=side2.get("graph"), mask2=side2.get("mask"))
-    for mine, other, rows in (("mask1", "mask2", x1), ("mask2", "mask1", x2)):
-        if out[mine] is None and out[other] is not None:
-            out[mine] = np.zeros((len(rows),) + np.shape(out[other])[1:], dtype=bool)
-    return out
 
 
 def evaluate(net, x1, x2, arrays, **options):
