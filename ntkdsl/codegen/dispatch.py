@@ -36,7 +36,7 @@ from .cache import _compiled_in, compiled_for, compiled_on_disk, load_cached_mod
 from .cuda import emit_cupy_module
 from .emit import emit_module
 from .fused import NotFusable, emit_fused_module, fusable
-from .prologue import uses_graphs, uses_masks
+from .prologue import uses_graphs
 
 AUTO = "auto"
 # measured by benchmarks/sweeps.py (results/sweeps.json) on the 2-core development machine, CPU seconds
@@ -88,7 +88,7 @@ def resolve(program: KernelProgram, backend: Optional[str], entries: int = 0,
         if backend == "cupy":
             raise ImportError("backend 'cupy' needs CuPy and a CUDA GPU: pip install 'ntkdsl[gpu]'")
         return "numpy", f"{spec.requires} is not installed (pip install 'ntkdsl[{spec.extra}]'); using NumPy"
-    if spec.cuda and (uses_graphs(program) or uses_masks(program)):  # kernels(diagonal=True) runs the CuPy array module
+    if spec.cuda and (uses_graphs(program) or program.masked):  # kernels(diagonal=True) runs the CuPy array module
         return "numpy", "the CUDA kernels cannot evaluate this network (per-point graphs or masks); using NumPy"
     if spec.fused:
         reason = fusable(program)
@@ -153,7 +153,7 @@ def _record_numpy(modules: dict, program: KernelProgram, pairs: int, seconds: fl
 def emit_source(program: KernelProgram, backend: str = "numpy", source: Optional[str] = None,
                 filename: str = "<string>") -> str:
     """The module text for a backend; a fused backend that cannot fuse the program gives NumPy's."""
-    if BACKENDS[backend].cuda and (uses_graphs(program) or uses_masks(program)):  # the CUDA module lacks graphs and
+    if BACKENDS[backend].cuda and (uses_graphs(program) or program.masked):  # the CUDA module lacks graphs and
         # masks: the array module with xp = CuPy (what `ntkdsl compile --backend cupy` writes; kernels_diagonal runs it)
         return emit_module(program, backend=backend, source=source, filename=filename)
     if BACKENDS[backend].cuda:

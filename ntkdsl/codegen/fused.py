@@ -72,8 +72,7 @@ def fusable(program: KernelProgram) -> Optional[str]:
     the layer kinds first, then a trial emission (a function without a scalar translation, such
     as Owen's T of ELU, shows only there). Remembered per program: each request asks."""
     if program not in _FUSABLE:
-        reason = ("it is evaluated with position masks (mask1/mask2), which the fused kernels lack" if program.masked
-                  else structural_reason(program))
+        reason = structural_reason(program)
         if reason is None:
             try:
                 emit_fused_module(program)

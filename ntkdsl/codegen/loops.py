@@ -185,8 +185,11 @@ class ScalarPrinter(ArrayPrinter):
 
 
 def structural_reason(program: KernelProgram) -> Optional[str]:
-    """Why the program's layers cannot be fused (for a vector network, a layer that is not
-    elementwise after the Gram matrix; for an image network, a numerical dual), or None."""
+    """Why the program's layers cannot be fused (position masks; for a vector network, a layer that is
+    not elementwise after the Gram matrix; for an image network, a numerical dual; per-point graphs,
+    attention weights), or None."""
+    if program.masked:
+        return "it is evaluated with position masks (mask1/mask2), which the fused kernels lack"
     vector = len(program.network.input_shape) == 1
     if program.output.shape:
         return ("the network ends in an image or signal (readout = none); the fused kernels return one number "

@@ -128,18 +128,12 @@ def graph_binding(program: KernelProgram, diagonal: bool = False, indent: str = 
             f"{indent}graph2 = graph1 if same else xp.asarray(graph2, dtype=xp.float64)  # (N2, V, V)\n")
 
 
-def uses_masks(program: KernelProgram) -> bool:
-    """Whether the program was derived for position masks (:mod:`ntkdsl.algebra.masking`), so its modules
-    take ``mask1``/``mask2`` (``mask`` in kernels_diagonal)."""
-    return program.masked
-
-
 def mask_binding(program: KernelProgram, diagonal: bool = False, indent: str = "    ") -> str:
     """The lines of an array module that turn the masks into ``keep1``/``keep2`` (1 − mask as floats, (N, P))
     and zero the masked positions of the inputs (neural-tangents' MaskedArray), or "": kernels() takes
     mask1 (N1, *S) and mask2 (N2, *S) (None: mask1, for a self request), checked by the caller
     (:func:`ntkdsl.masks.as_masks`); kernels_diagonal() one ``mask``."""
-    if not uses_masks(program):
+    if not program.masked:  # derived without position masks (:mod:`ntkdsl.algebra.masking`)
         return ""
     keep = "1.0 - xp.asarray({m}, dtype=xp.float64).reshape({x}.shape[0], -1)"
     zero = "{x} = {x} * {k}.reshape({x}.shape[:-1] + (1,))"
@@ -160,7 +154,7 @@ def side_fields(program: KernelProgram, diagonal: bool = False) -> Dict[str, str
     (the signature's extra arguments), ``side_doc`` (their Args lines) and ``side_binding`` (the lines
     after the points' checks: :func:`mask_binding`; the graphs are bound after the parameters,
     :func:`graph_binding`). All "" for a network without side data."""
-    graphs, masks = uses_graphs(program), uses_masks(program)
+    graphs, masks = uses_graphs(program), program.masked
     if diagonal:
         params = ", graph=None" * graphs + ", mask=None" * masks
         doc = ""
