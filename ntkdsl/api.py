@@ -222,23 +222,23 @@ class CompiledNetwork:
             return int(self.memory_model.peak(n1, n2))
         return int(output_bytes(self.program) * n1 * n2 + self.memory_model.peak(min(batch_size, n1), min(batch_size, n2)))
 
-    def _evaluate(self, x1, x2, backend, dtype, to_numpy, progress=False, graphs=None):
+    def _evaluate(self, x1, x2, backend, dtype, to_numpy, progress=False, side=None):
         """One evaluation by the chosen backend (no tiling); a result that is not finite is refused,
-        naming the layer whose variance overflowed (:mod:`ntkdsl.codegen.overflow`). ``graphs``: the
-        adjacencies of a network that aggregates (:func:`ntkdsl.graphs.request_graphs`)."""
+        naming the layer whose variance overflowed (:mod:`ntkdsl.codegen.overflow`). ``side``: the
+        points' side data, graphs and masks (:func:`ntkdsl.side.request_side`)."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused below, with its layer
             if dtype is None and backend == "numpy":
                 from .codegen.dispatch import runtime_values
 
-                k = self._module.kernels(x1, x2, params=runtime_values(self.program), **(graphs or {}))  # nothing to choose
+                k = self._module.kernels(x1, x2, params=runtime_values(self.program), **(side or {}))  # nothing to choose
             else:
-                k = self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy, progress=progress, graphs=graphs)
-        if graphs is not None:  # the overflow tracer re-runs single points without their graphs: name the request
+                k = self._run(x1, x2, backend=backend, dtype=dtype, to_numpy=to_numpy, progress=progress, graphs=side)
+        if side is not None:  # the overflow tracer re-runs single points without their side data: name the request
             if not all(np.isfinite(np.asarray(a)).all() for a in k):
                 from .side import overflow_reason
 
                 raise KernelOverflowError(f"the kernels of network {self.name} are not finite at these inputs and "
-                                          f"{overflow_reason(graphs)}")
+                                          f"{overflow_reason(side)}")
             return k
         refuse_nonfinite(self._modules, self.program, x1, x2, *k, dtype=dtype, source=self.source,
                          filename=self.filename, name=self.name)

@@ -109,7 +109,7 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
             each tile's task finishes on the cluster.
         retries: extra attempts of a tile task that raises.
         graph1, graph2: each point's adjacency for a network with ``aggregate`` layers
-            (:func:`ntkdsl.graphs.request_graphs`), shipped with the rows of each tile; mask1, mask2 likewise
+            (:func:`ntkdsl.side.request_side`), shipped with the rows of each tile; mask1, mask2 likewise
             for position masks (:mod:`ntkdsl.masks`).
 
     Returns:
@@ -130,7 +130,7 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
 
     x1 = _points(net, x1, "x1")
     x2 = None if x2 is None else _points(net, x2, "x2")
-    net, graphs = request_side(net, x1, x2, graph1, graph2, mask1, mask2)  # masks: the masked twin
+    net, side_data = request_side(net, x1, x2, graph1, graph2, mask1, mask2)  # masks: the masked twin
     dtype = np.dtype(np.float64 if dtype is None else dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
@@ -138,8 +138,8 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
         raise ValueError(f"backend must be auto, numpy or numba on a cluster (CPU tiles), not {backend!r}")
     n1, n2 = x1.shape[0], (x1 if x2 is None else x2).shape[0]
     ident = request_fingerprint(net, x1, x2, dtype)
-    if graphs is not None:  # another graph is another request
-        ident.update({name: None if g is None else array_fingerprint(g) for name, g in graphs.items()})
+    if side_data is not None:  # another graph (mask) is another request
+        ident.update({name: None if g is None else array_fingerprint(g) for name, g in side_data.items()})
     shape = (n1, n2) + output_pixels(net.program)  # readout = none: (N1, N2, *S)
     root, side = _open_store(store, ident, shape, _tile_side(net, n1, n2, tile), dtype)
     result = Kernels(*(_lazy(store, name) for name in NAMES))
@@ -154,12 +154,12 @@ def kernels(net, x1, x2=None, store="kernels.zarr", client=None, *, tile: Option
         if missing:
             with _session(client) as c:
                 try:
-                    _run(c, net, x1, x2, missing, os.fspath(store), side, chosen, dtype, bar, retries, graphs)
+                    _run(c, net, x1, x2, missing, os.fspath(store), side, chosen, dtype, bar, retries, side_data)
                 except KernelOverflowError as exc:  # name the rows of the request, not of the tile
                     raise exc.relocated(x1, x2) from None
     finally:
         bar.close()
-    _exact_duplicates(net, root, x1, x2, backend, dtype, graphs is not None)
+    _exact_duplicates(net, root, x1, x2, backend, dtype, side_data is not None)
     root.attrs["complete"] = True
     return result
 
@@ -248,10 +248,10 @@ def _rows(x, side: int):
 
 
 def _run(client, net, x1, x2, missing, store: str, side: int, backend: str, dtype, bar, retries: int,
-         graphs=None) -> None:
+         side_data=None) -> None:
     """Submit one task per missing tile and wait for all; cancel the rest if one fails or the
-    driver is interrupted (tasks already running finish their tile, which is kept). ``graphs``: the
-    request's adjacencies, cut into the same blocks of rows as the points."""
+    driver is interrupted (tasks already running finish their tile, which is kept). ``side_data``: the
+    request's graphs and masks, cut into the same blocks of rows as the points."""
     import dask
     from distributed import as_completed
 
@@ -261,13 +261,13 @@ def _run(client, net, x1, x2, missing, store: str, side: int, backend: str, dtyp
     token = hashlib.sha256(repr((spec, store, side, backend, str(dtype))).encode()).hexdigest()[:16]
     rows1 = _rows(x1, side)
     rows2 = None if x2 is None else _rows(x2, side)
-    blocks = None if graphs is None else {name: None if g is None else _rows(g, side) for name, g in graphs.items()}
+    blocks = None if side_data is None else {name: None if g is None else _rows(g, side) for name, g in side_data.items()}
     tasks = []
     for i, j in missing:
         other = (None if i == j else rows1[j]) if x2 is None else rows2[j]
-        tile_graphs = None if graphs is None else side_rows(blocks, i, None if x2 is None and i == j else j, x2 is None)
+        tile_side = None if side_data is None else side_rows(blocks, i, None if x2 is None and i == j else j, x2 is None)
         tasks.append(dask.delayed(_tile_task, pure=True)(spec, rows1[i], other, i, j, store, side, x2 is None,
-                                                         backend, str(dtype), tile_graphs,
+                                                         backend, str(dtype), tile_side,
                                                          dask_key_name=f"ntkdsl-tile-{token}-{i}-{j}"))
     futures = client.compute(tasks, retries=retries)
     try:
@@ -295,9 +295,9 @@ def _network(spec):
 
 
 def _tile_task(spec, rows, other, i: int, j: int, store: str, side: int, mirror: bool, backend: str, dtype: str,
-               graphs=None):
+               side_data=None):
     """On a worker: evaluate tile (i, j), write it (and its mirror), then set its done flag.
-    ``graphs``: the rows' graphs or masks (``name1``) and the other rows' (``name2``, None on the diagonal)."""
+    ``side_data``: the rows' graphs or masks (``name1``) and the other rows' (``name2``, None on the diagonal)."""
     import zarr
 
     net = _network(spec)
@@ -306,8 +306,8 @@ def _tile_task(spec, rows, other, i: int, j: int, store: str, side: int, mirror:
     for rows_of, x in ((i, x_a), (j, x_b)):
         if x is not None and not np.all(np.isfinite(x)):
             raise ValueError(f"the input rows {rows_of * side}..{rows_of * side + len(x) - 1} hold NaN or infinite values")
-    tile_graphs = None if graphs is None else {name: None if g is None else np.asarray(g) for name, g in graphs.items()}
-    nngp, ntk = net._evaluate(x_a, x_b, backend, dtype, True, False, tile_graphs)
+    tile_side = None if side_data is None else {name: None if g is None else np.asarray(g) for name, g in side_data.items()}
+    nngp, ntk = net._evaluate(x_a, x_b, backend, dtype, True, False, tile_side)
     root = zarr.open_group(store, mode="r+")
     a = slice(i * side, i * side + nngp.shape[0])
     b = slice(j * side, j * side + nngp.shape[1])
@@ -340,11 +340,11 @@ class _Orthogonal:
         self.array.oindex[key] = np.broadcast_to(value, shape)
 
 
-def _exact_duplicates(net, root, x1, x2, backend, dtype, graphs: bool = False) -> None:
+def _exact_duplicates(net, root, x1, x2, backend, dtype, side_data: bool = False) -> None:
     """Identical points get the exact value at (x, x), as in ``net.kernels`` (idempotent); not where
-    points carry graphs (equal rows with other graphs are other points)."""
+    points carry side data (equal rows with other graphs or masks are other points)."""
     from .tiling import exact_duplicates
 
     exact_duplicates(_Orthogonal(root["nngp"]), _Orthogonal(root["ntk"]), np.asarray(x1),
                      None if x2 is None else np.asarray(x2), lambda a: net._evaluate(a, None, backend, dtype, True),
-                     uses_same_point(net.program) or graphs)
+                     uses_same_point(net.program) or side_data)

@@ -90,14 +90,14 @@ def _request(net, x1, x2, dtype, graph1, graph2, mask1=None, mask2=None):
 
     x1 = _points(net, x1, "x1")
     x2 = None if x2 is None else _points(net, x2, "x2")
-    net, graphs = request_side(net, x1, x2, graph1, graph2, mask1, mask2)
+    net, side_data = request_side(net, x1, x2, graph1, graph2, mask1, mask2)
     dtype = np.dtype(np.float64 if dtype is None else dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     ident = request_fingerprint(net, x1, x2, dtype)
-    if graphs is not None:  # another graph (mask) is another request
-        ident.update({name: None if g is None else array_fingerprint(g) for name, g in graphs.items()})
-    return net, x1, x2, graphs, dtype, ident
+    if side_data is not None:  # another graph (mask) is another request
+        ident.update({name: None if g is None else array_fingerprint(g) for name, g in side_data.items()})
+    return net, x1, x2, side_data, dtype, ident
 
 
 def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int] = None,
@@ -121,7 +121,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
         progress: None (a bar when stderr is a terminal), True, False or a callable ``(done, total)``
             called after each tile is on disk (:mod:`ntkdsl.progress`).
         graph1, graph2: each point's adjacency for a network with ``aggregate`` layers
-            (:func:`ntkdsl.graphs.request_graphs`), sliced with the points of each tile and part of
+            (:func:`ntkdsl.side.request_side`), sliced with the points of each tile and part of
             the request a resume must match; mask1, mask2 likewise for position masks (:mod:`ntkdsl.masks`).
 
     Returns:
@@ -142,7 +142,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
     from .progress import tile_progress
     from .tiling import tiles
 
-    net, x1, x2, graphs, dtype, ident = _request(net, x1, x2, dtype, graph1, graph2, mask1, mask2)
+    net, x1, x2, side_data, dtype, ident = _request(net, x1, x2, dtype, graph1, graph2, mask1, mask2)
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
     os.makedirs(directory, exist_ok=True)
@@ -162,7 +162,7 @@ def kernels_to_disk(net, x1, x2=None, directory=".", *, batch_size: Optional[int
             if (a.start, b.start) in done:
                 continue
             try:
-                _write_tile(net, out, x1, x2, a, b, backend, dtype, graphs)
+                _write_tile(net, out, x1, x2, a, b, backend, dtype, side_data)
             except KernelOverflowError as exc:  # name the rows of the request, not of the tile
                 raise exc.relocated(x1, x2) from None
             done[a.start, b.start] = _tile_digest(out, a, b, x2 is None)
@@ -198,21 +198,21 @@ def _resume(net, directory, ident, final, part, shape, batch_size, memory_budget
     return tuple(manifest["tile"]), manifest["done"]
 
 
-def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype, graphs=None) -> None:
+def _write_tile(net, out, x1, x2, a: slice, b: slice, backend, dtype, side_data=None) -> None:
     """Evaluate one tile, give its identical points the exact value at (x, x)
     (:func:`ntkdsl.tiling.exact_duplicates`, as ``net.kernels`` does), write it (and, for a
-    self-kernel, its mirror below the diagonal) and flush both files. ``graphs``: the request's
-    adjacencies, sliced with the tile's points."""
+    self-kernel, its mirror below the diagonal) and flush both files. ``side_data``: the request's
+    graphs and masks, sliced with the tile's points."""
     from .codegen.spatial_output import pair_axes
     from .tiling import transpose_pairs
     from .side import side_rows
     from .tiling import exact_duplicates
 
     right = (None if a == b else x1[b]) if x2 is None else x2[b]
-    tile_graphs = None if graphs is None else side_rows(graphs, a, None if x2 is None and a == b else b, x2 is None)
-    k = [np.array(v) for v in net._evaluate(x1[a], right, backend, dtype, True, False, tile_graphs)]
+    tile_side = None if side_data is None else side_rows(side_data, a, None if x2 is None and a == b else b, x2 is None)
+    k = [np.array(v) for v in net._evaluate(x1[a], right, backend, dtype, True, False, tile_side)]
     exact_duplicates(k[0], k[1], x1[a], right, lambda p: net._evaluate(p, None, backend, dtype, True),
-                     uses_same_point(net.program) or graphs is not None)  # equal x with other graphs differ
+                     uses_same_point(net.program) or side_data is not None)  # equal x with other side data differ
     for name, value in zip(NAMES, k):
         out[name][a, b] = value
         if x2 is None and a != b:
