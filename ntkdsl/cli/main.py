@@ -174,17 +174,24 @@ def _eval(args) -> int:
                         memory_budget=args.memory_budget, progress=args.progress, **graphs)
     except (ImportError, MemoryError) as exc:
         raise UserError(str(exc)) from None
+    return _report(args, k, f"network {net.name}: kernels of shape {k.nngp.shape}", pairs_diagonal=x2 is None)
+
+
+def _report(args, k, heading: str, note: str = "", pairs_diagonal: bool = False) -> int:
+    """``eval``'s result: written to ``-o FILE`` (.npz of nngp and ntk; ``note`` after the shape in the
+    message), or ``heading`` and each kernel's min, max and mean printed (with ``pairs_diagonal`` also
+    those of its diagonal K(x_i, x_i), a self request's)."""
     if args.out:
         try:
             write_npz(args.out, nngp=k.nngp, ntk=k.ntk)
         except OSError as exc:
             raise UserError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
-        print(f"wrote {args.out}: nngp, ntk of shape {k.nngp.shape}")
+        print(f"wrote {args.out}: nngp, ntk of shape {k.nngp.shape}{note}")
         return 0
-    print(f"network {net.name}: kernels of shape {k.nngp.shape}")
+    print(heading)
     for name, a in (("nngp", k.nngp), ("ntk", k.ntk)):
         print(f"  {name:5s} min {a.min():.6g}  max {a.max():.6g}  mean {a.mean():.6g}")
-        if x2 is None:
+        if pairs_diagonal:
             diag = np.diagonal(a, axis1=0, axis2=1)  # (N,), or (*S, N) for a network with readout = none
             print(f"        diagonal {diag.min():.6g} .. {diag.max():.6g}")
     return 0
@@ -206,17 +213,7 @@ def _eval_diagonal(args, net: CompiledNetwork, x1, x2, graphs: dict) -> int:
                         diagonal=True, graph1=graphs.get("graph1"), mask1=graphs.get("mask1"))
     except (ImportError, MemoryError) as exc:
         raise UserError(str(exc)) from None
-    if args.out:
-        try:
-            write_npz(args.out, nngp=k.nngp, ntk=k.ntk)
-        except OSError as exc:
-            raise UserError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
-        print(f"wrote {args.out}: nngp, ntk of shape {k.nngp.shape} (K(x, x) per point)")
-        return 0
-    print(f"network {net.name}: K(x, x) of {len(x1)} points")
-    for name, a in (("nngp", k.nngp), ("ntk", k.ntk)):
-        print(f"  {name:5s} min {a.min():.6g}  max {a.max():.6g}  mean {a.mean():.6g}")
-    return 0
+    return _report(args, k, f"network {net.name}: K(x, x) of {len(x1)} points", note=" (K(x, x) per point)")
 
 
 def _eval_to_disk(args, net: CompiledNetwork, x1, x2, graphs: dict) -> int:
