@@ -32,6 +32,45 @@ def request_side(net, x1, x2, graph1=None, graph2=None, mask1=None, mask2=None):
     return net, {**(graphs or {}), **(masks or {})}
 
 
+def side_graph(ir, graph, n: int, name: str, points: str, *, where: str = ""):
+    """``graph`` (named ``name``) as dense float64 adjacencies (N, V, V) of the ``n`` points named ``points``
+    (:func:`ntkdsl.graphs.as_graphs`) for the network ``ir`` (:class:`ntkdsl.ir.Network`) if it aggregates;
+    None for one without aggregate layers.
+
+    Raises:
+        ValueError: graphs given to a network without aggregate layers, missing for one with them, or bad.
+    """
+    from .graphs import as_graphs
+    from .layers.aggregate import aggregates
+
+    if not aggregates(ir.layers):
+        if graph is not None:
+            raise ValueError(f"network {ir.name} has no aggregate layer: {name} is not used; leave it out")
+        return None
+    nodes = int(ir.input_shape[0])
+    if graph is None:
+        raise ValueError(f"network {ir.name} aggregates over graphs: pass {name}=, each point of {points}'s adjacency "
+                         f"((N, {nodes}, {nodes}) floats or an (N, E, 2) integer edge list)")
+    return as_graphs(graph, n, nodes, name, points, where=where)
+
+
+def side_mask(ir, mask, n: int, name: str, points: str, *, where: str = ""):
+    """``mask`` (named ``name``) as booleans (N, *S), True = masked, of the ``n`` points named ``points``
+    (:func:`ntkdsl.masks.as_masks`) for the network ``ir``; None for no mask.
+
+    Raises:
+        ValueError: a bad mask.
+        StructureSpecError: a network with a layer that cannot take masks (located at the layer).
+    """
+    from .ir.layer import refuse_unmaskable
+    from .masks import as_masks
+
+    if mask is None:
+        return None
+    refuse_unmaskable(ir)
+    return as_masks(mask, n, tuple(ir.input_shape[:-1]), name, points, where=where)
+
+
 def point_side(net, x, points: str, suffix: str = "", graph=None, mask=None) -> dict:
     """The per-point side data of the points ``x`` (named ``points``) for ``net.kernels``: ``{"graph": ...}``,
     dense float64 adjacencies (N, V, V) (:func:`ntkdsl.graphs.as_graphs`), for a network that aggregates over
@@ -44,29 +83,12 @@ def point_side(net, x, points: str, suffix: str = "", graph=None, mask=None) -> 
             adjacency (mask) per point of ``points``; a mask of another shape than (N, *S).
         StructureSpecError: masks for a network with a layer that cannot take them (located at the layer).
     """
-    from .codegen.prologue import uses_graphs
-    from .graphs import as_graphs
-    from .ir.layer import refuse_unmaskable
-    from .masks import as_masks
-
-    gname, mname = f"graph{suffix}", f"mask{suffix}"
     side = {k: v for k, v in (("graph", graph), ("mask", mask)) if v is not None}
-    program = getattr(net, "program", None)
-    if program is None:
+    if getattr(net, "program", None) is None:
         return side
-    if mask is not None:
-        refuse_unmaskable(net.ir)
-        side["mask"] = as_masks(mask, len(x), tuple(net.ir.input_shape[:-1]), mname, points)
-    if not uses_graphs(program):
-        if graph is not None:
-            raise ValueError(f"network {net.name} has no aggregate layer: {gname} is not used; leave it out")
-        return side
-    nodes = int(net.ir.input_shape[0])
-    if graph is None:
-        raise ValueError(f"network {net.name} aggregates over graphs: pass {gname}=, each point of {points}'s adjacency "
-                         f"((N, {nodes}, {nodes}) floats or an (N, E, 2) integer edge list)")
-    side["graph"] = as_graphs(graph, len(x), nodes, gname, points)
-    return side
+    checked = {"mask": side_mask(net.ir, mask, len(x), f"mask{suffix}", points),
+               "graph": side_graph(net.ir, graph, len(x), f"graph{suffix}", points)}
+    return {k: v for k, v in checked.items() if v is not None}
 
 
 def side_options(x1, side1: dict, x2=None, side2: Optional[dict] = None) -> dict:
@@ -121,4 +143,5 @@ def overflow_reason(side: dict) -> str:
     return "masks (a variance left the float64 range: scale the inputs down)"
 
 
-__all__ = ["overflow_reason", "point_side", "request_side", "side_options", "side_rows", "with_side"]
+__all__ = ["overflow_reason", "point_side", "request_side", "side_graph", "side_mask", "side_options", "side_rows",
+           "with_side"]

@@ -15,8 +15,6 @@ import numpy as np
 from ..ir.network import Network, refuse_spatial_readout
 from ..layers.arrays import array_module, namespace, to_numpy
 from ..layers.branching import sequence_forward, sequence_init, walk
-from ..layers.aggregate import aggregates
-from ..ir.layer import refuse_unmaskable
 from ..layers.finite import Params, mask_positions, point_graphs, point_masks, random_masks
 from ..validate import points, seed as valid_seed
 
@@ -165,28 +163,20 @@ class FiniteNetwork:
     def _keep(self, mask, x, name: str, points: str):
         """``mask`` (True = masked, :func:`ntkdsl.masks.as_masks`) as the keep floats (N, *S), or None;
         a network that cannot take masks is refused at its layer (located)."""
-        from ..masks import as_masks
+        from ..side import side_mask
 
         if mask is None:
             return None
-        refuse_unmaskable(self.ir)
-        m = as_masks(to_numpy(mask) if namespace(mask) is not np else mask, x.shape[0], tuple(self.ir.input_shape[:-1]),
-                     name, points)
+        m = side_mask(self.ir, to_numpy(mask) if namespace(mask) is not np else mask, x.shape[0], name, points)
         return self.xp.asarray(1.0 - m.astype(np.float64))
 
     def _graphs(self, graph, x, name: str, points: str):
-        """``graph`` checked and made dense for the points ``x`` (:func:`ntkdsl.graphs.as_graphs`), or
+        """``graph`` checked and made dense for the points ``x`` (:func:`ntkdsl.side.side_graph`), or
         None for a network without aggregate layers (which must get none)."""
-        from ..graphs import as_graphs
+        from ..side import side_graph
 
-        if not aggregates(self.ir.layers):
-            if graph is not None:
-                raise ValueError(f"{name} is given, but the network has no aggregate layer; leave it out")
-            return None
-        if graph is None:
-            raise ValueError(f"the network aggregates over graphs: pass {name}= (each point of {points}'s adjacency, "
-                             "(N, V, V) floats or an (N, E, 2) integer edge list)")
-        return self.xp.asarray(as_graphs(graph, x.shape[0], int(self.ir.input_shape[0]), name, points))
+        g = side_graph(self.ir, graph, x.shape[0], name, points)
+        return None if g is None else self.xp.asarray(g)
 
     def apply(self, x, graph=None, mask=None) -> np.ndarray:
         """The outputs f(x), shape (N, k), for inputs of shape (N, *input_shape) ((N, *S, C) for a
