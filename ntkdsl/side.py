@@ -2,11 +2,9 @@
 dense adjacencies, :mod:`ntkdsl.graphs`) and position masks (``mask1``/``mask2``, True = masked,
 :mod:`ntkdsl.masks`), checked against their points and travelling with them through tiles.
 
-Two rules for a mask given on one side only: ``net.kernels`` and the CLI refuse it (:func:`request_side`:
-a mask is part of the point, so the request says what it means), while the flow and the scikit-learn
-estimators fill the side left without masks with all False (:func:`side_options`: training and test
-points come separately, and a set without masks is unmasked, neural-tangents' convention;
-docs/language.md).
+A mask given for one set of points only is refused everywhere (:func:`request_side`, :func:`side_options`):
+a mask is part of its point, and a network fit on masked (padded) points and asked about unmasked ones
+would read the padding silently; pass all False for points without masked positions.
 """
 
 from __future__ import annotations
@@ -93,16 +91,21 @@ def point_side(net, x, points: str, suffix: str = "", graph=None, mask=None) -> 
 
 def side_options(x1, side1: dict, x2=None, side2: Optional[dict] = None) -> dict:
     """``net.kernels``' keyword arguments for the side data (:func:`point_side`) of the points ``x1`` and ``x2``
-    (None: a self request): graph1/graph2 and mask1/mask2; where one side has masks and the other has none, the
-    other's are all False (no mask: nothing masked, neural-tangents' convention)."""
+    (None: a self request): graph1/graph2 and mask1/mask2.
+
+    Raises:
+        ValueError: masks for one set of points only (the flow's training or test points, an estimator's
+            fit or predict): the other set's masks are needed too (all False where nothing is masked).
+    """
     out = {"graph1": side1.get("graph"), "mask1": side1.get("mask")}
     if x2 is None:
         return out
     side2 = side2 or {}
     out.update(graph2=side2.get("graph"), mask2=side2.get("mask"))
-    for mine, other, rows in (("mask1", "mask2", x1), ("mask2", "mask1", x2)):
-        if out[mine] is None and out[other] is not None:
-            out[mine] = np.zeros((len(rows),) + np.shape(out[other])[1:], dtype=bool)
+    if (out["mask1"] is None) != (out["mask2"] is None):
+        raise ValueError("position masks were given for one set of points only (training or test): give the other "
+                         "set's masks too (all False for points without masked positions); without them the "
+                         "padding of its masked positions would be read as data")
     return out
 
 

@@ -130,12 +130,21 @@ def test_masked_tails_train_the_flow_of_the_cut_sequences(net):
                    KernelFlow(net, x, y, mask_train=m).predict(xt, np.inf, mask_test=mt), CUT_RTOL)
 
 
-def test_a_side_without_masks_is_unmasked(net, problem):
-    """mask_test left out: the test points are unmasked (the closed form with all-False test masks)."""
+def test_a_side_without_masks_is_refused_and_all_false_masks_are_unmasked(net, problem):
+    """mask_test left out after a masked fit: refused (the test points' padding would be read as data); all-False
+    test masks give the closed form with unmasked test points."""
     x, m, y, xt, _, k, _, _ = problem
     kx = net.kernels(xt, x, mask1=np.zeros((4, 6), bool), mask2=m)
     flow = KernelFlow(net, x, y, mask_train=m)
-    close_to_scale(flow.predict(xt, np.inf), kx.ntk @ np.linalg.solve(k.ntk, y), RTOL)
+    close_to_scale(flow.predict(xt, np.inf, mask_test=np.zeros((4, 6), bool)), kx.ntk @ np.linalg.solve(k.ntk, y), RTOL)
+    with pytest.raises(ValueError, match="one set of points only"):
+        flow.predict(xt, np.inf)
+    pytest.importorskip("sklearn")
+    from ntkdsl.sklearn import NTKRegressor
+
+    reg = NTKRegressor(spec=SPEC).fit(x.reshape(8, -1), y, mask=m)
+    with pytest.raises(ValueError, match="one set of points only"):
+        reg.predict(xt.reshape(4, -1))
 
 
 def test_sklearn_estimators_take_masks(net, problem):
