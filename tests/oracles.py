@@ -71,3 +71,20 @@ def mehler_table_rows():
     """The rows of tests/data/numerical_duals_mpmath.json (25-digit references of E[f(u)g(v)])."""
     with open(MEHLER_TABLE) as fh:
         return json.load(fh)["rows"]
+
+
+def flow_map(train, cross, t, learning_rate=1.0):
+    """A with f_t(x*) = A·y for gradient flow on the squared loss (kernel-math.md §4; Lee et al. 2019, eq. 16):
+    A = K(x*, X) K⁻¹ (I − e^{−ηKt/N}), and K(x*, X) K⁻¹ at t = ∞; by numpy's solve and scipy's expm."""
+    from scipy.linalg import expm
+
+    if np.isinf(t):
+        return np.linalg.solve(train, cross.T).T
+    n = len(train)
+    return cross @ np.linalg.solve(train, np.eye(n) - expm(-learning_rate / n * t * train))
+
+
+def flow_ensemble_cov(a, nngp_train, nngp_cross, nngp_test):
+    """The ensemble's covariance over initialisations at the map ``a`` (Lee et al. 2019, eq. 16):
+    Σ(x*, x*) + A Σ Aᵀ − A Σ(X, x*) − Σ(x*, X) Aᵀ."""
+    return nngp_test + a @ nngp_train @ a.T - a @ nngp_cross.T - nngp_cross @ a.T
