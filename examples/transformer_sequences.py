@@ -23,17 +23,9 @@ import numpy as np
 
 import ntkdsl
 from ntkdsl.flow import KernelFlow
+from rnn_sequences import waves  # the same task (this script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
-
-
-def waves(n: int, rng) -> tuple:
-    """n noisy sine waves of 16 steps, shape (n, 16, 1), and their ±1 frequency labels."""
-    freq = rng.integers(0, 2, n)
-    t = np.arange(16)
-    phase = rng.uniform(0, 2 * np.pi, (n, 1))
-    x = np.sin(np.where(freq[:, None] == 1, 1.2, 0.5) * t + phase) + 0.3 * rng.standard_normal((n, 16))
-    return x[..., None], 2.0 * freq - 1.0
 
 
 def main() -> None:
