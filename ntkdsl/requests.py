@@ -26,8 +26,13 @@ def checked(net, x1, x2, diagonal: bool, graph1=None, graph2=None, mask1=None, m
 
     if diagonal and x2 is not None:
         raise ValueError("diagonal=True evaluates K(x, x) for each row of x1 alone; x2 must be None")
-    x1 = points(x1, net.ir.input_shape, "x1")
-    x2 = None if x2 is None else points(x2, net.ir.input_shape, "x2")
+    try:
+        x1 = points(x1, net.ir.input_shape, "x1")
+        x2 = None if x2 is None else points(x2, net.ir.input_shape, "x2")
+    except ValueError as exc:
+        if mask1 is None and mask2 is None or "NaN" not in str(exc):
+            raise
+        raise ValueError(f"{exc} (every entry must be finite, masked positions too: pad them with 0)") from None
     evaluator, side = request_side(net, x1, x2, graph1, graph2, mask1, mask2)
     return evaluator, x1, x2, side
 

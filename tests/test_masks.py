@@ -210,6 +210,14 @@ def test_bad_masks_are_refused_clearly(kwargs, message):
         net.kernels(x, **kwargs)
 
 
+def test_nan_padding_at_masked_positions_is_refused_with_a_hint():
+    net = ntkdsl.loads("network n(input = [6, 4]) { conv(4, kernel = 1); relu; global_avg_pool; dense(1) }")
+    x, mask = np.zeros((3, 6, 4)), np.zeros((3, 6), bool)
+    x[:, 4:], mask[:, 4:] = np.nan, True
+    with pytest.raises(ValueError, match="masked positions too: pad them with 0"):
+        net.kernels(x, mask1=mask)
+
+
 def test_x2_needs_its_masks():
     net = ntkdsl.loads("network n(input = [6, 4]) { conv(4, kernel = 1); relu; global_avg_pool; dense(1) }")
     with pytest.raises(ValueError, match="pass its points' masks as mask2="):
