@@ -33,7 +33,7 @@ from typing import Optional, Tuple
 import sympy as sp
 
 from ..arraycode.mehler import MEHLER_DEGREES, MEHLER_TOLERANCE
-from ..algebra.functions import GaussianExpectation, angle
+from ..algebra.functions import GaussianExpectation, angle, number
 from . import exppoly, steps
 from .breakpoints import is_resolvable
 from .registry import REGISTRY, ActivationRow, price_derivative
@@ -103,20 +103,9 @@ def numerical_dual(fn: sp.Lambda, q1, q2, c, breakpoints=(), jumps: bool = False
 
     ``breakpoints``: numbers, expressions in parameters, or locators ``Lambda(x, a(x))`` whose sign
     changes are breakpoints (resolved numerically once every parameter has a value)."""
-    marks = sp.Tuple(*sorted({_number(b) for b in breakpoints}, key=sp.default_sort_key))
+    marks = sp.Tuple(*sorted({number(b) for b in breakpoints}, key=sp.default_sort_key))
     k = GaussianExpectation(fn, fn, q1, q2, c, marks)
     return Dual(k, GaussianExpectation(*k.args).fdiff(5) if isinstance(k, GaussianExpectation) else sp.S.Zero, QUADRATURE)
-
-
-def _number(b) -> sp.Expr:
-    """A breakpoint as a sympy object: registry rows give Python numbers, :func:`kinks` sympy expressions.
-
-    Built without sympify so that no text is ever evaluated."""
-    if isinstance(b, sp.Basic):
-        return b
-    if isinstance(b, bool) or not isinstance(b, (int, float)):
-        raise TypeError(f"a breakpoint must be a number or a sympy expression, not {b!r}")
-    return sp.Integer(b) if isinstance(b, int) else sp.Float(b)
 
 
 # ---------------------------------------------------------------- exact strategies

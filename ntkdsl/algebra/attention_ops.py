@@ -7,7 +7,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.core.symbol import Str
 
-from .functions import _powered
+from .functions import _powered, number
 from .spatial_base import SpatialOp as _SpatialOp
 from .spatial_base import ints as _ints
 from .spatial_base import static
@@ -91,4 +91,4 @@ def attend(k, left, right, shape) -> sp.Expr:
 
 
 def positions(shape, p_norm, decay: str, rate) -> sp.Expr:
-    return position_covariance(_ints(shape), sp.sympify(p_norm), Str(decay), sp.sympify(rate))
+    return position_covariance(_ints(shape), number(p_norm), Str(decay), number(rate))

@@ -19,6 +19,16 @@ import sympy as sp
 from sympy.core.logic import fuzzy_and, fuzzy_or
 
 
+def number(value) -> sp.Expr:
+    """A number or sympy expression as a sympy object, built without sympify, so that no text is ever
+    evaluated (a string, or anything else, is a TypeError)."""
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number or a sympy expression, not {value!r}")
+    return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
+
+
 def _powered(latex):
     """Let a ``_latex`` method take sympy's ``exp=`` keyword (the function raised to a power)."""
 

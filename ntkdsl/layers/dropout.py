@@ -22,6 +22,7 @@ from typing import Mapping, Optional
 import sympy as sp
 
 from ..algebra import spatial as ops
+from ..algebra.functions import number
 from ..algebra.points import SAME_POINT
 from ..algebra.state import KernelState
 from ..errors import ArgumentSpecError, Span, StructureSpecError
@@ -35,7 +36,7 @@ from .registry import LayerRule, register
 
 def _is_probability(x) -> bool:
     """0 < x ≤ 1 for an exact number."""
-    x = sp.sympify(x)
+    x = number(x)
     return bool(x.is_number and 0 < x <= 1)
 
 
@@ -64,7 +65,7 @@ class Dropout(Layer):
 
     def kernel(self, s: KernelState, p: Mapping[str, sp.Symbol]) -> KernelState:
         """Each variance times f on the pixel diagonal, Σ and Θ times f where a point meets itself at one pixel."""
-        extra = 1 / sp.sympify(self.rate) - 1  # f − 1
+        extra = 1 / number(self.rate) - 1  # f − 1
         if s.shape and s.layout == ops.FULL:
             def boost(k):  # (f − 1)·δ(p, p′)·K: only the pixel diagonal gains the factor
                 return extra * ops.embed(ops.diagonal(k, s.shape), s.shape)
