@@ -108,18 +108,8 @@ def load_graphs(args, net: CompiledNetwork, x1, x2) -> dict:
     if (x2 is None) != (not graph2):
         raise UserError("--graph2 goes with --x2 (its points' adjacencies); a self kernel uses --graph1 for both sides"
                         if x2 is None else f"network {net.name} aggregates over graphs: --x2 is given, so pass --graph2 FILE")
-    out = {"graph2": None}
-    for option, path, rows in (("--graph1", args.graph1, x1), ("--graph2", graph2, x2)):
-        if path is None:
-            continue
-        if path.endswith(".npz") and os.path.exists(path):
-            path = f"{path}:graph"
-        raw = load_array(path, option)
-        try:
-            out[option[2:]] = as_graphs(raw, len(rows), nodes, option, "--x" + option[-1], where=f" in {path!r}")
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-    return out
+    return _per_point_arrays("graph", (args.graph1, x1), (graph2, x2),
+                             lambda raw, n, option, points, where: as_graphs(raw, n, nodes, option, points, where=where))
 
 
 def load_masks(args, net: CompiledNetwork, x1, x2) -> dict:
@@ -137,16 +127,25 @@ def load_masks(args, net: CompiledNetwork, x1, x2) -> dict:
     if (x2 is None) != (not mask2):
         raise UserError("--mask2 goes with --x2 (its points' masks); a self kernel uses --mask1 for both sides"
                         if x2 is None else "--x2 is given, so pass --mask2 FILE (its points' masks; all False: none masked)")
-    out = {"mask2": None}
-    for option, path, rows in (("--mask1", args.mask1, x1), ("--mask2", mask2, x2)):
+    shape = tuple(net.ir.input_shape[:-1])
+    return _per_point_arrays("mask", (args.mask1, x1), (mask2, x2),
+                             lambda raw, n, option, points, where: as_masks(raw, n, shape, option, points, where=where))
+
+
+def _per_point_arrays(key: str, side1, side2, convert) -> dict:
+    """``{key}1``/``{key}2`` of ``net.kernels`` read from the files of ``--{key}1``/``--{key}2`` (``side``:
+    (path or None, the points)): .npy, an .npz's array ``key`` or FILE.npz:NAME, converted by ``convert``
+    (raw, N, option, points' option, where) with its ValueError as the UserError; ``{key}2`` None without a file."""
+    out = {f"{key}2": None}
+    for number, (path, rows) in enumerate((side1, side2), start=1):
         if path is None:
             continue
+        option = f"--{key}{number}"
         if path.endswith(".npz") and os.path.exists(path):
-            path = f"{path}:mask"
+            path = f"{path}:{key}"
         raw = load_array(path, option)
         try:
-            out[option[2:]] = as_masks(raw, len(rows), tuple(net.ir.input_shape[:-1]), option, "--x" + option[-1],
-                                       where=f" in {path!r}")
+            out[f"{key}{number}"] = convert(raw, len(rows), option, f"--x{number}", f" in {path!r}")
         except ValueError as exc:
             raise UserError(str(exc)) from None
     return out
